@@ -1,0 +1,3 @@
+"""edgeweave: collaborative edge training experiments on Ray."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Ray actors: long-lived device workers and the driver. They only move work and state."""

@@ -1,0 +1,28 @@
+"""The device worker: a Ray actor around one Client, trained share after share, round after round."""
+
+from __future__ import annotations
+
+import numpy as np
+import ray
+import torch
+
+from edgeweave.platform.aggregate import Partial
+from edgeweave.platform.client import Client
+from edgeweave.platform.config import ExperimentConfig
+from edgeweave.platform.data import ArrayData
+from edgeweave.platform.partition import Partition
+from edgeweave.platform.strategies import Job
+
+
+class DeviceWorker:
+    """Receives the data and partition once (zero-copy from the object store), keeps one model."""
+
+    def __init__(self, cfg: ExperimentConfig, data: ArrayData, partition: Partition, threads: int) -> None:
+        torch.set_num_threads(threads)
+        self.client = Client(cfg, data, partition)
+
+    def run(self, round_: int, global_weights: np.ndarray, jobs: list[Job]) -> Partial:
+        return self.client.run(round_, global_weights, jobs)
+
+
+RemoteDeviceWorker = ray.remote(DeviceWorker)

@@ -1,0 +1,61 @@
+"""The `edgeweave` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Optional, Sequence
+
+from edgeweave.platform.errors import UserError
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Validate everything first, then make the run directory, then start Ray and train."""
+    from edgeweave.platform.config import load_config
+    from edgeweave.platform.data import load_dataset
+    from edgeweave.platform.partition import partition_data
+
+    cfg = load_config(args.config, args.set)
+    data = load_dataset(cfg.data, cfg.seed)
+    partition = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed)
+
+    from edgeweave.actors.session import Simulation
+    from edgeweave.platform.experiment import run_rounds
+    from edgeweave.platform.flat import FlatLayout
+    from edgeweave.platform.models import build_model
+    from edgeweave.platform.rundir import create_run_dir, save_weights
+    from edgeweave.platform.sinks import default_sinks
+
+    run_dir = create_run_dir(cfg)
+    print(f"edgeweave run {cfg.name}: {cfg.strategy.name} on {cfg.data.name}, "
+          f"{cfg.devices.count} devices, {cfg.training.rounds} rounds -> {run_dir}", flush=True)
+    with Simulation(cfg, data, partition) as sim:
+        sinks = default_sinks(cfg, run_dir)
+        run_rounds(cfg, sim, sinks, run_dir)
+        layout = FlatLayout(build_model(cfg.model, data.input_shape, data.num_classes, cfg.seed))
+        save_weights(run_dir / "model.safetensors", layout, sim.weights())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edgeweave", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run one experiment from a YAML config")
+    run.add_argument("config", help="experiment YAML, e.g. configs/quickstart.yaml")
+    run.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                     help="override one config value (repeatable)")
+    run.set_defaults(func=cmd_run)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

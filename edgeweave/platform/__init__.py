@@ -1,0 +1,1 @@
+"""Everything that runs without Ray: config, data, models, policies, training, aggregation."""

@@ -1,0 +1,51 @@
+"""Partial aggregates (per-element sums and counts) and count-normalised averaging.
+
+Sums are float64 so that the combined result hardly depends on how devices were split
+between workers: 1 worker and 2 workers give the same weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Optional
+
+import numpy as np
+
+
+@dataclass
+class Partial:
+    """What one worker sends back for a round: weighted sums, weights, and per-device records."""
+
+    sums: np.ndarray
+    counts: np.ndarray
+    records: list[dict] = field(default_factory=list)
+
+    @classmethod
+    def zeros(cls, size: int) -> "Partial":
+        return cls(np.zeros(size, np.float64), np.zeros(size, np.float64))
+
+    def add(self, values: np.ndarray, weight: float, mask: Optional[np.ndarray] = None) -> None:
+        """Add `weight * values` on the elements in `mask` (all elements when None)."""
+        if mask is None:
+            self.sums += weight * values.astype(np.float64)
+            self.counts += weight
+        else:
+            self.sums[mask] += weight * values.astype(np.float64)
+            self.counts[mask] += weight
+
+
+def combine(partials: Iterable[Partial]) -> Partial:
+    """Element-wise sum of several partials; records are concatenated."""
+    parts = list(partials)
+    out = Partial(np.sum([p.sums for p in parts], axis=0), np.sum([p.counts for p in parts], axis=0))
+    for p in parts:
+        out.records.extend(p.records)
+    return out
+
+
+def average(previous: np.ndarray, sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """sums / counts where counts > 0; elements that nobody trained keep their previous value."""
+    out = previous.astype(np.float32, copy=True)
+    trained = counts > 0
+    out[trained] = (sums[trained] / counts[trained]).astype(np.float32)
+    return out

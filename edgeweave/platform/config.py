@@ -1,0 +1,206 @@
+"""The experiment schema: YAML in, validated models out, every mistake one clear line.
+
+Sections with a pluggable choice (data, partition, model, strategy) are validated against the
+parameter model that their registered class declares, so a new policy needs no schema change.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal, Optional, Sequence
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer
+
+from edgeweave.platform.data import DATASETS
+from edgeweave.platform.errors import UserError
+from edgeweave.platform.models import MODELS
+from edgeweave.platform.partition import PARTITIONERS
+from edgeweave.platform.registry import Params, Registry
+from edgeweave.platform.strategies import STRATEGIES
+
+
+class Choice(BaseModel):
+    """A pluggable section: the registered name and its validated parameters."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    key: str
+    name: str
+    params: Params
+
+    def __getattr__(self, item: str) -> Any:
+        # Parameters read as attributes of the section: cfg.partition.alpha.
+        params = self.__dict__.get("params")
+        if params is not None and item in type(params).model_fields:
+            return getattr(params, item)
+        raise AttributeError(item)
+
+    @model_serializer
+    def _flat(self) -> dict[str, Any]:
+        return {self.key: self.name, **self.params.model_dump(mode="json")}
+
+
+class DevicesConfig(Params):
+    count: int = Field(20, ge=1)
+    per_round: int = Field(10, ge=1)
+
+
+class TrainingConfig(Params):
+    rounds: int = Field(20, ge=1)
+    local_epochs: int = Field(1, ge=1)
+    local_steps: Optional[int] = Field(None, ge=1)  # when set, replaces local_epochs
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(0.05, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    eval_every: int = Field(1, ge=1)
+    eval_batch_size: int = Field(1024, ge=1)
+
+
+class RayConfig(Params):
+    address: Optional[str] = None  # an existing cluster; else RAY_ADDRESS, else a local one
+    num_workers: Optional[int] = Field(None, ge=1)  # default: one per CPU slot
+    cpus_per_worker: float = Field(1.0, gt=0)
+    gpus_per_worker: float = Field(0.0, ge=0)
+
+
+class WandbConfig(Params):
+    mode: Literal["offline", "online", "disabled"] = "offline"
+    project: str = "edgeweave"
+    entity: Optional[str] = None
+    group: Optional[str] = None
+
+
+class LoggingConfig(Params):
+    out_dir: str = "runs"
+    progress: bool = True
+    wandb: WandbConfig = WandbConfig()
+
+
+class ExperimentConfig(Params):
+    name: str = Field("run", pattern=r"^[A-Za-z0-9_.-]+$")
+    seed: int = Field(0, ge=0)
+    data: Choice
+    partition: Choice
+    model: Choice
+    devices: DevicesConfig = DevicesConfig()
+    training: TrainingConfig = TrainingConfig()
+    strategy: Choice
+    ray: RayConfig = RayConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+PLUGGABLE: dict[str, tuple[Registry, str]] = {
+    "data": (DATASETS, "digits"),
+    "partition": (PARTITIONERS, "iid"),
+    "model": (MODELS, "cnn"),
+    "strategy": (STRATEGIES, "fedavg"),
+}
+
+
+def _field_model(model: type[BaseModel], loc: Sequence[Any]) -> Optional[type[BaseModel]]:
+    """The pydantic model that owns the last element of `loc`, for listing its valid keys."""
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        ann = field.annotation if field else None
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return None
+        model = ann
+    return model
+
+
+def _validate(model: type[BaseModel], data: Any, prefix: str) -> BaseModel:
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = [str(p) for p in err["loc"]]
+        where = ".".join([prefix, *loc] if prefix else loc) or prefix or "config"
+        if err["type"] == "extra_forbidden":
+            owner = _field_model(model, err["loc"])
+            keys = ", ".join(owner.model_fields) if owner and owner.model_fields else "none"
+            raise UserError(f"{where}: unknown key; valid keys: {keys}") from None
+        if err["type"] == "missing":
+            raise UserError(f"{where}: required but missing") from None
+        raise UserError(f"{where} = {err['input']!r}: {err['msg']}") from None
+
+
+def build_config(raw: Any) -> ExperimentConfig:
+    """Validate a raw mapping (the parsed YAML plus overrides) into an ExperimentConfig."""
+    if not isinstance(raw, dict):
+        raise UserError(f"config = {type(raw).__name__}: must be a mapping of sections")
+    raw = copy.deepcopy(raw)
+    for section, (registry, default) in PLUGGABLE.items():
+        body = raw.get(section) or {}
+        if not isinstance(body, dict):
+            raise UserError(f"{section} = {body!r}: must be a mapping")
+        name = body.pop(registry.key, default)
+        _, params_model = registry.entry(name, f"{section}.{registry.key}")
+        params = _validate(params_model, body, section)
+        raw[section] = Choice(key=registry.key, name=name, params=params)
+    cfg = _validate(ExperimentConfig, raw, "")
+    _check_across(cfg)  # type: ignore[arg-type]
+    return cfg  # type: ignore[return-value]
+
+
+def _check_across(cfg: ExperimentConfig) -> None:
+    if cfg.devices.per_round > cfg.devices.count:
+        raise UserError(
+            f"devices.per_round = {cfg.devices.per_round}: must be at most devices.count "
+            f"({cfg.devices.count})"
+        )
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """'section.key=value' as a key path and a YAML-typed value."""
+    path, sep, value = text.partition("=")
+    keys = path.strip().split(".")
+    if not sep or not all(keys):
+        raise UserError(f"--set {text!r}: expected section.key=value")
+    try:
+        return keys, yaml.safe_load(value)
+    except yaml.YAMLError:
+        raise UserError(f"--set {text!r}: the value is not valid YAML") from None
+
+
+def apply_overrides(raw: dict, overrides: Sequence[str]) -> dict:
+    """Write each 'a.b=value' into the raw mapping, creating sections as needed."""
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = raw
+        for i, key in enumerate(keys[:-1]):
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise UserError(f"--set {text!r}: {'.'.join(keys[: i + 1])} is not a section")
+        node[keys[-1]] = value
+    return raw
+
+
+def read_yaml(path: str | Path) -> Any:
+    """Parse a YAML file safely; a missing or malformed file is a UserError."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"config = {str(path)!r}: no such file")
+    try:
+        return yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise UserError(f"config = {str(path)!r}: not valid YAML{where}") from None
+
+
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentConfig:
+    """Read a YAML experiment, apply `--set` overrides, validate."""
+    raw = read_yaml(path)
+    if not isinstance(raw, dict):
+        raise UserError(f"config = {str(path)!r}: must be a mapping of sections")
+    return build_config(apply_overrides(raw, overrides))
+
+
+def dump_config(cfg: ExperimentConfig) -> str:
+    """The resolved config as YAML that load_config accepts back unchanged."""
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)

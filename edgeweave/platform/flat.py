@@ -1,0 +1,53 @@
+"""A model's floating-point state as one flat float32 buffer: one message per round, in-place loads."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+from torch import nn
+
+# Buffers from Ray's object store are read-only; we only ever copy out of them.
+warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+
+
+class FlatLayout:
+    """Names, shapes and offsets of a model's parameters and floating buffers, in state_dict order."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.names: list[str] = []
+        self.shapes: list[torch.Size] = []
+        offsets = [0]
+        for name, t in model.state_dict().items():
+            if t.is_floating_point():
+                self.names.append(name)
+                self.shapes.append(t.shape)
+                offsets.append(offsets[-1] + t.numel())
+        self.offsets = offsets
+
+    @property
+    def size(self) -> int:
+        return self.offsets[-1]
+
+    def _tensors(self, model: nn.Module) -> list[torch.Tensor]:
+        state = model.state_dict(keep_vars=True)
+        return [state[n].data for n in self.names]
+
+    def flatten(self, model: nn.Module) -> np.ndarray:
+        """A fresh float32 copy of the model's state."""
+        return torch.cat([t.detach().reshape(-1).float().cpu() for t in self._tensors(model)]).numpy()
+
+    def load(self, model: nn.Module, flat: np.ndarray) -> None:
+        """Copy `flat` into the model's own tensors, in place."""
+        src = torch.from_numpy(np.asarray(flat))
+        for t, a, b in zip(self._tensors(model), self.offsets[:-1], self.offsets[1:]):
+            t.copy_(src[a:b].view(t.shape))
+
+    def state_dict(self, flat: np.ndarray) -> dict[str, torch.Tensor]:
+        """Named tensors (copies) of a flat buffer, for saving."""
+        src = torch.from_numpy(np.array(flat, dtype=np.float32))
+        return {
+            n: src[a:b].view(s).clone()
+            for n, s, a, b in zip(self.names, self.shapes, self.offsets[:-1], self.offsets[1:])
+        }

@@ -1,0 +1,22 @@
+"""AlexNet in its CIFAR form: five 3x3 convs with three max-pools and a two-layer head."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from edgeweave.platform.models.base import MODELS, ConvNet, ModelParams, conv_stack, mlp_head, scaled
+
+
+@MODELS.register("alexnet", ModelParams)
+class AlexNet:
+    """64-192-384-256-256 filters, hidden head of 1024 units (no dropout: draws stay seeded)."""
+
+    def __init__(self, params: ModelParams) -> None:
+        self.params = params
+
+    def build(self, input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
+        w = self.params.width
+        spec = [64, "M", 192, "M", 384, 256, 256, "M"]
+        features, c, size = conv_stack(spec, input_shape[0], input_shape[1], w, False)
+        hidden = [scaled(1024, w), scaled(1024, w)]
+        return ConvNet(features, mlp_head(c * size * size, hidden, num_classes))

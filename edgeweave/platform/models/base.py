@@ -1,0 +1,65 @@
+"""The model zoo's registry and the shared pieces of its CIFAR-form networks."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from pydantic import Field
+
+from edgeweave.platform.registry import Params, Registry
+
+MODELS: Registry = Registry("model")
+
+
+class ModelParams(Params):
+    width: float = Field(1.0, gt=0)  # multiplies every hidden layer's channels or units
+
+
+def scaled(channels: int, width: float) -> int:
+    return max(1, int(round(channels * width)))
+
+
+def conv_stack(
+    spec: list[int | str], in_channels: int, image_size: int, width: float, batch_norm: bool
+) -> tuple[nn.Sequential, int, int]:
+    """3x3 conv layers and 'M' max-pools; a pool is skipped once the image is 1 pixel wide.
+
+    Returns the stack, its output channels and its output image size, so the same spec
+    serves 32x32 CIFAR and 8x8 digits.
+    """
+    layers: list[nn.Module] = []
+    c, size = in_channels, image_size
+    for item in spec:
+        if item == "M":
+            if size >= 2:
+                layers.append(nn.MaxPool2d(2))
+                size //= 2
+            continue
+        out = scaled(int(item), width)
+        layers.append(nn.Conv2d(c, out, 3, padding=1, bias=not batch_norm))
+        if batch_norm:
+            layers.append(nn.BatchNorm2d(out))
+        layers.append(nn.ReLU(inplace=True))
+        c = out
+    return nn.Sequential(*layers), c, size
+
+
+class ConvNet(nn.Module):
+    """A conv feature stack followed by a linear classifier head: the shape of every zoo model."""
+
+    def __init__(self, features: nn.Sequential, classifier: nn.Sequential) -> None:
+        super().__init__()
+        self.features = features
+        self.classifier = classifier
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.features(x), 1))
+
+
+def mlp_head(in_features: int, hidden: list[int], num_classes: int) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for h in hidden:
+        layers += [nn.Linear(in_features, h), nn.ReLU(inplace=True)]
+        in_features = h
+    layers.append(nn.Linear(in_features, num_classes))
+    return nn.Sequential(*layers)

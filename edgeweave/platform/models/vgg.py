@@ -1,0 +1,43 @@
+"""VGG-11 and VGG-16 in their CIFAR form: batch-normed 3x3 convs and one linear classifier."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from torch import nn
+
+from edgeweave.platform.models.base import MODELS, ConvNet, ModelParams, conv_stack, mlp_head
+
+SPECS = {
+    "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+    "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
+}
+
+
+class VGGParams(ModelParams):
+    batch_norm: bool = Field(True)
+
+
+class _VGG:
+    depth: str
+
+    def __init__(self, params: VGGParams) -> None:
+        self.params = params
+
+    def build(self, input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
+        p = self.params
+        features, c, size = conv_stack(SPECS[self.depth], input_shape[0], input_shape[1], p.width, p.batch_norm)
+        return ConvNet(features, mlp_head(c * size * size, [], num_classes))
+
+
+@MODELS.register("vgg11", VGGParams)
+class VGG11(_VGG):
+    """VGG-11 (Simonyan & Zisserman 2015), 8 conv layers."""
+
+    depth = "vgg11"
+
+
+@MODELS.register("vgg16", VGGParams)
+class VGG16(_VGG):
+    """VGG-16 (Simonyan & Zisserman 2015), 13 conv layers."""
+
+    depth = "vgg16"

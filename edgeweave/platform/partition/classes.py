@@ -1,0 +1,43 @@
+"""Explicit classes per device: the samples of a class are shared equally by the devices listing it."""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import Field
+
+from edgeweave.platform.errors import UserError
+from edgeweave.platform.partition.base import PARTITIONERS
+from edgeweave.platform.registry import Params
+
+
+class ClassesParams(Params):
+    classes: list[list[int]] = Field(min_length=1)
+
+
+@PARTITIONERS.register("classes", ClassesParams)
+class Classes:
+    """Device d holds only the classes in classes[d]; the list cycles when devices outnumber it."""
+
+    def __init__(self, params: ClassesParams) -> None:
+        self.params = params
+
+    def split(self, labels: np.ndarray, num_devices: int, g: np.random.Generator) -> list[np.ndarray]:
+        lists = [self.params.classes[d % len(self.params.classes)] for d in range(num_devices)]
+        present = set(np.unique(labels).tolist())
+        for d, cls in enumerate(lists):
+            bad = [c for c in cls if c not in present]
+            if bad:
+                raise UserError(
+                    f"partition.classes = {cls}: class {bad[0]} is not in the data; "
+                    f"valid: {min(present)}..{max(present)}"
+                )
+        holders: dict[int, list[int]] = {}
+        for d, cls in enumerate(lists):
+            for c in dict.fromkeys(cls):
+                holders.setdefault(c, []).append(d)
+        parts: list[list[np.ndarray]] = [[] for _ in range(num_devices)]
+        for c, devices in sorted(holders.items()):
+            idx = g.permutation(np.flatnonzero(labels == c))
+            for d, piece in zip(devices, np.array_split(idx, len(devices))):
+                parts[d].append(piece)
+        return [np.sort(np.concatenate(p)) if p else np.zeros(0, np.int64) for p in parts]

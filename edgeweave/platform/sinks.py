@@ -1,0 +1,129 @@
+"""Where metrics go: console progress, JSONL, W&B. One small interface; only W&B imports wandb."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Optional, Protocol, Sequence
+
+from edgeweave.platform.config import ExperimentConfig
+
+
+class Sink(Protocol):
+    def log(self, metrics: dict[str, Any]) -> None: ...
+
+    def close(self, summary: dict[str, Any]) -> None: ...
+
+
+def warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+class ConsoleSink:
+    """A progress bar over rounds with the latest accuracy; the summary line at the end."""
+
+    def __init__(self, cfg: ExperimentConfig, run_dir: Path, start: int = 0) -> None:
+        self.run_dir = run_dir
+        self.bar = None
+        if cfg.logging.progress:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=cfg.training.rounds, initial=start, desc=cfg.name, unit="round",
+                            dynamic_ncols=True, file=sys.stderr)
+
+    def log(self, metrics: dict[str, Any]) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+            if metrics.get("test_accuracy") is not None:
+                self.bar.set_postfix(acc=f"{metrics['test_accuracy']:.4f}", loss=f"{metrics['test_loss']:.3f}")
+
+    def close(self, summary: dict[str, Any]) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        print(
+            f"{summary['name']}: {summary['strategy']} finished {summary['rounds']} rounds, "
+            f"test accuracy {summary['test_accuracy']:.4f}, test loss {summary['test_loss']:.4f}, "
+            f"{summary['wall_seconds']:.1f} s -> {self.run_dir}",
+            flush=True,
+        )
+
+
+class JsonlSink:
+    """metrics.jsonl: one JSON object per round, flushed as it is written."""
+
+    def __init__(self, path: Path) -> None:
+        self.file = open(path, "a", encoding="utf-8")
+
+    def log(self, metrics: dict[str, Any]) -> None:
+        self.file.write(json.dumps(metrics) + "\n")
+        self.file.flush()
+
+    def close(self, summary: dict[str, Any]) -> None:
+        self.file.close()
+
+
+class WandbSink:
+    """Streams metrics to Weights & Biases; offline unless WANDB_MODE or the config says otherwise.
+
+    Any W&B failure prints one warning and turns the sink off: logging never kills a run.
+    """
+
+    def __init__(self, cfg: ExperimentConfig, run_dir: Path) -> None:
+        self.run = None
+        w = cfg.logging.wandb
+        mode = os.environ.get("WANDB_MODE") or w.mode
+        if mode == "disabled":
+            return
+        try:
+            import wandb
+
+            self.run = wandb.init(
+                project=w.project, entity=w.entity, group=w.group, name=run_dir.name,
+                config=cfg.to_dict(), dir=str(run_dir), mode=mode, reinit="finish_previous",
+                settings=wandb.Settings(silent=True, console="off"),
+            )
+        except Exception as e:  # noqa: BLE001 - any W&B trouble must not stop the run
+            self._fail(e)
+
+    def _fail(self, e: Exception) -> None:
+        warn(f"W&B logging is off for this run ({type(e).__name__}: {e})")
+        self.run = None
+
+    def log(self, metrics: dict[str, Any]) -> None:
+        if self.run is None:
+            return
+        try:
+            self.run.log({k: v for k, v in metrics.items() if v is not None}, step=metrics["round"])
+        except Exception as e:  # noqa: BLE001
+            self._fail(e)
+
+    def close(self, summary: dict[str, Any]) -> None:
+        if self.run is None:
+            return
+        try:
+            self.run.summary.update(summary)
+            self.run.finish()
+        except Exception as e:  # noqa: BLE001
+            self._fail(e)
+
+
+class Sinks:
+    """Fan-out to several sinks."""
+
+    def __init__(self, sinks: Sequence[Sink]) -> None:
+        self.sinks = list(sinks)
+
+    def log(self, metrics: dict[str, Any]) -> None:
+        for s in self.sinks:
+            s.log(metrics)
+
+    def close(self, summary: dict[str, Any]) -> None:
+        for s in self.sinks:
+            s.close(summary)
+
+
+def default_sinks(cfg: ExperimentConfig, run_dir: Path, extra: Optional[Sequence[Sink]] = None) -> Sinks:
+    return Sinks([ConsoleSink(cfg, run_dir), JsonlSink(run_dir / "metrics.jsonl"), WandbSink(cfg, run_dir),
+                  *(extra or [])])

@@ -1,0 +1,44 @@
+"""A strategy is a training method in two halves: the server plans a round, the client trains a job."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from edgeweave.platform.aggregate import Partial
+from edgeweave.platform.registry import Params, Registry
+
+if TYPE_CHECKING:
+    from edgeweave.platform.client import Client
+    from edgeweave.platform.config import ExperimentConfig
+
+STRATEGIES: Registry = Registry("strategy")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One device's work in one round; small, so a round's jobs cost nothing to send."""
+
+    device: int
+    pooled: bool = False  # train on the union of every device's data (the central reference)
+
+
+class Strategy(ABC):
+    """Base of every method; subclasses register with @STRATEGIES.register(name, Params)."""
+
+    def __init__(self, params: Params, cfg: "ExperimentConfig") -> None:
+        self.params = params
+        self.cfg = cfg
+
+    @abstractmethod
+    def plan(self, round_: int, shard_sizes: np.ndarray) -> list[Job]:
+        """Server half: the jobs of this round."""
+
+    @abstractmethod
+    def client_update(
+        self, client: "Client", round_: int, job: Job, global_weights: np.ndarray, partial: Partial
+    ) -> None:
+        """Client half: train `job` starting from `global_weights` and add its update to `partial`."""

@@ -1,0 +1,83 @@
+"""Local training and evaluation as plain functions: no Ray, no global random state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edgeweave.platform.data.augment import crop_flip
+
+
+@dataclass(frozen=True)
+class SGDSettings:
+    lr: float
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    batch_size: int = 32
+    epochs: int = 1
+    steps: Optional[int] = None  # when set, a fixed number of mini-batches instead of epochs
+
+
+@dataclass(frozen=True)
+class LocalResult:
+    samples: int  # samples processed (with repeats over epochs)
+    steps: int
+    loss: float  # mean training loss over the steps
+
+
+def batch_order(n: int, s: SGDSettings, g: torch.Generator) -> list[torch.Tensor]:
+    """The mini-batches' sample positions: shuffled epochs, or exactly `steps` batches."""
+    batches: list[torch.Tensor] = []
+    epoch = 0
+    while (epoch < s.epochs) if s.steps is None else (len(batches) < s.steps):
+        perm = torch.randperm(n, generator=g)
+        batches.extend(perm[i : i + s.batch_size] for i in range(0, n, s.batch_size))
+        epoch += 1
+    return batches if s.steps is None else batches[: s.steps]
+
+
+def train_local(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    s: SGDSettings,
+    g: torch.Generator,
+    augment: bool = False,
+) -> LocalResult:
+    """Run SGD on (x, y) in place on `model`; all shuffling and augmentation draw from `g`."""
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
+    total, samples, steps = 0.0, 0, 0
+    for idx in batch_order(len(y), s, g):
+        idx = idx.to(x.device)
+        xb, yb = x[idx], y[idx]
+        if augment:
+            xb = crop_flip(xb, g)
+        loss = F.cross_entropy(model(xb), yb)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total += loss.item()
+        samples += len(idx)
+        steps += 1
+    return LocalResult(samples, steps, total / max(steps, 1))
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 1024) -> tuple[float, float]:
+    """Accuracy and mean cross-entropy of `model` on (x, y)."""
+    model.eval()
+    correct, loss = 0, 0.0
+    for i in range(0, len(y), batch_size):
+        xb = torch.from_numpy(np.asarray(x[i : i + batch_size]))
+        yb = torch.from_numpy(np.asarray(y[i : i + batch_size]))
+        out = model(xb)
+        loss += float(F.cross_entropy(out, yb, reduction="sum"))
+        correct += int((out.argmax(1) == yb).sum())
+    n = max(len(y), 1)
+    return correct / n, loss / n
