@@ -21,7 +21,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from edgeweave.actors.session import Simulation
     from edgeweave.platform.experiment import run_rounds
-    from edgeweave.platform.flat import FlatLayout
     from edgeweave.platform.models import build_model
     from edgeweave.platform.rundir import create_run_dir, save_weights
     from edgeweave.platform.sinks import default_sinks
@@ -32,8 +31,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     with Simulation(cfg, data, partition) as sim:
         sinks = default_sinks(cfg, run_dir)
         run_rounds(cfg, sim, sinks, run_dir)
-        layout = FlatLayout(build_model(cfg.model, data.input_shape, data.num_classes, cfg.seed))
-        save_weights(run_dir / "model.safetensors", layout, sim.weights())
+        model = build_model(cfg.model, data.input_shape, data.num_classes, cfg.seed)
+        save_weights(run_dir / "model.safetensors", model, sim.weights())
     return 0
 
 

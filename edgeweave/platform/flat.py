@@ -8,9 +8,6 @@ import numpy as np
 import torch
 from torch import nn
 
-# Buffers from Ray's object store are read-only; we only ever copy out of them.
-warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-
 
 class FlatLayout:
     """Names, shapes and offsets of a model's parameters and floating buffers, in state_dict order."""
@@ -40,14 +37,8 @@ class FlatLayout:
 
     def load(self, model: nn.Module, flat: np.ndarray) -> None:
         """Copy `flat` into the model's own tensors, in place."""
-        src = torch.from_numpy(np.asarray(flat))
+        with warnings.catch_warnings():  # object-store buffers are read-only; we only read them
+            warnings.simplefilter("ignore", UserWarning)
+            src = torch.from_numpy(np.asarray(flat))
         for t, a, b in zip(self._tensors(model), self.offsets[:-1], self.offsets[1:]):
             t.copy_(src[a:b].view(t.shape))
-
-    def state_dict(self, flat: np.ndarray) -> dict[str, torch.Tensor]:
-        """Named tensors (copies) of a flat buffer, for saving."""
-        src = torch.from_numpy(np.array(flat, dtype=np.float32))
-        return {
-            n: src[a:b].view(s).clone()
-            for n, s, a, b in zip(self.names, self.shapes, self.offsets[:-1], self.offsets[1:])
-        }

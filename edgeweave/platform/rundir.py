@@ -6,7 +6,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from safetensors.numpy import save_file
+from safetensors.torch import save_file
+from torch import nn
 
 from edgeweave.platform.config import ExperimentConfig, dump_config
 from edgeweave.platform.errors import UserError
@@ -32,7 +33,7 @@ def create_run_dir(cfg: ExperimentConfig) -> Path:
     raise UserError(f"logging.out_dir = {cfg.logging.out_dir!r}: too many runs named {cfg.name} this second")
 
 
-def save_weights(path: Path, layout: FlatLayout, flat: np.ndarray) -> None:
-    """The final model as a safetensors state dict (loads without executing code)."""
-    tensors = {n: t.numpy() for n, t in layout.state_dict(flat).items()}
-    save_file(tensors, str(path))
+def save_weights(path: Path, model: nn.Module, flat: np.ndarray) -> None:
+    """The final model's full state dict as safetensors (loads without executing code)."""
+    FlatLayout(model).load(model, flat)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))

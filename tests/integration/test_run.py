@@ -1,0 +1,82 @@
+"""Real runs on a local Ray: the quickstart end to end, and results independent of worker count."""
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+from safetensors.torch import load_file
+
+from edgeweave.actors.session import Simulation
+from edgeweave.cli import main
+from edgeweave.platform.config import build_config, load_config
+from edgeweave.platform.data import load_dataset
+from edgeweave.platform.models import build_model
+from edgeweave.platform.partition import partition_data
+from edgeweave.platform.training import evaluate
+from tests.helpers import read_wandb_offline, tiny_raw
+
+pytestmark = pytest.mark.integration
+
+
+def test_shortened_quickstart_end_to_end(local_ray, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    out = tmp_path / "runs"
+    code = main(["run", "configs/quickstart.yaml", "--set", "training.rounds=8",
+                 "--set", f"logging.out_dir={out}", "--set", "logging.progress=false"])
+    assert code == 0
+    (run_dir,) = out.iterdir()
+    assert run_dir.name.startswith("quickstart-")
+
+    cfg = load_config(run_dir / "config.yaml")
+    assert cfg.training.rounds == 8 and cfg.strategy.name == "fedavg"
+
+    lines = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [m["round"] for m in lines] == list(range(8))
+    for key in ("test_accuracy", "test_loss", "samples", "wall_seconds"):
+        assert all(m[key] is not None for m in lines), key
+    final = lines[-1]["test_accuracy"]
+    assert final > 0.6  # chance is 0.1
+    assert lines[-1]["test_loss"] < lines[0]["test_loss"]
+
+    data = load_dataset(cfg.data, cfg.seed)
+    model = build_model(cfg.model, data.input_shape, data.num_classes, seed=99)
+    model.load_state_dict(load_file(run_dir / "model.safetensors"))
+    acc, _ = evaluate(model, data.x_test, data.y_test)
+    assert acc == pytest.approx(final, abs=1e-9)
+
+    (wandb_file,) = (run_dir / "wandb").glob("offline-run-*/run-*.wandb")
+    logged = read_wandb_offline(wandb_file)
+    assert [h["round"] for h in logged["history"]] == list(range(8))
+    assert logged["summary"]["test_accuracy"] == pytest.approx(final)
+
+
+def final_state(cfg, workers):
+    data = load_dataset(cfg.data, cfg.seed)
+    part = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed)
+    sim = Simulation(cfg, data, part, num_workers=workers)
+    try:
+        metrics = [sim.round(r) for r in range(cfg.training.rounds)]
+        return metrics[-1]["test_accuracy"], sim.weights()
+    finally:
+        sim.close()
+
+
+def test_result_does_not_depend_on_worker_count_and_repeats(local_ray, tmp_path):
+    cfg = build_config(tiny_raw(tmp_path, devices={"count": 8, "per_round": 5}, training={"rounds": 3},
+                                partition={"policy": "dirichlet", "alpha": 0.5, "min_samples": 5}))
+    acc1, w1 = final_state(cfg, 1)
+    acc2, w2 = final_state(cfg, 2)
+    acc2b, w2b = final_state(cfg, 2)
+    assert acc1 == pytest.approx(acc2, abs=1e-5)
+    np.testing.assert_allclose(w1, w2, atol=1e-6)
+    assert acc2 == acc2b and np.array_equal(w2, w2b)
+    assert acc1 > 0.3
+
+
+def test_bad_config_never_starts_a_run(local_ray, tmp_path, capsys):
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(tiny_raw(tmp_path)))
+    assert main(["run", str(path), "--set", "devices.per_round=100"]) == 2
+    assert capsys.readouterr().err.strip() == "error: devices.per_round = 100: must be at most devices.count (6)"
+    assert not (tmp_path / "runs").exists()

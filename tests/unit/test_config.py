@@ -1,0 +1,84 @@
+import pytest
+import yaml
+
+from edgeweave.platform.config import apply_overrides, build_config, dump_config, load_config
+from edgeweave.platform.errors import UserError
+from tests.helpers import tiny_raw
+
+
+def test_quickstart_config_loads():
+    cfg = load_config("configs/quickstart.yaml")
+    assert cfg.data.name == "digits"
+    assert cfg.strategy.name == "fedavg"
+    assert cfg.partition.alpha == 0.5
+    assert cfg.devices.per_round <= cfg.devices.count
+
+
+def test_resolved_config_round_trips(tmp_path):
+    cfg = build_config(tiny_raw(tmp_path, partition={"policy": "dirichlet", "alpha": 0.3}))
+    again = build_config(yaml.safe_load(dump_config(cfg)))
+    assert again == cfg
+    assert again.partition.alpha == 0.3
+    assert again.partition.min_samples == 1  # the default is written out
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("training.lrr=1", "training.lrr: unknown key; valid keys: rounds,"),
+        ("training.lr=-1", "training.lr = -1: Input should be greater than 0"),
+        ("training.rounds=many", "training.rounds = 'many': Input should be a valid integer"),
+        ("strategy.name=fedx", "strategy.name = 'fedx': unknown strategy; valid: central, fedavg"),
+        ("partition.policy=random", "partition.policy = 'random': unknown partition policy; valid: classes, dirichlet, iid, shards"),
+        ("data.name=mnist", "data.name = 'mnist': unknown dataset; valid: cifar10, cifar100, digits, synthetic"),
+        ("model.name=resnet", "model.name = 'resnet': unknown model; valid: alexnet, cnn, vgg11, vgg16"),
+        ("devices.per_round=7", "devices.per_round = 7: must be at most devices.count (6)"),
+        ("logging.wandb.mode=cloud", "logging.wandb.mode = 'cloud': Input should be 'offline', 'online' or 'disabled'"),
+        ("extra.key=1", "extra: unknown key; valid keys: name, seed, data,"),
+        ("data.test_fraction=1.5", "data.test_fraction = 1.5: Input should be less than 1"),
+    ],
+)
+def test_bad_values_name_field_value_and_what_is_allowed(tmp_path, override, expected):
+    raw = apply_overrides(tiny_raw(tmp_path), [override])
+    with pytest.raises(UserError) as err:
+        build_config(raw)
+    assert str(err.value).startswith(expected)
+    assert "\n" not in str(err.value)
+
+
+def test_params_of_another_policy_are_rejected(tmp_path):
+    raw = tiny_raw(tmp_path, partition={"policy": "iid", "alpha": 0.1})
+    with pytest.raises(UserError, match=r"partition.alpha: unknown key; valid keys: none"):
+        build_config(raw)
+
+
+def test_overrides_are_typed_by_yaml(tmp_path):
+    raw = apply_overrides(tiny_raw(tmp_path), ["training.lr=0.2", "training.local_steps=null",
+                                               "partition.policy=classes", "partition.classes=[[0,1],[2]]"])
+    cfg = build_config(raw)
+    assert cfg.training.lr == 0.2 and cfg.training.local_steps is None
+    assert cfg.partition.classes == [[0, 1], [2]]
+
+
+@pytest.mark.parametrize("text", ["training", "=3", "training..lr=1", "training.lr=[1"])
+def test_malformed_overrides(tmp_path, text):
+    with pytest.raises(UserError, match="--set"):
+        apply_overrides(tiny_raw(tmp_path), [text])
+
+
+def test_override_through_a_value_is_rejected(tmp_path):
+    with pytest.raises(UserError, match="training.lr is not a section"):
+        apply_overrides(tiny_raw(tmp_path), ["training.lr.x=1"])
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(UserError, match="no such file"):
+        load_config(tmp_path / "none.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("training: [1,\n")
+    with pytest.raises(UserError, match="not valid YAML at line"):
+        load_config(bad)
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- 1\n")
+    with pytest.raises(UserError, match="must be a mapping"):
+        load_config(listy)

@@ -1,0 +1,77 @@
+"""One round's pure halves, Client and Server, without Ray."""
+
+import numpy as np
+import torch
+
+from edgeweave.platform.client import Client
+from edgeweave.platform.data import load_dataset
+from edgeweave.platform.partition import partition_data
+from edgeweave.platform.server import Server, split_jobs
+from edgeweave.platform.strategies import Job
+
+
+def setup(cfg):
+    data = load_dataset(cfg.data, cfg.seed)
+    part = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed)
+    return data, part
+
+
+def test_fedavg_round_is_the_sample_weighted_mean_of_local_models(make_config):
+    cfg = make_config(partition={"policy": "dirichlet", "alpha": 0.5, "min_samples": 5})
+    data, part = setup(cfg)
+    server, client = Server(cfg, data, part), Client(cfg, data, part)
+    jobs = server.plan(0)
+    assert len(jobs) == cfg.devices.per_round
+    start = server.weights.copy()
+    expected, total = np.zeros_like(start, dtype=np.float64), 0
+    for job in jobs:
+        client.load(start)
+        client.train(0, job)
+        n = len(part.shard(job.device))
+        expected += n * client.weights().astype(np.float64)
+        total += n
+    records = server.update([client.run(0, start, jobs)])
+    np.testing.assert_allclose(server.weights, (expected / total).astype(np.float32), rtol=1e-6, atol=1e-7)
+    assert [r["device"] for r in records] == sorted(j.device for j in jobs)
+
+
+def test_how_jobs_are_split_between_workers_does_not_change_the_result(make_config):
+    cfg = make_config()
+    data, part = setup(cfg)
+    one, two = Server(cfg, data, part), Server(cfg, data, part)
+    jobs = one.plan(0)
+    c1, c2 = Client(cfg, data, part), Client(cfg, data, part)
+    one.update([c1.run(0, one.weights, jobs)])
+    two.update([c2.run(0, two.weights, jobs[1::2]), c1.run(0, two.weights, jobs[::2])])
+    np.testing.assert_array_equal(one.weights, two.weights)
+
+
+def test_sampling_is_seeded_by_round(make_config):
+    cfg = make_config(devices={"count": 6, "per_round": 3})
+    data, part = setup(cfg)
+    server = Server(cfg, data, part)
+    rounds = [tuple(j.device for j in server.plan(r)) for r in range(6)]
+    assert rounds == [tuple(j.device for j in Server(cfg, data, part).plan(r)) for r in range(6)]
+    assert len(set(rounds)) > 1
+
+
+def test_central_trains_one_job_on_all_data(make_config):
+    cfg = make_config(strategy={"name": "central"})
+    data, part = setup(cfg)
+    server, client = Server(cfg, data, part), Client(cfg, data, part)
+    jobs = server.plan(0)
+    assert jobs == [Job(device=-1, pooled=True)]
+    partial = client.run(0, server.weights, jobs)
+    assert partial.records[0]["samples"] == len(data.y_train)
+    before, _ = server.evaluate()
+    server.update([partial])
+    after, _ = server.evaluate()
+    assert after > before + 0.3
+
+
+def test_split_jobs_balances_load_and_keeps_every_job():
+    jobs = [Job(d) for d in range(5)]
+    shares = split_jobs(jobs, [50, 10, 40, 30, 20], 2)
+    assert sorted(j.device for s in shares for j in s) == list(range(5))
+    loads = [sum([50, 10, 40, 30, 20][j.device] for j in s) for s in shares]
+    assert abs(loads[0] - loads[1]) <= 10
