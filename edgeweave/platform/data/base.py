@@ -1,0 +1,49 @@
+"""The in-memory form of every data set: NumPy arrays, normalised once, shared zero-copy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgeweave.platform.registry import Registry
+
+DATASETS: Registry = Registry("dataset")
+
+
+@dataclass(frozen=True)
+class ArrayData:
+    """Train and test splits as (N, C, H, W) float32 images and int64 labels."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+    augment: bool = False  # random crop and flip on training batches
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.x_train.shape[1:])  # type: ignore[return-value]
+
+
+def normalise(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Scale both splits by the training split's per-channel mean and std, as float32."""
+    axes = (0, 2, 3)
+    mean = x_train.mean(axis=axes, keepdims=True, dtype=np.float64)
+    std = x_train.std(axis=axes, keepdims=True, dtype=np.float64) + 1e-8
+    scale = lambda x: ((x - mean) / std).astype(np.float32)  # noqa: E731
+    return scale(x_train), scale(x_test)
+
+
+def stratified_split(
+    y: np.ndarray, test_fraction: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of a train/test split that keeps each class's share."""
+    train, test = [], []
+    for c in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        n_test = int(round(len(idx) * test_fraction))
+        test.append(idx[:n_test])
+        train.append(idx[n_test:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))

@@ -1,0 +1,32 @@
+"""scikit-learn's bundled 8x8 handwritten digits: the quickstart's data, no download."""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import Field
+
+from edgeweave.platform.data.base import DATASETS, ArrayData, normalise, stratified_split
+from edgeweave.platform.registry import Params
+from edgeweave.platform.seeding import SERVER, rng
+
+
+class DigitsParams(Params):
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+
+
+@DATASETS.register("digits", DigitsParams)
+class Digits:
+    """1,797 grey 8x8 images of 10 digits, split stratified into train and test from the seed."""
+
+    def __init__(self, params: DigitsParams) -> None:
+        self.params = params
+
+    def load(self, seed: int) -> ArrayData:
+        from sklearn.datasets import load_digits
+
+        bunch = load_digits()
+        x = (bunch.images.astype(np.float32) / 16.0)[:, None, :, :]
+        y = bunch.target.astype(np.int64)
+        train, test = stratified_split(y, self.params.test_fraction, rng(seed, -1, SERVER, 1))
+        x_train, x_test = normalise(x[train], x[test])
+        return ArrayData(x_train, y[train], x_test, y[test], num_classes=10)
