@@ -22,25 +22,17 @@ class Driver:
         self.workers = workers
 
     def round(self, round_: int) -> dict[str, Any]:
-        jobs = self.server.plan(round_)
-        sizes = [int(self.server.shard_sizes.sum()) if j.pooled else int(self.server.shard_sizes[j.device])
-                 for j in jobs]
+        jobs, samples = self.server.plan(round_)
         weights_ref = ray.put(self.server.weights)
-        shares = split_jobs(jobs, sizes, len(self.workers))
+        shares = split_jobs(jobs, samples, len(self.workers))
         partials = ray.get([w.run.remote(round_, weights_ref, share)
                             for w, share in zip(self.workers, shares) if share])
-        records = self.server.update(partials)
-        metrics: dict[str, Any] = {
-            "round": round_,
-            "devices": len(records),
-            "samples": int(sum(r["samples"] for r in records)),
-            "train_loss": float(np.mean([r["loss"] for r in records])) if records else None,
-            "test_accuracy": None,
-            "test_loss": None,
-        }
+        metrics, records = self.server.update(partials)
+        metrics["test_accuracy"] = metrics["test_loss"] = None
         t = self.cfg.training
         if (round_ + 1) % t.eval_every == 0 or round_ + 1 == t.rounds:
             metrics["test_accuracy"], metrics["test_loss"] = self.server.evaluate()
+        metrics["device_records"] = records
         return metrics
 
     def weights(self) -> np.ndarray:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 
@@ -53,7 +55,8 @@ class Client:
         x = torch.from_numpy(self.data.x_train[idx]).to(self.device)
         y = torch.from_numpy(self.data.y_train[idx]).to(self.device)
         g = torch_generator(self.cfg.seed, round_, job.device)
-        return train_local(self.model, x, y, self.settings, g, augment=self.data.augment)
+        settings = self.settings if job.steps is None else replace(self.settings, steps=job.steps)
+        return train_local(self.model, x, y, settings, g, augment=self.data.augment)
 
     def run(self, round_: int, global_weights: np.ndarray, jobs: list[Job]) -> Partial:
         """Train every job of this share and return one partial aggregate."""

@@ -14,6 +14,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer
 
 from edgeweave.platform.data import DATASETS
+from edgeweave.platform.devices.resources import RESOURCES
+from edgeweave.platform.devices.tiers import DEFAULT_TIERS, Tier
 from edgeweave.platform.errors import UserError
 from edgeweave.platform.models import MODELS
 from edgeweave.platform.partition import PARTITIONERS
@@ -44,6 +46,12 @@ class Choice(BaseModel):
 class DevicesConfig(Params):
     count: int = Field(20, ge=1)
     per_round: int = Field(10, ge=1)
+    flops_per_second: float = Field(1e9, gt=0)  # speed 1.0 in a tier's terms
+    tiers: list[Tier] = Field(default_factory=lambda: list(DEFAULT_TIERS), min_length=1)
+    resources: Choice  # availability and speed multiplier over virtual time
+    deadline: Optional[float] = Field(None, gt=0)  # seconds of virtual time per round; null: wait
+    stragglers: Literal["wait", "drop", "partial"] = "wait"
+    over_selection: float = Field(0.0, ge=0)  # sample this fraction more, keep the first finishers
 
 
 class TrainingConfig(Params):
@@ -84,7 +92,7 @@ class ExperimentConfig(Params):
     data: Choice
     partition: Choice
     model: Choice
-    devices: DevicesConfig = DevicesConfig()
+    devices: DevicesConfig
     training: TrainingConfig = TrainingConfig()
     strategy: Choice
     ray: RayConfig = RayConfig()
@@ -94,11 +102,12 @@ class ExperimentConfig(Params):
         return self.model_dump(mode="json")
 
 
-PLUGGABLE: dict[str, tuple[Registry, str]] = {
-    "data": (DATASETS, "digits"),
-    "partition": (PARTITIONERS, "iid"),
-    "model": (MODELS, "cnn"),
-    "strategy": (STRATEGIES, "fedavg"),
+PLUGGABLE: dict[tuple[str, ...], tuple[Registry, str]] = {
+    ("data",): (DATASETS, "digits"),
+    ("partition",): (PARTITIONERS, "iid"),
+    ("model",): (MODELS, "cnn"),
+    ("devices", "resources"): (RESOURCES, "constant"),
+    ("strategy",): (STRATEGIES, "fedavg"),
 }
 
 
@@ -126,7 +135,8 @@ def _validate(model: type[BaseModel], data: Any, prefix: str) -> BaseModel:
             raise UserError(f"{where}: unknown key; valid keys: {keys}") from None
         if err["type"] == "missing":
             raise UserError(f"{where}: required but missing") from None
-        raise UserError(f"{where} = {err['input']!r}: {err['msg']}") from None
+        msg = err["msg"].removeprefix("Value error, ")
+        raise UserError(f"{where} = {err['input']!r}: {msg}") from None
 
 
 def build_config(raw: Any) -> ExperimentConfig:
@@ -134,14 +144,20 @@ def build_config(raw: Any) -> ExperimentConfig:
     if not isinstance(raw, dict):
         raise UserError(f"config = {type(raw).__name__}: must be a mapping of sections")
     raw = copy.deepcopy(raw)
-    for section, (registry, default) in PLUGGABLE.items():
-        body = raw.get(section) or {}
+    for path, (registry, default) in PLUGGABLE.items():
+        parent = raw
+        for i, part in enumerate(path[:-1]):
+            parent = parent.setdefault(part, {})
+            if not isinstance(parent, dict):
+                raise UserError(f"{'.'.join(path[: i + 1])} = {parent!r}: must be a mapping")
+        section = ".".join(path)
+        body = parent.get(path[-1]) or {}
         if not isinstance(body, dict):
             raise UserError(f"{section} = {body!r}: must be a mapping")
         name = body.pop(registry.key, default)
         _, params_model = registry.entry(name, f"{section}.{registry.key}")
         params = _validate(params_model, body, section)
-        raw[section] = Choice(key=registry.key, name=name, params=params)
+        parent[path[-1]] = Choice(key=registry.key, name=name, params=params)
     cfg = _validate(ExperimentConfig, raw, "")
     _check_across(cfg)  # type: ignore[arg-type]
     return cfg  # type: ignore[return-value]
@@ -153,6 +169,12 @@ def _check_across(cfg: ExperimentConfig) -> None:
             f"devices.per_round = {cfg.devices.per_round}: must be at most devices.count "
             f"({cfg.devices.count})"
         )
+    d = cfg.devices
+    if d.stragglers != "wait" and d.deadline is None:
+        raise UserError(f"devices.stragglers = {d.stragglers!r}: needs devices.deadline in seconds (or use 'wait')")
+    names = [t.name for t in d.tiers]
+    if len(set(names)) != len(names):
+        raise UserError(f"devices.tiers = {names}: tier names must differ")
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import torch
 from torch import nn
+
+from edgeweave.platform.arrays import tensor_view
 
 
 class FlatLayout:
@@ -37,8 +37,6 @@ class FlatLayout:
 
     def load(self, model: nn.Module, flat: np.ndarray) -> None:
         """Copy `flat` into the model's own tensors, in place."""
-        with warnings.catch_warnings():  # object-store buffers are read-only; we only read them
-            warnings.simplefilter("ignore", UserWarning)
-            src = torch.from_numpy(np.asarray(flat))
+        src = tensor_view(flat)
         for t, a, b in zip(self._tensors(model), self.offsets[:-1], self.offsets[1:]):
             t.copy_(src[a:b].view(t.shape))

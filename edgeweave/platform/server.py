@@ -1,23 +1,31 @@
-"""The server half of a round: plan the jobs, fold the partial aggregates in, evaluate."""
+"""The server half of a round: sample, time and plan the jobs, fold the partials in, evaluate."""
 
 from __future__ import annotations
 
-from typing import Sequence
+import math
+from dataclasses import replace
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
 from edgeweave.platform.aggregate import Partial, average, combine
 from edgeweave.platform.config import ExperimentConfig
 from edgeweave.platform.data import ArrayData
+from edgeweave.platform.devices.clock import Timing, Workload, time_round
+from edgeweave.platform.devices.resources import build_resources
+from edgeweave.platform.devices.tiers import assign_tiers
 from edgeweave.platform.flat import FlatLayout
+from edgeweave.platform.flops import FlopsCache
 from edgeweave.platform.models import build_model
 from edgeweave.platform.partition import Partition
+from edgeweave.platform.sampling import sample_available
+from edgeweave.platform.seeding import SERVER, rng
 from edgeweave.platform.strategies import STRATEGIES, Job
 from edgeweave.platform.training import evaluate
 
 
 class Server:
-    """Owns the global weights; everything it does is a pure step on arrays."""
+    """Owns the global weights and the virtual clock; every step is plain work on arrays."""
 
     def __init__(self, cfg: ExperimentConfig, data: ArrayData, partition: Partition) -> None:
         self.cfg = cfg
@@ -27,15 +35,111 @@ class Server:
         self.layout = FlatLayout(self.model)
         self.weights = self.layout.flatten(self.model)
         self.strategy = STRATEGIES.build(cfg.strategy.name, cfg.strategy.params, cfg=cfg)
+        d = cfg.devices
+        self.tier_of = assign_tiers(d.count, [t.share for t in d.tiers], cfg.seed)
+        self.tier_speed = np.array([t.speed for t in d.tiers])
+        self.tier_bandwidth = np.array([t.bandwidth for t in d.tiers])
+        self.resources = build_resources(d.resources, cfg.seed)
+        self.flops = FlopsCache()
+        self.clock = 0.0  # virtual seconds at the start of the next round
+        self.total_flops = 0.0
+        self._pending: Optional[tuple[int, list[Job], Workload, Timing]] = None
 
-    def plan(self, round_: int) -> list[Job]:
-        return self.strategy.plan(round_, self.shard_sizes)
+    def flops_per_sample(self, job: Job) -> int:
+        return self.flops.per_sample(
+            None, lambda: build_model(self.cfg.model, self.data.input_shape, self.data.num_classes, 0),
+            self.data.input_shape, self.data.num_classes)
 
-    def update(self, partials: Sequence[Partial]) -> list[dict]:
-        """Average the round's partials into the global weights; returns the device records."""
+    def _steps_full(self, n: int) -> int:
+        t = self.cfg.training
+        return t.local_steps if t.local_steps is not None else t.local_epochs * -(-n // t.batch_size)
+
+    def workload(self, round_: int, jobs: Sequence[Job]) -> Workload:
+        """Each job's full work and the device's speed and bandwidth at the round's start."""
+        d = self.cfg.devices
+        ids = np.array([j.device for j in jobs], np.int64)
+        pooled = np.array([j.pooled for j in jobs], bool)
+        real = np.where(pooled, 0, ids)
+        _, multiplier = self.resources.state(real, round_, self.clock)
+        tiers = self.tier_of[real]
+        # The pooled (central) job runs on one reference device at full speed, with no network.
+        speed = np.where(pooled, d.flops_per_second, d.flops_per_second * self.tier_speed[tiers] * multiplier)
+        bandwidth = np.where(pooled, np.inf, self.tier_bandwidth[tiers])
+        shard = np.where(pooled, self.shard_sizes.sum(), self.shard_sizes[real])
+        return Workload(
+            devices=ids, speed=speed, bandwidth=bandwidth,
+            model_bytes=np.where(pooled, 0.0, 4.0 * self.layout.size),
+            flops_per_sample=np.array([self.flops_per_sample(j) for j in jobs], np.float64),
+            shard=shard, steps=np.array([self._steps_full(int(n)) for n in shard], np.int64),
+            batch=self.cfg.training.batch_size,
+        )
+
+    def plan(self, round_: int) -> tuple[list[Job], list[int]]:
+        """Sample available devices, let the strategy plan them, and cut the work to the deadline.
+
+        Returns the jobs to train and the samples each will train (to share them out fairly).
+        """
+        d = self.cfg.devices
+        want = min(d.count, math.ceil(d.per_round * (1 + d.over_selection)))
+
+        def eligible(ids: np.ndarray) -> np.ndarray:
+            available, _ = self.resources.state(ids, round_, self.clock)
+            return available & (self.shard_sizes[ids] > 0)
+
+        devices = sample_available(d.count, want, eligible, rng(self.cfg.seed, round_, SERVER))
+        jobs = self.strategy.plan(round_, devices)
+        work = self.workload(round_, jobs)
+        timing = time_round(work, d.stragglers, d.deadline, keep=d.per_round if want > d.per_round else None)
+        self._pending = (round_, jobs, work, timing)
+        kept = np.flatnonzero(~timing.dropped)
+        return ([jobs[i] if timing.steps[i] == work.steps[i] else replace(jobs[i], steps=int(timing.steps[i]))
+                 for i in kept], [int(timing.samples[i]) for i in kept])
+
+    def update(self, partials: Sequence[Partial]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Average the round's partials into the global weights, advance the clock.
+
+        Returns the round's metrics and one record per sampled device.
+        """
+        round_, jobs, work, timing = self._pending
         total = combine(partials)
         self.weights = average(self.weights, total.sums, total.counts)
-        return sorted(total.records, key=lambda r: r["device"])
+        trained = {r["device"]: r for r in total.records}
+        tier_names = [t.name for t in self.cfg.devices.tiers]
+        start = self.clock
+        records = []
+        for i, job in enumerate(jobs):
+            done = trained.get(job.device, {})
+            records.append({
+                "round": round_,
+                "device": job.device,
+                "tier": "central" if job.pooled else tier_names[self.tier_of[job.device]],
+                "speed": float(work.speed[i]),
+                "budget": None if math.isinf(timing.budget[i]) else float(timing.budget[i]),
+                "steps": int(done.get("steps", 0)),
+                "samples": int(done.get("samples", 0)),
+                "flops": float(timing.flops[i]),
+                "finish": start + float(timing.finish[i]),
+                "dropped": bool(timing.dropped[i]),
+                "partial": bool(not timing.dropped[i] and timing.steps[i] < work.steps[i]),
+                "loss": done.get("loss"),
+            })
+        round_flops = float(timing.flops.sum())
+        self.clock = start + timing.duration
+        self.total_flops += round_flops
+        losses = [r["loss"] for r in records if r["loss"] is not None]
+        metrics = {
+            "round": round_,
+            "devices": len(trained),
+            "dropped": int(timing.dropped.sum()),
+            "samples": int(sum(r["samples"] for r in records)),
+            "train_loss": float(np.mean(losses)) if losses else None,
+            "virtual_start": start,
+            "virtual_time": self.clock,
+            "flops": round_flops,
+            "cumulative_flops": self.total_flops,
+        }
+        self._pending = None
+        return metrics, records
 
     def evaluate(self) -> tuple[float, float]:
         self.layout.load(self.model, self.weights)

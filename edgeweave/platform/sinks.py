@@ -14,14 +14,21 @@ from edgeweave.platform.config import ExperimentConfig
 class Sink(Protocol):
     def log(self, metrics: dict[str, Any]) -> None: ...
 
+    def image(self, path: Path) -> None: ...
+
     def close(self, summary: dict[str, Any]) -> None: ...
+
+
+class _NoImages:
+    def image(self, path: Path) -> None:
+        """Figures stay in the run directory; this sink does not carry them."""
 
 
 def warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
-class ConsoleSink:
+class ConsoleSink(_NoImages):
     """A progress bar over rounds with the latest accuracy; the summary line at the end."""
 
     def __init__(self, cfg: ExperimentConfig, run_dir: Path, start: int = 0) -> None:
@@ -45,12 +52,13 @@ class ConsoleSink:
         print(
             f"{summary['name']}: {summary['strategy']} finished {summary['rounds']} rounds, "
             f"test accuracy {summary['test_accuracy']:.4f}, test loss {summary['test_loss']:.4f}, "
-            f"{summary['wall_seconds']:.1f} s -> {self.run_dir}",
+            f"virtual time {summary['virtual_time'] / 3600:.2f} h, {summary['cumulative_flops']:.3g} FLOPs, "
+            f"{summary['wall_seconds']:.1f} s wall -> {self.run_dir}",
             flush=True,
         )
 
 
-class JsonlSink:
+class JsonlSink(_NoImages):
     """metrics.jsonl: one JSON object per round, flushed as it is written."""
 
     def __init__(self, path: Path) -> None:
@@ -99,6 +107,16 @@ class WandbSink:
         except Exception as e:  # noqa: BLE001
             self._fail(e)
 
+    def image(self, path: Path) -> None:
+        if self.run is None:
+            return
+        try:
+            import wandb
+
+            self.run.log({path.stem: wandb.Image(str(path))}, commit=False)
+        except Exception as e:  # noqa: BLE001
+            self._fail(e)
+
     def close(self, summary: dict[str, Any]) -> None:
         if self.run is None:
             return
@@ -118,6 +136,10 @@ class Sinks:
     def log(self, metrics: dict[str, Any]) -> None:
         for s in self.sinks:
             s.log(metrics)
+
+    def image(self, path: Path) -> None:
+        for s in self.sinks:
+            s.image(path)
 
     def close(self, summary: dict[str, Any]) -> None:
         for s in self.sinks:

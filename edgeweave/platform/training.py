@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgeweave.platform.arrays import tensor_view
 from edgeweave.platform.data.augment import crop_flip
 
 
@@ -74,8 +75,7 @@ def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 1
     model.eval()
     correct, loss = 0, 0.0
     for i in range(0, len(y), batch_size):
-        xb = torch.from_numpy(np.asarray(x[i : i + batch_size]))
-        yb = torch.from_numpy(np.asarray(y[i : i + batch_size]))
+        xb, yb = tensor_view(x[i : i + batch_size]), tensor_view(y[i : i + batch_size])
         out = model(xb)
         loss += float(F.cross_entropy(out, yb, reduction="sum"))
         correct += int((out.argmax(1) == yb).sum())

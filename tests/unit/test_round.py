@@ -20,8 +20,9 @@ def test_fedavg_round_is_the_sample_weighted_mean_of_local_models(make_config):
     cfg = make_config(partition={"policy": "dirichlet", "alpha": 0.5, "min_samples": 5})
     data, part = setup(cfg)
     server, client = Server(cfg, data, part), Client(cfg, data, part)
-    jobs = server.plan(0)
+    jobs, samples = server.plan(0)
     assert len(jobs) == cfg.devices.per_round
+    assert samples == [len(part.shard(j.device)) for j in jobs]  # one epoch each
     start = server.weights.copy()
     expected, total = np.zeros_like(start, dtype=np.float64), 0
     for job in jobs:
@@ -30,16 +31,18 @@ def test_fedavg_round_is_the_sample_weighted_mean_of_local_models(make_config):
         n = len(part.shard(job.device))
         expected += n * client.weights().astype(np.float64)
         total += n
-    records = server.update([client.run(0, start, jobs)])
+    metrics, records = server.update([client.run(0, start, jobs)])
     np.testing.assert_allclose(server.weights, (expected / total).astype(np.float32), rtol=1e-6, atol=1e-7)
-    assert [r["device"] for r in records] == sorted(j.device for j in jobs)
+    assert [r["device"] for r in records] == [j.device for j in jobs]
+    assert metrics["samples"] == total and metrics["devices"] == len(jobs)
 
 
 def test_how_jobs_are_split_between_workers_does_not_change_the_result(make_config):
     cfg = make_config()
     data, part = setup(cfg)
     one, two = Server(cfg, data, part), Server(cfg, data, part)
-    jobs = one.plan(0)
+    jobs, _ = one.plan(0)
+    two.plan(0)
     c1, c2 = Client(cfg, data, part), Client(cfg, data, part)
     one.update([c1.run(0, one.weights, jobs)])
     two.update([c2.run(0, two.weights, jobs[1::2]), c1.run(0, two.weights, jobs[::2])])
@@ -50,8 +53,8 @@ def test_sampling_is_seeded_by_round(make_config):
     cfg = make_config(devices={"count": 6, "per_round": 3})
     data, part = setup(cfg)
     server = Server(cfg, data, part)
-    rounds = [tuple(j.device for j in server.plan(r)) for r in range(6)]
-    assert rounds == [tuple(j.device for j in Server(cfg, data, part).plan(r)) for r in range(6)]
+    rounds = [tuple(j.device for j in server.plan(r)[0]) for r in range(6)]
+    assert rounds == [tuple(j.device for j in Server(cfg, data, part).plan(r)[0]) for r in range(6)]
     assert len(set(rounds)) > 1
 
 
@@ -59,8 +62,8 @@ def test_central_trains_one_job_on_all_data(make_config):
     cfg = make_config(strategy={"name": "central"})
     data, part = setup(cfg)
     server, client = Server(cfg, data, part), Client(cfg, data, part)
-    jobs = server.plan(0)
-    assert jobs == [Job(device=-1, pooled=True)]
+    jobs, samples = server.plan(0)
+    assert jobs == [Job(device=-1, pooled=True)] and samples == [len(data.y_train)]
     partial = client.run(0, server.weights, jobs)
     assert partial.records[0]["samples"] == len(data.y_train)
     before, _ = server.evaluate()
@@ -75,3 +78,19 @@ def test_split_jobs_balances_load_and_keeps_every_job():
     assert sorted(j.device for s in shares for j in s) == list(range(5))
     loads = [sum([50, 10, 40, 30, 20][j.device] for j in s) for s in shares]
     assert abs(loads[0] - loads[1]) <= 10
+
+
+def test_partial_work_trains_exactly_what_the_clock_planned(make_config):
+    cfg = make_config(devices={"count": 6, "per_round": 6, "flops_per_second": 2e6, "deadline": 30.0,
+                               "stragglers": "partial"})
+    data, part = setup(cfg)
+    server, client = Server(cfg, data, part), Client(cfg, data, part)
+    jobs, samples = server.plan(0)
+    assert any(j.steps is not None for j in jobs)  # some devices were cut short
+    metrics, records = server.update([client.run(0, server.weights, jobs)])
+    trained = {r["device"]: r for r in records if not r["dropped"]}
+    per_sample = server.flops_per_sample(jobs[0])
+    for job, planned in zip(jobs, samples):
+        assert trained[job.device]["samples"] == planned
+        assert trained[job.device]["flops"] == per_sample * planned
+    assert metrics["virtual_time"] <= 30.0 + 1e-9

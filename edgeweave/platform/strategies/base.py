@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 
@@ -24,6 +24,7 @@ class Job:
 
     device: int
     pooled: bool = False  # train on the union of every device's data (the central reference)
+    steps: Optional[int] = None  # mini-batches to do, when a deadline cuts the work short
 
 
 class Strategy(ABC):
@@ -33,9 +34,9 @@ class Strategy(ABC):
         self.params = params
         self.cfg = cfg
 
-    @abstractmethod
-    def plan(self, round_: int, shard_sizes: np.ndarray) -> list[Job]:
-        """Server half: the jobs of this round."""
+    def plan(self, round_: int, devices: np.ndarray) -> list[Job]:
+        """Server half: the jobs of this round for the sampled, available devices."""
+        return [Job(int(d)) for d in devices]
 
     @abstractmethod
     def client_update(

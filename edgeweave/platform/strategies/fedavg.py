@@ -5,19 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from edgeweave.platform.aggregate import Partial
-from edgeweave.platform.sampling import sample_devices
-from edgeweave.platform.seeding import SERVER, rng
 from edgeweave.platform.strategies.base import STRATEGIES, Job, Strategy
 
 
 @STRATEGIES.register("fedavg")
 class FedAvg(Strategy):
     """Every sampled device trains the whole model locally; the server averages by samples held."""
-
-    def plan(self, round_: int, shard_sizes: np.ndarray) -> list[Job]:
-        g = rng(self.cfg.seed, round_, SERVER)
-        chosen = sample_devices(len(shard_sizes), self.cfg.devices.per_round, g)
-        return [Job(int(d)) for d in chosen if shard_sizes[d] > 0]
 
     def client_update(
         self, client, round_: int, job: Job, global_weights: np.ndarray, partial: Partial

@@ -1,0 +1,12 @@
+"""Resource models: constant, uniform, markov, diurnal, trace."""
+
+from edgeweave.platform.devices.resources.base import RESOURCES, ResourceModel
+from edgeweave.platform.plugins import import_all
+
+import_all(__name__, __path__)
+
+__all__ = ["RESOURCES", "ResourceModel", "build_resources"]
+
+
+def build_resources(choice, seed: int) -> ResourceModel:
+    return RESOURCES.build(choice.name, choice.params, seed=seed)

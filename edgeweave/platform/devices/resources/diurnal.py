@@ -1,0 +1,36 @@
+"""Diurnal: availability and speed follow a daily cycle, each device with its own phase."""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import Field
+
+from edgeweave.platform.devices import hashing
+from edgeweave.platform.devices.resources.base import RESOURCES, ResourceModel
+from edgeweave.platform.registry import Params
+
+
+class DiurnalParams(Params):
+    period: float = Field(86400.0, gt=0)  # one day of virtual time
+    mean: float = Field(0.6, ge=0, le=1)  # mean chance of being available
+    amplitude: float = Field(0.3, ge=0, le=1)
+    slow: float = Field(0.5, gt=0, le=1)  # speed multiplier at the busiest hour
+    slot: float = Field(600.0, gt=0)  # availability is redrawn every slot seconds
+
+
+@RESOURCES.register("diurnal", DiurnalParams)
+class Diurnal(ResourceModel):
+    """p_available(t) = mean + amplitude * cos(2 pi (t / period + phase)); slower when less idle."""
+
+    def cycle(self, ids: np.ndarray, t) -> np.ndarray:
+        """cos(2 pi (t / period + phase)) for each device: +1 at its idlest hour, -1 at its busiest."""
+        phase = hashing.uniform(self.seed, ids, 0, 40)
+        return np.cos(2 * np.pi * (np.asarray(t) / self.params.period + phase))
+
+    def state(self, ids: np.ndarray, round_: int, t: float) -> tuple[np.ndarray, np.ndarray]:
+        p = self.params
+        c = self.cycle(ids, t)
+        chance = np.clip(p.mean + p.amplitude * c, 0.0, 1.0)
+        available = hashing.uniform(self.seed, ids, int(t // p.slot), 41) < chance
+        speed = p.slow + (1.0 - p.slow) * (c + 1.0) / 2.0
+        return available, speed

@@ -1,0 +1,96 @@
+"""Trace: per-device time series read from a CSV or JSON file.
+
+CSV: a header `device,time,available,speed`, then one row per change, in any order. JSON:
+`{"series": [{"device": 0, "time": [...], "available": [...], "speed": [...]}, ...]}`.
+A series holds its values from each time until the next (before its first time: its first
+values). Device d of the simulation follows the series of the d mod n-th device in the file;
+with `cycle` set, time wraps around every `cycle` seconds.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+from pydantic import Field
+
+from edgeweave.platform.devices.resources.base import RESOURCES, ResourceModel
+from edgeweave.platform.errors import UserError
+from edgeweave.platform.registry import Params
+
+
+class TraceParams(Params):
+    path: str
+    cycle: Optional[float] = Field(None, gt=0)
+
+
+def _bad(path: str, where: str, what: str) -> UserError:
+    return UserError(f"devices.resources.path = {path!r}: {where}: {what}")
+
+
+def _rows_from_csv(path: str) -> list[tuple[int, float, bool, float]]:
+    rows = []
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        need = {"device", "time", "available", "speed"}
+        if not reader.fieldnames or not need <= set(reader.fieldnames):
+            raise _bad(path, "line 1", f"the header must name {', '.join(sorted(need))}")
+        for line, row in enumerate(reader, start=2):
+            try:
+                avail = row["available"].strip().lower()
+                if avail not in ("0", "1", "true", "false"):
+                    raise ValueError(f"available = {row['available']!r} is not 0/1/true/false")
+                rows.append((int(row["device"]), float(row["time"]), avail in ("1", "true"), float(row["speed"])))
+            except (TypeError, ValueError, AttributeError) as e:
+                raise _bad(path, f"line {line}", str(e)) from None
+    return rows
+
+
+def _rows_from_json(path: str) -> list[tuple[int, float, bool, float]]:
+    try:
+        doc = json.loads(Path(path).read_text())
+        rows = []
+        for i, s in enumerate(doc["series"]):
+            if not len(s["time"]) == len(s["available"]) == len(s["speed"]):
+                raise ValueError(f"series {i}: time, available and speed differ in length")
+            rows += [(int(s["device"]), float(t), bool(a), float(v))
+                     for t, a, v in zip(s["time"], s["available"], s["speed"])]
+        return rows
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise _bad(path, "not a trace", f"{type(e).__name__}: {e}") from None
+
+
+@RESOURCES.register("trace", TraceParams)
+class Trace(ResourceModel):
+    """Replays recorded availability and speed; cheap lookups by binary search per device."""
+
+    def __init__(self, params: TraceParams, seed: int) -> None:
+        super().__init__(params, seed)
+        path = params.path
+        if not Path(path).is_file():
+            raise UserError(f"devices.resources.path = {path!r}: no such file")
+        rows = _rows_from_json(path) if path.endswith(".json") else _rows_from_csv(path)
+        if not rows:
+            raise _bad(path, "empty", "the trace has no rows")
+        if any(r[3] <= 0 for r in rows):
+            raise _bad(path, "speed", "every speed multiplier must be > 0")
+        rows.sort()
+        dev = np.array([r[0] for r in rows])
+        self.series_ids, starts = np.unique(dev, return_index=True)
+        self.offsets = np.append(starts, len(rows))
+        self.time = np.array([r[1] for r in rows])
+        self.available = np.array([r[2] for r in rows])
+        self.speed = np.array([r[3] for r in rows])
+
+    def state(self, ids: np.ndarray, round_: int, t: float) -> tuple[np.ndarray, np.ndarray]:
+        if self.params.cycle:
+            t = t % self.params.cycle
+        series = np.asarray(ids) % len(self.series_ids)
+        pos = np.empty(len(series), np.int64)
+        for i, s in enumerate(series):
+            a, b = self.offsets[s], self.offsets[s + 1]
+            pos[i] = a + max(int(np.searchsorted(self.time[a:b], t, side="right")) - 1, 0)
+        return self.available[pos], self.speed[pos]

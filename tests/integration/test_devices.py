@@ -1,0 +1,54 @@
+"""Tiered devices on markov traces under each straggler policy, on a real local Ray."""
+
+import json
+
+import pytest
+
+from edgeweave.cli import main
+from edgeweave.platform.config import load_config
+
+pytestmark = pytest.mark.integration
+
+
+def run(tmp_path, policy, rounds=4):
+    out = tmp_path / policy
+    code = main(["run", "configs/devices_markov.yaml", "--set", f"devices.stragglers={policy}",
+                 "--set", f"training.rounds={rounds}", "--set", f"logging.out_dir={out}",
+                 "--set", "logging.progress=false", "--set", "logging.wandb.mode=disabled"])
+    assert code == 0
+    (run_dir,) = out.iterdir()
+    metrics = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    records = [json.loads(l) for l in (run_dir / "devices.jsonl").read_text().splitlines()]
+    return run_dir, metrics, records
+
+
+def test_drop_and_partial_follow_the_deadline(local_ray, tmp_path):
+    deadline = load_config("configs/devices_markov.yaml").devices.deadline
+    for policy in ("drop", "partial"):
+        run_dir, metrics, records = run(tmp_path, policy)
+        assert (run_dir / "accuracy.png").stat().st_size > 0 and (run_dir / "devices.png").stat().st_size > 0
+        assert len(records) == 4 * 10
+        starts = {m["round"]: m["virtual_start"] for m in metrics}
+        for r in records:
+            assert set(r) >= {"device", "tier", "speed", "budget", "steps", "flops", "finish", "dropped"}
+            if r["dropped"]:
+                assert r["steps"] == 0 and r["samples"] == 0 and r["flops"] > 0
+            else:
+                assert r["finish"] - starts[r["round"]] <= deadline + 1e-9
+                assert r["samples"] > 0
+        weak = [r for r in records if r["tier"] == "weak"]
+        strong = [r for r in records if r["tier"] == "strong"]
+        cut = (lambda r: r["dropped"]) if policy == "drop" else (lambda r: r["partial"] or r["dropped"])
+        assert sum(map(cut, weak)) / len(weak) > sum(map(cut, strong)) / max(len(strong), 1)
+        for m in metrics:
+            assert m["virtual_time"] - m["virtual_start"] <= deadline + 1e-9
+        assert [m["cumulative_flops"] for m in metrics] == sorted(m["cumulative_flops"] for m in metrics)
+        assert metrics[-1]["cumulative_flops"] == pytest.approx(sum(r["flops"] for r in records))
+
+
+def test_wait_trains_everyone_and_lasts_as_long_as_the_slowest(local_ray, tmp_path):
+    _, metrics, records = run(tmp_path, "wait", rounds=2)
+    assert not any(r["dropped"] or r["partial"] for r in records)
+    for m in metrics:
+        finishes = [r["finish"] for r in records if r["round"] == m["round"]]
+        assert m["virtual_time"] == pytest.approx(max(finishes))
