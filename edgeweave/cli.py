@@ -13,9 +13,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Validate everything first, then make the run directory, then start Ray and train."""
     from edgeweave.platform.config import load_config
     from edgeweave.platform.data import load_dataset
+    from edgeweave.platform.devices.resources import build_resources
     from edgeweave.platform.partition import partition_data
 
     cfg = load_config(args.config, args.set)
+    build_resources(cfg.devices.resources, cfg.seed)  # a bad trace file fails here, before any output
     data = load_dataset(cfg.data, cfg.seed)
     partition = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed)
 
