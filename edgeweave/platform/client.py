@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Optional
 
 import numpy as np
 import torch
+from torch import nn
 
 from edgeweave.platform.aggregate import Partial
 from edgeweave.platform.config import ExperimentConfig
@@ -14,8 +16,10 @@ from edgeweave.platform.flat import FlatLayout
 from edgeweave.platform.models import build_model
 from edgeweave.platform.partition import Partition
 from edgeweave.platform.seeding import torch_generator
+from edgeweave.platform.sliced_training import SubModels, remap_labels
 from edgeweave.platform.strategies import STRATEGIES, Job
-from edgeweave.platform.training import LocalResult, SGDSettings, train_local
+from edgeweave.platform.submodel import Slicer
+from edgeweave.platform.training import LocalResult, SGDSettings, batch_order, train_local
 
 
 def sgd_settings(cfg: ExperimentConfig) -> SGDSettings:
@@ -34,6 +38,8 @@ class Client:
         self.device = torch.device("cuda" if use_gpu else "cpu")
         self.model = build_model(cfg.model, data.input_shape, data.num_classes, cfg.seed).to(self.device)
         self.layout = FlatLayout(self.model)
+        self.slicer = Slicer(self.model, data.input_shape)
+        self.submodels = SubModels(self.slicer, self.device)
         self.strategy = STRATEGIES.build(cfg.strategy.name, cfg.strategy.params, cfg=cfg)
         self.settings = sgd_settings(cfg)
 
@@ -49,14 +55,32 @@ class Client:
     def weights(self) -> np.ndarray:
         return self.layout.flatten(self.model)
 
-    def train(self, round_: int, job: Job) -> LocalResult:
-        """Local SGD on the job's samples, all draws from (seed, round, device)."""
+    def device_classes(self, device: int) -> np.ndarray:
+        """The classes a device holds (for label split)."""
+        return np.unique(self.data.y_train[self.partition.shard(device)])
+
+    def data_of(self, job: Job) -> tuple[torch.Tensor, torch.Tensor]:
         idx = self.indices(job)
-        x = torch.from_numpy(self.data.x_train[idx]).to(self.device)
-        y = torch.from_numpy(self.data.y_train[idx]).to(self.device)
-        g = torch_generator(self.cfg.seed, round_, job.device)
-        settings = self.settings if job.steps is None else replace(self.settings, steps=job.steps)
-        return train_local(self.model, x, y, settings, g, augment=self.data.augment)
+        return (torch.from_numpy(self.data.x_train[idx]).to(self.device),
+                torch.from_numpy(self.data.y_train[idx]).to(self.device))
+
+    def settings_of(self, job: Job) -> SGDSettings:
+        return self.settings if job.steps is None else replace(self.settings, steps=job.steps)
+
+    def steps_of(self, job: Job) -> int:
+        return len(batch_order(self.shard_size(job), self.settings_of(job), torch.Generator()))
+
+    def generator(self, round_: int, job: Job) -> torch.Generator:
+        return torch_generator(self.cfg.seed, round_, job.device)
+
+    def train(self, round_: int, job: Job, model: Optional[nn.Module] = None,
+              classes: Optional[np.ndarray] = None) -> LocalResult:
+        """Local SGD on the job's samples (on `model`, default the full one); draws from (seed, round, device)."""
+        x, y = self.data_of(job)
+        if classes is not None:
+            y = remap_labels(y.cpu(), classes).to(self.device)
+        return train_local(model if model is not None else self.model, x, y, self.settings_of(job),
+                           self.generator(round_, job), augment=self.data.augment)
 
     def run(self, round_: int, global_weights: np.ndarray, jobs: list[Job]) -> Partial:
         """Train every job of this share and return one partial aggregate."""

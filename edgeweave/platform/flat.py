@@ -40,3 +40,9 @@ class FlatLayout:
         src = tensor_view(flat)
         for t, a, b in zip(self._tensors(model), self.offsets[:-1], self.offsets[1:]):
             t.copy_(src[a:b].view(t.shape))
+
+    def grads(self, model: nn.Module) -> torch.Tensor:
+        """The gradients in layout order; buffers and untouched parameters give zeros."""
+        state = model.state_dict(keep_vars=True)
+        return torch.cat([(state[n].grad if state[n].grad is not None else torch.zeros_like(state[n])).reshape(-1)
+                          for n in self.names])

@@ -21,6 +21,7 @@ from edgeweave.platform.partition import Partition
 from edgeweave.platform.sampling import sample_available
 from edgeweave.platform.seeding import SERVER, rng
 from edgeweave.platform.strategies import STRATEGIES, Job
+from edgeweave.platform.submodel import Plan, Slicer
 from edgeweave.platform.training import evaluate
 
 
@@ -30,9 +31,11 @@ class Server:
     def __init__(self, cfg: ExperimentConfig, data: ArrayData, partition: Partition) -> None:
         self.cfg = cfg
         self.data = data
+        self.partition = partition
         self.shard_sizes = partition.sizes()
         self.model = build_model(cfg.model, data.input_shape, data.num_classes, cfg.seed)
         self.layout = FlatLayout(self.model)
+        self.slicer = Slicer(self.model, data.input_shape)
         self.weights = self.layout.flatten(self.model)
         self.strategy = STRATEGIES.build(cfg.strategy.name, cfg.strategy.params, cfg=cfg)
         d = cfg.devices
@@ -45,14 +48,32 @@ class Server:
         self.total_flops = 0.0
         self._pending: Optional[tuple[int, list[Job], Workload, Timing]] = None
 
-    def flops_per_sample(self, job: Job) -> int:
-        return self.flops.per_sample(
-            None, lambda: build_model(self.cfg.model, self.data.input_shape, self.data.num_classes, 0),
-            self.data.input_shape, self.data.num_classes)
+    def plan_flops(self, plan: Optional[Plan]) -> int:
+        """Training FLOPs per sample of the full model (plan None) or of a sub-model plan, cached."""
+        full = lambda: build_model(self.cfg.model, self.data.input_shape, self.data.num_classes, 0)  # noqa: E731
+        return self.flops.per_sample(None if plan is None else plan.signature(),
+                                     full if plan is None else (lambda: self.slicer.build(plan)),
+                                     self.data.input_shape, self.data.num_classes)
+
+    def tier_name(self, device: int) -> str:
+        return self.cfg.devices.tiers[self.tier_of[device]].name
+
+    def device_classes(self, device: int) -> np.ndarray:
+        """The classes a device holds (for label split)."""
+        return np.unique(self.data.y_train[self.partition.shard(device)])
 
     def _steps_full(self, n: int) -> int:
         t = self.cfg.training
         return t.local_steps if t.local_steps is not None else t.local_epochs * -(-n // t.batch_size)
+
+    def steps_of(self, job: Job) -> int:
+        """Mini-batches of the job's full local work."""
+        n = self.shard_sizes.sum() if job.pooled else self.shard_sizes[job.device]
+        return job.steps if job.steps is not None else self._steps_full(int(n))
+
+    def job_seconds(self, round_: int, job: Job) -> float:
+        """Virtual seconds the job's full work would take its device now (download, train, upload)."""
+        return float(time_round(self.workload(round_, [job]), "wait", None).finish[0])
 
     def workload(self, round_: int, jobs: Sequence[Job]) -> Workload:
         """Each job's full work and the device's speed and bandwidth at the round's start."""
@@ -66,10 +87,12 @@ class Server:
         speed = np.where(pooled, d.flops_per_second, d.flops_per_second * self.tier_speed[tiers] * multiplier)
         bandwidth = np.where(pooled, np.inf, self.tier_bandwidth[tiers])
         shard = np.where(pooled, self.shard_sizes.sum(), self.shard_sizes[real])
+        plans = [self.strategy.job_plan(self, round_, j) for j in jobs]
+        size = np.array([self.layout.size if p is None else len(self.slicer.positions(p)) for p in plans])
         return Workload(
             devices=ids, speed=speed, bandwidth=bandwidth,
-            model_bytes=np.where(pooled, 0.0, 4.0 * self.layout.size),
-            flops_per_sample=np.array([self.flops_per_sample(j) for j in jobs], np.float64),
+            model_bytes=np.where(pooled, 0.0, 4.0 * size),
+            flops_per_sample=np.array([self.strategy.flops_per_sample(self, round_, j) for j in jobs], np.float64),
             shard=shard, steps=np.array([self._steps_full(int(n)) for n in shard], np.int64),
             batch=self.cfg.training.batch_size,
         )
@@ -87,7 +110,7 @@ class Server:
             return available & (self.shard_sizes[ids] > 0)
 
         devices = sample_available(d.count, want, eligible, rng(self.cfg.seed, round_, SERVER))
-        jobs = self.strategy.plan(round_, devices)
+        jobs = self.strategy.plan(round_, devices, self)
         work = self.workload(round_, jobs)
         timing = time_round(work, d.stragglers, d.deadline, keep=d.per_round if want > d.per_round else None)
         self._pending = (round_, jobs, work, timing)
@@ -113,6 +136,7 @@ class Server:
                 "round": round_,
                 "device": job.device,
                 "tier": "central" if job.pooled else tier_names[self.tier_of[job.device]],
+                "rate": job.rate,
                 "speed": float(work.speed[i]),
                 "budget": None if math.isinf(timing.budget[i]) else float(timing.budget[i]),
                 "steps": int(done.get("steps", 0)),

@@ -14,6 +14,8 @@ from edgeweave.platform.registry import Params, Registry
 if TYPE_CHECKING:
     from edgeweave.platform.client import Client
     from edgeweave.platform.config import ExperimentConfig
+    from edgeweave.platform.server import Server
+    from edgeweave.platform.submodel import Plan
 
 STRATEGIES: Registry = Registry("strategy")
 
@@ -25,6 +27,7 @@ class Job:
     device: int
     pooled: bool = False  # train on the union of every device's data (the central reference)
     steps: Optional[int] = None  # mini-batches to do, when a deadline cuts the work short
+    rate: float = 1.0  # share of each layer's channels the device trains (width methods)
 
 
 class Strategy(ABC):
@@ -34,9 +37,17 @@ class Strategy(ABC):
         self.params = params
         self.cfg = cfg
 
-    def plan(self, round_: int, devices: np.ndarray) -> list[Job]:
+    def plan(self, round_: int, devices: np.ndarray, server: "Server") -> list[Job]:
         """Server half: the jobs of this round for the sampled, available devices."""
         return [Job(int(d)) for d in devices]
+
+    def job_plan(self, server: "Server", round_: int, job: Job) -> Optional["Plan"]:
+        """The sub-model a job trains (None: the full model); sets the bytes it moves."""
+        return None
+
+    def flops_per_sample(self, server: "Server", round_: int, job: Job) -> float:
+        """Training FLOPs per sample of the job, from the real (sub-)model."""
+        return float(server.plan_flops(self.job_plan(server, round_, job)))
 
     @abstractmethod
     def client_update(

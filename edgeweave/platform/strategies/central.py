@@ -12,5 +12,5 @@ from edgeweave.platform.strategies.fedavg import FedAvg
 class Central(FedAvg):
     """Each round is `training.local_epochs` epochs over every device's data pooled together."""
 
-    def plan(self, round_: int, devices: np.ndarray) -> list[Job]:
+    def plan(self, round_: int, devices: np.ndarray, server) -> list[Job]:
         return [Job(device=-1, pooled=True)]

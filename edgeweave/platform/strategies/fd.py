@@ -1,0 +1,18 @@
+"""Federated Dropout (Caldas et al., 2018): each device trains a random subset of every layer's channels."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgeweave.platform.seeding import rng
+from edgeweave.platform.strategies.base import STRATEGIES
+from edgeweave.platform.strategies.width import WidthParams, WidthStrategy
+from edgeweave.platform.submodel import random_subset
+
+
+@STRATEGIES.register("fd", WidthParams)
+class FederatedDropout(WidthStrategy):
+    """A fresh random sub-model per device per round, drawn from (seed, round, device, layer)."""
+
+    def channels(self, layer: int, width: int, rate: float, round_: int, device: int) -> np.ndarray:
+        return random_subset(width, rate, rng(self.cfg.seed, round_, device, 100 + layer))

@@ -1,0 +1,63 @@
+"""FjORD (Horvath et al., NeurIPS 2021): ordered dropout, a nested width drawn at every mini-batch.
+
+A device whose maximum rate is p_max trains, at each mini-batch, the left-most p x width
+channels of every layer for a p drawn uniformly from the allowed rates up to p_max.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from edgeweave.platform.aggregate import Partial
+from edgeweave.platform.seeding import rng
+from edgeweave.platform.sliced_training import train_per_batch
+from edgeweave.platform.strategies.base import STRATEGIES, Job
+from edgeweave.platform.strategies.width import WidthParams, WidthStrategy
+from edgeweave.platform.submodel import Plan, nested, uniform_plan
+
+if TYPE_CHECKING:
+    from edgeweave.platform.client import Client
+    from edgeweave.platform.server import Server
+
+
+@STRATEGIES.register("fjord", WidthParams)
+class FjORD(WidthStrategy):
+    """Per mini-batch ordered dropout up to the device's p_max (its tier's or budget's rate)."""
+
+    def channels(self, layer: int, width: int, rate: float, round_: int, device: int) -> np.ndarray:
+        return nested(width, rate)
+
+    def step_rates(self, round_: int, job: Job, steps: int) -> np.ndarray:
+        """The width of each mini-batch, drawn from (seed, round, device)."""
+        options = np.array([r for r in self.params.allowed if r <= job.rate] or [min(self.params.allowed)])
+        return options[rng(self.cfg.seed, round_, job.device, 200).integers(0, len(options), size=steps)]
+
+    def flops_per_sample(self, server: "Server", round_: int, job: Job) -> float:
+        rates = self.step_rates(round_, job, server.steps_of(job))
+        flops = {r: server.plan_flops(self.sub_plan(server.slicer, server, round_, Job(job.device, rate=float(r))))
+                 for r in np.unique(rates)}
+        return float(np.mean([flops[r] for r in rates])) if len(rates) else 0.0
+
+    def client_update(self, client: "Client", round_: int, job: Job, global_weights: np.ndarray,
+                      partial: Partial) -> None:
+        x, y = client.data_of(job)
+        settings = client.settings_of(job)
+        rates = self.step_rates(round_, job, client.steps_of(job))
+        plans: dict[float, Plan] = {}
+
+        def plan_for_step(k: int) -> Plan:
+            r = float(rates[k])
+            if r not in plans:
+                plans[r] = uniform_plan(client.slicer, lambda i, w: nested(w, r), self.classes_of(client, job.device))
+            return plans[r]
+
+        weights = torch.from_numpy(np.array(global_weights, dtype=np.float32))
+        result, touched = train_per_batch(client.submodels, weights, x, y, settings,
+                                          client.generator(round_, job), plan_for_step, client.data.augment)
+        pos = np.flatnonzero(touched)
+        partial.add(weights.numpy()[pos], weight=float(client.shard_size(job)), mask=pos)
+        partial.records.append({"device": job.device, "samples": result.samples, "steps": result.steps,
+                                "loss": result.loss})

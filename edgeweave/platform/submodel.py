@@ -1,0 +1,175 @@
+"""Sub-models that really slice: a plan keeps some output channels of each prunable layer.
+
+A plan maps to the flat positions, in the global weight buffer, of every element the sub-model
+keeps. `extract` is then one gather into a real smaller model (smaller tensors, not masks) and
+`embed` one scatter-add into the per-element sums and counts of a partial aggregate.
+
+Prunable layers are every conv and every hidden linear layer, in order. The input layer's input
+channels are always all kept; the classifier's outputs are all classes, or a plan's class subset
+(label split). The first linear layer's inputs follow the last conv's kept channels, times the
+pixels of its output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgeweave.platform.flat import FlatLayout
+from edgeweave.platform.models.base import ConvNet
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Kept output indices per prunable layer (sorted int arrays) and, optionally, kept classes."""
+
+    keep: tuple[np.ndarray, ...]
+    classes: Optional[np.ndarray] = None
+
+    def widths(self) -> tuple[int, ...]:
+        return tuple(len(k) for k in self.keep)
+
+    def signature(self) -> tuple:
+        """What the sub-model's shape (and so its FLOPs) depends on."""
+        return self.widths(), None if self.classes is None else len(self.classes)
+
+
+@dataclass(frozen=True)
+class _Slice:
+    """How one named tensor is indexed: by which layer's outputs (dim 0) and inputs (dim 1)."""
+
+    name: str
+    offset: int
+    shape: tuple[int, ...]
+    out_layer: Optional[int]  # prunable layer index; -1: the classes; None: all kept
+    in_layer: Optional[int]  # prunable layer feeding this one; None: all inputs kept
+    in_pixels: int = 1  # inputs per channel of the layer feeding it (first linear: H x W)
+
+
+class Slicer:
+    """Knows a ConvNet's prunable layers and turns plans into flat positions and sub-models."""
+
+    def __init__(self, model: ConvNet, input_shape: tuple[int, int, int]) -> None:
+        if not isinstance(model, ConvNet):
+            raise TypeError("sub-model plans need a ConvNet (features + classifier)")
+        self.model = model
+        self.layout = FlatLayout(model)
+        was_training = model.training
+        with torch.no_grad():
+            pixels = model.eval().features(torch.zeros(1, *input_shape)).shape[2:].numel()
+        model.train(was_training)
+        self.pixels = pixels  # per channel of the last conv's output: the first linear's fan-in
+        self.widths: list[int] = []
+        owner: dict[str, tuple[Optional[int], Optional[int], int]] = {}
+        prev: Optional[int] = None
+        for i, m in enumerate(model.features):
+            if isinstance(m, nn.Conv2d):
+                layer = len(self.widths)
+                self.widths.append(m.out_channels)
+                owner[f"features.{i}.weight"] = (layer, prev, 1)
+                owner[f"features.{i}.bias"] = (layer, None, 1)
+                prev = layer
+            elif isinstance(m, nn.BatchNorm2d):
+                for p in ("weight", "bias", "running_mean", "running_var"):
+                    owner[f"features.{i}.{p}"] = (prev, None, 1)
+        linears = [i for i, m in enumerate(model.classifier) if isinstance(m, nn.Linear)]
+        for n, i in enumerate(linears):
+            last = n == len(linears) - 1
+            layer = -1 if last else len(self.widths)
+            if not last:
+                self.widths.append(model.classifier[i].out_features)
+            owner[f"classifier.{i}.weight"] = (layer, prev, pixels if n == 0 else 1)
+            owner[f"classifier.{i}.bias"] = (layer, None, 1)
+            prev = layer
+        self.num_classes = model.classifier[linears[-1]].out_features
+        self.slices = [
+            _Slice(name, off, tuple(shape), *owner[name])
+            for name, shape, off in zip(self.layout.names, self.layout.shapes, self.layout.offsets)
+        ]
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.widths)
+
+    def full_plan(self) -> Plan:
+        return Plan(tuple(np.arange(w) for w in self.widths))
+
+    def _rows(self, plan: Plan, layer: Optional[int], size: int) -> np.ndarray:
+        if layer is None:
+            return np.arange(size)
+        if layer == -1:
+            return np.arange(size) if plan.classes is None else np.asarray(plan.classes)
+        return np.asarray(plan.keep[layer])
+
+    def positions(self, plan: Plan) -> np.ndarray:
+        """Flat positions of the sub-model's elements, in the sub-model's own layout order."""
+        parts = []
+        for s in self.slices:
+            out = self._rows(plan, s.out_layer, s.shape[0])
+            if len(s.shape) == 1:
+                parts.append(s.offset + out)
+                continue
+            inner = int(np.prod(s.shape[2:])) if len(s.shape) > 2 else 1
+            ins = self._rows(plan, s.in_layer, s.shape[1] // s.in_pixels)
+            cols = (ins[:, None] * s.in_pixels + np.arange(s.in_pixels)[None, :]).ravel()
+            grid = (out[:, None] * s.shape[1] + cols[None, :]) * inner
+            parts.append((s.offset + grid[:, :, None] + np.arange(inner)[None, None, :]).ravel())
+        return np.concatenate(parts).astype(np.int64)
+
+    def build(self, plan: Plan) -> nn.Module:
+        """A real model with the plan's widths (uninitialised: `extract` fills it)."""
+        widths = list(plan.widths())
+        n_classes = self.num_classes if plan.classes is None else len(plan.classes)
+        features: list[nn.Module] = []
+        layer, channels = 0, None
+        for m in self.model.features:
+            if isinstance(m, nn.Conv2d):
+                out = widths[layer]
+                features.append(nn.utils.skip_init(
+                    nn.Conv2d, channels or m.in_channels, out, m.kernel_size, stride=m.stride,
+                    padding=m.padding, bias=m.bias is not None))
+                layer, channels = layer + 1, out
+            elif isinstance(m, nn.BatchNorm2d):
+                features.append(nn.BatchNorm2d(channels, track_running_stats=m.track_running_stats))
+            else:
+                features.append(m)
+        classifier: list[nn.Module] = []
+        in_features = channels * self.pixels
+        linears = [m for m in self.model.classifier if isinstance(m, nn.Linear)]
+        for m in self.model.classifier:
+            if isinstance(m, nn.Linear):
+                out = n_classes if m is linears[-1] else widths[layer]
+                if m is not linears[-1]:
+                    layer += 1
+                classifier.append(nn.utils.skip_init(nn.Linear, in_features, out, bias=m.bias is not None))
+                in_features = out
+            else:
+                classifier.append(m)
+        return ConvNet(nn.Sequential(*features), nn.Sequential(*classifier))
+
+
+def nested(width: int, rate: float) -> np.ndarray:
+    """The left-most ceil(rate x width) channels (at least one)."""
+    return np.arange(max(1, int(np.ceil(rate * width))))
+
+
+def rolling(width: int, rate: float, start: int) -> np.ndarray:
+    """A window of ceil(rate x width) channels starting at `start`, wrapping around."""
+    k = max(1, int(np.ceil(rate * width)))
+    return np.sort((start + np.arange(k)) % width)
+
+
+def random_subset(width: int, rate: float, g: np.random.Generator) -> np.ndarray:
+    """ceil(rate x width) channels chosen uniformly at random."""
+    k = max(1, int(np.ceil(rate * width)))
+    return np.sort(g.choice(width, size=k, replace=False))
+
+
+def uniform_plan(slicer: Slicer, pick, classes: Optional[Sequence[int]] = None) -> Plan:
+    """A plan choosing each layer's channels with `pick(layer, width)`."""
+    keep = tuple(np.asarray(pick(i, w), np.int64) for i, w in enumerate(slicer.widths))
+    return Plan(keep, None if classes is None else np.asarray(sorted(classes), np.int64))
