@@ -175,6 +175,8 @@ def _check_across(cfg: ExperimentConfig) -> None:
     names = [t.name for t in d.tiers]
     if len(set(names)) != len(names):
         raise UserError(f"devices.tiers = {names}: tier names must differ")
+    strategy, _ = STRATEGIES.entry(cfg.strategy.name, "strategy.name")
+    strategy.check(cfg.strategy.params, cfg)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

@@ -37,6 +37,10 @@ class Strategy(ABC):
         self.params = params
         self.cfg = cfg
 
+    @classmethod
+    def check(cls, params: Params, cfg: "ExperimentConfig") -> None:
+        """Raise a UserError when the parameters do not fit the rest of the config."""
+
     def plan(self, round_: int, devices: np.ndarray, server: "Server") -> list[Job]:
         """Server half: the jobs of this round for the sampled, available devices."""
         return [Job(int(d)) for d in devices]

@@ -50,8 +50,8 @@ class WidthStrategy(Strategy):
 
     params: WidthParams
 
-    def __init__(self, params: WidthParams, cfg) -> None:
-        super().__init__(params, cfg)
+    @classmethod
+    def check(cls, params: WidthParams, cfg) -> None:
         tiers = [t.name for t in cfg.devices.tiers]
         missing = [t for t in tiers if t not in params.rates]
         if missing:

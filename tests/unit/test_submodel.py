@@ -1,0 +1,120 @@
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from edgeweave.platform.aggregate import Partial, average, combine
+from edgeweave.platform.config import build_config
+from edgeweave.platform.flat import FlatLayout
+from edgeweave.platform.flops import measure_flops_per_sample
+from edgeweave.platform.models import build_model
+from edgeweave.platform.submodel import Plan, Slicer, nested, random_subset, rolling, uniform_plan
+from tests.helpers import tiny_raw
+
+
+def zoo(tmp_path, name, shape, width=0.25):
+    cfg = build_config({**tiny_raw(tmp_path), "model": {"name": name, "width": width}})
+    model = build_model(cfg.model, shape, 10, seed=0)
+    return model, Slicer(model, shape), FlatLayout(model)
+
+
+@pytest.mark.parametrize("name", ["cnn", "alexnet", "vgg11", "vgg16"])
+@pytest.mark.parametrize("shape", [(1, 8, 8), (3, 32, 32)])
+def test_extract_is_a_real_smaller_model_equal_to_the_masked_full_one(tmp_path, name, shape):
+    model, slicer, layout = zoo(tmp_path, name, shape)
+    g = np.random.default_rng(0)
+    plan = uniform_plan(slicer, lambda i, w: random_subset(w, 0.5, g), classes=[1, 3, 7])
+    pos = slicer.positions(plan)
+    flat = layout.flatten(model)
+    sub = slicer.build(plan)
+    sub_layout = FlatLayout(sub)
+    assert sub_layout.size == len(pos) == len(np.unique(pos)) < layout.size
+    sub_layout.load(sub, flat[pos])
+    # The full model with every dropped element zeroed computes the same logits on kept classes.
+    masked = np.zeros_like(flat)
+    masked[pos] = flat[pos]
+    for n, off, shp in zip(layout.names, layout.offsets, layout.shapes):
+        if n.endswith("running_var"):
+            seg = masked[off: off + int(np.prod(shp))]
+            seg[seg == 0] = 1.0
+    layout.load(model, masked)
+    x = torch.randn(2, *shape)
+    with torch.no_grad():
+        np.testing.assert_allclose(sub.eval()(x).numpy(), model.eval()(x)[:, [1, 3, 7]].numpy(), atol=1e-5)
+
+
+def test_full_plan_is_the_whole_model_in_order(tmp_path):
+    _, slicer, layout = zoo(tmp_path, "vgg11", (1, 8, 8))
+    assert np.array_equal(slicer.positions(slicer.full_plan()), np.arange(layout.size))
+
+
+def test_extract_then_embed_is_exact(tmp_path):
+    model, slicer, layout = zoo(tmp_path, "cnn", (1, 8, 8))
+    flat = layout.flatten(model)
+    plan = uniform_plan(slicer, lambda i, w: nested(w, 0.5))
+    pos = slicer.positions(plan)
+    p = Partial.zeros(layout.size)
+    p.add(flat[pos], weight=3.0, mask=pos)
+    previous = np.full(layout.size, -7.0, np.float32)
+    out = average(previous, p.sums, p.counts)
+    np.testing.assert_array_equal(out[pos], flat[pos])
+    rest = np.setdiff1d(np.arange(layout.size), pos)
+    assert (out[rest] == -7.0).all()
+
+
+def test_overlapping_sub_models_average_per_element(tmp_path):
+    model, slicer, layout = zoo(tmp_path, "cnn", (1, 8, 8))
+    a = uniform_plan(slicer, lambda i, w: np.arange(0, w // 2))  # left half of every layer
+    b = uniform_plan(slicer, lambda i, w: np.arange(w // 4, w))  # right three quarters
+    pa, pb = slicer.positions(a), slicer.positions(b)
+    one, two = Partial.zeros(layout.size), Partial.zeros(layout.size)
+    one.add(np.full(len(pa), 1.0, np.float32), weight=1.0, mask=pa)
+    two.add(np.full(len(pb), 4.0, np.float32), weight=2.0, mask=pb)
+    total = combine([one, two])
+    out = average(np.zeros(layout.size, np.float32), total.sums, total.counts)
+    both = np.intersect1d(pa, pb)
+    assert len(both) > 0
+    np.testing.assert_allclose(out[both], (1 * 1 + 2 * 4) / 3)
+    np.testing.assert_allclose(out[np.setdiff1d(pa, pb)], 1.0)
+    np.testing.assert_allclose(out[np.setdiff1d(pb, pa)], 4.0)
+    untouched = np.setdiff1d(np.arange(layout.size), np.union1d(pa, pb))
+    assert (out[untouched] == 0).all()
+
+
+def test_half_width_has_about_a_quarter_of_the_inner_flops():
+    net = nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(),
+                        nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+    from edgeweave.platform.models.base import ConvNet
+    model = ConvNet(net, nn.Sequential(nn.Linear(64 * 8 * 8, 10)))
+    slicer = Slicer(model, (3, 16, 16))
+    half = slicer.build(uniform_plan(slicer, lambda i, w: nested(w, 0.5)))
+
+    def inner_flops(m):  # FLOPs of the conv layers after the first (both sides sliced)
+        from torch.utils.flop_counter import FlopCounterMode
+        x = torch.zeros(2, 32 if m is model else 16, 16, 16)
+        with FlopCounterMode(display=False) as c:
+            m.features[2:](x).sum().backward()
+        return c.get_total_flops()
+
+    ratio = inner_flops(half) / inner_flops(model)
+    assert 0.24 < ratio < 0.26
+    total = measure_flops_per_sample(half, (3, 16, 16), 10) / measure_flops_per_sample(model, (3, 16, 16), 10)
+    assert 0.24 < total < 0.35  # the input layer and classifier shrink only on one side
+
+
+def test_channel_choices():
+    assert list(nested(8, 0.5)) == [0, 1, 2, 3]
+    assert list(nested(10, 0.25)) == [0, 1, 2]  # ceil
+    assert list(nested(3, 0.01)) == [0]  # at least one
+    assert list(rolling(8, 0.5, 6)) == [0, 1, 6, 7]  # wraps around
+    a = random_subset(100, 0.3, np.random.default_rng(1))
+    assert len(a) == 30 and len(set(a.tolist())) == 30 and list(a) == sorted(a)
+    assert np.array_equal(a, random_subset(100, 0.3, np.random.default_rng(1)))
+
+
+def test_plan_classes_restrict_the_output_rows(tmp_path):
+    _, slicer, layout = zoo(tmp_path, "cnn", (1, 8, 8))
+    plan = Plan(slicer.full_plan().keep, classes=np.array([2, 5]))
+    sub = slicer.build(plan)
+    assert sub.classifier[-1].out_features == 2
+    assert FlatLayout(sub).size == len(slicer.positions(plan))

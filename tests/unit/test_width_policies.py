@@ -1,0 +1,135 @@
+"""Each width policy's channel choices from a seed, and their training on real slices."""
+
+import numpy as np
+import pytest
+import torch
+
+from edgeweave.platform.client import Client
+from edgeweave.platform.data import load_dataset
+from edgeweave.platform.errors import UserError
+from edgeweave.platform.partition import partition_data
+from edgeweave.platform.server import Server
+from edgeweave.platform.sliced_training import SubModels, train_per_batch
+from edgeweave.platform.strategies import Job
+from edgeweave.platform.training import SGDSettings, train_local
+
+RATES = {"strong": 1.0, "medium": 0.5, "weak": 0.25}
+
+
+def setup(make_config, strategy, devices=None, **params):
+    cfg = make_config(strategy={"name": strategy, "rates": RATES, **params},
+                      devices={"count": 9, "per_round": 9, **(devices or {})})
+    data = load_dataset(cfg.data, cfg.seed)
+    part = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed)
+    return cfg, Server(cfg, data, part), Client(cfg, data, part)
+
+
+def first_layer(server, round_, job):
+    return server.strategy.job_plan(server, round_, job).keep[0]
+
+
+def test_rates_follow_tiers(make_config):
+    _, server, _ = setup(make_config, "heterofl")
+    jobs, _ = server.plan(0)
+    for j in jobs:
+        assert j.rate == RATES[server.tier_name(j.device)]
+
+
+def test_heterofl_is_nested_and_fixed(make_config):
+    _, server, _ = setup(make_config, "heterofl")
+    width = server.slicer.widths[0]
+    for r in (0, 5):
+        assert list(first_layer(server, r, Job(1, rate=0.5))) == list(range(width // 2))
+
+
+def test_fd_is_random_per_device_and_round_and_repeats(make_config):
+    _, server, _ = setup(make_config, "fd")
+    a = first_layer(server, 0, Job(1, rate=0.5))
+    assert len(a) == server.slicer.widths[0] // 2
+    assert np.array_equal(a, first_layer(server, 0, Job(1, rate=0.5)))
+    assert not np.array_equal(a, first_layer(server, 1, Job(1, rate=0.5)))
+    assert not np.array_equal(a, first_layer(server, 0, Job(2, rate=0.5)))
+
+
+def test_fedrolex_window_rolls_each_round(make_config):
+    _, server, _ = setup(make_config, "fedrolex")
+    width = server.slicer.widths[0]
+    k = width // 4
+    for r in (0, 1, width - 1):
+        expected = sorted((r + np.arange(k)) % width)
+        assert list(first_layer(server, r, Job(3, rate=0.25))) == expected
+
+
+def test_fjord_draws_ordered_widths_up_to_p_max(make_config):
+    _, server, _ = setup(make_config, "fjord")
+    rates = server.strategy.step_rates(0, Job(1, rate=0.5), 200)
+    assert set(rates.tolist()) == {0.25, 0.5}
+    assert np.array_equal(rates, server.strategy.step_rates(0, Job(1, rate=0.5), 200))
+    full = server.strategy.step_rates(0, Job(1, rate=1.0), 400)
+    assert set(full.tolist()) == {0.25, 0.5, 0.75, 1.0}
+    # FLOPs of a job are the mean over its mini-batches' sub-models.
+    assert server.strategy.flops_per_sample(server, 0, Job(1, rate=0.25)) == server.plan_flops(
+        server.strategy.job_plan(server, 0, Job(1, rate=0.25)))
+
+
+def test_rates_must_cover_every_tier(make_config):
+    with pytest.raises(UserError, match=r"strategy.rates = \{'strong': 1.0\}: no rate for tier 'medium'"):
+        make_config(strategy={"name": "fd", "rates": {"strong": 1.0}})
+
+
+def test_budget_picks_the_widest_rate_that_fits(make_config):
+    _, server, _ = setup(make_config, "heterofl", rate_by="budget",
+                         devices={"flops_per_second": 2e6, "deadline": 40.0, "stragglers": "drop"})
+    jobs = server.strategy.plan(0, np.arange(9), server)
+    for j in jobs:
+        fits = [r for r in (1.0, 0.75, 0.5, 0.25) if server.job_seconds(0, Job(j.device, rate=r)) <= 40.0]
+        assert j.rate == (fits[0] if fits else 0.25)
+    assert len({j.rate for j in jobs}) > 1
+
+
+def test_cost_follows_the_plan(make_config):
+    _, server, _ = setup(make_config, "heterofl")
+    jobs, _ = server.plan(0)
+    work = server.workload(0, jobs)
+    full = server.plan_flops(None)
+    for j, f, b in zip(jobs, work.flops_per_sample, work.model_bytes):
+        plan = server.strategy.job_plan(server, 0, j)
+        assert f == server.plan_flops(plan) and (j.rate < 1) == (f < full)
+        assert b == 4 * len(server.slicer.positions(plan))
+
+
+def test_width_round_trains_only_the_kept_elements(make_config):
+    cfg, server, client = setup(make_config, "heterofl")
+    jobs, _ = server.plan(0)
+    before = server.weights.copy()
+    metrics, records = server.update([client.run(0, server.weights, jobs)])
+    changed = before != server.weights
+    kept = np.zeros(len(before), bool)
+    for j in jobs:
+        kept[server.slicer.positions(server.strategy.job_plan(server, 0, j))] = True
+    assert changed.any() and not (changed & ~kept).any()
+    assert all(r["rate"] in RATES.values() for r in records)
+
+
+def test_label_split_trains_only_held_classes(make_config):
+    cfg, server, client = setup(make_config, "fd", label_split=True)
+    plan = server.strategy.job_plan(server, 0, Job(0, rate=1.0))
+    assert np.array_equal(plan.classes, client.device_classes(0))
+    partial = client.run(0, server.weights, [Job(0, rate=1.0)])
+    assert partial.records[0]["samples"] > 0
+
+
+def test_per_batch_engine_with_the_full_plan_equals_plain_sgd(make_config):
+    cfg, server, client = setup(make_config, "fjord")
+    x, y = client.data_of(Job(0))
+    s = SGDSettings(lr=0.05, momentum=0.9, weight_decay=1e-3, batch_size=16, epochs=1)
+    model = client.model
+    client.load(server.weights)
+    train_local(model, x, y, s, torch.Generator().manual_seed(3))
+    expected = client.weights()
+    weights = torch.from_numpy(server.weights.copy())
+    full = client.slicer.full_plan()
+    _, touched = train_per_batch(SubModels(client.slicer), weights, x, y, s, torch.Generator().manual_seed(3),
+                                 lambda k: full)
+    assert touched.all()
+    np.testing.assert_allclose(weights.numpy(), expected, rtol=1e-4, atol=1e-5)
