@@ -52,3 +52,23 @@ def test_wait_trains_everyone_and_lasts_as_long_as_the_slowest(local_ray, tmp_pa
     for m in metrics:
         finishes = [r["finish"] for r in records if r["round"] == m["round"]]
         assert m["virtual_time"] == pytest.approx(max(finishes))
+
+
+@pytest.mark.parametrize("strategy", ["heterofl", "fjord"])
+def test_width_baselines_record_widths_and_flops_by_tier(local_ray, tmp_path, strategy):
+    out = tmp_path / strategy
+    code = main(["run", f"configs/baselines/{strategy}_digits.yaml", "--set", "training.rounds=3",
+                 "--set", f"logging.out_dir={out}", "--set", "logging.progress=false",
+                 "--set", "logging.wandb.mode=disabled"])
+    assert code == 0
+    (run_dir,) = out.iterdir()
+    records = [json.loads(l) for l in (run_dir / "devices.jsonl").read_text().splitlines()]
+    rates = load_config(run_dir / "config.yaml").strategy.rates
+    per_sample = {}
+    for r in records:
+        assert r["rate"] == rates[r["tier"]]
+        per_sample.setdefault(r["tier"], set()).add(round(r["flops"] / r["samples"]))
+    if strategy == "heterofl":  # one fixed sub-model per tier
+        assert all(len(v) == 1 for v in per_sample.values())
+    assert max(per_sample["strong"]) > max(per_sample["medium"]) > max(per_sample["weak"])
+    assert all(r["samples"] > 0 and r["loss"] is not None for r in records)

@@ -49,3 +49,16 @@ def test_vgg_batch_norm_is_optional(tmp_path):
     without = build_model(model_choice(tmp_path, name="vgg11", width=0.125, batch_norm=False), (3, 32, 32), 10, 0)
     assert any(isinstance(l, torch.nn.BatchNorm2d) for l in with_bn.modules())
     assert not any(isinstance(l, torch.nn.BatchNorm2d) for l in without.modules())
+
+
+def test_static_batch_norm_keeps_no_running_statistics(tmp_path):
+    from edgeweave.platform.flat import FlatLayout
+    from edgeweave.platform.submodel import Slicer, nested, uniform_plan
+
+    m = build_model(model_choice(tmp_path, name="vgg11", width=0.125, static_bn=True), (3, 32, 32), 10, 0)
+    bns = [l for l in m.modules() if isinstance(l, torch.nn.BatchNorm2d)]
+    assert bns and all(not b.track_running_stats for b in bns)
+    assert not any("running" in n for n in FlatLayout(m).names)
+    slicer = Slicer(m, (3, 32, 32))
+    sub = slicer.build(uniform_plan(slicer, lambda i, w: nested(w, 0.5)))
+    assert FlatLayout(sub).size == len(slicer.positions(uniform_plan(slicer, lambda i, w: nested(w, 0.5))))

@@ -20,12 +20,14 @@ def scaled(channels: int, width: float) -> int:
 
 
 def conv_stack(
-    spec: list[int | str], in_channels: int, image_size: int, width: float, batch_norm: bool
+    spec: list[int | str], in_channels: int, image_size: int, width: float, batch_norm: bool,
+    static_bn: bool = False,
 ) -> tuple[nn.Sequential, int, int]:
     """3x3 conv layers and 'M' max-pools; a pool is skipped once the image is 1 pixel wide.
 
     Returns the stack, its output channels and its output image size, so the same spec
-    serves 32x32 CIFAR and 8x8 digits.
+    serves 32x32 CIFAR and 8x8 digits. `static_bn` keeps no running statistics (HeteroFL's
+    static batch norm): batch statistics are used in training and evaluation alike.
     """
     layers: list[nn.Module] = []
     c, size = in_channels, image_size
@@ -38,7 +40,7 @@ def conv_stack(
         out = scaled(int(item), width)
         layers.append(nn.Conv2d(c, out, 3, padding=1, bias=not batch_norm))
         if batch_norm:
-            layers.append(nn.BatchNorm2d(out))
+            layers.append(nn.BatchNorm2d(out, track_running_stats=not static_bn))
         layers.append(nn.ReLU(inplace=True))
         c = out
     return nn.Sequential(*layers), c, size

@@ -15,6 +15,7 @@ SPECS = {
 
 class VGGParams(ModelParams):
     batch_norm: bool = Field(True)
+    static_bn: bool = Field(False)  # no running statistics (HeteroFL); needs batch_norm
 
 
 class _VGG:
@@ -25,7 +26,8 @@ class _VGG:
 
     def build(self, input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
         p = self.params
-        features, c, size = conv_stack(SPECS[self.depth], input_shape[0], input_shape[1], p.width, p.batch_norm)
+        features, c, size = conv_stack(SPECS[self.depth], input_shape[0], input_shape[1], p.width, p.batch_norm,
+                                         p.static_bn)
         return ConvNet(features, mlp_head(c * size * size, [], num_classes))
 
 
