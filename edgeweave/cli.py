@@ -38,6 +38,36 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dse(args: argparse.Namespace) -> int:
+    """Search the Pareto front of per-layer dropout vectors for a `distreal` config and store it."""
+    from pathlib import Path
+
+    from tqdm.auto import tqdm
+
+    from edgeweave.platform.config import load_config
+    from edgeweave.platform.data import load_dataset
+    from edgeweave.platform.dse import Explorer, explore
+    from edgeweave.platform.plots import plot_front
+
+    cfg = load_config(args.config, args.set, check_strategy=False)
+    if cfg.strategy.name != "distreal":
+        raise UserError(f"strategy.name = {cfg.strategy.name!r}: `edgeweave dse` needs a distreal config")
+    out = Path(args.out or cfg.strategy.front)
+    data = load_dataset(cfg.data, cfg.seed)
+    explorer = Explorer(cfg, data)
+    p = cfg.strategy.params
+    with tqdm(total=p.population * p.generations, desc="dse", unit="vector", file=sys.stderr) as bar:
+        front, evaluated = explore(explorer, on_evaluation=bar.update)
+    front.save(out, evaluated)
+    plot_front(front, evaluated, out.with_suffix(".png"), f"{cfg.model.name} on {cfg.data.name}")
+    print(f"{len(evaluated)} vectors evaluated, {len(front.score)} on the front -> {out} (+ .csv, .png)")
+    print("| d (dropped per conv layer) | FLOPs per mini-batch | score |")
+    print("|---|---:|---:|")
+    for v, f, sc in zip(front.vectors, front.flops_per_batch, front.score):
+        print(f"| {', '.join(f'{x:g}' for x in v)} | {f:.3g} | {sc:.4f} |")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgeweave", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -46,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                      help="override one config value (repeatable)")
     run.set_defaults(func=cmd_run)
+    dse = sub.add_parser("dse", help="find DISTREAL's Pareto front of dropout vectors for a config")
+    dse.add_argument("config", help="a distreal experiment YAML, e.g. configs/distreal_digits.yaml")
+    dse.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    dse.add_argument("--out", help="where to write the front (default: the config's strategy.front)")
+    dse.set_defaults(func=cmd_dse)
     return parser
 
 

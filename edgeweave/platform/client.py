@@ -12,6 +12,7 @@ from torch import nn
 from edgeweave.platform.aggregate import Partial
 from edgeweave.platform.config import ExperimentConfig
 from edgeweave.platform.data import ArrayData
+from edgeweave.platform.devices.view import DeviceView
 from edgeweave.platform.flat import FlatLayout
 from edgeweave.platform.models import build_model
 from edgeweave.platform.partition import Partition
@@ -40,6 +41,7 @@ class Client:
         self.layout = FlatLayout(self.model)
         self.slicer = Slicer(self.model, data.input_shape)
         self.submodels = SubModels(self.slicer, self.device)
+        self.view = DeviceView(cfg)
         self.strategy = STRATEGIES.build(cfg.strategy.name, cfg.strategy.params, cfg=cfg)
         self.settings = sgd_settings(cfg)
 

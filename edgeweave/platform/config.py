@@ -139,8 +139,12 @@ def _validate(model: type[BaseModel], data: Any, prefix: str) -> BaseModel:
         raise UserError(f"{where} = {err['input']!r}: {msg}") from None
 
 
-def build_config(raw: Any) -> ExperimentConfig:
-    """Validate a raw mapping (the parsed YAML plus overrides) into an ExperimentConfig."""
+def build_config(raw: Any, check_strategy: bool = True) -> ExperimentConfig:
+    """Validate a raw mapping (the parsed YAML plus overrides) into an ExperimentConfig.
+
+    `check_strategy=False` skips the strategy's own checks against the rest of the config (the
+    DSE uses it: the front it is about to write cannot be checked yet).
+    """
     if not isinstance(raw, dict):
         raise UserError(f"config = {type(raw).__name__}: must be a mapping of sections")
     raw = copy.deepcopy(raw)
@@ -159,11 +163,11 @@ def build_config(raw: Any) -> ExperimentConfig:
         params = _validate(params_model, body, section)
         parent[path[-1]] = Choice(key=registry.key, name=name, params=params)
     cfg = _validate(ExperimentConfig, raw, "")
-    _check_across(cfg)  # type: ignore[arg-type]
+    _check_across(cfg, check_strategy)  # type: ignore[arg-type]
     return cfg  # type: ignore[return-value]
 
 
-def _check_across(cfg: ExperimentConfig) -> None:
+def _check_across(cfg: ExperimentConfig, check_strategy: bool) -> None:
     if cfg.devices.per_round > cfg.devices.count:
         raise UserError(
             f"devices.per_round = {cfg.devices.per_round}: must be at most devices.count "
@@ -175,8 +179,9 @@ def _check_across(cfg: ExperimentConfig) -> None:
     names = [t.name for t in d.tiers]
     if len(set(names)) != len(names):
         raise UserError(f"devices.tiers = {names}: tier names must differ")
-    strategy, _ = STRATEGIES.entry(cfg.strategy.name, "strategy.name")
-    strategy.check(cfg.strategy.params, cfg)
+    if check_strategy:
+        strategy, _ = STRATEGIES.entry(cfg.strategy.name, "strategy.name")
+        strategy.check(cfg.strategy.params, cfg)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -217,12 +222,12 @@ def read_yaml(path: str | Path) -> Any:
         raise UserError(f"config = {str(path)!r}: not valid YAML{where}") from None
 
 
-def load_config(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentConfig:
+def load_config(path: str | Path, overrides: Sequence[str] = (), check_strategy: bool = True) -> ExperimentConfig:
     """Read a YAML experiment, apply `--set` overrides, validate."""
     raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise UserError(f"config = {str(path)!r}: must be a mapping of sections")
-    return build_config(apply_overrides(raw, overrides))
+    return build_config(apply_overrides(raw, overrides), check_strategy)
 
 
 def dump_config(cfg: ExperimentConfig) -> str:

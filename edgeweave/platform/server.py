@@ -12,8 +12,7 @@ from edgeweave.platform.aggregate import Partial, average, combine
 from edgeweave.platform.config import ExperimentConfig
 from edgeweave.platform.data import ArrayData
 from edgeweave.platform.devices.clock import Timing, Workload, time_round
-from edgeweave.platform.devices.resources import build_resources
-from edgeweave.platform.devices.tiers import assign_tiers
+from edgeweave.platform.devices.view import DeviceView
 from edgeweave.platform.flat import FlatLayout
 from edgeweave.platform.flops import FlopsCache
 from edgeweave.platform.models import build_model
@@ -38,11 +37,7 @@ class Server:
         self.slicer = Slicer(self.model, data.input_shape)
         self.weights = self.layout.flatten(self.model)
         self.strategy = STRATEGIES.build(cfg.strategy.name, cfg.strategy.params, cfg=cfg)
-        d = cfg.devices
-        self.tier_of = assign_tiers(d.count, [t.share for t in d.tiers], cfg.seed)
-        self.tier_speed = np.array([t.speed for t in d.tiers])
-        self.tier_bandwidth = np.array([t.bandwidth for t in d.tiers])
-        self.resources = build_resources(d.resources, cfg.seed)
+        self.view = DeviceView(cfg)
         self.flops = FlopsCache()
         self.clock = 0.0  # virtual seconds at the start of the next round
         self.total_flops = 0.0
@@ -56,7 +51,7 @@ class Server:
                                      self.data.input_shape, self.data.num_classes)
 
     def tier_name(self, device: int) -> str:
-        return self.cfg.devices.tiers[self.tier_of[device]].name
+        return self.view.tier_name(device)
 
     def device_classes(self, device: int) -> np.ndarray:
         """The classes a device holds (for label split)."""
@@ -81,11 +76,10 @@ class Server:
         ids = np.array([j.device for j in jobs], np.int64)
         pooled = np.array([j.pooled for j in jobs], bool)
         real = np.where(pooled, 0, ids)
-        _, multiplier = self.resources.state(real, round_, self.clock)
-        tiers = self.tier_of[real]
+        _, speed_now = self.view.state(real, round_, self.clock)
         # The pooled (central) job runs on one reference device at full speed, with no network.
-        speed = np.where(pooled, d.flops_per_second, d.flops_per_second * self.tier_speed[tiers] * multiplier)
-        bandwidth = np.where(pooled, np.inf, self.tier_bandwidth[tiers])
+        speed = np.where(pooled, d.flops_per_second, speed_now)
+        bandwidth = np.where(pooled, np.inf, self.view.bandwidth(real))
         shard = np.where(pooled, self.shard_sizes.sum(), self.shard_sizes[real])
         plans = [self.strategy.job_plan(self, round_, j) for j in jobs]
         size = np.array([self.layout.size if p is None else len(self.slicer.positions(p)) for p in plans])
@@ -93,7 +87,7 @@ class Server:
             devices=ids, speed=speed, bandwidth=bandwidth,
             model_bytes=np.where(pooled, 0.0, 4.0 * size),
             flops_per_sample=np.array([self.strategy.flops_per_sample(self, round_, j) for j in jobs], np.float64),
-            shard=shard, steps=np.array([self._steps_full(int(n)) for n in shard], np.int64),
+            shard=shard, steps=np.array([self.steps_of(j) for j in jobs], np.int64),
             batch=self.cfg.training.batch_size,
         )
 
@@ -106,7 +100,7 @@ class Server:
         want = min(d.count, math.ceil(d.per_round * (1 + d.over_selection)))
 
         def eligible(ids: np.ndarray) -> np.ndarray:
-            available, _ = self.resources.state(ids, round_, self.clock)
+            available, _ = self.view.state(ids, round_, self.clock)
             return available & (self.shard_sizes[ids] > 0)
 
         devices = sample_available(d.count, want, eligible, rng(self.cfg.seed, round_, SERVER))
@@ -135,7 +129,7 @@ class Server:
             records.append({
                 "round": round_,
                 "device": job.device,
-                "tier": "central" if job.pooled else tier_names[self.tier_of[job.device]],
+                "tier": "central" if job.pooled else tier_names[self.view.tier_of[job.device]],
                 "rate": job.rate,
                 "speed": float(work.speed[i]),
                 "budget": None if math.isinf(timing.budget[i]) else float(timing.budget[i]),

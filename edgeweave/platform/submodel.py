@@ -76,6 +76,7 @@ class Slicer:
             elif isinstance(m, nn.BatchNorm2d):
                 for p in ("weight", "bias", "running_mean", "running_var"):
                     owner[f"features.{i}.{p}"] = (prev, None, 1)
+        self.num_convs = len(self.widths)
         linears = [i for i, m in enumerate(model.classifier) if isinstance(m, nn.Linear)]
         for n, i in enumerate(linears):
             last = n == len(linears) - 1
@@ -173,3 +174,10 @@ def uniform_plan(slicer: Slicer, pick, classes: Optional[Sequence[int]] = None) 
     """A plan choosing each layer's channels with `pick(layer, width)`."""
     keep = tuple(np.asarray(pick(i, w), np.int64) for i, w in enumerate(slicer.widths))
     return Plan(keep, None if classes is None else np.asarray(sorted(classes), np.int64))
+
+
+def dropout_plan(slicer: Slicer, drop: Sequence[float], g: np.random.Generator) -> Plan:
+    """DISTREAL's plan: conv layer l keeps a random (1 - drop[l]) of its filters; the rest all."""
+    if len(drop) != slicer.num_convs:
+        raise ValueError(f"a dropout vector needs {slicer.num_convs} entries, one per conv layer; got {len(drop)}")
+    return uniform_plan(slicer, lambda i, w: random_subset(w, 1.0 - drop[i], g) if i < len(drop) else np.arange(w))

@@ -71,6 +71,7 @@ def time_round(w: Workload, policy: str, deadline: Optional[float], keep: Option
             dropped = steps == 0
         else:
             raise ValueError(f"unknown straggler policy {policy!r}")
+    dropped |= steps == 0  # nothing to train (a device that chose to do no work)
     cutoff = deadline if (deadline is not None and policy != "wait" and dropped.any()) else None
     if keep is not None and (~dropped).sum() > keep:
         order = np.flatnonzero(~dropped)[np.argsort(finish[~dropped], kind="stable")]

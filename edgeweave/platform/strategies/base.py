@@ -28,6 +28,7 @@ class Job:
     pooled: bool = False  # train on the union of every device's data (the central reference)
     steps: Optional[int] = None  # mini-batches to do, when a deadline cuts the work short
     rate: float = 1.0  # share of each layer's channels the device trains (width methods)
+    start: float = 0.0  # virtual time the round started (devices that plan for themselves read it)
 
 
 class Strategy(ABC):

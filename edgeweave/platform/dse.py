@@ -1,0 +1,124 @@
+"""DISTREAL's design-space exploration: NSGA-II over per-layer dropout vectors on a grid.
+
+Objective one is the exact training FLOPs of a mini-batch; objective two the convergence
+score: the validation loss after a short fixed number of mini-batches from the model's fixed
+initial weights, on a held-out part of the training data, averaged over a few seeds. The front
+is the non-dominated set of every vector evaluated, repeatable from the config's seed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+import numpy as np
+import torch
+
+from edgeweave.platform.config import ExperimentConfig
+from edgeweave.platform.data import ArrayData
+from edgeweave.platform.flat import FlatLayout
+from edgeweave.platform.flops import FlopsCache
+from edgeweave.platform.front import Front, non_dominated
+from edgeweave.platform.models import build_model
+from edgeweave.platform.seeding import SERVER, rng
+from edgeweave.platform.sliced_training import SubModels, train_per_batch
+from edgeweave.platform.submodel import Plan, Slicer, dropout_plan
+from edgeweave.platform.training import SGDSettings, evaluate
+
+
+class Explorer:
+    """Scores dropout vectors for one config's model and data; caches every evaluation."""
+
+    def __init__(self, cfg: ExperimentConfig, data: ArrayData) -> None:
+        p = cfg.strategy.params
+        self.cfg, self.p = cfg, p
+        self.model = build_model(cfg.model, data.input_shape, data.num_classes, cfg.seed)
+        self.slicer = Slicer(self.model, data.input_shape)
+        self.layout = FlatLayout(self.model)
+        self.start = self.layout.flatten(self.model)
+        self.models = SubModels(self.slicer)
+        self.flops = FlopsCache()
+        self.shape, self.classes = data.input_shape, data.num_classes
+        order = rng(cfg.seed, -1, SERVER, 60).permutation(len(data.y_train))
+        n_val = max(1, int(len(order) * p.held_out))
+        val, train = order[:n_val], order[n_val:]
+        self.x_train, self.y_train = torch.from_numpy(data.x_train[train]), torch.from_numpy(data.y_train[train])
+        self.x_val, self.y_val = data.x_train[val], data.y_train[val]
+        self.grid = np.round(np.arange(0.0, p.grid_max + 1e-9, p.grid_step), 6)
+        t = cfg.training
+        self.settings = SGDSettings(t.lr, t.momentum, t.weight_decay, t.batch_size, steps=p.dse_steps)
+        self.cache: dict[tuple[float, ...], tuple[float, float]] = {}
+
+    @property
+    def layers(self) -> int:
+        return self.slicer.num_convs
+
+    def plan_flops(self, plan: Plan) -> int:
+        return self.flops.per_sample(plan.signature(), lambda: self.slicer.build(plan), self.shape, self.classes)
+
+    def cost(self, vector: tuple[float, ...]) -> float:
+        """Exact training FLOPs of one mini-batch with this dropout vector."""
+        plan = dropout_plan(self.slicer, vector, np.random.default_rng(0))
+        return float(self.plan_flops(plan) * self.cfg.training.batch_size)
+
+    def score(self, vector: tuple[float, ...]) -> float:
+        """Mean validation loss after the fixed training budget, over the configured seeds."""
+        losses = []
+        for s in range(self.p.dse_seeds):
+            weights = torch.from_numpy(self.start.copy())
+            gens = [rng(self.cfg.seed, s, SERVER, 70 + k) for k in range(self.p.dse_steps)]
+            train_per_batch(self.models, weights, self.x_train, self.y_train, self.settings,
+                            torch.Generator().manual_seed(1000 * self.cfg.seed + s),
+                            lambda k: dropout_plan(self.slicer, vector, gens[k]))
+            self.layout.load(self.model, weights.numpy())
+            losses.append(evaluate(self.model, self.x_val, self.y_val)[1])
+        return float(np.mean(losses))
+
+    def evaluate(self, vector: tuple[float, ...]) -> tuple[float, float]:
+        key = tuple(float(v) for v in vector)
+        if key not in self.cache:
+            self.cache[key] = (self.cost(key), self.score(key))
+        return self.cache[key]
+
+    def front(self) -> tuple[Front, list[dict[str, Any]]]:
+        """The non-dominated set of everything evaluated so far, and all evaluated points."""
+        keys = list(self.cache)
+        cost = np.array([self.cache[k][0] for k in keys])
+        score = np.array([self.cache[k][1] for k in keys])
+        best = non_dominated(cost, score)
+        meta = {"model": self.cfg.model.name, "data": self.cfg.data.name, "layers": self.layers,
+                "batch_size": self.cfg.training.batch_size, "seed": self.cfg.seed, "grid": self.grid.tolist(),
+                "score": f"validation loss after {self.p.dse_steps} mini-batches, mean of {self.p.dse_seeds} seeds"}
+        evaluated = [{"vector": list(k), "flops_per_batch": c, "score": s} for k, c, s in zip(keys, cost, score)]
+        return Front(np.array([keys[i] for i in best]), cost[best], score[best], meta), evaluated
+
+
+def explore(explorer: Explorer, on_evaluation: Optional[Callable[[], None]] = None) -> tuple[Front, list[dict]]:
+    """Run NSGA-II (pymoo) over grid indices; the no-dropout vector is always in the first population."""
+    from pymoo.algorithms.moo.nsga2 import NSGA2
+    from pymoo.core.problem import Problem
+    from pymoo.operators.crossover.sbx import SBX
+    from pymoo.operators.mutation.pm import PM
+    from pymoo.operators.repair.rounding import RoundingRepair
+    from pymoo.optimize import minimize
+
+    p, grid, n = explorer.p, explorer.grid, explorer.layers
+
+    class DropoutProblem(Problem):
+        def __init__(self) -> None:
+            super().__init__(n_var=n, n_obj=2, xl=0, xu=len(grid) - 1, vtype=int)
+
+        def _evaluate(self, X, out, *args, **kwargs):
+            rows = []
+            for x in np.asarray(X).round().astype(int):
+                rows.append(explorer.evaluate(tuple(grid[x])))
+                if on_evaluation:
+                    on_evaluation()
+            out["F"] = np.array(rows)
+
+    g = rng(explorer.cfg.seed, -1, SERVER, 80)
+    first = np.vstack([np.zeros((1, n), int), g.integers(0, len(grid), size=(p.population - 1, n))])
+    algorithm = NSGA2(pop_size=p.population, sampling=first,
+                      crossover=SBX(prob=0.9, eta=15, vtype=float, repair=RoundingRepair()),
+                      mutation=PM(eta=20, vtype=float, repair=RoundingRepair()), eliminate_duplicates=True)
+    minimize(DropoutProblem(), algorithm, ("n_gen", p.generations), seed=explorer.cfg.seed, verbose=False)
+    return explorer.front()
