@@ -68,6 +68,28 @@ def cmd_dse(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """Compare runs: accuracy against virtual time in one plot and a table (Markdown and JSON)."""
+    import json
+    from pathlib import Path
+
+    from edgeweave.platform.report import plot, read_run, summarise, table
+
+    if not 0 < args.target <= 1:
+        raise UserError(f"--target = {args.target}: must be in (0, 1]")
+    runs = [read_run(Path(d)) for d in args.runs]
+    rows = [summarise(r, args.target) for r in runs]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    plot(runs, out, args.target)
+    md = table(rows, args.target)
+    out.with_suffix(".md").write_text(md + "\n")
+    out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
+    print(md)
+    print(f"\nplot -> {out}; table -> {out.with_suffix('.md')}, {out.with_suffix('.json')}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgeweave", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -81,6 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
     dse.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     dse.add_argument("--out", help="where to write the front (default: the config's strategy.front)")
     dse.set_defaults(func=cmd_dse)
+    report = sub.add_parser("report", help="compare finished runs: accuracy against virtual time, a table")
+    report.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    report.add_argument("--target", type=float, default=0.85, help="accuracy for the time-to-target column")
+    report.add_argument("--out", default="runs/report.png", help="plot path; .md and .json written beside it")
+    report.set_defaults(func=cmd_report)
     return parser
 
 

@@ -70,8 +70,9 @@ def schedule(front: Front, steps: int, speed: float, seconds: Optional[float]) -
 
     At each mini-batch the device spreads the compute time it has left (`seconds`, None for no
     deadline) over the mini-batches still to do and takes the best-scoring vector whose cost
-    fits that share at its current `speed` (FLOP/s). When even the cheapest does not fit, it
-    stops: the schedule is shorter than `steps` (partial work).
+    fits that share at its current `speed` (FLOP/s). When even the cheapest does not fit the
+    share, it does the cheapest mini-batches that still fit in the time left and stops: the
+    schedule is then shorter than `steps` (partial work).
     """
     chosen: list[int] = []
     used = 0.0
@@ -82,6 +83,10 @@ def schedule(front: Front, steps: int, speed: float, seconds: Optional[float]) -
         else:
             fits = times <= (seconds - used) / (steps - k) * (1 + 1e-9)
         if not fits.any():
+            cheapest = int(np.argmin(times))
+            while len(chosen) < steps and used + times[cheapest] <= seconds * (1 + 1e-9):
+                chosen.append(cheapest)
+                used += times[cheapest]
             break
         i = int(np.flatnonzero(fits)[np.argmin(front.score[fits])])
         chosen.append(i)
