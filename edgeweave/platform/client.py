@@ -20,12 +20,7 @@ from edgeweave.platform.seeding import torch_generator
 from edgeweave.platform.sliced_training import SubModels, remap_labels
 from edgeweave.platform.strategies import STRATEGIES, Job
 from edgeweave.platform.submodel import Slicer
-from edgeweave.platform.training import LocalResult, SGDSettings, batch_order, train_local
-
-
-def sgd_settings(cfg: ExperimentConfig) -> SGDSettings:
-    t = cfg.training
-    return SGDSettings(t.lr, t.momentum, t.weight_decay, t.batch_size, t.local_epochs, t.local_steps)
+from edgeweave.platform.training import LocalResult, SGDSettings, local_steps, sgd_settings, train_local
 
 
 class Client:
@@ -59,7 +54,7 @@ class Client:
 
     def device_classes(self, device: int) -> np.ndarray:
         """The classes a device holds (for label split)."""
-        return np.unique(self.data.y_train[self.partition.shard(device)])
+        return self.partition.classes(device, self.data.y_train)
 
     def data_of(self, job: Job) -> tuple[torch.Tensor, torch.Tensor]:
         idx = self.indices(job)
@@ -70,7 +65,7 @@ class Client:
         return self.settings if job.steps is None else replace(self.settings, steps=job.steps)
 
     def steps_of(self, job: Job) -> int:
-        return len(batch_order(self.shard_size(job), self.settings_of(job), torch.Generator()))
+        return local_steps(self.shard_size(job), self.settings_of(job))
 
     def generator(self, round_: int, job: Job) -> torch.Generator:
         return torch_generator(self.cfg.seed, round_, job.device)

@@ -14,8 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from edgeweave.platform.config import ExperimentConfig  # noqa: E402
-from edgeweave.platform.devices.resources import build_resources  # noqa: E402
-from edgeweave.platform.devices.tiers import assign_tiers  # noqa: E402
+from edgeweave.platform.devices.view import DeviceView  # noqa: E402
 
 OUTCOMES = {"full": ("tab:green", "o"), "partial": ("tab:orange", "^"), "dropped": ("tab:red", "x")}
 LINES = ("tab:blue", "tab:purple", "tab:brown", "tab:gray")
@@ -57,8 +56,7 @@ def plot_devices(cfg: ExperimentConfig, history: Sequence[dict[str, Any]], devic
     unavailable) and the outcome of each round they took part in. Right: the outcomes of all
     device-rounds, by tier."""
     d = cfg.devices
-    tier_of = assign_tiers(d.count, [t.share for t in d.tiers], cfg.seed)
-    resources = build_resources(d.resources, cfg.seed)
+    view = DeviceView(cfg)
     records = [json.loads(line) for line in devices_jsonl.read_text().splitlines() if line]
     counts = Counter((r["tier"], outcome(r)) for r in records)
     taken = Counter(r["device"] for r in records if r["device"] >= 0)
@@ -69,11 +67,11 @@ def plot_devices(cfg: ExperimentConfig, history: Sequence[dict[str, Any]], devic
     grid = fig.add_gridspec(len(d.tiers), 2, width_ratios=[2.2, 1])
     for k, tier in enumerate(d.tiers):
         ax = fig.add_subplot(grid[k, 0])
-        members = np.flatnonzero(tier_of == k)
+        members = np.flatnonzero(view.tier_of == k)
         shown = sorted(members.tolist(), key=lambda i: -taken.get(i, 0))[:per_tier]
-        states = [resources.state(np.array(shown, np.int64), r, float(t)) for r, t in zip(rounds, starts)]
+        states = [view.state(np.array(shown, np.int64), r, float(t)) for r, t in zip(rounds, starts)]
         for j, dev in enumerate(shown):
-            speed = np.array([d.flops_per_second * tier.speed * st[1][j] for st in states])
+            speed = np.array([st[1][j] for st in states])
             avail = np.array([st[0][j] for st in states])
             ax.step(starts / scale, np.where(avail, speed, np.nan), where="post", color=LINES[j % len(LINES)],
                     label=f"device {dev}")

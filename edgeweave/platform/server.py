@@ -21,7 +21,7 @@ from edgeweave.platform.sampling import sample_available
 from edgeweave.platform.seeding import SERVER, rng
 from edgeweave.platform.strategies import STRATEGIES, Job
 from edgeweave.platform.submodel import Plan, Slicer
-from edgeweave.platform.training import evaluate
+from edgeweave.platform.training import evaluate, local_steps, sgd_settings
 
 
 class Server:
@@ -38,6 +38,7 @@ class Server:
         self.weights = self.layout.flatten(self.model)
         self.strategy = STRATEGIES.build(cfg.strategy.name, cfg.strategy.params, cfg=cfg)
         self.view = DeviceView(cfg)
+        self.settings = sgd_settings(cfg)
         self.flops = FlopsCache()
         self.clock = 0.0  # virtual seconds at the start of the next round
         self.total_flops = 0.0
@@ -55,16 +56,12 @@ class Server:
 
     def device_classes(self, device: int) -> np.ndarray:
         """The classes a device holds (for label split)."""
-        return np.unique(self.data.y_train[self.partition.shard(device)])
-
-    def _steps_full(self, n: int) -> int:
-        t = self.cfg.training
-        return t.local_steps if t.local_steps is not None else t.local_epochs * -(-n // t.batch_size)
+        return self.partition.classes(device, self.data.y_train)
 
     def steps_of(self, job: Job) -> int:
-        """Mini-batches of the job's full local work."""
+        """Mini-batches of the job's local work (its own step count when a deadline cut it)."""
         n = self.shard_sizes.sum() if job.pooled else self.shard_sizes[job.device]
-        return job.steps if job.steps is not None else self._steps_full(int(n))
+        return job.steps if job.steps is not None else local_steps(int(n), self.settings)
 
     def job_seconds(self, round_: int, job: Job) -> float:
         """Virtual seconds the job's full work would take its device now (download, train, upload)."""

@@ -31,6 +31,17 @@ class LocalResult:
     loss: float  # mean training loss over the steps
 
 
+def sgd_settings(cfg) -> SGDSettings:
+    """The local-training settings of an experiment config."""
+    t = cfg.training
+    return SGDSettings(t.lr, t.momentum, t.weight_decay, t.batch_size, t.local_epochs, t.local_steps)
+
+
+def local_steps(n: int, s: SGDSettings) -> int:
+    """Mini-batches of a device's local work on n samples."""
+    return s.steps if s.steps is not None else s.epochs * -(-n // s.batch_size)
+
+
 def batch_order(n: int, s: SGDSettings, g: torch.Generator) -> list[torch.Tensor]:
     """The mini-batches' sample positions: shuffled epochs, or exactly `steps` batches."""
     batches: list[torch.Tensor] = []

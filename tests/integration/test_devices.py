@@ -72,3 +72,20 @@ def test_width_baselines_record_widths_and_flops_by_tier(local_ray, tmp_path, st
         assert all(len(v) == 1 for v in per_sample.values())
     assert max(per_sample["strong"]) > max(per_sample["medium"]) > max(per_sample["weak"])
     assert all(r["samples"] > 0 and r["loss"] is not None for r in records)
+
+
+def test_distreal_devices_adapt_to_their_tier(local_ray, tmp_path):
+    out = tmp_path / "distreal"
+    code = main(["run", "configs/distreal_digits.yaml", "--set", "training.rounds=3",
+                 "--set", f"logging.out_dir={out}", "--set", "logging.progress=false",
+                 "--set", "logging.wandb.mode=disabled"])
+    assert code == 0
+    (run_dir,) = out.iterdir()
+    records = [json.loads(l) for l in (run_dir / "devices.jsonl").read_text().splitlines()]
+    cost = {}
+    for r in records:
+        if r["samples"]:
+            cost.setdefault(r["tier"], []).append(r["flops"] / r["samples"])
+    # Weaker devices pick cheaper dropout vectors (fewer FLOPs per sample).
+    assert max(cost["strong"]) > min(cost["weak"])
+    assert sum(cost["weak"]) / len(cost["weak"]) < sum(cost["strong"]) / len(cost["strong"])

@@ -35,3 +35,7 @@ class Partition:
 
     def sizes(self) -> np.ndarray:
         return np.diff(self.offsets)
+
+    def classes(self, device: int, labels: np.ndarray) -> np.ndarray:
+        """The classes among a device's samples."""
+        return np.unique(labels[self.shard(device)])
