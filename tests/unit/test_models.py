@@ -10,9 +10,9 @@ def model_choice(tmp_path, **model):
     return build_config({**tiny_raw(tmp_path), "model": model}).model
 
 
-@pytest.mark.parametrize("name", ["cnn", "alexnet", "vgg11", "vgg16"])
-@pytest.mark.parametrize("shape", [(1, 8, 8), (3, 32, 32)])
-def test_every_model_runs_on_digits_and_cifar_shapes(tmp_path, name, shape):
+@pytest.mark.parametrize("name", ["cnn", "alexnet", "vgg11", "vgg16", "kws_cnn"])
+@pytest.mark.parametrize("shape", [(1, 8, 8), (3, 32, 32), (1, 40, 101)])
+def test_every_model_runs_on_digits_cifar_and_spectrogram_shapes(tmp_path, name, shape):
     m = build_model(model_choice(tmp_path, name=name, width=0.125), shape, 7, seed=0)
     out = m(torch.randn(2, *shape))
     assert out.shape == (2, 7)

@@ -17,6 +17,6 @@ class AlexNet:
     def build(self, input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
         w = self.params.width
         spec = [64, "M", 192, "M", 384, 256, 256, "M"]
-        features, c, size = conv_stack(spec, input_shape[0], input_shape[1], w, False)
+        features, c, pixels = conv_stack(spec, input_shape[0], input_shape[1:], w, False)
         hidden = [scaled(1024, w), scaled(1024, w)]
-        return ConvNet(features, mlp_head(c * size * size, hidden, num_classes))
+        return ConvNet(features, mlp_head(c * pixels, hidden, num_classes))

@@ -20,22 +20,22 @@ def scaled(channels: int, width: float) -> int:
 
 
 def conv_stack(
-    spec: list[int | str], in_channels: int, image_size: int, width: float, batch_norm: bool,
+    spec: list[int | str], in_channels: int, size: tuple[int, int], width: float, batch_norm: bool,
     static_bn: bool = False,
 ) -> tuple[nn.Sequential, int, int]:
-    """3x3 conv layers and 'M' max-pools; a pool is skipped once the image is 1 pixel wide.
+    """3x3 conv layers and 'M' max-pools; a pool is skipped once the input is 1 pixel high or wide.
 
-    Returns the stack, its output channels and its output image size, so the same spec
-    serves 32x32 CIFAR and 8x8 digits. `static_bn` keeps no running statistics (HeteroFL's
+    Returns the stack, its output channels and its output pixels (height x width), so the same
+    spec serves 32x32 CIFAR, 8x8 digits and 40x101 spectrograms. `static_bn` keeps no running statistics (HeteroFL's
     static batch norm): batch statistics are used in training and evaluation alike.
     """
     layers: list[nn.Module] = []
-    c, size = in_channels, image_size
+    c, (h, w) = in_channels, size
     for item in spec:
         if item == "M":
-            if size >= 2:
+            if min(h, w) >= 2:
                 layers.append(nn.MaxPool2d(2))
-                size //= 2
+                h, w = h // 2, w // 2
             continue
         out = scaled(int(item), width)
         layers.append(nn.Conv2d(c, out, 3, padding=1, bias=not batch_norm))
@@ -43,7 +43,7 @@ def conv_stack(
             layers.append(nn.BatchNorm2d(out, track_running_stats=not static_bn))
         layers.append(nn.ReLU(inplace=True))
         c = out
-    return nn.Sequential(*layers), c, size
+    return nn.Sequential(*layers), c, h * w
 
 
 class ConvNet(nn.Module):

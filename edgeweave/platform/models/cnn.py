@@ -16,5 +16,5 @@ class CNN:
 
     def build(self, input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
         w = self.params.width
-        features, c, size = conv_stack([32, 64, "M"], input_shape[0], input_shape[1], w, False)
-        return ConvNet(features, mlp_head(c * size * size, [scaled(128, w)], num_classes))
+        features, c, pixels = conv_stack([32, 64, "M"], input_shape[0], input_shape[1:], w, False)
+        return ConvNet(features, mlp_head(c * pixels, [scaled(128, w)], num_classes))

@@ -26,9 +26,9 @@ class _VGG:
 
     def build(self, input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
         p = self.params
-        features, c, size = conv_stack(SPECS[self.depth], input_shape[0], input_shape[1], p.width, p.batch_norm,
-                                         p.static_bn)
-        return ConvNet(features, mlp_head(c * size * size, [], num_classes))
+        features, c, pixels = conv_stack(SPECS[self.depth], input_shape[0], input_shape[1:], p.width,
+                                         p.batch_norm, p.static_bn)
+        return ConvNet(features, mlp_head(c * pixels, [], num_classes))
 
 
 @MODELS.register("vgg11", VGGParams)
