@@ -35,6 +35,8 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=60)
     p.add_argument("--target", type=float, default=0.85)
     p.add_argument("--out", type=Path, default=Path("runs/compare-" + time.strftime("%Y%m%d-%H%M%S")))
+    p.add_argument("--set", action="append", default=[], dest="sets", metavar="SECTION.KEY=VALUE",
+                   help="applied to every run, e.g. devices.round_ends=deadline")
     p.add_argument("--smoke-test", action="store_true", help="2 rounds each")
     args = p.parse_args()
     rounds = 2 if args.smoke_test else args.rounds
@@ -44,7 +46,7 @@ def main() -> None:
         cmd = [sys.executable, "-m", "edgeweave.cli", "run", BASE, "--set", f"name={name}",
                "--set", f"training.rounds={rounds}", "--set", f"logging.out_dir={out}",
                "--set", "logging.progress=false", "--set", "logging.wandb.mode=disabled"]
-        for s in sets:
+        for s in [*args.sets, *sets]:
             cmd += ["--set", s]
         print(f"== {name}", flush=True)
         subprocess.run(cmd, check=True)

@@ -52,6 +52,7 @@ class DevicesConfig(Params):
     deadline: Optional[float] = Field(None, gt=0)  # seconds of virtual time per round; null: wait
     stragglers: Literal["wait", "drop", "partial"] = "wait"
     over_selection: float = Field(0.0, ge=0)  # sample this fraction more, keep the first finishers
+    round_ends: Literal["last_finish", "deadline"] = "last_finish"  # deadline: fixed-length rounds
 
 
 class TrainingConfig(Params):

@@ -67,7 +67,7 @@ def plot(runs: Sequence[dict[str, Any]], path: Path, target: float) -> Path:
     for r in runs:
         pts = [m for m in r["metrics"] if m.get("test_accuracy") is not None and m.get("virtual_time") is not None]
         ax.plot([m["virtual_time"] / scale for m in pts], [m["test_accuracy"] for m in pts],
-                label=f"{r['strategy']} ({r['dir'].name})")
+                label=f"{r['name']} ({r['strategy']})")
     ax.axhline(target, color="0.5", linestyle="--", linewidth=1, label=f"target {target:g}")
     ax.set_xlabel(f"virtual time ({unit})")
     ax.set_ylabel("test accuracy")

@@ -103,7 +103,8 @@ class Server:
         devices = sample_available(d.count, want, eligible, rng(self.cfg.seed, round_, SERVER))
         jobs = self.strategy.plan(round_, devices, self)
         work = self.workload(round_, jobs)
-        timing = time_round(work, d.stragglers, d.deadline, keep=d.per_round if want > d.per_round else None)
+        timing = time_round(work, d.stragglers, d.deadline, keep=d.per_round if want > d.per_round else None,
+                            fixed_length=d.round_ends == "deadline")
         self._pending = (round_, jobs, work, timing)
         kept = np.flatnonzero(~timing.dropped)
         return ([jobs[i] if timing.steps[i] == work.steps[i] else replace(jobs[i], steps=int(timing.steps[i]))

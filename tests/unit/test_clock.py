@@ -63,6 +63,12 @@ def test_partial_drops_a_device_that_fits_no_step():
     assert t.duration == 2.5
 
 
+def test_fixed_length_rounds_last_until_the_deadline():
+    assert time_round(workload(), "partial", deadline=7.0, fixed_length=True).duration == 7.0
+    assert time_round(workload(), "drop", deadline=4.5, fixed_length=True).duration == 4.5
+    assert time_round(workload(), "wait", deadline=7.0, fixed_length=True).duration == 6  # wait ignores it
+
+
 def test_over_selection_keeps_the_first_finishers():
     t = time_round(workload(), "wait", deadline=None, keep=2)
     assert list(t.dropped) == [False, False, True]

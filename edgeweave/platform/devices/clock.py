@@ -47,8 +47,13 @@ class Timing:
     duration: float
 
 
-def time_round(w: Workload, policy: str, deadline: Optional[float], keep: Optional[int] = None) -> Timing:
-    """Apply a straggler policy (`wait`, `drop`, `partial`) and over-selection (`keep` first finishers)."""
+def time_round(w: Workload, policy: str, deadline: Optional[float], keep: Optional[int] = None,
+               fixed_length: bool = False) -> Timing:
+    """Apply a straggler policy (`wait`, `drop`, `partial`) and over-selection (`keep` first finishers).
+
+    With `fixed_length` (and a deadline, and a policy other than `wait`) every round lasts until
+    the deadline, as when the driver only collects updates at the deadline.
+    """
     n = len(w.devices)
     comm = w.model_bytes / w.bandwidth  # one way
     samples_full = np.array([samples_in_steps(int(s), w.batch, int(k)) for s, k in zip(w.shard, w.steps)])
@@ -80,6 +85,8 @@ def time_round(w: Workload, policy: str, deadline: Optional[float], keep: Option
         cutoff = float(finish[order[keep - 1]])
     worked = np.where(dropped, 0.0, finish)
     end = cutoff if cutoff is not None else float(worked.max(initial=0.0))
+    if fixed_length and deadline is not None and policy != "wait":
+        end = max(end, deadline)
     if cutoff is not None:
         # Cut-off devices computed from the end of their download until the round ended.
         spent = np.clip(end - comm, 0.0, None) * w.speed
