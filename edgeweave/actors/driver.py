@@ -24,8 +24,10 @@ class Driver:
     def round(self, round_: int) -> dict[str, Any]:
         jobs, samples = self.server.plan(round_)
         weights_ref = ray.put(self.server.weights)
+        state = self.server.strategy.shared_state()
+        state_ref = ray.put(state) if state is not None else None
         shares = split_jobs(jobs, samples, len(self.workers))
-        partials = ray.get([w.run.remote(round_, weights_ref, share)
+        partials = ray.get([w.run.remote(round_, weights_ref, share, state_ref)
                             for w, share in zip(self.workers, shares) if share])
         metrics, records = self.server.update(partials)
         metrics["test_accuracy"] = metrics["test_loss"] = None

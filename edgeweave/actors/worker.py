@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import ray
 import torch
@@ -21,8 +23,8 @@ class DeviceWorker:
         torch.set_num_threads(threads)
         self.client = Client(cfg, data, partition)
 
-    def run(self, round_: int, global_weights: np.ndarray, jobs: list[Job]) -> Partial:
-        return self.client.run(round_, global_weights, jobs)
+    def run(self, round_: int, global_weights: np.ndarray, jobs: list[Job], state: Any = None) -> Partial:
+        return self.client.run(round_, global_weights, jobs, state)
 
 
 RemoteDeviceWorker = ray.remote(DeviceWorker)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -71,16 +71,24 @@ class Client:
         return torch_generator(self.cfg.seed, round_, job.device)
 
     def train(self, round_: int, job: Job, model: Optional[nn.Module] = None,
-              classes: Optional[np.ndarray] = None) -> LocalResult:
-        """Local SGD on the job's samples (on `model`, default the full one); draws from (seed, round, device)."""
+              classes: Optional[np.ndarray] = None, labels: Optional[Callable] = None,
+              **kwargs: Any) -> LocalResult:
+        """Local SGD on the job's samples (on `model`, default the full one); draws from (seed, round, device).
+
+        `classes` trains only those output rows (label split); `labels` maps the targets otherwise;
+        other keyword arguments go to `train_local` (loss_fn, after_step).
+        """
         x, y = self.data_of(job)
         if classes is not None:
             y = remap_labels(y.cpu(), classes).to(self.device)
+        elif labels is not None:
+            y = labels(y.cpu()).to(self.device)
         return train_local(model if model is not None else self.model, x, y, self.settings_of(job),
-                           self.generator(round_, job), augment=self.data.augment)
+                           self.generator(round_, job), augment=self.data.augment, **kwargs)
 
-    def run(self, round_: int, global_weights: np.ndarray, jobs: list[Job]) -> Partial:
+    def run(self, round_: int, global_weights: np.ndarray, jobs: list[Job], state: Any = None) -> Partial:
         """Train every job of this share and return one partial aggregate."""
+        self.strategy.receive_state(state)
         partial = Partial.zeros(self.layout.size)
         for job in jobs:
             self.strategy.client_update(self, round_, job, global_weights, partial)

@@ -46,3 +46,9 @@ class FlatLayout:
         state = model.state_dict(keep_vars=True)
         return torch.cat([(state[n].grad if state[n].grad is not None else torch.zeros_like(state[n])).reshape(-1)
                           for n in self.names])
+
+    def split(self, flat: np.ndarray) -> dict[str, torch.Tensor]:
+        """A flat array (a mask, say) as named tensors of the model's shapes."""
+        src = torch.from_numpy(np.asarray(flat))
+        return {n: src[a:b].view(s).to(torch.float32)
+                for n, s, a, b in zip(self.names, self.shapes, self.offsets[:-1], self.offsets[1:])}

@@ -120,6 +120,7 @@ class Server:
         self.weights = average(self.weights, total.sums, total.counts)
         trained = {r["device"]: r for r in total.records}
         tier_names = [t.name for t in self.cfg.devices.tiers]
+        full_flops = self.plan_flops(None)
         start = self.clock
         records = []
         for i, job in enumerate(jobs):
@@ -134,6 +135,7 @@ class Server:
                 "steps": int(done.get("steps", 0)),
                 "samples": int(done.get("samples", 0)),
                 "flops": float(timing.flops[i]),
+                "saving": float(full_flops / work.flops_per_sample[i]) if work.flops_per_sample[i] else None,
                 "finish": start + float(timing.finish[i]),
                 "dropped": bool(timing.dropped[i]),
                 "partial": bool(not timing.dropped[i] and timing.steps[i] < work.steps[i]),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -53,6 +53,9 @@ def batch_order(n: int, s: SGDSettings, g: torch.Generator) -> list[torch.Tensor
     return batches if s.steps is None else batches[: s.steps]
 
 
+Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
 def train_local(
     model: nn.Module,
     x: torch.Tensor,
@@ -60,8 +63,13 @@ def train_local(
     s: SGDSettings,
     g: torch.Generator,
     augment: bool = False,
+    loss_fn: Loss = F.cross_entropy,
+    after_step: Optional[Callable[[], None]] = None,
 ) -> LocalResult:
-    """Run SGD on (x, y) in place on `model`; all shuffling and augmentation draw from `g`."""
+    """Run SGD on (x, y) in place on `model`; all shuffling and augmentation draw from `g`.
+
+    `after_step` runs after every optimiser step (a projection that keeps a structure, say).
+    """
     model.train()
     opt = torch.optim.SGD(model.parameters(), lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
     total, samples, steps = 0.0, 0, 0
@@ -70,10 +78,12 @@ def train_local(
         xb, yb = x[idx], y[idx]
         if augment:
             xb = crop_flip(xb, g)
-        loss = F.cross_entropy(model(xb), yb)
+        loss = loss_fn(model(xb), yb)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if after_step is not None:
+            after_step()
         total += loss.item()
         samples += len(idx)
         steps += 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
@@ -45,6 +45,13 @@ class Strategy(ABC):
     def plan(self, round_: int, devices: np.ndarray, server: "Server") -> list[Job]:
         """Server half: the jobs of this round for the sampled, available devices."""
         return [Job(int(d)) for d in devices]
+
+    def shared_state(self) -> Any:
+        """Server half: what every worker needs this round beyond the weights (None: nothing)."""
+        return None
+
+    def receive_state(self, state: Any) -> None:
+        """Client half: take the round's shared state (sent once per round, not per device)."""
 
     def job_plan(self, server: "Server", round_: int, job: Job) -> Optional["Plan"]:
         """The sub-model a job trains (None: the full model); sets the bytes it moves."""

@@ -1,0 +1,135 @@
+"""Task-wise decoupling and harvest (Chen & Qin, IEEE/ACM SEC 2020).
+
+The model is decoupled into sub-models, one per task (a group of classes); each device trains
+only the sub-model of its own tasks, with an objective whose logits stay comparable with other
+tasks' ones, and the driver harvests each task's parameters from the devices that trained it
+(count-averaged; the shared trunk averaged over all) into one model that classifies every
+class. Elements no task owns are held at zero, so the harvested model is exactly the union of
+the task sub-models. With `training.rounds: 1` and several local epochs it is one-shot;
+with more rounds the harvest repeats after each.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal, Optional
+
+import numpy as np
+from pydantic import Field
+
+from edgeweave.platform.aggregate import Partial
+from edgeweave.platform.errors import UserError
+from edgeweave.platform.registry import Params
+from edgeweave.platform.strategies.base import STRATEGIES, Job, Strategy
+from edgeweave.platform.submodel import Plan
+from edgeweave.platform.taskwise import (OBJECTIVES, allowed_mask, attributed_plans, class_groups, grouped_plans,
+                                         own_labels, relevance, union)
+
+if TYPE_CHECKING:
+    from edgeweave.platform.client import Client
+    from edgeweave.platform.server import Server
+
+
+class TaskwiseParams(Params):
+    mode: Literal["grouped", "attributed"] = "grouped"
+    groups: int = Field(5, ge=1)  # tasks: the classes split into this many contiguous groups
+    class_groups: Optional[list[list[int]]] = None  # or explicit class lists, one per task
+    trunk: int = Field(1, ge=0)  # grouped: prunable layers shared by every task
+    keep: float = Field(0.5, gt=0, le=1)  # attributed: share of each layer a task keeps
+    warmup_rounds: int = Field(2, ge=0)  # attributed: full-model FedAvg rounds before scoring
+    tasks: Literal["held", "explicit", "budget"] = "held"
+    tasks_per_device: int = Field(1, ge=1)
+    assignment: Optional[list[list[int]]] = None  # explicit: task ids per device (cycled)
+    objective: Literal["other", "ovr"] = "other"
+
+
+@STRATEGIES.register("taskwise", TaskwiseParams)
+class Taskwise(Strategy):
+    """Each device trains the sub-model of its tasks; the driver harvests and assembles them."""
+
+    params: TaskwiseParams
+
+    def __init__(self, params: TaskwiseParams, cfg) -> None:
+        super().__init__(params, cfg)
+        self.plans: Optional[list[Plan]] = None
+        self._allowed: Optional[np.ndarray] = None
+
+    @classmethod
+    def check(cls, params: TaskwiseParams, cfg) -> None:
+        if params.tasks == "explicit" and not params.assignment:
+            raise UserError("strategy.tasks = 'explicit': needs strategy.assignment, task ids per device")
+
+    def warming_up(self, round_: int) -> bool:
+        return self.params.mode == "attributed" and round_ < self.params.warmup_rounds
+
+    def _make_plans(self, holder, weights: np.ndarray) -> list[Plan]:
+        p = self.params
+        classes = class_groups(holder.data.num_classes, p.groups, p.class_groups)
+        if p.mode == "grouped":
+            return grouped_plans(holder.slicer, classes, p.trunk)
+        holder.layout.load(holder.model, weights)
+        scores = relevance(holder.model.cpu(), holder.data.x_train, holder.data.y_train, holder.data.num_classes)
+        holder.model.to(getattr(holder, "device", "cpu"))
+        return attributed_plans(scores, classes, p.keep)
+
+    def allowed(self, holder) -> np.ndarray:
+        if self._allowed is None:
+            self._allowed = allowed_mask(holder.slicer, holder.layout.size, self.plans)
+        return self._allowed
+
+    def shared_state(self) -> Any:
+        return self.plans
+
+    def receive_state(self, state: Any) -> None:
+        if state is not None and self.plans is None:
+            self.plans, self._allowed = state, None
+
+    def tasks_of(self, holder, device: int) -> list[int]:
+        """The device's tasks: those whose classes it holds most, fewer on weaker tiers with `budget`."""
+        p = self.params
+        if p.tasks == "explicit":
+            return list(p.assignment[device % len(p.assignment)])
+        labels = holder.data.y_train[holder.partition.shard(device)]
+        held = [np.isin(labels, plan.classes).sum() for plan in self.plans]
+        n = p.tasks_per_device
+        if p.tasks == "budget":
+            n = max(1, int(np.ceil(n * holder.view.tier_speed[holder.view.tier_of[device]])))
+        return sorted(np.argsort(-np.array(held), kind="stable")[:n].tolist())
+
+    def device_plan(self, holder, device: int) -> Plan:
+        return union([self.plans[t] for t in self.tasks_of(holder, device)])
+
+    # Server half.
+    def plan(self, round_: int, devices: np.ndarray, server: "Server") -> list[Job]:
+        if not self.warming_up(round_) and self.plans is None:
+            self.plans = self._make_plans(server, server.weights)
+            # From here on, elements no task owns are zero: the model is the union of the tasks.
+            server.weights = np.where(self.allowed(server), server.weights, 0.0).astype(np.float32)
+        return [Job(int(d)) for d in devices]
+
+    def job_plan(self, server: "Server", round_: int, job: Job) -> Optional[Plan]:
+        return None if self.warming_up(round_) else self.device_plan(server, job.device)
+
+    # Client half.
+    def client_update(self, client: "Client", round_: int, job: Job, global_weights: np.ndarray,
+                      partial: Partial) -> None:
+        n = float(client.shard_size(job))
+        if self.warming_up(round_):
+            client.load(global_weights)
+            result = client.train(round_, job)
+            partial.add(client.weights(), weight=n)
+        else:
+            plan = self.device_plan(client, job.device)
+            pos = client.slicer.positions(plan)
+            own = self.allowed(client)[pos]
+            model, layout, _ = client.submodels.get(plan)
+            layout.load(model, global_weights[pos])
+            project = None
+            if not own.all():  # several tasks: keep their cross-task weights at zero, as in the model
+                masks = layout.split(own)
+                params = dict(model.named_parameters())
+                project = lambda: [params[k].data.mul_(m) for k, m in masks.items() if k in params]  # noqa: E731
+            result = client.train(round_, job, model=model, labels=lambda y: own_labels(y, plan.classes),
+                                  loss_fn=OBJECTIVES[self.params.objective], after_step=project)
+            partial.add(layout.flatten(model)[own], weight=n, mask=pos[own])
+        partial.records.append({"device": job.device, "samples": result.samples, "steps": result.steps,
+                                "loss": result.loss})

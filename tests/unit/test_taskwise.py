@@ -1,0 +1,134 @@
+"""Task-wise decoupling: plans from a seed, harvest on hand-made tensors, assembly equals the parts."""
+
+import numpy as np
+import pytest
+import torch
+
+from edgeweave.platform.aggregate import Partial, average, combine
+from edgeweave.platform.client import Client
+from edgeweave.platform.data import load_dataset
+from edgeweave.platform.flat import FlatLayout
+from edgeweave.platform.partition import partition_data
+from edgeweave.platform.server import Server
+from edgeweave.platform.taskwise import (allowed_mask, attributed_plans, class_groups, grouped_plans, other_loss,
+                                         ovr_loss, own_labels, relevance, union)
+
+
+def setup(make_config, **strategy):
+    cfg = make_config(model={"name": "cnn", "width": 0.5}, devices={"count": 6, "per_round": 6},
+                      partition={"policy": "dirichlet", "alpha": 0.5, "min_samples": 5},
+                      strategy={"name": "taskwise", "groups": 5, **strategy})
+    data = load_dataset(cfg.data, cfg.seed)
+    part = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed)
+    return cfg, data, Server(cfg, data, part), Client(cfg, data, part)
+
+
+def test_class_groups():
+    assert [g.tolist() for g in class_groups(10, 3)] == [[0, 1, 2, 3], [4, 5, 6], [7, 8, 9]]
+    assert [g.tolist() for g in class_groups(10, 2, [[3, 1], [1, 9]])] == [[1, 3], [1, 9]]
+
+
+def test_grouped_plans_share_the_trunk_and_split_the_rest(make_config):
+    _, _, server, _ = setup(make_config)
+    plans = grouped_plans(server.slicer, class_groups(10, 5), trunk=1)
+    widths = server.slicer.widths
+    for g, p in enumerate(plans):
+        assert np.array_equal(p.keep[0], np.arange(widths[0]))  # the trunk
+        assert np.array_equal(p.keep[1], np.array_split(np.arange(widths[1]), 5)[g])
+        assert list(p.classes) == [2 * g, 2 * g + 1]
+    # Groups are disjoint beyond the trunk, and together cover every channel.
+    assert np.array_equal(np.sort(np.concatenate([p.keep[2] for p in plans])), np.arange(widths[2]))
+
+
+def test_no_cross_group_weight_belongs_to_any_task(make_config):
+    _, _, server, _ = setup(make_config)
+    plans = grouped_plans(server.slicer, class_groups(10, 5), trunk=1)
+    mask = allowed_mask(server.slicer, server.layout.size, plans)
+    w = server.layout.split(mask)["features.2.weight"]  # the second conv: (out, in, 3, 3), grouped
+    groups = np.array_split(np.arange(w.shape[0]), 5)
+    assert w[groups[0]][:, :].sum() == len(groups[0]) * w.shape[1] * 9  # its input is the whole trunk
+    head = server.layout.split(mask)["classifier.2.weight"]  # classes x hidden
+    hidden = np.array_split(np.arange(head.shape[1]), 5)
+    assert head[0, hidden[0]].all() and not head[0, hidden[1]].any()
+
+
+def test_attributed_plans_keep_each_groups_most_relevant_filters():
+    scores = [np.array([[5.0, 0.0], [0.0, 5.0], [1.0, 1.0], [0.0, 0.0]])]  # 4 filters x 2 classes
+    plans = attributed_plans(scores, [np.array([0]), np.array([1])], keep=0.5)
+    assert plans[0].keep[0].tolist() == [0, 2] and plans[1].keep[0].tolist() == [1, 2]  # filter 2 is shared
+
+
+def test_relevance_is_the_mean_activation_per_class(make_config):
+    _, data, server, _ = setup(make_config)
+    scores = relevance(server.model, data.x_train[:64], data.y_train[:64], 10)
+    assert [s.shape for s in scores] == [(w, 10) for w in server.slicer.widths]
+    first = torch.relu(server.model.features[0](torch.from_numpy(data.x_train[:64]))).mean(dim=(2, 3)).detach()
+    cls = int(data.y_train[0])
+    np.testing.assert_allclose(scores[0][:, cls], first[data.y_train[:64] == cls].mean(0).numpy(), rtol=1e-5)
+
+
+def test_harvest_by_hand():
+    # Two tasks' devices report disjoint elements; the shared trunk (element 0) is averaged.
+    a, b = Partial.zeros(4), Partial.zeros(4)
+    a.add(np.array([2.0, 10.0], np.float32), weight=1, mask=np.array([0, 1]))
+    b.add(np.array([4.0, 20.0], np.float32), weight=3, mask=np.array([0, 2]))
+    total = combine([a, b])
+    out = average(np.zeros(4, np.float32), total.sums, total.counts)
+    np.testing.assert_allclose(out, [(2 + 12) / 4, 10.0, 20.0, 0.0])
+
+
+def test_assembled_model_equals_the_sub_models_on_their_own_classes(make_config):
+    cfg, data, server, client = setup(make_config)
+    jobs, _ = server.plan(0)
+    server.update([client.run(0, server.weights, jobs, server.strategy.shared_state())])
+    model, layout = server.model, server.layout
+    layout.load(model, server.weights)
+    x = torch.from_numpy(data.x_test[:16])
+    with torch.no_grad():
+        full = model.eval()(x)
+        for plan in server.strategy.plans:
+            sub = server.slicer.build(plan)
+            FlatLayout(sub).load(sub, server.weights[server.slicer.positions(plan)])
+            np.testing.assert_allclose(sub.eval()(x).numpy(), full[:, plan.classes].numpy(), atol=1e-5)
+
+
+def test_devices_train_only_their_tasks_sub_model(make_config):
+    cfg, data, server, client = setup(make_config, tasks_per_device=2)
+    jobs, _ = server.plan(0)
+    before = server.weights.copy()
+    metrics, records = server.update([client.run(0, server.weights, jobs, server.strategy.shared_state())])
+    allowed = server.strategy.allowed(server)
+    assert not server.weights[~allowed].any()  # cross-task weights stay zero, several tasks or not
+    assert (server.weights != before)[allowed].any()
+    assert all(r["saving"] > 1.5 for r in records)
+    for j in jobs:
+        tasks = server.strategy.tasks_of(server, j.device)
+        held = np.bincount(data.y_train[server.partition.shard(j.device)], minlength=10)
+        groups = class_groups(10, 5)
+        assert len(tasks) == 2 and min(held[groups[t]].sum() for t in tasks) >= sorted(
+            held[g].sum() for g in groups)[-2]
+
+
+@pytest.mark.parametrize("loss", [other_loss, ovr_loss])
+def test_objectives_push_other_classes_below_zero(loss):
+    y = torch.tensor([0, 1, 5, 7])
+    target = own_labels(y, np.array([0, 1]))
+    assert target.tolist() == [0, 1, 2, 2]
+    good = torch.tensor([[5.0, -5.0], [-5.0, 5.0], [-5.0, -5.0], [-5.0, -5.0]])
+    bad = torch.tensor([[5.0, -5.0], [-5.0, 5.0], [5.0, -5.0], [5.0, 5.0]])  # claims the others
+    assert loss(good, target) < loss(bad, target)
+
+
+def test_attributed_mode_warms_up_with_the_full_model(make_config):
+    cfg, data, server, client = setup(make_config, mode="attributed", warmup_rounds=1, keep=0.5)
+    jobs, _ = server.plan(0)
+    assert server.strategy.plans is None and server.strategy.job_plan(server, 0, jobs[0]) is None
+    server.update([client.run(0, server.weights, jobs, server.strategy.shared_state())])
+    jobs, _ = server.plan(1)
+    plans = server.strategy.plans
+    assert plans is not None and all(len(k) == int(np.ceil(0.5 * w)) for k, w in zip(plans[0].keep,
+                                                                                       server.slicer.widths))
+    partial = client.run(1, server.weights, jobs, server.strategy.shared_state())
+    assert client.strategy.plans is plans or all(
+        np.array_equal(a, b) for p, q in zip(client.strategy.plans, plans) for a, b in zip(p.keep, q.keep))
+    assert partial.records and union(plans).classes.tolist() == list(range(10))
