@@ -19,7 +19,6 @@ import statistics
 import time
 from pathlib import Path
 
-import numpy as np
 
 from edgeweave.platform.aggregate import Partial
 from edgeweave.platform.config import build_config

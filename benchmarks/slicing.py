@@ -15,7 +15,6 @@ import argparse
 import statistics
 import time
 
-import numpy as np
 import torch
 
 from edgeweave.platform.aggregate import Partial

@@ -24,6 +24,10 @@ class Partial:
     def zeros(cls, size: int) -> "Partial":
         return cls(np.zeros(size, np.float64), np.zeros(size, np.float64))
 
+    def record(self, device: int, samples: int, steps: int, loss: float) -> None:
+        """Note what one device trained this round."""
+        self.records.append({"device": device, "samples": samples, "steps": steps, "loss": loss})
+
     def add(self, values: np.ndarray, weight: float, mask: Optional[np.ndarray] = None) -> None:
         """Add `weight * values` on the elements in `mask` (all elements when None)."""
         if mask is None:

@@ -17,9 +17,9 @@ from edgeweave.platform.flat import FlatLayout
 from edgeweave.platform.models import build_model
 from edgeweave.platform.partition import Partition
 from edgeweave.platform.seeding import torch_generator
-from edgeweave.platform.sliced_training import SubModels, remap_labels
+from edgeweave.platform.sliced_training import SubModels, remap_labels, train_per_batch
 from edgeweave.platform.strategies import STRATEGIES, Job
-from edgeweave.platform.submodel import Slicer
+from edgeweave.platform.submodel import Plan, Slicer
 from edgeweave.platform.training import LocalResult, SGDSettings, local_steps, sgd_settings, train_local
 
 
@@ -85,6 +85,18 @@ class Client:
             y = labels(y.cpu()).to(self.device)
         return train_local(model if model is not None else self.model, x, y, self.settings_of(job),
                            self.generator(round_, job), augment=self.data.augment, **kwargs)
+
+    def train_per_batch(self, round_: int, job: Job, global_weights: np.ndarray, partial: Partial,
+                        plan_for_step: Callable[[int], Plan], steps: Optional[int] = None) -> None:
+        """Train the job with a fresh sub-model plan each mini-batch; add what it touched to `partial`."""
+        x, y = self.data_of(job)
+        weights = torch.from_numpy(np.array(global_weights, dtype=np.float32))
+        settings = self.settings_of(job) if steps is None else replace(self.settings, steps=steps)
+        result, touched = train_per_batch(self.submodels, weights, x, y, settings, self.generator(round_, job),
+                                          plan_for_step, self.data.augment)
+        pos = np.flatnonzero(touched)
+        partial.add(weights.numpy()[pos], weight=float(self.shard_size(job)), mask=pos)
+        partial.record(job.device, result.samples, result.steps, result.loss)
 
     def run(self, round_: int, global_weights: np.ndarray, jobs: list[Job], state: Any = None) -> Partial:
         """Train every job of this share and return one partial aggregate."""

@@ -1,7 +1,6 @@
 """One round's pure halves, Client and Server, without Ray."""
 
 import numpy as np
-import torch
 
 from edgeweave.platform.client import Client
 from edgeweave.platform.data import load_dataset

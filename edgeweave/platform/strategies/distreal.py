@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from pydantic import Field
 
 from edgeweave.platform.aggregate import Partial
@@ -21,7 +20,6 @@ from edgeweave.platform.errors import UserError
 from edgeweave.platform.front import Front, load_front, schedule
 from edgeweave.platform.registry import Params
 from edgeweave.platform.seeding import rng
-from edgeweave.platform.sliced_training import train_per_batch
 from edgeweave.platform.strategies.base import STRATEGIES, Job, Strategy
 from edgeweave.platform.submodel import dropout_plan
 
@@ -98,12 +96,4 @@ class Distreal(Strategy):
         def plan_for_step(k: int):
             return dropout_plan(client.slicer, vectors[k], rng(self.cfg.seed, round_, job.device, 300 + k))
 
-        x, y = client.data_of(job)
-        weights = torch.from_numpy(np.array(global_weights, dtype=np.float32))
-        settings = client.settings_of(Job(job.device, steps=len(picked)))
-        result, touched = train_per_batch(client.submodels, weights, x, y, settings,
-                                          client.generator(round_, job), plan_for_step, client.data.augment)
-        pos = np.flatnonzero(touched)
-        partial.add(weights.numpy()[pos], weight=float(client.shard_size(job)), mask=pos)
-        partial.records.append({"device": job.device, "samples": result.samples, "steps": result.steps,
-                                "loss": result.loss})
+        client.train_per_batch(round_, job, global_weights, partial, plan_for_step, steps=len(picked))

@@ -18,5 +18,4 @@ class FedAvg(Strategy):
         client.load(global_weights)
         result = client.train(round_, job)
         partial.add(client.weights(), weight=float(client.shard_size(job)))
-        partial.records.append({"device": job.device, "samples": result.samples, "steps": result.steps,
-                                "loss": result.loss})
+        partial.record(job.device, result.samples, result.steps, result.loss)

@@ -9,11 +9,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from edgeweave.platform.aggregate import Partial
 from edgeweave.platform.seeding import rng
-from edgeweave.platform.sliced_training import train_per_batch
 from edgeweave.platform.strategies.base import STRATEGIES, Job
 from edgeweave.platform.strategies.width import WidthParams, WidthStrategy
 from edgeweave.platform.submodel import Plan, nested, uniform_plan
@@ -43,8 +41,6 @@ class FjORD(WidthStrategy):
 
     def client_update(self, client: "Client", round_: int, job: Job, global_weights: np.ndarray,
                       partial: Partial) -> None:
-        x, y = client.data_of(job)
-        settings = client.settings_of(job)
         rates = self.step_rates(round_, job, client.steps_of(job))
         plans: dict[float, Plan] = {}
 
@@ -54,10 +50,4 @@ class FjORD(WidthStrategy):
                 plans[r] = uniform_plan(client.slicer, lambda i, w: nested(w, r), self.classes_of(client, job.device))
             return plans[r]
 
-        weights = torch.from_numpy(np.array(global_weights, dtype=np.float32))
-        result, touched = train_per_batch(client.submodels, weights, x, y, settings,
-                                          client.generator(round_, job), plan_for_step, client.data.augment)
-        pos = np.flatnonzero(touched)
-        partial.add(weights.numpy()[pos], weight=float(client.shard_size(job)), mask=pos)
-        partial.records.append({"device": job.device, "samples": result.samples, "steps": result.steps,
-                                "loss": result.loss})
+        client.train_per_batch(round_, job, global_weights, partial, plan_for_step)

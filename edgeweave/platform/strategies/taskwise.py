@@ -131,5 +131,4 @@ class Taskwise(Strategy):
             result = client.train(round_, job, model=model, labels=lambda y: own_labels(y, plan.classes),
                                   loss_fn=OBJECTIVES[self.params.objective], after_step=project)
             partial.add(layout.flatten(model)[own], weight=n, mask=pos[own])
-        partial.records.append({"device": job.device, "samples": result.samples, "steps": result.steps,
-                                "loss": result.loss})
+        partial.record(job.device, result.samples, result.steps, result.loss)

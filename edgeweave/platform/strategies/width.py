@@ -93,5 +93,4 @@ class WidthStrategy(Strategy):
         layout.load(model, global_weights[pos])
         result = client.train(round_, job, model=model, classes=plan.classes)
         partial.add(layout.flatten(model), weight=float(client.shard_size(job)), mask=pos)
-        partial.records.append({"device": job.device, "samples": result.samples, "steps": result.steps,
-                                "loss": result.loss})
+        partial.record(job.device, result.samples, result.steps, result.loss)
