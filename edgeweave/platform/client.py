@@ -87,13 +87,16 @@ class Client:
                            self.generator(round_, job), augment=self.data.augment, **kwargs)
 
     def train_per_batch(self, round_: int, job: Job, global_weights: np.ndarray, partial: Partial,
-                        plan_for_step: Callable[[int], Plan], steps: Optional[int] = None) -> None:
-        """Train the job with a fresh sub-model plan each mini-batch; add what it touched to `partial`."""
+                        plan_for_step: Callable[[int], Plan], steps: Optional[int] = None, **kwargs: Any) -> None:
+        """Train the job with a fresh sub-model plan each mini-batch; add what it touched to `partial`.
+
+        Keyword arguments go to `sliced_training.train_per_batch` (loss_fn, targets, allowed).
+        """
         x, y = self.data_of(job)
         weights = torch.from_numpy(np.array(global_weights, dtype=np.float32))
         settings = self.settings_of(job) if steps is None else replace(self.settings, steps=steps)
         result, touched = train_per_batch(self.submodels, weights, x, y, settings, self.generator(round_, job),
-                                          plan_for_step, self.data.augment)
+                                          plan_for_step, self.data.augment, **kwargs)
         pos = np.flatnonzero(touched)
         partial.add(weights.numpy()[pos], weight=float(self.shard_size(job)), mask=pos)
         partial.record(job.device, result.samples, result.steps, result.loss)

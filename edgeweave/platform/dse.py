@@ -16,12 +16,11 @@ import torch
 from edgeweave.platform.config import ExperimentConfig
 from edgeweave.platform.data import ArrayData
 from edgeweave.platform.flat import FlatLayout
-from edgeweave.platform.flops import FlopsCache
 from edgeweave.platform.front import Front, non_dominated
 from edgeweave.platform.models import build_model
 from edgeweave.platform.seeding import SERVER, rng
 from edgeweave.platform.sliced_training import SubModels, train_per_batch
-from edgeweave.platform.submodel import Plan, Slicer, dropout_plan
+from edgeweave.platform.submodel import Slicer, dropout_plan
 from edgeweave.platform.training import SGDSettings, evaluate
 
 
@@ -36,8 +35,6 @@ class Explorer:
         self.layout = FlatLayout(self.model)
         self.start = self.layout.flatten(self.model)
         self.models = SubModels(self.slicer)
-        self.flops = FlopsCache()
-        self.shape, self.classes = data.input_shape, data.num_classes
         order = rng(cfg.seed, -1, SERVER, 60).permutation(len(data.y_train))
         n_val = max(1, int(len(order) * p.held_out))
         val, train = order[:n_val], order[n_val:]
@@ -52,13 +49,10 @@ class Explorer:
     def layers(self) -> int:
         return self.slicer.num_convs
 
-    def plan_flops(self, plan: Plan) -> int:
-        return self.flops.per_sample(plan.signature(), lambda: self.slicer.build(plan), self.shape, self.classes)
-
     def cost(self, vector: tuple[float, ...]) -> float:
         """Exact training FLOPs of one mini-batch with this dropout vector."""
         plan = dropout_plan(self.slicer, vector, np.random.default_rng(0))
-        return float(self.plan_flops(plan) * self.cfg.training.batch_size)
+        return float(self.slicer.flops(plan) * self.cfg.training.batch_size)
 
     def score(self, vector: tuple[float, ...]) -> float:
         """Mean validation loss after the fixed training budget, over the configured seeds."""

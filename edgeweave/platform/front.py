@@ -65,6 +65,16 @@ def load_front(path: str | Path, field: str = "strategy.front") -> Front:
         raise UserError(f"{field} = {str(path)!r}: not a front file ({type(e).__name__}: {e})") from None
 
 
+def check_front(path: str, cfg, field: str) -> None:
+    """A front must exist and have been made for the config's model at its batch size."""
+    front = load_front(path, field)
+    if front.meta.get("model") != cfg.model.name or front.meta.get("batch_size") != cfg.training.batch_size:
+        raise UserError(
+            f"{field} = {path!r}: made for model {front.meta.get('model')!r} at batch size "
+            f"{front.meta.get('batch_size')}, not {cfg.model.name!r} at {cfg.training.batch_size}; "
+            f"run `edgeweave dse` for this config")
+
+
 def schedule(front: Front, steps: int, speed: float, seconds: Optional[float]) -> np.ndarray:
     """The front point a device trains at each mini-batch, chosen by the device alone.
 

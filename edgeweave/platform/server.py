@@ -14,7 +14,6 @@ from edgeweave.platform.data import ArrayData
 from edgeweave.platform.devices.clock import Timing, Workload, time_round
 from edgeweave.platform.devices.view import DeviceView
 from edgeweave.platform.flat import FlatLayout
-from edgeweave.platform.flops import FlopsCache
 from edgeweave.platform.models import build_model
 from edgeweave.platform.partition import Partition
 from edgeweave.platform.sampling import sample_available
@@ -39,17 +38,13 @@ class Server:
         self.strategy = STRATEGIES.build(cfg.strategy.name, cfg.strategy.params, cfg=cfg)
         self.view = DeviceView(cfg)
         self.settings = sgd_settings(cfg)
-        self.flops = FlopsCache()
         self.clock = 0.0  # virtual seconds at the start of the next round
         self.total_flops = 0.0
         self._pending: Optional[tuple[int, list[Job], Workload, Timing]] = None
 
     def plan_flops(self, plan: Optional[Plan]) -> int:
         """Training FLOPs per sample of the full model (plan None) or of a sub-model plan, cached."""
-        full = lambda: build_model(self.cfg.model, self.data.input_shape, self.data.num_classes, 0)  # noqa: E731
-        return self.flops.per_sample(None if plan is None else plan.signature(),
-                                     full if plan is None else (lambda: self.slicer.build(plan)),
-                                     self.data.input_shape, self.data.num_classes)
+        return self.slicer.flops(plan)
 
     def tier_name(self, device: int) -> str:
         return self.view.tier_name(device)

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from edgeweave.platform.data.augment import crop_flip
 from edgeweave.platform.flat import FlatLayout
 from edgeweave.platform.submodel import Plan, Slicer
-from edgeweave.platform.training import LocalResult, SGDSettings, batch_order
+from edgeweave.platform.training import LocalResult, Loss, SGDSettings, batch_order
 
 
 class SubModels:
@@ -58,11 +58,16 @@ def train_per_batch(
     g: torch.Generator,
     plan_for_step: Callable[[int], Plan],
     augment: bool = False,
+    loss_fn: Loss = F.cross_entropy,
+    targets: Callable[[torch.Tensor, Plan], torch.Tensor] = lambda y, plan: remap_labels(y, plan.classes),
+    allowed: Optional[np.ndarray] = None,
 ) -> tuple[LocalResult, np.ndarray]:
     """SGD where step k trains the sub-model `plan_for_step(k)`; `weights` (flat) is updated in place.
 
-    Returns the result and a bool mask of the elements that were trained at least once.
+    `targets` maps a batch's labels for the plan; elements outside `allowed` are held at zero and
+    never reported. Returns the result and a bool mask of the elements trained at least once.
     """
+    keep = None if allowed is None else torch.from_numpy(np.asarray(allowed))
     momentum = torch.zeros_like(weights)
     touched = torch.zeros(len(weights), dtype=torch.bool)
     total, samples, steps = 0.0, 0, 0
@@ -77,7 +82,7 @@ def train_per_batch(
         xb = x[idx]
         if augment:
             xb = crop_flip(xb, g)
-        loss = F.cross_entropy(model(xb), remap_labels(y[idx].cpu(), plan.classes).to(x.device))
+        loss = loss_fn(model(xb), targets(y[idx].cpu(), plan).to(x.device))
         model.zero_grad(set_to_none=False)
         loss.backward()
         grad = layout.grads(model).cpu()
@@ -85,8 +90,11 @@ def train_per_batch(
         step = grad + s.weight_decay * w
         m = s.momentum * momentum[pos] + step
         momentum[pos] = torch.where(is_param, m, momentum[pos])
-        weights[pos] = torch.where(is_param, w - s.lr * m, after)
-        touched[pos] = True
+        new = torch.where(is_param, w - s.lr * m, after)
+        if keep is not None:
+            new = torch.where(keep[pos], new, torch.zeros_like(new))
+        weights[pos] = new
+        touched[pos] = True if keep is None else keep[pos]
         total += loss.item()
         samples += len(idx)
         steps += 1

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from edgeweave.platform.flat import FlatLayout
+from edgeweave.platform.flops import FlopsCache
 from edgeweave.platform.models.base import ConvNet
 
 
@@ -57,6 +58,8 @@ class Slicer:
         if not isinstance(model, ConvNet):
             raise TypeError("sub-model plans need a ConvNet (features + classifier)")
         self.model = model
+        self.input_shape = input_shape
+        self._flops = FlopsCache()
         self.layout = FlatLayout(model)
         was_training = model.training
         with torch.no_grad():
@@ -95,6 +98,11 @@ class Slicer:
     @property
     def num_layers(self) -> int:
         return len(self.widths)
+
+    def flops(self, plan: Optional[Plan]) -> int:
+        """Training FLOPs per sample of the full model (None) or of a plan's sub-model, cached by shape."""
+        plan = plan if plan is not None else self.full_plan()
+        return self._flops.per_sample(plan.signature(), lambda: self.build(plan), self.input_shape, self.num_classes)
 
     def full_plan(self) -> Plan:
         return Plan(tuple(np.arange(w) for w in self.widths))
@@ -181,3 +189,10 @@ def dropout_plan(slicer: Slicer, drop: Sequence[float], g: np.random.Generator) 
     if len(drop) != slicer.num_convs:
         raise ValueError(f"a dropout vector needs {slicer.num_convs} entries, one per conv layer; got {len(drop)}")
     return uniform_plan(slicer, lambda i, w: random_subset(w, 1.0 - drop[i], g) if i < len(drop) else np.arange(w))
+
+
+def thin(plan: Plan, drop: Sequence[float], g: np.random.Generator) -> Plan:
+    """A plan whose first len(drop) layers keep a random (1 - drop[l]) of the plan's own channels."""
+    keep = tuple(np.sort(g.choice(k, size=max(1, int(np.ceil((1.0 - drop[i]) * len(k)))), replace=False))
+                 if i < len(drop) else k for i, k in enumerate(plan.keep))
+    return Plan(keep, plan.classes)

@@ -132,3 +132,28 @@ def test_attributed_mode_warms_up_with_the_full_model(make_config):
     assert client.strategy.plans is plans or all(
         np.array_equal(a, b) for p, q in zip(client.strategy.plans, plans) for a, b in zip(p.keep, q.keep))
     assert partial.records and union(plans).classes.tolist() == list(range(10))
+
+
+def test_dropout_inside_task_sub_models(make_config, tmp_path):
+    from edgeweave.platform.front import Front
+
+    front = tmp_path / "front.json"
+    Front(np.array([[0.0, 0.0], [0.5, 0.5], [0.75, 0.75]]), np.ones(3), np.array([1.0, 2.0, 3.0]),
+          {"model": "cnn", "batch_size": 16}).save(front)
+    cfg = make_config(model={"name": "cnn", "width": 0.5}, partition={"policy": "dirichlet", "alpha": 0.5, "min_samples": 5},
+                      devices={"count": 6, "per_round": 6, "flops_per_second": 1.5e5, "deadline": 30.0,
+                               "stragglers": "partial"},
+                      strategy={"name": "taskwise", "groups": 5, "tasks_per_device": 2, "dropout_front": str(front)})
+    data = load_dataset(cfg.data, cfg.seed)
+    part = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed)
+    server, client = Server(cfg, data, part), Client(cfg, data, part)
+    jobs, planned = server.plan(0)
+    metrics, records = server.update([client.run(0, server.weights, jobs, server.strategy.shared_state())])
+    done = {r["device"]: r for r in records}
+    for job, samples in zip(jobs, planned):
+        assert done[job.device]["samples"] == samples  # the driver replays each device's own choice
+    assert not server.weights[~server.strategy.allowed(server)].any()  # cross-task weights stay zero
+    plain = server.plan_flops(server.strategy.device_plan(server, jobs[0].device))
+    per_sample = [r["flops"] / r["samples"] for r in records if r["samples"]]
+    assert min(per_sample) < plain  # someone dropped filters inside its task sub-model
+    assert metrics["virtual_time"] <= 30.0 + 1e-6

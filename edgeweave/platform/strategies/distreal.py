@@ -16,8 +16,7 @@ import numpy as np
 from pydantic import Field
 
 from edgeweave.platform.aggregate import Partial
-from edgeweave.platform.errors import UserError
-from edgeweave.platform.front import Front, load_front, schedule
+from edgeweave.platform.front import Front, check_front, load_front, schedule
 from edgeweave.platform.registry import Params
 from edgeweave.platform.seeding import rng
 from edgeweave.platform.strategies.base import STRATEGIES, Job, Strategy
@@ -57,12 +56,7 @@ class Distreal(Strategy):
 
     @classmethod
     def check(cls, params: DistrealParams, cfg) -> None:
-        front = load_front(params.front)
-        if front.meta.get("model") != cfg.model.name or front.meta.get("batch_size") != cfg.training.batch_size:
-            raise UserError(
-                f"strategy.front = {params.front!r}: made for model {front.meta.get('model')!r} at batch size "
-                f"{front.meta.get('batch_size')}, not {cfg.model.name!r} at {cfg.training.batch_size}; "
-                f"run `edgeweave dse` for this config")
+        check_front(params.front, cfg, "strategy.front")
 
     def choices(self, view, round_: int, job: Job, steps: int, model_bytes: float) -> np.ndarray:
         """The front point of each mini-batch, as the device itself picks them."""

@@ -20,7 +20,10 @@ from edgeweave.platform.aggregate import Partial
 from edgeweave.platform.errors import UserError
 from edgeweave.platform.registry import Params
 from edgeweave.platform.strategies.base import STRATEGIES, Job, Strategy
-from edgeweave.platform.submodel import Plan
+from edgeweave.platform.front import Front, check_front, load_front, schedule
+from edgeweave.platform.seeding import rng
+from edgeweave.platform.submodel import Plan, thin
+from edgeweave.platform.training import local_steps
 from edgeweave.platform.taskwise import (OBJECTIVES, allowed_mask, attributed_plans, class_groups, grouped_plans,
                                          own_labels, relevance, union)
 
@@ -40,6 +43,7 @@ class TaskwiseParams(Params):
     tasks_per_device: int = Field(1, ge=1)
     assignment: Optional[list[list[int]]] = None  # explicit: task ids per device (cycled)
     objective: Literal["other", "ovr"] = "other"
+    dropout_front: Optional[str] = None  # a DISTREAL front: drop filters inside the task sub-model
 
 
 @STRATEGIES.register("taskwise", TaskwiseParams)
@@ -57,6 +61,27 @@ class Taskwise(Strategy):
     def check(cls, params: TaskwiseParams, cfg) -> None:
         if params.tasks == "explicit" and not params.assignment:
             raise UserError("strategy.tasks = 'explicit': needs strategy.assignment, task ids per device")
+        if params.dropout_front:
+            check_front(params.dropout_front, cfg, "strategy.dropout_front")
+
+    def choices(self, holder, round_: int, job: Job, plan: Plan) -> tuple[np.ndarray, np.ndarray]:
+        """With a dropout front: the dropout vector of each mini-batch, as the device picks them.
+
+        The front's vectors keep their convergence ranking; their costs are measured on this
+        device's own task sub-model, thinned by each vector.
+        """
+        front = load_front(self.params.dropout_front, "strategy.dropout_front")
+        g = np.random.default_rng(0)  # FLOPs depend on the widths only, not on which channels
+        costs = np.array([holder.slicer.flops(thin(plan, v, g)) for v in front.vectors], np.float64)
+        own = Front(front.vectors, costs * self.cfg.training.batch_size, front.score, {})
+        d = np.array([job.device])
+        _, speed = holder.view.state(d, round_, job.start)
+        deadline = self.cfg.devices.deadline
+        size = len(holder.slicer.positions(plan))
+        seconds = None if deadline is None else deadline - 2 * 4.0 * size / float(holder.view.bandwidth(d)[0])
+        steps = local_steps(len(holder.partition.shard(job.device)), holder.settings)
+        picked = schedule(own, steps, float(speed[0]), seconds)
+        return own.vectors[picked], own.flops_per_batch[picked]
 
     def warming_up(self, round_: int) -> bool:
         return self.params.mode == "attributed" and round_ < self.params.warmup_rounds
@@ -104,7 +129,18 @@ class Taskwise(Strategy):
             self.plans = self._make_plans(server, server.weights)
             # From here on, elements no task owns are zero: the model is the union of the tasks.
             server.weights = np.where(self.allowed(server), server.weights, 0.0).astype(np.float32)
-        return [Job(int(d)) for d in devices]
+        jobs = [Job(int(d), start=server.clock) for d in devices]
+        if self.params.dropout_front and not self.warming_up(round_):
+            jobs = [j if len(v) == server.steps_of(j) else Job(j.device, start=j.start, steps=len(v))
+                    for j in jobs for v in [self.choices(server, round_, j, self.device_plan(server, j.device))[0]]]
+        return jobs
+
+    def flops_per_sample(self, server: "Server", round_: int, job: Job) -> float:
+        if not self.params.dropout_front or self.warming_up(round_):
+            return super().flops_per_sample(server, round_, job)
+        _, costs = self.choices(server, round_, Job(job.device, start=job.start),
+                                self.device_plan(server, job.device))
+        return float(costs.mean() / self.cfg.training.batch_size) if len(costs) else 0.0
 
     def job_plan(self, server: "Server", round_: int, job: Job) -> Optional[Plan]:
         return None if self.warming_up(round_) else self.device_plan(server, job.device)
@@ -117,6 +153,15 @@ class Taskwise(Strategy):
             client.load(global_weights)
             result = client.train(round_, job)
             partial.add(client.weights(), weight=n)
+        elif self.params.dropout_front:
+            plan = self.device_plan(client, job.device)
+            vectors, _ = self.choices(client, round_, Job(job.device, start=job.start), plan)
+            client.train_per_batch(
+                round_, job, global_weights, partial, steps=len(vectors),
+                plan_for_step=lambda k: thin(plan, vectors[k], rng(self.cfg.seed, round_, job.device, 400 + k)),
+                loss_fn=OBJECTIVES[self.params.objective], targets=lambda y, p: own_labels(y, p.classes),
+                allowed=self.allowed(client))
+            return
         else:
             plan = self.device_plan(client, job.device)
             pos = client.slicer.positions(plan)
