@@ -56,6 +56,7 @@ class Taskwise(Strategy):
         super().__init__(params, cfg)
         self.plans: Optional[list[Plan]] = None
         self._allowed: Optional[np.ndarray] = None
+        self._front: Optional[Front] = None
 
     @classmethod
     def check(cls, params: TaskwiseParams, cfg) -> None:
@@ -70,7 +71,9 @@ class Taskwise(Strategy):
         The front's vectors keep their convergence ranking; their costs are measured on this
         device's own task sub-model, thinned by each vector.
         """
-        front = load_front(self.params.dropout_front, "strategy.dropout_front")
+        if self._front is None:
+            self._front = load_front(self.params.dropout_front, "strategy.dropout_front")
+        front = self._front
         g = np.random.default_rng(0)  # FLOPs depend on the widths only, not on which channels
         costs = np.array([holder.slicer.flops(thin(plan, v, g)) for v in front.vectors], np.float64)
         own = Front(front.vectors, costs * self.cfg.training.batch_size, front.score, {})
@@ -130,10 +133,13 @@ class Taskwise(Strategy):
             # From here on, elements no task owns are zero: the model is the union of the tasks.
             server.weights = np.where(self.allowed(server), server.weights, 0.0).astype(np.float32)
         jobs = [Job(int(d), start=server.clock) for d in devices]
-        if self.params.dropout_front and not self.warming_up(round_):
-            jobs = [j if len(v) == server.steps_of(j) else Job(j.device, start=j.start, steps=len(v))
-                    for j in jobs for v in [self.choices(server, round_, j, self.device_plan(server, j.device))[0]]]
-        return jobs
+        if not self.params.dropout_front or self.warming_up(round_):
+            return jobs
+        cut = []  # devices that chose to stop early do fewer mini-batches
+        for j in jobs:
+            vectors, _ = self.choices(server, round_, j, self.device_plan(server, j.device))
+            cut.append(j if len(vectors) == server.steps_of(j) else Job(j.device, start=j.start, steps=len(vectors)))
+        return cut
 
     def flops_per_sample(self, server: "Server", round_: int, job: Job) -> float:
         if not self.params.dropout_front or self.warming_up(round_):
@@ -153,7 +159,8 @@ class Taskwise(Strategy):
             client.load(global_weights)
             result = client.train(round_, job)
             partial.add(client.weights(), weight=n)
-        elif self.params.dropout_front:
+            partial.record(job.device, result.samples, result.steps, result.loss)
+        elif self.params.dropout_front:  # records itself
             plan = self.device_plan(client, job.device)
             vectors, _ = self.choices(client, round_, Job(job.device, start=job.start), plan)
             client.train_per_batch(
@@ -161,7 +168,6 @@ class Taskwise(Strategy):
                 plan_for_step=lambda k: thin(plan, vectors[k], rng(self.cfg.seed, round_, job.device, 400 + k)),
                 loss_fn=OBJECTIVES[self.params.objective], targets=lambda y, p: own_labels(y, p.classes),
                 allowed=self.allowed(client))
-            return
         else:
             plan = self.device_plan(client, job.device)
             pos = client.slicer.positions(plan)
@@ -176,4 +182,4 @@ class Taskwise(Strategy):
             result = client.train(round_, job, model=model, labels=lambda y: own_labels(y, plan.classes),
                                   loss_fn=OBJECTIVES[self.params.objective], after_step=project)
             partial.add(layout.flatten(model)[own], weight=n, mask=pos[own])
-        partial.record(job.device, result.samples, result.steps, result.loss)
+            partial.record(job.device, result.samples, result.steps, result.loss)
