@@ -74,7 +74,7 @@ class Server:
         bandwidth = np.where(pooled, np.inf, self.view.bandwidth(real))
         shard = np.where(pooled, self.shard_sizes.sum(), self.shard_sizes[real])
         plans = [self.strategy.job_plan(self, round_, j) for j in jobs]
-        size = np.array([self.layout.size if p is None else len(self.slicer.positions(p)) for p in plans])
+        size = np.array([self.layout.size if p is None else self.slicer.count(p) for p in plans])
         return Workload(
             devices=ids, speed=speed, bandwidth=bandwidth,
             model_bytes=np.where(pooled, 0.0, 4.0 * size),

@@ -71,9 +71,12 @@ def train_per_batch(
     momentum = torch.zeros_like(weights)
     touched = torch.zeros(len(weights), dtype=torch.bool)
     total, samples, steps = 0.0, 0, 0
+    last: tuple[Optional[Plan], Optional[torch.Tensor]] = (None, None)
     for k, idx in enumerate(batch_order(len(y), s, g)):
         plan = plan_for_step(k)
-        pos = torch.from_numpy(models.slicer.positions(plan))
+        if plan is not last[0]:  # steps that repeat a plan (ordered dropout) reuse its positions
+            last = (plan, torch.from_numpy(models.slicer.positions(plan)))
+        pos = last[1]
         model, layout, is_param = models.get(plan)
         w = weights[pos]
         layout.load(model, w)

@@ -95,10 +95,6 @@ class Slicer:
             for name, shape, off in zip(self.layout.names, self.layout.shapes, self.layout.offsets)
         ]
 
-    @property
-    def num_layers(self) -> int:
-        return len(self.widths)
-
     def flops(self, plan: Optional[Plan]) -> int:
         """Training FLOPs per sample of the full model (None) or of a plan's sub-model, cached by shape."""
         plan = plan if plan is not None else self.full_plan()
@@ -113,6 +109,17 @@ class Slicer:
         if layer == -1:
             return np.arange(size) if plan.classes is None else np.asarray(plan.classes)
         return np.asarray(plan.keep[layer])
+
+    def count(self, plan: Plan) -> int:
+        """How many elements the plan's sub-model has (what `positions` would return, by arithmetic)."""
+        total = 0
+        for s in self.slices:
+            n = len(self._rows(plan, s.out_layer, s.shape[0]))
+            if len(s.shape) > 1:
+                n *= len(self._rows(plan, s.in_layer, s.shape[1] // s.in_pixels)) * s.in_pixels
+                n *= int(np.prod(s.shape[2:]))
+            total += n
+        return total
 
     def positions(self, plan: Plan) -> np.ndarray:
         """Flat positions of the sub-model's elements, in the sub-model's own layout order."""

@@ -118,3 +118,12 @@ def test_plan_classes_restrict_the_output_rows(tmp_path):
     sub = slicer.build(plan)
     assert sub.classifier[-1].out_features == 2
     assert FlatLayout(sub).size == len(slicer.positions(plan))
+
+
+@pytest.mark.parametrize("name", ["cnn", "alexnet", "vgg11", "kws_cnn"])
+def test_count_equals_the_number_of_positions(tmp_path, name):
+    _, slicer, _ = zoo(tmp_path, name, (1, 8, 8))
+    g = np.random.default_rng(2)
+    for rate in (1.0, 0.5, 0.2):
+        plan = uniform_plan(slicer, lambda i, w: random_subset(w, rate, g), classes=[0, 4] if rate < 1 else None)
+        assert slicer.count(plan) == len(slicer.positions(plan))

@@ -80,7 +80,7 @@ class Taskwise(Strategy):
         d = np.array([job.device])
         _, speed = holder.view.state(d, round_, job.start)
         deadline = self.cfg.devices.deadline
-        size = len(holder.slicer.positions(plan))
+        size = holder.slicer.count(plan)
         seconds = None if deadline is None else deadline - 2 * 4.0 * size / float(holder.view.bandwidth(d)[0])
         steps = local_steps(len(holder.partition.shard(job.device)), holder.settings)
         picked = schedule(own, steps, float(speed[0]), seconds)
