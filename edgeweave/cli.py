@@ -10,13 +10,29 @@ from edgeweave.platform.errors import UserError
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Validate everything first, then make the run directory, then start Ray and train."""
-    from edgeweave.platform.config import load_config
+    """Validate everything first, then make (or reopen) the run directory, then start Ray and train."""
+    from pathlib import Path
+
+    from edgeweave.platform.checkpoint import fingerprint, load_checkpoint
+    from edgeweave.platform.config import dump_config, load_config
     from edgeweave.platform.data import load_dataset
     from edgeweave.platform.devices.resources import build_resources
+    from edgeweave.platform.experiment import CHECKPOINT
     from edgeweave.platform.partition import partition_data
 
-    cfg = load_config(args.config, args.set)
+    if (args.config is None) == (args.resume is None):
+        raise UserError("edgeweave run: give a CONFIG to start a run, or --resume RUN_DIR to continue one")
+    resume = None
+    if args.resume:
+        run_dir = Path(args.resume)
+        if not (run_dir / "config.yaml").is_file():
+            raise UserError(f"--resume = {args.resume!r}: no config.yaml there; expected a run directory")
+        if args.set:
+            raise UserError(f"--set = {args.set[0]!r}: a resumed run keeps its config; start a new run to change it")
+        cfg = load_config(run_dir / "config.yaml", [])
+        resume = load_checkpoint(run_dir / CHECKPOINT, fingerprint(dump_config(cfg)))
+    else:
+        cfg = load_config(args.config, args.set)
     build_resources(cfg.devices.resources, cfg.seed)  # a bad trace file fails here, before any output
     data = load_dataset(cfg.data, cfg.seed)
     partition = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed)
@@ -27,12 +43,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     from edgeweave.platform.rundir import create_run_dir, save_weights
     from edgeweave.platform.sinks import default_sinks
 
-    run_dir = create_run_dir(cfg)
-    print(f"edgeweave run {cfg.name}: {cfg.strategy.name} on {cfg.data.name}, "
-          f"{cfg.devices.count} devices, {cfg.training.rounds} rounds -> {run_dir}", flush=True)
+    if resume is None:
+        run_dir = create_run_dir(cfg)
+        print(f"edgeweave run {cfg.name}: {cfg.strategy.name} on {cfg.data.name}, "
+              f"{cfg.devices.count} devices, {cfg.training.rounds} rounds -> {run_dir}", flush=True)
+    else:
+        print(f"edgeweave run {cfg.name}: resuming at round {resume.next_round} of {cfg.training.rounds} "
+              f"-> {run_dir}", flush=True)
     with Simulation(cfg, data, partition) as sim:
-        sinks = default_sinks(cfg, run_dir)
-        run_rounds(cfg, sim, sinks, run_dir)
+        sinks = default_sinks(cfg, run_dir, start=resume.next_round if resume else 0)
+        run_rounds(cfg, sim, sinks, run_dir, resume=resume)
         model = build_model(cfg.model, data.input_shape, data.num_classes, cfg.seed)
         save_weights(run_dir / "model.safetensors", model, sim.weights())
     return 0
@@ -74,15 +94,25 @@ def cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from edgeweave.platform.report import plot, read_run, summarise, table
+    from edgeweave.platform.savings import savings_table
 
     if not 0 < args.target <= 1:
         raise UserError(f"--target = {args.target}: must be in (0, 1]")
     runs = [read_run(Path(d)) for d in args.runs]
-    rows = [summarise(r, args.target) for r in runs]
+    reference = None
+    if args.reference:
+        ref = summarise(read_run(Path(args.reference)), args.target)
+        reference = ref["final_accuracy"]
+    rows = [summarise(r, args.target, reference) for r in runs]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     plot(runs, out, args.target)
     md = table(rows, args.target)
+    if reference is not None:
+        md += f"\n\nreference: {args.reference}, final accuracy {reference:.4f}"
+    for r in runs:  # per-device savings, for runs whose devices trained sub-models
+        if any(abs(d["saving"] - 1) > 1e-9 for d in r["devices"]):
+            md += f"\n\n### {r['dir'].name}: per-device saving\n\n" + savings_table(r["devices"])
     out.with_suffix(".md").write_text(md + "\n")
     out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
     print(md)
@@ -90,11 +120,30 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Run a Ray Tune sweep from a sweep file, or continue an interrupted one."""
+    from pathlib import Path
+
+    from edgeweave.platform.sweep import grid_size, load_sweep
+
+    if (args.sweep is None) == (args.resume is None):
+        raise UserError("edgeweave sweep: give a SWEEP file to start a sweep, or --resume SWEEP_DIR to continue one")
+    from edgeweave.tune.runner import resume_sweep, run_sweep
+
+    if args.resume:
+        return 0 if resume_sweep(Path(args.resume)) else 1
+    sweep, base = load_sweep(args.sweep)
+    print(f"edgeweave sweep {sweep.name}: {grid_size(sweep)} trials over {', '.join(sweep.space)} "
+          f"({sweep.scheduler.name}, {sweep.metric} {sweep.mode})", flush=True)
+    return 0 if run_sweep(sweep, base) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgeweave", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run one experiment from a YAML config")
-    run.add_argument("config", help="experiment YAML, e.g. configs/quickstart.yaml")
+    run.add_argument("config", nargs="?", help="experiment YAML, e.g. configs/quickstart.yaml")
+    run.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
     run.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                      help="override one config value (repeatable)")
     run.set_defaults(func=cmd_run)
@@ -103,9 +152,15 @@ def build_parser() -> argparse.ArgumentParser:
     dse.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     dse.add_argument("--out", help="where to write the front (default: the config's strategy.front)")
     dse.set_defaults(func=cmd_dse)
+    sweep = sub.add_parser("sweep", help="sweep policies with Ray Tune: a table, the best config, plots")
+    sweep.add_argument("sweep", nargs="?", help="sweep YAML, e.g. configs/sweeps/partition_x_strategy.yaml")
+    sweep.add_argument("--resume", metavar="SWEEP_DIR", help="continue an interrupted sweep")
+    sweep.set_defaults(func=cmd_sweep)
     report = sub.add_parser("report", help="compare finished runs: accuracy against virtual time, a table")
     report.add_argument("runs", nargs="+", metavar="RUN_DIR")
     report.add_argument("--target", type=float, default=0.85, help="accuracy for the time-to-target column")
+    report.add_argument("--reference", metavar="RUN_DIR",
+                        help="a run to judge the others' accuracy against, e.g. the same config under central")
     report.add_argument("--out", default="runs/report.png", help="plot path; .md and .json written beside it")
     report.set_defaults(func=cmd_report)
     return parser

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import ray
 
+from edgeweave.platform.checkpoint import RunState
 from edgeweave.platform.config import ExperimentConfig
 from edgeweave.platform.data import ArrayData
 from edgeweave.platform.partition import Partition
@@ -39,6 +40,12 @@ class Driver:
 
     def weights(self) -> np.ndarray:
         return self.server.weights
+
+    def snapshot(self, next_round: int, history: list[dict[str, Any]]) -> RunState:
+        return self.server.snapshot(next_round, history)
+
+    def restore(self, state: RunState) -> None:
+        self.server.restore(state)
 
 
 RemoteDriver = ray.remote(Driver)

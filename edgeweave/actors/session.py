@@ -11,6 +11,7 @@ import ray
 
 from edgeweave.actors.driver import RemoteDriver
 from edgeweave.actors.worker import RemoteDeviceWorker
+from edgeweave.platform.checkpoint import RunState
 from edgeweave.platform.config import ExperimentConfig
 from edgeweave.platform.data import ArrayData
 from edgeweave.platform.partition import Partition
@@ -62,6 +63,12 @@ class Simulation:
 
     def weights(self) -> np.ndarray:
         return ray.get(self.driver.weights.remote())
+
+    def snapshot(self, next_round: int, history: list[dict[str, Any]]) -> RunState:
+        return ray.get(self.driver.snapshot.remote(next_round, history))
+
+    def restore(self, state: RunState) -> None:
+        ray.get(self.driver.restore.remote(state))
 
     def close(self) -> None:
         for actor in [self.driver, *self.workers]:

@@ -84,6 +84,7 @@ class WandbConfig(Params):
 class LoggingConfig(Params):
     out_dir: str = "runs"
     progress: bool = True
+    checkpoint_every: int = Field(10, ge=0)  # rounds between checkpoints (0: only at the end)
     wandb: WandbConfig = WandbConfig()
 
 
@@ -197,16 +198,22 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         raise UserError(f"--set {text!r}: the value is not valid YAML") from None
 
 
+def set_key(raw: dict, keys: Sequence[str], value: Any, what: str) -> dict:
+    """Write one value at a key path into the raw mapping, creating sections as needed."""
+    node = raw
+    for i, key in enumerate(keys[:-1]):
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise UserError(f"{what}: {'.'.join(keys[: i + 1])} is not a section")
+    node[keys[-1]] = value
+    return raw
+
+
 def apply_overrides(raw: dict, overrides: Sequence[str]) -> dict:
     """Write each 'a.b=value' into the raw mapping, creating sections as needed."""
     for text in overrides:
         keys, value = parse_override(text)
-        node = raw
-        for i, key in enumerate(keys[:-1]):
-            node = node.setdefault(key, {})
-            if not isinstance(node, dict):
-                raise UserError(f"--set {text!r}: {'.'.join(keys[: i + 1])} is not a section")
-        node[keys[-1]] = value
+        set_key(raw, keys, value, f"--set {text!r}")
     return raw
 
 

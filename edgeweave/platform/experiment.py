@@ -1,16 +1,20 @@
-"""The run loop, top to bottom: round after round, metrics to every sink, figures at the end."""
+"""The run loop, top to bottom: round after round, metrics to every sink, checkpoints, figures."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Optional, Protocol
 
 import numpy as np
 
-from edgeweave.platform.config import ExperimentConfig
+from edgeweave.platform.checkpoint import RunState, fingerprint, save_checkpoint
+from edgeweave.platform.config import ExperimentConfig, dump_config
 from edgeweave.platform.plots import plot_accuracy, plot_devices
 from edgeweave.platform.sinks import JsonlSink, Sinks
+
+CHECKPOINT = "checkpoint"  # the run directory's checkpoint, replaced every `logging.checkpoint_every` rounds
 
 
 class RoundRunner(Protocol):
@@ -20,13 +24,38 @@ class RoundRunner(Protocol):
 
     def weights(self) -> np.ndarray: ...
 
+    def snapshot(self, next_round: int, history: list[dict[str, Any]]) -> RunState: ...
 
-def run_rounds(cfg: ExperimentConfig, runner: RoundRunner, sinks: Sinks, run_dir: Path) -> dict[str, Any]:
-    """Run every round, log each, draw the figures, and return the summary."""
+    def restore(self, state: RunState) -> None: ...
+
+
+def keep_rounds_before(path: Path, next_round: int) -> None:
+    """Drop the lines of a JSONL log written by rounds a resumed run will redo."""
+    if path.is_file():
+        lines = [line for line in path.read_text().splitlines()
+                 if line.strip() and json.loads(line).get("round", -1) < next_round]
+        path.write_text("".join(line + "\n" for line in lines))
+
+
+def run_rounds(cfg: ExperimentConfig, runner: RoundRunner, sinks: Sinks, run_dir: Path,
+               resume: Optional[RunState] = None,
+               on_round: Optional[Callable[[dict[str, Any], Optional[Path]], None]] = None) -> dict[str, Any]:
+    """Run every round (from `resume` on), log each, checkpoint, draw the figures; return the summary.
+
+    `on_round(metrics, checkpoint)` is called after each round, with the checkpoint directory
+    when one was just written (a Tune trial reports through it).
+    """
     start = time.perf_counter()
     history: list[dict[str, Any]] = []
+    first = 0
+    if resume is not None:
+        runner.restore(resume)
+        history, first = list(resume.history), resume.next_round
+        for log in ("metrics.jsonl", "devices.jsonl"):  # rounds after the checkpoint are redone
+            keep_rounds_before(run_dir / log, first)
     devices_log = JsonlSink(run_dir / "devices.jsonl")
-    for r in range(cfg.training.rounds):
+    every, stamp = cfg.logging.checkpoint_every, fingerprint(dump_config(cfg))
+    for r in range(first, cfg.training.rounds):
         t0 = time.perf_counter()
         metrics = runner.round(r)
         for record in metrics.pop("device_records"):
@@ -34,6 +63,11 @@ def run_rounds(cfg: ExperimentConfig, runner: RoundRunner, sinks: Sinks, run_dir
         metrics["wall_seconds"] = round(time.perf_counter() - t0, 4)
         sinks.log(metrics)
         history.append(metrics)
+        checkpoint = None
+        if (every and (r + 1) % every == 0) or r + 1 == cfg.training.rounds:
+            checkpoint = save_checkpoint(run_dir / CHECKPOINT, runner.snapshot(r + 1, history), stamp)
+        if on_round is not None:
+            on_round(metrics, checkpoint)
     devices_log.close({})
     last = history[-1]
     for path in (plot_accuracy(history, run_dir / "accuracy.png", f"{cfg.name}: {cfg.strategy.name}"),

@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from edgeweave.platform.config import read_yaml  # noqa: E402
 from edgeweave.platform.errors import UserError  # noqa: E402
 from edgeweave.platform.plots import time_axis  # noqa: E402
+from edgeweave.platform.savings import device_savings  # noqa: E402
 
 
 def read_run(run_dir: Path) -> dict[str, Any]:
@@ -25,11 +26,14 @@ def read_run(run_dir: Path) -> dict[str, Any]:
     metrics = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
     if not metrics:
         raise UserError(f"run = {str(run_dir)!r}: metrics.jsonl is empty")
+    devices_file = run_dir / "devices.jsonl"
     return {"dir": run_dir, "name": cfg.get("name", run_dir.name), "strategy": cfg.get("strategy", {}).get("name", "?"),
-            "metrics": metrics}
+            "metrics": metrics, "devices": device_savings(devices_file) if devices_file.is_file() else []}
 
 
-def summarise(run: dict[str, Any], target: float) -> dict[str, Any]:
+def summarise(run: dict[str, Any], target: float, reference: Optional[float] = None) -> dict[str, Any]:
+    """A run's key figures; `reference` is the accuracy of the run it is judged against (central)."""
+    savings = [d["saving"] for d in run["devices"]]
     evaluated = [m for m in run["metrics"] if m.get("test_accuracy") is not None]
     reached = next((m for m in evaluated if m["test_accuracy"] >= target), None)
     last = run["metrics"][-1]
@@ -42,6 +46,9 @@ def summarise(run: dict[str, Any], target: float) -> dict[str, Any]:
         "virtual_time": last.get("virtual_time"),
         "total_flops": last.get("cumulative_flops"),
         "rounds": len(run["metrics"]),
+        "min_saving": min(savings, default=None),
+        "mean_saving": sum(savings) / len(savings) if savings else None,
+        "vs_reference": evaluated[-1]["test_accuracy"] - reference if evaluated and reference is not None else None,
     }
 
 
@@ -52,11 +59,14 @@ def table(rows: Sequence[dict[str, Any]], target: float) -> str:
 
     ordered = sorted(rows, key=lambda r: (r["time_to_target"] is None, r["time_to_target"] or 0.0))
     lines = [f"| run | strategy | final accuracy | best accuracy | virtual time to {target:g} (s) | "
-             "virtual time (s) | total FLOPs |", "|---|---|---:|---:|---:|---:|---:|"]
+             "virtual time (s) | total FLOPs | device saving (min / mean) | accuracy vs reference |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in ordered:
         lines.append(f"| {r['run']} | {r['strategy']} | {fmt(r['final_accuracy'], '.4f')} | "
                      f"{fmt(r['best_accuracy'], '.4f')} | {fmt(r['time_to_target'], '.0f')} | "
-                     f"{fmt(r['virtual_time'], '.0f')} | {fmt(r['total_flops'], '.3g')} |")
+                     f"{fmt(r['virtual_time'], '.0f')} | {fmt(r['total_flops'], '.3g')} | "
+                     f"{fmt(r['min_saving'], '.2f')} / {fmt(r['mean_saving'], '.2f')} | "
+                     f"{fmt(r['vs_reference'], '+.4f')} |")
     return "\n".join(lines)
 
 

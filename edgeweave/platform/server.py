@@ -9,10 +9,12 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from edgeweave.platform.aggregate import Partial, average, combine
+from edgeweave.platform.checkpoint import RunState
 from edgeweave.platform.config import ExperimentConfig
 from edgeweave.platform.data import ArrayData
 from edgeweave.platform.devices.clock import Timing, Workload, time_round
 from edgeweave.platform.devices.view import DeviceView
+from edgeweave.platform.errors import UserError
 from edgeweave.platform.flat import FlatLayout
 from edgeweave.platform.models import build_model
 from edgeweave.platform.partition import Partition
@@ -153,6 +155,20 @@ class Server:
         }
         self._pending = None
         return metrics, records
+
+    def snapshot(self, next_round: int, history: list[dict[str, Any]]) -> RunState:
+        """The run's state between rounds, for a checkpoint."""
+        return RunState(next_round, self.weights.copy(), self.clock, self.total_flops, self.strategy.state(),
+                        list(history))
+
+    def restore(self, state: RunState) -> None:
+        """Continue from a checkpoint's state, as if the rounds before it had just run here."""
+        if state.weights.shape != self.weights.shape:
+            raise UserError(f"checkpoint: {state.weights.size} weights, but this config's model has "
+                            f"{self.weights.size}")
+        self.weights = state.weights.astype(np.float32, copy=True)
+        self.clock, self.total_flops = state.clock, state.total_flops
+        self.strategy.load_state(state.strategy)
 
     def evaluate(self) -> tuple[float, float]:
         self.layout.load(self.model, self.weights)

@@ -146,6 +146,8 @@ class Sinks:
             s.close(summary)
 
 
-def default_sinks(cfg: ExperimentConfig, run_dir: Path, extra: Optional[Sequence[Sink]] = None) -> Sinks:
-    return Sinks([ConsoleSink(cfg, run_dir), JsonlSink(run_dir / "metrics.jsonl"), WandbSink(cfg, run_dir),
+def default_sinks(cfg: ExperimentConfig, run_dir: Path, extra: Optional[Sequence[Sink]] = None,
+                  start: int = 0) -> Sinks:
+    """Console progress, metrics.jsonl and W&B (`start`: the round a resumed run goes on from)."""
+    return Sinks([ConsoleSink(cfg, run_dir, start), JsonlSink(run_dir / "metrics.jsonl"), WandbSink(cfg, run_dir),
                   *(extra or [])])

@@ -5,15 +5,23 @@ from pathlib import Path
 import pytest
 
 from edgeweave.platform.config import load_config
+from edgeweave.platform.sweep import grid_size, load_sweep
 
-CONFIGS = sorted(Path("configs").rglob("*.yaml"))
+SWEEPS = sorted(Path("configs/sweeps").glob("*.yaml"))
+CONFIGS = sorted(p for p in Path("configs").rglob("*.yaml") if p not in SWEEPS)
 
 
 def test_there_are_configs():
-    assert len(CONFIGS) >= 12
+    assert len(CONFIGS) >= 12 and len(SWEEPS) >= 3
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=str)
 def test_config_validates(path):
     cfg = load_config(path)
     assert cfg.name and cfg.training.rounds >= 1
+
+
+@pytest.mark.parametrize("path", SWEEPS, ids=str)
+def test_sweep_validates_every_value_of_its_space(path):
+    sweep, _ = load_sweep(path)  # builds a full config for every grid and choice value
+    assert grid_size(sweep) >= 4

@@ -102,11 +102,27 @@ def test_devices_train_only_their_tasks_sub_model(make_config):
     assert (server.weights != before)[allowed].any()
     assert all(r["saving"] > 1.5 for r in records)
     for j in jobs:
-        tasks = server.strategy.tasks_of(server, j.device)
+        tasks = server.strategy.tasks_of(server, j.device, 0)
         held = np.bincount(data.y_train[server.partition.shard(j.device)], minlength=10)
         groups = class_groups(10, 5)
         assert len(tasks) == 2 and min(held[groups[t]].sum() for t in tasks) >= sorted(
             held[g].sum() for g in groups)[-2]
+
+
+def test_sampled_tasks_follow_the_held_samples_and_change_by_round(make_config):
+    cfg, data, server, client = setup(make_config, tasks="sampled", tasks_per_device=2)
+    jobs, _ = server.plan(0)
+    strategy, groups = server.strategy, class_groups(10, 5)
+    for j in jobs:
+        held = np.bincount(data.y_train[server.partition.shard(j.device)], minlength=10)
+        per_task = np.array([held[g].sum() for g in groups])
+        drawn = [tuple(strategy.tasks_of(server, j.device, r)) for r in range(40)]
+        assert drawn == [tuple(strategy.tasks_of(server, j.device, r)) for r in range(40)]  # seeded
+        counts = np.bincount([t for d in drawn for t in d], minlength=5)
+        assert all(len(d) == min(2, (per_task > 0).sum()) for d in drawn)
+        assert all(per_task[t] > 0 for t in set(sum(drawn, ())))  # never a task it holds nothing of
+        assert len(set(drawn)) > 1 or (per_task > 0).sum() <= 2
+        assert counts[np.argmax(per_task)] >= counts[np.argmin(per_task)]
 
 
 @pytest.mark.parametrize("loss", [other_loss, ovr_loss])
@@ -153,7 +169,7 @@ def test_dropout_inside_task_sub_models(make_config, tmp_path):
     for job, samples in zip(jobs, planned):
         assert done[job.device]["samples"] == samples  # the driver replays each device's own choice
     assert not server.weights[~server.strategy.allowed(server)].any()  # cross-task weights stay zero
-    plain = server.plan_flops(server.strategy.device_plan(server, jobs[0].device))
+    plain = server.plan_flops(server.strategy.device_plan(server, jobs[0].device, 0))
     per_sample = [r["flops"] / r["samples"] for r in records if r["samples"]]
     assert min(per_sample) < plain  # someone dropped filters inside its task sub-model
     assert metrics["virtual_time"] <= 30.0 + 1e-6

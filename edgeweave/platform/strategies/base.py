@@ -53,6 +53,13 @@ class Strategy(ABC):
     def receive_state(self, state: Any) -> None:
         """Client half: take the round's shared state (sent once per round, not per device)."""
 
+    def state(self) -> dict[str, np.ndarray]:
+        """Server half: what a checkpoint must hold for the run to go on identically (arrays only)."""
+        return {}
+
+    def load_state(self, arrays: dict[str, np.ndarray]) -> None:
+        """Server half: take back what `state` returned, when a run resumes."""
+
     def job_plan(self, server: "Server", round_: int, job: Job) -> Optional["Plan"]:
         """The sub-model a job trains (None: the full model); sets the bytes it moves."""
         return None

@@ -39,7 +39,7 @@ class TaskwiseParams(Params):
     trunk: int = Field(1, ge=0)  # grouped: prunable layers shared by every task
     keep: float = Field(0.5, gt=0, le=1)  # attributed: share of each layer a task keeps
     warmup_rounds: int = Field(2, ge=0)  # attributed: full-model FedAvg rounds before scoring
-    tasks: Literal["held", "explicit", "budget"] = "held"
+    tasks: Literal["held", "sampled", "explicit", "budget"] = "held"
     tasks_per_device: int = Field(1, ge=1)
     assignment: Optional[list[list[int]]] = None  # explicit: task ids per device (cycled)
     objective: Literal["other", "ovr"] = "other"
@@ -111,20 +111,44 @@ class Taskwise(Strategy):
         if state is not None and self.plans is None:
             self.plans, self._allowed = state, None
 
-    def tasks_of(self, holder, device: int) -> list[int]:
-        """The device's tasks: those whose classes it holds most, fewer on weaker tiers with `budget`."""
+    def state(self) -> dict[str, np.ndarray]:
+        if self.plans is None:
+            return {}
+        arrays = {f"plan.{t}.classes": p.classes for t, p in enumerate(self.plans)}
+        arrays.update({f"plan.{t}.keep.{k}": keep for t, p in enumerate(self.plans) for k, keep in enumerate(p.keep)})
+        return arrays
+
+    def load_state(self, arrays: dict[str, np.ndarray]) -> None:
+        tasks = sorted({int(k.split(".")[1]) for k in arrays if k.startswith("plan.")})
+        layers = sorted({int(k.split(".")[3]) for k in arrays if ".keep." in k})
+        self.plans = [Plan(tuple(arrays[f"plan.{t}.keep.{k}"] for k in layers), arrays[f"plan.{t}.classes"])
+                      for t in tasks] or None
+        self._allowed = None
+
+    def tasks_of(self, holder, device: int, round_: int) -> list[int]:
+        """The device's tasks this round.
+
+        `held`: those whose classes it holds most (fewer on weaker tiers with `budget`);
+        `sampled`: drawn afresh each round with probability in proportion to the samples it
+        holds of each task, so over the rounds every one of its samples is a positive for its
+        own task, at the same per-round cost as `held`.
+        """
         p = self.params
         if p.tasks == "explicit":
             return list(p.assignment[device % len(p.assignment)])
         labels = holder.data.y_train[holder.partition.shard(device)]
-        held = [np.isin(labels, plan.classes).sum() for plan in self.plans]
+        held = np.array([np.isin(labels, plan.classes).sum() for plan in self.plans], np.float64)
         n = p.tasks_per_device
         if p.tasks == "budget":
             n = max(1, int(np.ceil(n * holder.view.tier_speed[holder.view.tier_of[device]])))
-        return sorted(np.argsort(-np.array(held), kind="stable")[:n].tolist())
+        if p.tasks == "sampled":
+            n = min(n, int((held > 0).sum()))
+            drawn = rng(self.cfg.seed, round_, device, 500).choice(len(held), n, replace=False, p=held / held.sum())
+            return sorted(drawn.tolist())
+        return sorted(np.argsort(-held, kind="stable")[:n].tolist())
 
-    def device_plan(self, holder, device: int) -> Plan:
-        return union([self.plans[t] for t in self.tasks_of(holder, device)])
+    def device_plan(self, holder, device: int, round_: int) -> Plan:
+        return union([self.plans[t] for t in self.tasks_of(holder, device, round_)])
 
     # Server half.
     def plan(self, round_: int, devices: np.ndarray, server: "Server") -> list[Job]:
@@ -137,7 +161,7 @@ class Taskwise(Strategy):
             return jobs
         cut = []  # devices that chose to stop early do fewer mini-batches
         for j in jobs:
-            vectors, _ = self.choices(server, round_, j, self.device_plan(server, j.device))
+            vectors, _ = self.choices(server, round_, j, self.device_plan(server, j.device, round_))
             cut.append(j if len(vectors) == server.steps_of(j) else Job(j.device, start=j.start, steps=len(vectors)))
         return cut
 
@@ -145,11 +169,11 @@ class Taskwise(Strategy):
         if not self.params.dropout_front or self.warming_up(round_):
             return super().flops_per_sample(server, round_, job)
         _, costs = self.choices(server, round_, Job(job.device, start=job.start),
-                                self.device_plan(server, job.device))
+                                self.device_plan(server, job.device, round_))
         return float(costs.mean() / self.cfg.training.batch_size) if len(costs) else 0.0
 
     def job_plan(self, server: "Server", round_: int, job: Job) -> Optional[Plan]:
-        return None if self.warming_up(round_) else self.device_plan(server, job.device)
+        return None if self.warming_up(round_) else self.device_plan(server, job.device, round_)
 
     # Client half.
     def client_update(self, client: "Client", round_: int, job: Job, global_weights: np.ndarray,
@@ -161,7 +185,7 @@ class Taskwise(Strategy):
             partial.add(client.weights(), weight=n)
             partial.record(job.device, result.samples, result.steps, result.loss)
         elif self.params.dropout_front:  # records itself
-            plan = self.device_plan(client, job.device)
+            plan = self.device_plan(client, job.device, round_)
             vectors, _ = self.choices(client, round_, Job(job.device, start=job.start), plan)
             client.train_per_batch(
                 round_, job, global_weights, partial, steps=len(vectors),
@@ -169,7 +193,7 @@ class Taskwise(Strategy):
                 loss_fn=OBJECTIVES[self.params.objective], targets=lambda y, p: own_labels(y, p.classes),
                 allowed=self.allowed(client))
         else:
-            plan = self.device_plan(client, job.device)
+            plan = self.device_plan(client, job.device, round_)
             pos = client.slicer.positions(plan)
             own = self.allowed(client)[pos]
             model, layout, _ = client.submodels.get(plan)

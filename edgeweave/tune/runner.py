@@ -1,0 +1,216 @@
+"""Run a sweep with Ray Tune (or continue one), then write its table, best config and plots."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import ray
+import yaml
+from ray import tune
+from ray.air.integrations.wandb import WandbLoggerCallback
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+from edgeweave.platform.config import ExperimentConfig, build_config, dump_config, read_yaml
+from edgeweave.platform.errors import UserError
+from edgeweave.platform.sinks import warn
+from edgeweave.platform.sweep import SweepConfig, check_space, grid_size, trial_raw
+from edgeweave.platform.sweep_results import ordered, plot_tradeoffs, write_table
+from edgeweave.tune.space import param_space
+from edgeweave.tune.trainable import RUNS, run_trial
+
+TRIALS = "trials"  # Tune's experiment directory inside the sweep directory
+
+
+def trial_resources(sweep: SweepConfig, cfg: ExperimentConfig) -> tune.PlacementGroupFactory:
+    """One bundle for the trial (its driver evaluates there) and one per device worker."""
+    worker = {"CPU": cfg.ray.cpus_per_worker}
+    if cfg.ray.gpus_per_worker:
+        worker["GPU"] = cfg.ray.gpus_per_worker
+    return tune.PlacementGroupFactory([{"CPU": 1.0}] + [dict(worker) for _ in range(sweep.workers_per_trial)])
+
+
+def fixed_overrides(sweep: SweepConfig) -> dict[str, Any]:
+    """What every trial sets besides the user's `set`: its workers, checkpoints, no bars.
+
+    W&B is written by the sweep's driver (a Tune callback), not by the trial, so a trial that
+    ASHA stops still leaves a complete W&B run.
+    """
+    return {**sweep.set, "ray.num_workers": sweep.workers_per_trial, "logging.progress": False,
+            "logging.checkpoint_every": sweep.checkpoint_every, "logging.wandb.mode": "disabled"}
+
+
+@contextmanager
+def wandb_callbacks(sweep: SweepConfig, cfg: ExperimentConfig, out: Path) -> Iterator[list]:
+    """One W&B run per trial (per-round metrics, the trial's parameters), grouped by the sweep.
+
+    Offline unless WANDB_MODE or the base config's logging.wandb.mode says otherwise; the mode
+    is put in the environment while the sweep runs, where Tune's callback reads it.
+    """
+    w = cfg.logging.wandb
+    mode = os.environ.get("WANDB_MODE") or w.mode
+    if mode == "disabled":
+        yield []
+        return
+    before = os.environ.get("WANDB_MODE")
+    os.environ["WANDB_MODE"] = mode
+    try:
+        yield [WandbLoggerCallback(project=w.project, group=sweep.name, entity=w.entity, mode=mode, dir=str(out))]
+    finally:
+        if before is None:
+            os.environ.pop("WANDB_MODE", None)
+        else:
+            os.environ["WANDB_MODE"] = before
+
+
+def log_results_to_wandb(sweep: SweepConfig, cfg: ExperimentConfig, out: Path, trials: list[dict[str, Any]]) -> None:
+    """The sweep's table and plots as one more W&B run of the group; trouble gives one warning."""
+    w = cfg.logging.wandb
+    mode = os.environ.get("WANDB_MODE") or w.mode
+    if mode == "disabled":
+        return
+    try:
+        import wandb
+
+        run = wandb.init(project=w.project, entity=w.entity, group=sweep.name, name=f"{sweep.name}-results",
+                         job_type="sweep-results", dir=str(out), mode=mode, reinit="finish_previous",
+                         settings=wandb.Settings(silent=True, console="off"))
+        keys = list(sweep.space)
+        table = wandb.Table(columns=["trial", *keys, sweep.metric, "cumulative_flops", "virtual_time", "status"],
+                            data=[[t["trial"], *(str(t["params"][k]) for k in keys), t.get(sweep.metric),
+                                   t.get("cumulative_flops"), t.get("virtual_time"), t["status"]] for t in trials])
+        images = {"tradeoffs": wandb.Image(str(out / "tradeoffs.png"))}
+        for t in trials:
+            plot = out / RUNS / t["trial_id"] / "accuracy.png"
+            if plot.is_file():
+                images[f"trial_{t['trial']}_accuracy"] = wandb.Image(str(plot))
+        run.log({"results": table, **images})
+        run.finish()
+    except Exception as e:  # noqa: BLE001 - logging never fails a sweep
+        warn(f"W&B: the sweep's results were not logged ({type(e).__name__}: {e})")
+
+
+def _start_ray(cfg: ExperimentConfig) -> bool:
+    if ray.is_initialized():
+        return False
+    address = cfg.ray.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, logging_level=logging.WARNING)
+        return False
+    ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING, dashboard_host="127.0.0.1")
+    return True
+
+
+def _trainable(sweep: SweepConfig, base: dict, cfg: ExperimentConfig, out: Path):
+    return tune.with_resources(tune.with_parameters(run_trial, base=base, fixed=fixed_overrides(sweep),
+                                                    sweep_dir=str(out)), trial_resources(sweep, cfg))
+
+
+def _tune_config(sweep: SweepConfig, rounds: int) -> tune.TuneConfig:
+    s = sweep.scheduler
+    scheduler = (ASHAScheduler(time_attr="training_iteration", max_t=rounds, grace_period=s.grace_period,
+                               reduction_factor=s.reduction_factor) if s.name == "asha" else FIFOScheduler())
+    return tune.TuneConfig(metric=sweep.metric, mode=sweep.mode, scheduler=scheduler, num_samples=sweep.num_samples,
+                           max_concurrent_trials=sweep.max_concurrent_trials)
+
+
+def run_sweep(sweep: SweepConfig, base: dict) -> bool:
+    """Start a sweep in a fresh directory under `out_dir`; False if it was interrupted."""
+    cfg = check_space(sweep, base)
+    out = Path(sweep.out_dir).expanduser().resolve() / f"{sweep.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    try:
+        out.mkdir(parents=True)
+    except OSError as e:
+        raise UserError(f"sweep out_dir = {sweep.out_dir!r}: cannot write there ({e.strerror})") from None
+    # The sweep and its base travel with the results, so --resume needs nothing else.
+    (out / "sweep.yaml").write_text(yaml.safe_dump(sweep.model_dump(mode="json"), sort_keys=False))
+    (out / "base.yaml").write_text(yaml.safe_dump(base, sort_keys=False))
+    started = _start_ray(cfg)
+    try:
+        with wandb_callbacks(sweep, cfg, out) as callbacks:
+            tuner = tune.Tuner(_trainable(sweep, base, cfg, out), param_space=param_space(sweep),
+                               tune_config=_tune_config(sweep, cfg.training.rounds),
+                               run_config=tune.RunConfig(name=TRIALS, storage_path=str(out), verbose=1,
+                                                         callbacks=callbacks))
+            return finish(sweep, base, cfg, tuner.fit(), out)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def resume_sweep(sweep_dir: Path) -> bool:
+    """Continue an interrupted sweep: unfinished and failed trials go on from their checkpoints."""
+    sweep_dir = sweep_dir.expanduser().resolve()
+    if not (sweep_dir / "sweep.yaml").is_file() or not (sweep_dir / TRIALS).is_dir():
+        raise UserError(f"--resume = {str(sweep_dir)!r}: not a sweep directory (no sweep.yaml and {TRIALS}/)")
+    sweep = SweepConfig.model_validate(read_yaml(sweep_dir / "sweep.yaml"))
+    base = read_yaml(sweep_dir / "base.yaml")
+    cfg = check_space(sweep, base)
+    started = _start_ray(cfg)
+    try:
+        with wandb_callbacks(sweep, cfg, sweep_dir):  # the restored run config keeps its callbacks
+            tuner = tune.Tuner.restore(str(sweep_dir / TRIALS), trainable=_trainable(sweep, base, cfg, sweep_dir),
+                                       resume_unfinished=True, resume_errored=True)
+            return finish(sweep, base, cfg, tuner.fit(), sweep_dir)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _last(frame, column: str) -> Any:
+    if frame is None or column not in frame:
+        return None
+    values = frame[column].dropna()
+    return None if values.empty else values.iloc[-1].item()
+
+
+def asha_rungs(sweep: SweepConfig, rounds: int) -> set[int]:
+    """The rounds at which ASHA may stop a trial (grace period times powers of the reduction factor)."""
+    s, rungs, k = sweep.scheduler, set(), 0
+    while s.name == "asha" and s.grace_period * s.reduction_factor ** k < rounds:
+        rungs.add(round(s.grace_period * s.reduction_factor ** k))
+        k += 1
+    return rungs
+
+
+def finish(sweep: SweepConfig, base: dict, cfg: ExperimentConfig, grid: tune.ResultGrid, out: Path) -> bool:
+    """results.csv / results.md (best first), best.yaml, tradeoffs.png; False if the sweep was interrupted.
+
+    A sweep was interrupted when trials never started, or one stopped at a round where neither
+    its end nor the scheduler would have stopped it.
+    """
+    keys = list(sweep.space)
+    trials = []
+    for i, result in enumerate(grid):
+        frame = result.metrics_dataframe
+        rounds = _last(frame, "round")
+        rounds = None if rounds is None else int(rounds) + 1
+        trial_cfg = build_config(trial_raw(base, sweep.set, {k: result.config[k] for k in keys}))
+        status = ("error" if result.error else "done" if rounds == trial_cfg.training.rounds
+                  else "stopped early" if rounds in asha_rungs(sweep, trial_cfg.training.rounds) else "unfinished")
+        trials.append({
+            "trial": i,
+            "params": {k: result.config[k] for k in keys},
+            **{c: _last(frame, c) for c in ("test_accuracy", "test_loss", "cumulative_flops", "virtual_time")},
+            "rounds": rounds, "status": status, "trial_id": result.metrics.get("trial_id"), "config": trial_cfg,
+        })
+    finished = sum(t["status"] != "unfinished" for t in trials)
+    if len(trials) < grid_size(sweep) or finished < len(trials):
+        print(f"sweep {sweep.name}: interrupted with {finished} of {grid_size(sweep)} trials finished; "
+              f"continue with: edgeweave sweep --resume {out}", flush=True)
+        return False
+    best_first = ordered(trials, sweep.metric, sweep.mode)
+    md = write_table(best_first, keys, out)
+    best = next((t for t in best_first if t.get(sweep.metric) is not None), None)
+    if best is not None:
+        (out / "best.yaml").write_text(f"# best trial of sweep {sweep.name} by {sweep.metric} ({sweep.mode}): "
+                                       f"{best['params']}\n" + dump_config(best["config"]))
+    plot_tradeoffs(best_first, out, f"{sweep.name}: one point per trial")
+    log_results_to_wandb(sweep, cfg, out, best_first)
+    print(md)
+    print(f"\nsweep {sweep.name}: {len(trials)} trials -> {out} (results.md, results.csv, best.yaml, tradeoffs.png)")
+    return True

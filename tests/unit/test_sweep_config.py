@@ -1,0 +1,78 @@
+"""Sweep files: dimensions, key checks against the base config, trial configs, results table."""
+
+import csv
+
+import numpy as np
+import pytest
+import yaml
+
+from edgeweave.platform.errors import UserError
+from edgeweave.platform.sweep import Dimension, grid_size, load_sweep, trial_raw
+from edgeweave.platform.sweep_results import ordered, plot_tradeoffs, write_table
+from tests.helpers import tiny_raw
+
+
+def sweep_file(tmp_path, **fields):
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(tiny_raw(tmp_path)))
+    raw = {"base": str(tmp_path / "base.yaml"), "space": {"training.lr": {"grid": [0.01, 0.1]}}, **fields}
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_grid_size_counts_grid_values_times_samples(tmp_path):
+    sweep, base = load_sweep(sweep_file(tmp_path, num_samples=3, space={
+        "training.lr": {"grid": [0.01, 0.1]}, "partition": {"grid": [{"policy": "iid"}, {"policy": "shards"}]},
+        "training.momentum": {"uniform": [0.0, 0.9]}}))
+    assert grid_size(sweep) == 12
+    raw = trial_raw(base, {"training.rounds": 7}, {"training.lr": 0.3, "partition": {"policy": "shards"}})
+    assert raw["training"]["rounds"] == 7 and raw["training"]["lr"] == 0.3 and raw["partition"] == {"policy": "shards"}
+    assert base["training"]["lr"] == 0.05  # the base is not changed
+
+
+@pytest.mark.parametrize("space, expected", [
+    ({"training.lrr": {"grid": [0.1]}}, "sweep space training.lrr = 0.1: training.lrr"),
+    ({"partition.policy": {"choice": ["iid", "bogus"]}}, "'bogus'"),
+    ({"training.rounds": {"randint": [0, 3]}}, "training.rounds = 0"),
+    ({"training.lr": {"loguniform": [0.0, 1.0]}}, "low > 0"),
+    ({"training.lr": {"grid": [0.1], "choice": [0.2]}}, "exactly one of"),
+    ({}, "at least one key"),
+])
+def test_bad_spaces_name_the_key_and_value(tmp_path, space, expected):
+    with pytest.raises(UserError) as e:
+        load_sweep(sweep_file(tmp_path, space=space))
+    assert expected in str(e.value) and "\n" not in str(e.value)
+
+
+def test_unknown_sweep_field_and_scheduler_checks(tmp_path):
+    with pytest.raises(UserError, match="sweep num_sample"):
+        load_sweep(sweep_file(tmp_path, num_sample=2))
+    with pytest.raises(UserError, match="grace_period = 5: must be at most training.rounds"):
+        load_sweep(sweep_file(tmp_path, scheduler={"name": "asha", "grace_period": 5}))
+
+
+def test_randint_examples_exclude_the_upper_bound():
+    assert Dimension(randint=(2, 5)).examples() == [2, 4]
+    assert Dimension(uniform=(0.1, 0.5)).examples() == [0.1, 0.5]
+
+
+def test_results_table_best_first_and_pareto_plot(tmp_path):
+    trials = [{"trial": i, "params": {"lr": lr}, "test_accuracy": acc, "cumulative_flops": flops,
+               "virtual_time": t, "rounds": 5, "status": "done"}
+              for i, (lr, acc, flops, t) in enumerate([(0.1, 0.8, 3e9, 10.0), (0.2, 0.9, 5e9, 30.0),
+                                                       (0.3, None, 1e9, 5.0), (0.4, 0.7, 4e9, 20.0)])]
+    best = ordered(trials, "test_accuracy", "max")
+    assert [t["trial"] for t in best] == [1, 0, 3, 2]
+    assert [t["trial"] for t in ordered(trials, "test_accuracy", "min")] == [3, 0, 1, 2]
+    md = write_table(best, ["lr"], tmp_path)
+    assert md.splitlines()[2].startswith("| 1 | 0.2 | 0.9000 |")
+    rows = list(csv.DictReader(open(tmp_path / "results.csv")))
+    assert [r["trial"] for r in rows] == ["1", "0", "3", "2"] and rows[3]["test_accuracy"] == ""
+    assert plot_tradeoffs(best, tmp_path, "t").stat().st_size > 0
+
+
+def test_pareto_front_of_the_plot_is_the_non_dominated_trials():
+    from edgeweave.platform.front import non_dominated
+
+    cost, acc = np.array([3e9, 5e9, 4e9]), np.array([0.8, 0.9, 0.7])
+    assert sorted(non_dominated(cost, -acc).tolist()) == [0, 1]  # trial 2 costs more than 0 for less
