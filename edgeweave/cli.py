@@ -138,6 +138,58 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0 if run_sweep(sweep, base) else 1
 
 
+def _int_list(text: str, what: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise UserError(f"{what} = {text!r}: expected positive whole numbers separated by commas, e.g. 1,2")
+    return values
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Time the platform's fedavg against plain PyTorch processes on the same work; write JSON and Markdown."""
+    import json
+    import time
+    from pathlib import Path
+
+    from edgeweave.platform.bench import device_sequence, run_floor, summary, table, workload
+    from edgeweave.platform.data import load_dataset
+    from edgeweave.platform.partition import partition_data
+
+    workers = _int_list(args.workers, "--workers")
+    populations = _int_list(args.populations, "--populations")
+    if args.rounds < 2:
+        raise UserError(f"--rounds = {args.rounds}: must be at least 2 (p95 needs rounds)")
+    out = Path(args.out or f"runs/bench-{time.strftime('%Y%m%d-%H%M%S')}")
+    try:
+        out.mkdir(parents=True, exist_ok=False)
+    except OSError as e:
+        raise UserError(f"--out = {str(out)!r}: cannot create it ({e.strerror})") from None
+    from edgeweave.actors.bench import run_platform
+
+    rows = []
+    plan = [(w, populations[0], True) for w in workers] + [(max(workers), p, False) for p in populations[1:]]
+    for i, (w, population, with_floor) in enumerate(plan, 1):
+        cfg = workload(population, args.rounds, args.eval_every)
+        data = load_dataset(cfg.data, cfg.seed)
+        partition = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed)
+        if with_floor:
+            print(f"[{i}/{len(plan)}] floor: {w} plain PyTorch process(es), {population:,} devices, "
+                  f"{args.rounds} rounds", flush=True)
+            sequence = device_sequence(cfg, data, partition)
+            rows.append(summary("floor", w, population, cfg, run_floor(cfg, data, partition, sequence, w)))
+        print(f"[{i}/{len(plan)}] platform: {w} worker(s), {population:,} devices, {args.rounds} rounds", flush=True)
+        rows.append(summary("platform", w, population, cfg, run_platform(cfg, data, partition, w)))
+        (out / "bench.json").write_text(json.dumps(rows, indent=1))  # kept as it grows
+    md = table(rows)
+    (out / "bench.md").write_text(md + "\n")
+    print(md)
+    print(f"\nbench -> {out / 'bench.md'}, {out / 'bench.json'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgeweave", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -156,6 +208,14 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("sweep", nargs="?", help="sweep YAML, e.g. configs/sweeps/partition_x_strategy.yaml")
     sweep.add_argument("--resume", metavar="SWEEP_DIR", help="continue an interrupted sweep")
     sweep.set_defaults(func=cmd_sweep)
+    bench = sub.add_parser("bench", help="time the platform against plain PyTorch processes on the same work")
+    bench.add_argument("--workers", default="1,2", help="worker counts to compare, e.g. 1,2 (default)")
+    bench.add_argument("--populations", default="1000,10000,100000",
+                       help="device counts; the first is compared with the floor, the rest run the platform only")
+    bench.add_argument("--rounds", type=int, default=50)
+    bench.add_argument("--eval-every", type=int, default=10)
+    bench.add_argument("--out", help="directory for bench.json and bench.md (default runs/bench-<time>)")
+    bench.set_defaults(func=cmd_bench)
     report = sub.add_parser("report", help="compare finished runs: accuracy against virtual time, a table")
     report.add_argument("runs", nargs="+", metavar="RUN_DIR")
     report.add_argument("--target", type=float, default=0.85, help="accuracy for the time-to-target column")

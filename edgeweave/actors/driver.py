@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -37,6 +38,10 @@ class Driver:
             metrics["test_accuracy"], metrics["test_loss"] = self.server.evaluate()
         metrics["device_records"] = records
         return metrics
+
+    def pid(self) -> int:
+        """The actor's process id (the benchmark reads its memory; answering also means it is up)."""
+        return os.getpid()
 
     def weights(self) -> np.ndarray:
         return self.server.weights

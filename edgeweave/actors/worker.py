@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,10 @@ class DeviceWorker:
     def __init__(self, cfg: ExperimentConfig, data: ArrayData, partition: Partition, threads: int) -> None:
         torch.set_num_threads(threads)
         self.client = Client(cfg, data, partition)
+
+    def pid(self) -> int:
+        """The actor's process id (the benchmark reads its memory; answering also means it is up)."""
+        return os.getpid()
 
     def run(self, round_: int, global_weights: np.ndarray, jobs: list[Job], state: Any = None) -> Partial:
         return self.client.run(round_, global_weights, jobs, state)
