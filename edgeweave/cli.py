@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from edgeweave.platform.errors import UserError
+from edgeweave.platform.errors import RunFailed, UserError
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -19,6 +19,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from edgeweave.platform.devices.resources import build_resources
     from edgeweave.platform.experiment import CHECKPOINT
     from edgeweave.platform.partition import partition_data
+    from edgeweave.platform.server import check_deadline
 
     if (args.config is None) == (args.resume is None):
         raise UserError("edgeweave run: give a CONFIG to start a run, or --resume RUN_DIR to continue one")
@@ -36,6 +37,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     build_resources(cfg.devices.resources, cfg.seed)  # a bad trace file fails here, before any output
     data = load_dataset(cfg.data, cfg.seed)
     partition = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed)
+    check_deadline(cfg, data)
 
     from edgeweave.actors.session import Simulation
     from edgeweave.platform.experiment import run_rounds
@@ -233,6 +235,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except RunFailed as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

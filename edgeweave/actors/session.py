@@ -56,7 +56,9 @@ class Simulation:
         options = {"num_cpus": cfg.ray.cpus_per_worker, "num_gpus": cfg.ray.gpus_per_worker}
         self.workers = [RemoteDeviceWorker.options(**options).remote(cfg, data_ref, part_ref, threads)
                         for _ in range(n)]
-        self.driver = RemoteDriver.options(num_cpus=0).remote(cfg, data_ref, part_ref, self.workers)
+        # How to start a replacement worker: refs wrapped in lists travel as refs, not as data.
+        spawn = (RemoteDeviceWorker, (cfg, [data_ref], [part_ref], threads), options)
+        self.driver = RemoteDriver.options(num_cpus=0).remote(cfg, data_ref, part_ref, self.workers, spawn)
 
     def round(self, round_: int) -> dict[str, Any]:
         return ray.get(self.driver.round.remote(round_))

@@ -11,6 +11,7 @@ import numpy as np
 
 from edgeweave.platform.checkpoint import RunState, fingerprint, save_checkpoint
 from edgeweave.platform.config import ExperimentConfig, dump_config
+from edgeweave.platform.errors import RunFailed
 from edgeweave.platform.plots import plot_accuracy, plot_devices
 from edgeweave.platform.sinks import JsonlSink, Sinks
 
@@ -37,6 +38,12 @@ def keep_rounds_before(path: Path, next_round: int) -> None:
         path.write_text("".join(line + "\n" for line in lines))
 
 
+def _how_to_go_on(run_dir: Path, saved: Optional[int]) -> str:
+    if saved is None:
+        return "no checkpoint was written yet: start the run again"
+    return f"the checkpoint from round {saved} is intact: edgeweave run --resume {run_dir}"
+
+
 def run_rounds(cfg: ExperimentConfig, runner: RoundRunner, sinks: Sinks, run_dir: Path,
                resume: Optional[RunState] = None,
                on_round: Optional[Callable[[dict[str, Any], Optional[Path]], None]] = None) -> dict[str, Any]:
@@ -55,17 +62,26 @@ def run_rounds(cfg: ExperimentConfig, runner: RoundRunner, sinks: Sinks, run_dir
             keep_rounds_before(run_dir / log, first)
     devices_log = JsonlSink(run_dir / "devices.jsonl")
     every, stamp = cfg.logging.checkpoint_every, fingerprint(dump_config(cfg))
+    saved = first if resume is not None else None  # the round the last checkpoint goes on from
     for r in range(first, cfg.training.rounds):
         t0 = time.perf_counter()
-        metrics = runner.round(r)
-        for record in metrics.pop("device_records"):
-            devices_log.log(record)
-        metrics["wall_seconds"] = round(time.perf_counter() - t0, 4)
-        sinks.log(metrics)
-        history.append(metrics)
-        checkpoint = None
-        if (every and (r + 1) % every == 0) or r + 1 == cfg.training.rounds:
-            checkpoint = save_checkpoint(run_dir / CHECKPOINT, runner.snapshot(r + 1, history), stamp)
+        try:
+            metrics = runner.round(r)
+            for record in metrics.pop("device_records"):
+                devices_log.log(record)
+            metrics["wall_seconds"] = round(time.perf_counter() - t0, 4)
+            sinks.log(metrics)
+            history.append(metrics)
+            checkpoint = None
+            if (every and (r + 1) % every == 0) or r + 1 == cfg.training.rounds:
+                checkpoint = save_checkpoint(run_dir / CHECKPOINT, runner.snapshot(r + 1, history), stamp)
+                saved = r + 1
+        except OSError as e:
+            raise RunFailed(f"round {r}: cannot write to {run_dir} ({e.strerror or e}); "
+                            + _how_to_go_on(run_dir, saved)) from None
+        except Exception as e:  # noqa: BLE001 - a lost driver or worker pool: say how to go on
+            raise RunFailed(f"round {r} failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                            + _how_to_go_on(run_dir, saved)) from e
         if on_round is not None:
             on_round(metrics, checkpoint)
     devices_log.close({})

@@ -21,6 +21,7 @@ from edgeweave.platform.partition import Partition
 from edgeweave.platform.sampling import sample_available
 from edgeweave.platform.seeding import SERVER, rng
 from edgeweave.platform.strategies import STRATEGIES, Job
+from edgeweave.platform.strategies.base import Strategy
 from edgeweave.platform.submodel import Plan, Slicer
 from edgeweave.platform.training import evaluate, local_steps, sgd_settings
 
@@ -184,3 +185,24 @@ def split_jobs(jobs: Sequence[Job], sizes: Sequence[int], workers: int) -> list[
         shares[w].append(jobs[i])
         load[w] += sizes[i]
     return shares
+
+
+def check_deadline(cfg: ExperimentConfig, data: ArrayData) -> None:
+    """A deadline the fastest device cannot meet is bad input, caught before any output.
+
+    For strategies that train the full model: the fastest tier must move the model both ways
+    and train one mini-batch in time (sub-model strategies may fit cheaper work, so for them
+    only the model's transfer is checked).
+    """
+    d = cfg.devices
+    if d.deadline is None:
+        return
+    model = build_model(cfg.model, data.input_shape, data.num_classes, cfg.seed)
+    params = sum(p.numel() for p in model.parameters())
+    full_model = type(STRATEGIES.build(cfg.strategy.name, cfg.strategy.params, cfg=cfg)).job_plan is Strategy.job_plan
+    step = Slicer(model, data.input_shape).flops(None) * cfg.training.batch_size if full_model else 0.0
+    need = min(2 * 4.0 * params / t.bandwidth + step / (d.flops_per_second * t.speed) for t in d.tiers)
+    if need > d.deadline:
+        what = "move the model and train one mini-batch" if full_model else "download and upload the model"
+        raise UserError(f"devices.deadline = {d.deadline:g}: no device can meet it; the fastest tier needs "
+                        f"{need:.3g} s to {what}")

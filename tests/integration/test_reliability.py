@@ -1,0 +1,119 @@
+"""What survives what: a killed run resumes to the same result; a killed worker is replaced and
+its devices redone with the same outcome; a failing disk stops the run with the checkpoint intact."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import ray
+import yaml
+from safetensors.torch import load_file
+
+from edgeweave.actors.session import Simulation
+from edgeweave.cli import main
+from edgeweave.platform.config import build_config
+from edgeweave.platform.data import load_dataset
+from edgeweave.platform.partition import partition_data
+from tests.helpers import tiny_raw
+
+pytestmark = pytest.mark.integration
+
+
+def metrics_of(run_dir):
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in m.items() if k != "wall_seconds"} for m in rows]
+
+
+def test_killed_run_resumes_to_the_uninterrupted_result(local_ray, tmp_path):
+    raw = tiny_raw(tmp_path, training={"rounds": 6, "local_steps": 20}, logging={"checkpoint_every": 1})
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert main(["run", str(path), "--set", f"logging.out_dir={tmp_path / 'whole'}"]) == 0
+    (whole,) = (tmp_path / "whole").iterdir()
+
+    # Another process runs the same config on this Ray and is killed once round 3 is logged.
+    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address, "PYTHONPATH": os.getcwd()}
+    proc = subprocess.Popen([sys.executable, "-m", "edgeweave.cli", "run", str(path), "--set",
+                             f"logging.out_dir={tmp_path / 'cut'}"], env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline:
+            logged = list((tmp_path / "cut").glob("*/metrics.jsonl"))
+            if logged and len(logged[0].read_text().splitlines()) >= 3:
+                break
+            assert proc.poll() is None, "the run ended before it could be killed"
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    (cut,) = (tmp_path / "cut").iterdir()
+    assert 3 <= len(metrics_of(cut)) < 6 and not (cut / "model.safetensors").exists()
+
+    assert main(["run", "--resume", str(cut)]) == 0
+    assert metrics_of(cut) == metrics_of(whole)
+    a, b = load_file(cut / "model.safetensors"), load_file(whole / "model.safetensors")
+    assert all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in b)
+
+
+def run_with_kills(cfg, kill_at: dict):
+    """Run every round; before or during the rounds in `kill_at`, kill worker 0 with ray.kill."""
+    data = load_dataset(cfg.data, cfg.seed)
+    part = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed)
+    with Simulation(cfg, data, part, num_workers=2) as sim:
+        metrics = []
+        for r in range(cfg.training.rounds):
+            worker = ray.get(sim.driver.worker.remote(0))  # asked between rounds: the driver is free
+            if kill_at.get(r) == "before":
+                ray.kill(worker)
+            ref = sim.driver.round.remote(r)
+            if kill_at.get(r) == "during":
+                time.sleep(0.3)
+                ray.kill(worker)
+            metrics.append(ray.get(ref))
+        return metrics, sim.weights()
+
+
+def test_a_killed_worker_is_replaced_and_its_devices_redone(local_ray, tmp_path):
+    cfg = build_config(tiny_raw(tmp_path, training={"rounds": 4, "local_steps": 60},
+                                devices={"count": 8, "per_round": 6}))
+    clean, w_clean = run_with_kills(cfg, {})
+    hurt, w_hurt = run_with_kills(cfg, {1: "before", 2: "during"})
+    assert hurt[-1]["workers_replaced"] == 2 and clean[-1]["workers_replaced"] == 0
+    np.testing.assert_array_equal(w_hurt, w_clean)
+    assert [m["test_accuracy"] for m in hurt] == [m["test_accuracy"] for m in clean]
+    assert [m["samples"] for m in hurt] == [m["samples"] for m in clean]
+
+
+def test_a_full_disk_stops_the_run_with_the_checkpoint_intact(local_ray, tmp_path, monkeypatch, capsys):
+    from edgeweave.platform import sinks
+
+    raw = tiny_raw(tmp_path, training={"rounds": 5}, logging={"checkpoint_every": 2})
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    real_log, calls = sinks.JsonlSink.log, []
+
+    def failing_log(self, metrics):
+        calls.append(metrics.get("round"))
+        if metrics.get("round") == 3 and "test_accuracy" in metrics:
+            raise OSError(28, "No space left on device")
+        real_log(self, metrics)
+
+    monkeypatch.setattr(sinks.JsonlSink, "log", failing_log)
+    assert main(["run", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "No space left on device" in err and "checkpoint from round 2 is intact" in err
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    state = json.loads((run_dir / "checkpoint" / "state.json").read_text())
+    assert state["next_round"] == 2 and len(state["history"]) == 2
+
+    monkeypatch.setattr(sinks.JsonlSink, "log", real_log)  # space freed: the run goes on
+    assert main(["run", "--resume", str(run_dir)]) == 0
+    assert [m["round"] for m in metrics_of(run_dir)] == list(range(5))
