@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from contextlib import contextmanager
@@ -15,6 +14,7 @@ from ray import tune
 from ray.air.integrations.wandb import WandbLoggerCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
+from edgeweave.actors.session import connect
 from edgeweave.platform.config import ExperimentConfig, build_config, dump_config, read_yaml
 from edgeweave.platform.errors import UserError
 from edgeweave.platform.sinks import warn
@@ -94,17 +94,6 @@ def log_results_to_wandb(sweep: SweepConfig, cfg: ExperimentConfig, out: Path, t
         warn(f"W&B: the sweep's results were not logged ({type(e).__name__}: {e})")
 
 
-def _start_ray(cfg: ExperimentConfig) -> bool:
-    if ray.is_initialized():
-        return False
-    address = cfg.ray.address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, logging_level=logging.WARNING)
-        return False
-    ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING, dashboard_host="127.0.0.1")
-    return True
-
-
 def _trainable(sweep: SweepConfig, base: dict, cfg: ExperimentConfig, out: Path):
     return tune.with_resources(tune.with_parameters(run_trial, base=base, fixed=fixed_overrides(sweep),
                                                     sweep_dir=str(out)), trial_resources(sweep, cfg))
@@ -129,7 +118,7 @@ def run_sweep(sweep: SweepConfig, base: dict) -> bool:
     # The sweep and its base travel with the results, so --resume needs nothing else.
     (out / "sweep.yaml").write_text(yaml.safe_dump(sweep.model_dump(mode="json"), sort_keys=False))
     (out / "base.yaml").write_text(yaml.safe_dump(base, sort_keys=False))
-    started = _start_ray(cfg)
+    started = connect(cfg)
     try:
         with wandb_callbacks(sweep, cfg, out) as callbacks:
             tuner = tune.Tuner(_trainable(sweep, base, cfg, out), param_space=param_space(sweep),
@@ -150,7 +139,7 @@ def resume_sweep(sweep_dir: Path) -> bool:
     sweep = SweepConfig.model_validate(read_yaml(sweep_dir / "sweep.yaml"))
     base = read_yaml(sweep_dir / "base.yaml")
     cfg = check_space(sweep, base)
-    started = _start_ray(cfg)
+    started = connect(cfg)
     try:
         with wandb_callbacks(sweep, cfg, sweep_dir):  # the restored run config keeps its callbacks
             tuner = tune.Tuner.restore(str(sweep_dir / TRIALS), trainable=_trainable(sweep, base, cfg, sweep_dir),
