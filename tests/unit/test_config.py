@@ -29,7 +29,7 @@ def test_resolved_config_round_trips(tmp_path):
         ("training.lr=-1", "training.lr = -1: Input should be greater than 0"),
         ("training.rounds=many", "training.rounds = 'many': Input should be a valid integer"),
         ("strategy.name=fedx", "strategy.name = 'fedx': unknown strategy; valid: central, distreal, fd, fedavg, fedrolex, fjord, heterofl, taskwise"),
-        ("partition.policy=random", "partition.policy = 'random': unknown partition policy; valid: classes, dirichlet, iid, shards"),
+        ("partition.policy=random", "partition.policy = 'random': unknown partition policy; valid: classes, dirichlet, iid, pool, shards"),
         ("data.name=mnist", "data.name = 'mnist': unknown dataset; valid: cifar10, cifar100, digits, speech_commands, synthetic"),
         ("model.name=resnet", "model.name = 'resnet': unknown model; valid: alexnet, cnn, kws_cnn, vgg11, vgg16"),
         ("devices.per_round=7", "devices.per_round = 7: must be at most devices.count (6)"),
