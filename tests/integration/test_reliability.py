@@ -117,3 +117,34 @@ def test_a_full_disk_stops_the_run_with_the_checkpoint_intact(local_ray, tmp_pat
     monkeypatch.setattr(sinks.JsonlSink, "log", real_log)  # space freed: the run goes on
     assert main(["run", "--resume", str(run_dir)]) == 0
     assert [m["round"] for m in metrics_of(run_dir)] == list(range(5))
+
+
+def test_a_lost_driver_fails_the_run_and_leaves_a_resumable_checkpoint(local_ray, tmp_path):
+    from edgeweave.platform.errors import RunFailed
+    from edgeweave.platform.experiment import run_rounds
+    from edgeweave.platform.rundir import create_run_dir
+    from edgeweave.platform.sinks import default_sinks
+
+    cfg = build_config(tiny_raw(tmp_path, training={"rounds": 5}, logging={"checkpoint_every": 1}))
+    data = load_dataset(cfg.data, cfg.seed)
+    part = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed)
+    run_dir = create_run_dir(cfg)
+
+    class LosesItsDriver:
+        def __init__(self, sim):
+            self.sim = sim
+
+        def round(self, r):
+            if r == 3:
+                ray.kill(self.sim.driver)
+            return self.sim.round(r)
+
+        def __getattr__(self, name):
+            return getattr(self.sim, name)
+
+    with Simulation(cfg, data, part) as sim:
+        with pytest.raises(RunFailed) as failed:
+            run_rounds(cfg, LosesItsDriver(sim), default_sinks(cfg, run_dir), run_dir)
+    assert "round 3 failed" in str(failed.value) and "checkpoint from round 3 is intact" in str(failed.value)
+    assert main(["run", "--resume", str(run_dir)]) == 0
+    assert [m["round"] for m in metrics_of(run_dir)] == list(range(5))
