@@ -1,7 +1,6 @@
 """Ray Tune sweeps on a real local Ray: ASHA over 4 trials, W&B offline runs, and resume."""
 
 import csv
-import logging
 import os
 import signal
 import subprocess
@@ -10,13 +9,13 @@ import time
 
 import numpy as np
 import pytest
-import ray
 import yaml
 from safetensors.torch import load_file
 
 from edgeweave.cli import main
 from edgeweave.platform.config import load_config
 from tests.helpers import read_wandb_offline, tiny_raw
+from tests.integration.conftest import local_cluster
 
 pytestmark = pytest.mark.integration
 
@@ -24,11 +23,8 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def tune_ray():
     # 4 logical CPUs on the 2-core machine: two trials (one bundle each + one worker) at a time.
-    ray.init(address="local", num_cpus=4, include_dashboard=False, logging_level=logging.WARNING)
-    try:
+    with local_cluster(4):
         yield
-    finally:
-        ray.shutdown()
 
 
 def write_sweep(tmp_path, rounds, **extra):
