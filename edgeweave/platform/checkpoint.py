@@ -1,11 +1,12 @@
 """Run checkpoints: everything a run's future depends on, loadable without executing code.
 
-A checkpoint is a directory of two files: `state.safetensors` (the global weights and the
-strategy's arrays, e.g. task plans) and `state.json` (the next round, the virtual clock, the
-FLOPs so far, the metrics history, and a fingerprint of the config). Every random draw derives
-from (seed, round, device), so nothing else is needed for a resumed run to equal an
-uninterrupted one. Files are written beside their final names and renamed into place, so an
-interrupted save never leaves a half-written checkpoint.
+A checkpoint is one file, `state.safetensors`, in the run's checkpoint directory: its tensors are
+the global weights and the strategy's arrays (e.g. task plans), its header metadata holds the
+rest as JSON (the next round, the virtual clock, the FLOPs so far, the metrics history, and a
+fingerprint of the config). Every random draw derives from (seed, round, device), so nothing
+else is needed for a resumed run to equal an uninterrupted one. The file is written beside its
+final name and renamed into place: a run killed mid-save keeps the previous checkpoint whole,
+and weights and round can never come from two different saves.
 """
 
 from __future__ import annotations
@@ -18,11 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from safetensors.numpy import load_file, save_file
+from safetensors import safe_open
+from safetensors.numpy import save_file
 
 from edgeweave.platform.errors import UserError
 
-FORMAT = "edgeweave-checkpoint/1"
+FORMAT = "edgeweave-checkpoint/2"
+STATE = "state.safetensors"
+META = "edgeweave"  # the header metadata key holding the JSON
 
 
 @dataclass
@@ -44,28 +48,27 @@ def fingerprint(config_text: str) -> str:
 
 
 def save_checkpoint(path: Path, state: RunState, config_fingerprint: str) -> Path:
-    """Write the checkpoint directory `path` (replaced whole if it exists)."""
+    """Write the checkpoint directory `path`, replacing its one file in a single rename."""
     path.mkdir(parents=True, exist_ok=True)
     arrays = {"weights": np.ascontiguousarray(state.weights, np.float32)}
     arrays.update({f"strategy/{k}": np.ascontiguousarray(v) for k, v in state.strategy.items()})
     meta = {"format": FORMAT, "config": config_fingerprint, "next_round": state.next_round, "clock": state.clock,
             "total_flops": state.total_flops, "history": state.history}
-    for name, write in (("state.safetensors", lambda p: save_file(arrays, str(p))),
-                        ("state.json", lambda p: p.write_text(json.dumps(meta)))):
-        tmp = path / f".{name}.tmp"
-        write(tmp)
-        os.replace(tmp, path / name)
+    tmp = path / f".{STATE}.tmp"
+    save_file(arrays, str(tmp), metadata={META: json.dumps(meta)})
+    os.replace(tmp, path / STATE)
     return path
 
 
 def load_checkpoint(path: Path, config_fingerprint: str) -> RunState:
     """Read a checkpoint; a missing, corrupt or foreign one is a UserError naming it."""
     try:
-        meta = json.loads((path / "state.json").read_text())
-        arrays = load_file(str(path / "state.safetensors"))
+        with safe_open(str(path / STATE), framework="np") as f:
+            meta = json.loads((f.metadata() or {}).get(META, "null"))
+            arrays = {k: f.get_tensor(k) for k in f.keys()}
     except FileNotFoundError:
-        raise UserError(f"checkpoint = {str(path)!r}: no state.json and state.safetensors there") from None
-    except Exception as e:  # noqa: BLE001 - any parse failure means the files are damaged
+        raise UserError(f"checkpoint = {str(path)!r}: no {STATE} there") from None
+    except Exception as e:  # noqa: BLE001 - any parse failure means the file is damaged
         raise UserError(f"checkpoint = {str(path)!r}: unreadable ({type(e).__name__}); "
                         "expected an edgeweave checkpoint") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT or "weights" not in arrays:
@@ -76,3 +79,4 @@ def load_checkpoint(path: Path, config_fingerprint: str) -> RunState:
     strategy = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("strategy/")}
     return RunState(int(meta["next_round"]), arrays["weights"], float(meta["clock"]), float(meta["total_flops"]),
                     strategy, list(meta["history"]))
+

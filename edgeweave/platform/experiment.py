@@ -30,11 +30,18 @@ class RoundRunner(Protocol):
     def restore(self, state: RunState) -> None: ...
 
 
+def _round_of(line: str) -> Optional[int]:
+    try:
+        return json.loads(line).get("round", -1)
+    except ValueError:  # the torn last line of a killed run
+        return None
+
+
 def keep_rounds_before(path: Path, next_round: int) -> None:
-    """Drop the lines of a JSONL log written by rounds a resumed run will redo."""
+    """Drop the lines of a JSONL log written by rounds a resumed run will redo (and a torn last line)."""
     if path.is_file():
         lines = [line for line in path.read_text().splitlines()
-                 if line.strip() and json.loads(line).get("round", -1) < next_round]
+                 if (r := _round_of(line)) is not None and r < next_round]
         path.write_text("".join(line + "\n" for line in lines))
 
 

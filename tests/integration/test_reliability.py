@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 
 from edgeweave.actors.session import Simulation
 from edgeweave.cli import main
+from edgeweave.platform.checkpoint import fingerprint, load_checkpoint
 from edgeweave.platform.config import build_config
 from edgeweave.platform.data import load_dataset
 from edgeweave.platform.partition import partition_data
@@ -111,8 +112,8 @@ def test_a_full_disk_stops_the_run_with_the_checkpoint_intact(local_ray, tmp_pat
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "No space left on device" in err and "checkpoint from round 2 is intact" in err
     (run_dir,) = (tmp_path / "runs").iterdir()
-    state = json.loads((run_dir / "checkpoint" / "state.json").read_text())
-    assert state["next_round"] == 2 and len(state["history"]) == 2
+    state = load_checkpoint(run_dir / "checkpoint", fingerprint((run_dir / "config.yaml").read_text()))
+    assert state.next_round == 2 and len(state.history) == 2
 
     monkeypatch.setattr(sinks.JsonlSink, "log", real_log)  # space freed: the run goes on
     assert main(["run", "--resume", str(run_dir)]) == 0

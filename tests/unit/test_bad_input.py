@@ -67,7 +67,7 @@ def checkpointed_run(root, cfg_raw):
 
 
 @pytest.mark.parametrize("damage, expected", [
-    ("corrupt", "unreadable"), ("foreign", "written by a run with another config"), ("missing", "no state.json")])
+    ("corrupt", "unreadable"), ("foreign", "written by a run with another config"), ("missing", "no state.safetensors")])
 def test_bad_checkpoints_are_refused(tmp_path, capsys, damage, expected):
     cfg, run = checkpointed_run(tmp_path, tiny_raw(tmp_path))
     stamp = fingerprint(dump_config(cfg)) if damage != "foreign" else "another"

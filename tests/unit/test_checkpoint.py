@@ -1,12 +1,16 @@
-"""Run checkpoints: round trip, refusal of foreign or corrupt ones, task plans kept."""
+"""Run checkpoints: round trip, refusal of foreign or corrupt ones, task plans kept, kills mid-save."""
+
+import os
 
 import numpy as np
 import pytest
+from safetensors.numpy import save_file
 
 from edgeweave.platform.checkpoint import RunState, fingerprint, load_checkpoint, save_checkpoint
 from edgeweave.platform.config import dump_config
 from edgeweave.platform.data import load_dataset
 from edgeweave.platform.errors import UserError
+from edgeweave.platform.experiment import keep_rounds_before
 from edgeweave.platform.partition import partition_data
 from edgeweave.platform.server import Server
 
@@ -29,11 +33,10 @@ def test_foreign_corrupt_and_missing_checkpoints_are_refused(tmp_path):
     (tmp_path / "ck" / "state.safetensors").write_bytes(b"not a tensor file")
     with pytest.raises(UserError, match="unreadable"):
         load_checkpoint(tmp_path / "ck", "abc")
-    with pytest.raises(UserError, match="no state.json"):
+    with pytest.raises(UserError, match="no state.safetensors"):
         load_checkpoint(tmp_path / "nothing", "abc")
-    (tmp_path / "ck" / "state.json").write_text('{"format": "other"}')
-    save_checkpoint(tmp_path / "ok", RunState(1, np.zeros(3, np.float32), 0.0, 0.0), "abc")
-    (tmp_path / "ck" / "state.safetensors").write_bytes((tmp_path / "ok" / "state.safetensors").read_bytes())
+    save_file({"weights": np.zeros(3, np.float32)}, str(tmp_path / "ck" / "state.safetensors"),
+              metadata={"edgeweave": '{"format": "other"}'})
     with pytest.raises(UserError, match="not an edgeweave checkpoint"):
         load_checkpoint(tmp_path / "ck", "abc")
 
@@ -61,3 +64,31 @@ def test_server_snapshot_restores_taskwise_plans(make_config, tmp_path):
     for mine, theirs in zip(server.strategy.plans, other.strategy.plans):
         np.testing.assert_array_equal(mine.classes, theirs.classes)
         assert all(np.array_equal(a, b) for a, b in zip(mine.keep, theirs.keep))
+
+
+@pytest.mark.parametrize("dies_at_rename", [0, 1])
+def test_a_save_killed_at_any_rename_leaves_one_whole_checkpoint(tmp_path, monkeypatch, dies_at_rename):
+    save_checkpoint(tmp_path / "ck", RunState(2, np.full(5, 2.0, np.float32), 2.0, 2e9), "abc")
+    real_replace, renames = os.replace, []
+
+    def dying_replace(*args):
+        renames.append(args)
+        if len(renames) > dies_at_rename:
+            raise KeyboardInterrupt  # the process is killed here
+        real_replace(*args)
+
+    monkeypatch.setattr(os, "replace", dying_replace)
+    try:
+        save_checkpoint(tmp_path / "ck", RunState(3, np.full(5, 3.0, np.float32), 3.0, 3e9), "abc")
+    except KeyboardInterrupt:
+        pass
+    back = load_checkpoint(tmp_path / "ck", "abc")  # the old state or the new one, never a mix
+    assert (back.clock, back.total_flops) == (back.next_round, back.next_round * 1e9)
+    np.testing.assert_array_equal(back.weights, np.full(5, float(back.next_round)))
+
+
+def test_resumed_logs_keep_only_earlier_rounds_and_drop_a_torn_line(tmp_path):
+    log = tmp_path / "metrics.jsonl"
+    log.write_text('{"round": 0}\n{"round": 1}\n{"round": 2}\n{"round": 3, "test_acc')
+    keep_rounds_before(log, 2)
+    assert log.read_text() == '{"round": 0}\n{"round": 1}\n'
