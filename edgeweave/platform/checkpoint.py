@@ -79,4 +79,3 @@ def load_checkpoint(path: Path, config_fingerprint: str) -> RunState:
     strategy = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("strategy/")}
     return RunState(int(meta["next_round"]), arrays["weights"], float(meta["clock"]), float(meta["total_flops"]),
                     strategy, list(meta["history"]))
-
