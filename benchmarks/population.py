@@ -57,7 +57,7 @@ def server_overhead(cfg, data, part, rounds: int) -> float:
 
 
 def state_bytes_per_device(server: Server, part) -> float:
-    total = server.tier_of.nbytes + server.shard_sizes.nbytes + part.offsets.nbytes + part.indices.nbytes
+    total = server.view.tier_of.nbytes + server.shard_sizes.nbytes + part.offsets.nbytes + part.indices.nbytes
     return total / len(server.shard_sizes)
 
 

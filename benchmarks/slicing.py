@@ -3,17 +3,19 @@
 For several uniform rates, measures the training FLOPs per sample of the nested sub-model and
 the wall time of one local-training step as a device worker does it (gather the sub-model out of
 the global weights, SGD steps on batches of 32 synthetic 3x32x32 images, scatter the update
-back), on one thread like a worker. Prints a Markdown table; the target is a time ratio of at
-most 0.6 at a FLOPs ratio of 0.5.
+back), on one thread like a worker. Prints a Markdown table and writes its rows as JSON to
+--out; the target is a time ratio of at most 0.6 at a FLOPs ratio of 0.5.
 
-    python benchmarks/slicing.py [--steps 6] [--threads 1] [--smoke-test]
+    python benchmarks/slicing.py [--steps 6] [--threads 1] [--out FILE] [--smoke-test]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
+from pathlib import Path
 
 import torch
 
@@ -43,7 +45,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=6, help="SGD steps per timed local round")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--smoke-test", action="store_true")
+    p.add_argument("--out", type=Path, default=Path("runs/bench-slicing.json"))
+    p.add_argument("--smoke-test", action="store_true", help="a quarter-width model, one step, one repeat")
     args = p.parse_args()
     if args.smoke_test:
         args.steps, args.repeats = 1, 1
@@ -81,6 +84,9 @@ def main() -> None:
     print("|---:|---:|---:|---:|---:|")
     for r, f, t in rows:
         print(f"| {r:g} | {f / 1e6:.1f} M | {f / full:.3f} | {t:.3f} s | {t / base:.3f} |")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps([{"rate": r, "flops_per_sample": f, "flops_ratio": f / full, "seconds": t,
+                                     "time_ratio": t / base} for r, f, t in rows], indent=2))
 
 
 if __name__ == "__main__":

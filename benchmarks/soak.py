@@ -1,8 +1,9 @@
 """Soak: the quickstart for many rounds with a device worker killed every k rounds, against the
 same run undisturbed. Checks that it finishes, loses no round, and ends with identical metrics
-and weights; prints the figures for the README's "what survives what" table.
+and weights; prints the figures for the README's "what survives what" table and writes them as
+JSON to --out.
 
-    python benchmarks/soak.py [--rounds 500] [--kill-every 50] [--smoke-test]
+    python benchmarks/soak.py [--rounds 500] [--kill-every 50] [--out FILE] [--smoke-test]
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import argparse
 import json
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import ray
@@ -39,9 +41,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=500)
     p.add_argument("--kill-every", type=int, default=50)
-    p.add_argument("--smoke-test", action="store_true", help="20 rounds, a kill every 5")
+    p.add_argument("--out", type=Path, default=Path("runs/bench-soak.json"))
+    p.add_argument("--smoke-test", action="store_true", help="10 rounds, a kill every 5")
     args = p.parse_args()
-    rounds, every = (20, 5) if args.smoke_test else (args.rounds, args.kill_every)
+    rounds, every = (10, 5) if args.smoke_test else (args.rounds, args.kill_every)
     cfg = load_config("configs/quickstart.yaml", [f"training.rounds={rounds}", "training.eval_every=10",
                                                   "logging.progress=false", "logging.wandb.mode=disabled"])
     data = load_dataset(cfg.data, cfg.seed)
@@ -63,6 +66,8 @@ def main() -> None:
               "identical_weights": same_weights, "final_accuracy": hurt["metrics"][-1]["test_accuracy"],
               "wall_undisturbed_s": round(calm["wall"], 1), "wall_with_kills_s": round(hurt["wall"], 1)}
     print(json.dumps(result, indent=1))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1))
     if not (same_metrics and same_weights and result["rounds_logged"] == rounds):
         raise SystemExit("soak: the disturbed run differs from the undisturbed one")
 

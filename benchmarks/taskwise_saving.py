@@ -7,20 +7,24 @@ under `taskwise` with 10 single-class tasks and 1, 2, 3 tasks per device (about 
 3.5x less compute per device), and writes a table: the assembled model's accuracy, its gap to
 central, and each device's saving over the run (the FLOPs the full model would have taken for
 the same samples, over the FLOPs it trained), and the largest saving found at most 1 point
-below central.
+below central. All runs share one Ray (a local one, or the cluster RAY_ADDRESS names).
 
-    python benchmarks/taskwise_saving.py [--only digits] [--smoke-test]
+    python benchmarks/taskwise_saving.py [--only digits] [--out DIR] [--smoke-test]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
+import logging
+import os
 import time
 from pathlib import Path
 
+import ray
+
+from edgeweave.cli import main as edgeweave
+from edgeweave.platform.config import load_config
 from edgeweave.platform.report import read_run, summarise
 
 CASES = {  # data set -> (config, central's overrides, [(label, task-wise overrides)])
@@ -38,16 +42,24 @@ CASES = {  # data set -> (config, central's overrides, [(label, task-wise overri
 }
 
 
+# --smoke-test: every run's config is checked; central and one task-wise case per data set train
+# 2 rounds (each run starts its own device workers, which is most of a short run's time).
+SMOKE_CASE = "iid, 2 tasks"
+SMOKE = ["training.rounds=2", "ray.num_workers=1"]
+
+
 def run(config: str, out: Path, sets: list[str]) -> Path:
-    """One `edgeweave run` into `out`; a finished run already there is reused (the benchmark resumes)."""
+    """One `edgeweave run` into `out`, in this process and on its Ray; a finished run already there
+    is reused (the benchmark resumes)."""
     done = [d for d in sorted(out.glob("*")) if (d / "model.safetensors").is_file()] if out.is_dir() else []
     if done:
         return done[-1]
-    cmd = [sys.executable, "-m", "edgeweave.cli", "run", config, "--set", f"logging.out_dir={out}",
-           "--set", "logging.progress=false", "--set", "logging.wandb.mode=disabled"]
-    for s in sets:
-        cmd += ["--set", s]
-    subprocess.run(cmd, check=True)
+    argv = ["run", config]
+    for s in [f"logging.out_dir={out}", "logging.progress=false", "logging.wandb.mode=disabled", *sets]:
+        argv += ["--set", s]
+    code = edgeweave(argv)
+    if code:
+        raise SystemExit(f"edgeweave run {config} exited with {code}")
     return sorted(out.iterdir())[-1]
 
 
@@ -55,23 +67,34 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--only", choices=sorted(CASES), help="one data set")
     p.add_argument("--out", type=Path, default=Path("runs/taskwise-" + time.strftime("%Y%m%d-%H%M%S")))
-    p.add_argument("--smoke-test", action="store_true", help="2 rounds each")
+    p.add_argument("--smoke-test", action="store_true",
+                   help="check every run's config, train central and one task-wise case per data set 2 rounds")
     args = p.parse_args()
-    rows = []
+    short = SMOKE if args.smoke_test else []
+    plan = []  # (data set, label, config, overrides); label None: the central reference
     for name, (config, central, cases) in CASES.items():
-        if args.only and name != args.only:
-            continue
-        short = ["training.rounds=2"] if args.smoke_test else []
-        print(f"== {name}: central", flush=True)
-        ref = summarise(read_run(run(config, args.out / name / "central",
-                                     ["strategy={name: central}", *central, *short])), 1.0)
-        for label, sets in cases:
-            print(f"== {name}: taskwise, {label}", flush=True)
-            s = summarise(read_run(run(config, args.out / name / label.replace(", ", "-").replace(" ", ""),
-                                       [*sets, *short])), 1.0, ref["final_accuracy"])
+        if not args.only or name == args.only:
+            plan.append((name, None, config, ["strategy={name: central}", *central, *short]))
+            plan += [(name, label, config, [*sets, *short]) for label, sets in cases]
+    for _, _, config, sets in plan:
+        load_config(config, sets)  # a bad override fails here, before anything runs
+    if args.smoke_test:
+        plan = [step for step in plan if step[1] in (None, SMOKE_CASE)]
+    rows, ref = [], {}
+    ray.init(address=os.environ.get("RAY_ADDRESS") or "local", include_dashboard=False, logging_level=logging.WARNING)
+    try:
+        for name, label, config, sets in plan:
+            print(f"== {name}: " + (f"taskwise, {label}" if label else "central"), flush=True)
+            where = args.out / name / (label.replace(", ", "-").replace(" ", "") if label else "central")
+            if label is None:
+                ref[name] = summarise(read_run(run(config, where, sets)), 1.0)
+                continue
+            s = summarise(read_run(run(config, where, sets)), 1.0, ref[name]["final_accuracy"])
             rows.append({"data": name, "case": label, "rounds": s["rounds"], "accuracy": s["final_accuracy"],
-                         "central": ref["final_accuracy"], "gap": s["vs_reference"],
+                         "central": ref[name]["final_accuracy"], "gap": s["vs_reference"],
                          "min_saving": s["min_saving"], "mean_saving": s["mean_saving"]})
+    finally:
+        ray.shutdown()
     lines = ["| data | task-wise run | rounds | accuracy | central | gap | device saving (min / mean) |",
              "|---|---|---:|---:|---:|---:|---:|"]
     lines += [f"| {r['data']} | {r['case']} | {r['rounds']} | {r['accuracy']:.4f} | {r['central']:.4f} | "

@@ -13,13 +13,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Validate everything first, then make (or reopen) the run directory, then start Ray and train."""
     from pathlib import Path
 
-    from edgeweave.platform.checkpoint import fingerprint, load_checkpoint
-    from edgeweave.platform.config import dump_config, load_config
+    from edgeweave.platform.checkpoint import load_checkpoint, run_fingerprint
+    from edgeweave.platform.config import load_config
     from edgeweave.platform.data import load_dataset
     from edgeweave.platform.devices.resources import build_resources
     from edgeweave.platform.experiment import CHECKPOINT
     from edgeweave.platform.partition import partition_data
-    from edgeweave.platform.server import check_deadline
+    from edgeweave.platform.server import check_with_data
 
     if (args.config is None) == (args.resume is None):
         raise UserError("edgeweave run: give a CONFIG to start a run, or --resume RUN_DIR to continue one")
@@ -31,13 +31,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.set:
             raise UserError(f"--set = {args.set[0]!r}: a resumed run keeps its config; start a new run to change it")
         cfg = load_config(run_dir / "config.yaml", [])
-        resume = load_checkpoint(run_dir / CHECKPOINT, fingerprint(dump_config(cfg)))
+        resume = load_checkpoint(run_dir / CHECKPOINT, run_fingerprint(cfg))
     else:
         cfg = load_config(args.config, args.set)
     build_resources(cfg.devices.resources, cfg.seed)  # a bad trace file fails here, before any output
     data = load_dataset(cfg.data, cfg.seed)
     partition = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed)
-    check_deadline(cfg, data)
+    check_with_data(cfg, data)
 
     from edgeweave.actors.session import Simulation
     from edgeweave.platform.experiment import run_rounds
@@ -68,20 +68,24 @@ def cmd_dse(args: argparse.Namespace) -> int:
 
     from edgeweave.platform.config import load_config
     from edgeweave.platform.data import load_dataset
-    from edgeweave.platform.dse import Explorer, explore
+    from edgeweave.platform.dse import Explorer, explore, store
     from edgeweave.platform.plots import plot_front
 
     cfg = load_config(args.config, args.set, check_strategy=False)
     if cfg.strategy.name != "distreal":
         raise UserError(f"strategy.name = {cfg.strategy.name!r}: `edgeweave dse` needs a distreal config")
     out = Path(args.out or cfg.strategy.front)
+    if out.exists() and not args.force:
+        field = "--out" if args.out else "strategy.front"
+        raise UserError(f"{field} = {str(out)!r}: a front is already there; name another file with --out, "
+                        "or give --force to replace it")
     data = load_dataset(cfg.data, cfg.seed)
     explorer = Explorer(cfg, data)
     p = cfg.strategy.params
     with tqdm(total=p.population * p.generations, desc="dse", unit="vector", file=sys.stderr) as bar:
         front, evaluated = explore(explorer, on_evaluation=bar.update)
-    front.save(out, evaluated)
-    plot_front(front, evaluated, out.with_suffix(".png"), f"{cfg.model.name} on {cfg.data.name}")
+    title = f"{cfg.model.name} on {cfg.data.name}"
+    store(front, evaluated, out, lambda png: plot_front(front, evaluated, png, title))
     print(f"{len(evaluated)} vectors evaluated, {len(front.score)} on the front -> {out} (+ .csv, .png)")
     print("| d (dropped per conv layer) | FLOPs per mini-batch | score |")
     print("|---|---:|---:|")
@@ -205,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     dse.add_argument("config", help="a distreal experiment YAML, e.g. configs/distreal_digits.yaml")
     dse.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     dse.add_argument("--out", help="where to write the front (default: the config's strategy.front)")
+    dse.add_argument("--force", action="store_true", help="replace a front that is already there")
     dse.set_defaults(func=cmd_dse)
     sweep = sub.add_parser("sweep", help="sweep policies with Ray Tune: a table, the best config, plots")
     sweep.add_argument("sweep", nargs="?", help="sweep YAML, e.g. configs/sweeps/partition_x_strategy.yaml")

@@ -67,7 +67,7 @@ class Driver:
         metrics, records = self.server.update(partials)
         metrics["test_accuracy"] = metrics["test_loss"] = None
         t = self.cfg.training
-        if (round_ + 1) % t.eval_every == 0 or round_ + 1 == t.rounds:
+        if "non_finite" not in metrics and ((round_ + 1) % t.eval_every == 0 or round_ + 1 == t.rounds):
             metrics["test_accuracy"], metrics["test_loss"] = self.server.evaluate()
         metrics["workers_replaced"] = self.replaced
         metrics["device_records"] = records

@@ -38,11 +38,12 @@ class Partial:
             self.counts[mask] += weight
 
 
-def combine(partials: Iterable[Partial]) -> Partial:
-    """Element-wise sum of several partials; records are concatenated."""
-    parts = list(partials)
-    out = Partial(np.sum([p.sums for p in parts], axis=0), np.sum([p.counts for p in parts], axis=0))
-    for p in parts:
+def combine(partials: Iterable[Partial], size: int) -> Partial:
+    """Element-wise sum of several partials over `size` elements (zeros when there are none); records concatenated."""
+    out = Partial.zeros(size)
+    for p in partials:
+        out.sums += p.sums
+        out.counts += p.counts
         out.records.extend(p.records)
     return out
 

@@ -3,8 +3,9 @@
 A checkpoint is one file, `state.safetensors`, in the run's checkpoint directory: its tensors are
 the global weights and the strategy's arrays (e.g. task plans), its header metadata holds the
 rest as JSON (the next round, the virtual clock, the FLOPs so far, the metrics history, and a
-fingerprint of the config). Every random draw derives from (seed, round, device), so nothing
-else is needed for a resumed run to equal an uninterrupted one. The file is written beside its
+fingerprint of the config and of the content of the files it names: a front, a trace). Every
+random draw derives from (seed, round, device), so nothing else is needed for a resumed run to
+equal an uninterrupted one. The file is written beside its
 final name and renamed into place: a run killed mid-save keeps the previous checkpoint whole,
 and weights and round can never come from two different saves.
 """
@@ -16,7 +17,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Optional
 
 import numpy as np
 from safetensors import safe_open
@@ -41,10 +42,41 @@ class RunState:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def fingerprint(config_text: str) -> str:
-    """What ties a checkpoint to its run: the resolved config, minus where outputs go."""
+def fingerprint(config_text: str, inputs: Optional[Mapping[str, bytes]] = None) -> str:
+    """What ties a checkpoint to its run: the resolved config, minus where outputs go, then one
+    `field=digest` word per input file the config names (its content, as the run read it)."""
     lines = [line for line in config_text.splitlines() if not line.lstrip().startswith(("out_dir:", "progress:"))]
-    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
+    inputs = inputs or {}
+    words = [hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]]
+    words += [f"{field}={hashlib.sha256(inputs[field]).hexdigest()[:16]}" for field in sorted(inputs)]
+    return " ".join(words)
+
+
+def run_fingerprint(cfg) -> str:
+    """The fingerprint of a validated config, with the content of its input files as it read them."""
+    from edgeweave.platform.config import dump_config
+    from edgeweave.platform.inputs import input_files
+
+    return fingerprint(dump_config(cfg), input_files(cfg))
+
+
+def _refusal(path: Path, written: Any, wanted: str) -> str:
+    """One line saying why a checkpoint belongs to another run: its config, or which input file changed."""
+    where = f"checkpoint = {str(path)!r}"
+    theirs = str(written).split()
+    ours = wanted.split()
+    if theirs[:1] != ours[:1]:
+        return f"{where}: written by a run with another config; resume only with the config it was written for"
+    before = dict(w.split("=", 1) for w in theirs[1:] if "=" in w)
+    now = dict(w.split("=", 1) for w in ours[1:])
+    for field in sorted(set(before) | set(now)):
+        if field not in before:
+            return (f"{where}: written without a record of {field}'s content (an older edgeweave); "
+                    "start a new run")
+        if before[field] != now.get(field):
+            return (f"{where}: {field} has changed since the checkpoint was written; restore the file it was "
+                    "written with to resume, or start a new run")
+    return f"{where}: written by a run with another config; resume only with the config it was written for"
 
 
 def save_checkpoint(path: Path, state: RunState, config_fingerprint: str) -> Path:
@@ -74,8 +106,7 @@ def load_checkpoint(path: Path, config_fingerprint: str) -> RunState:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT or "weights" not in arrays:
         raise UserError(f"checkpoint = {str(path)!r}: not an edgeweave checkpoint (format {FORMAT})")
     if meta.get("config") != config_fingerprint:
-        raise UserError(f"checkpoint = {str(path)!r}: written by a run with another config; "
-                        "resume only with the config it was written for")
+        raise UserError(_refusal(path, meta.get("config"), config_fingerprint))
     strategy = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("strategy/")}
     return RunState(int(meta["next_round"]), arrays["weights"], float(meta["clock"]), float(meta["total_flops"]),
                     strategy, list(meta["history"]))

@@ -53,6 +53,7 @@ class DevicesConfig(Params):
     stragglers: Literal["wait", "drop", "partial"] = "wait"
     over_selection: float = Field(0.0, ge=0)  # sample this fraction more, keep the first finishers
     round_ends: Literal["last_finish", "deadline"] = "last_finish"  # deadline: fixed-length rounds
+    idle_wait: float = Field(60.0, gt=0)  # seconds a round lasts when no device could take part
 
 
 class TrainingConfig(Params):

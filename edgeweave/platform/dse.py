@@ -3,11 +3,14 @@
 Objective one is the exact training FLOPs of a mini-batch; objective two the convergence
 score: the validation loss after a short fixed number of mini-batches from the model's fixed
 initial weights, on a held-out part of the training data, averaged over a few seeds. The front
-is the non-dominated set of every vector evaluated, repeatable from the config's seed.
+is the non-dominated set of every vector evaluated, repeatable from the config's seed. It records
+what it was made for (model and parameters, input shape, classes, batch size), which runs check.
 """
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -16,7 +19,7 @@ import torch
 from edgeweave.platform.config import ExperimentConfig
 from edgeweave.platform.data import ArrayData
 from edgeweave.platform.flat import FlatLayout
-from edgeweave.platform.front import Front, non_dominated
+from edgeweave.platform.front import Front, made_for, non_dominated
 from edgeweave.platform.models import build_model
 from edgeweave.platform.seeding import SERVER, rng
 from edgeweave.platform.sliced_training import SubModels, train_per_batch
@@ -33,6 +36,7 @@ class Explorer:
         self.model = build_model(cfg.model, data.input_shape, data.num_classes, cfg.seed)
         self.slicer = Slicer(self.model, data.input_shape)
         self.layout = FlatLayout(self.model)
+        self.made_for = made_for(cfg, data.input_shape, data.num_classes)
         self.start = self.layout.flatten(self.model)
         self.models = SubModels(self.slicer)
         order = rng(cfg.seed, -1, SERVER, 60).permutation(len(data.y_train))
@@ -79,8 +83,8 @@ class Explorer:
         cost = np.array([self.cache[k][0] for k in keys])
         score = np.array([self.cache[k][1] for k in keys])
         best = non_dominated(cost, score)
-        meta = {"model": self.cfg.model.name, "data": self.cfg.data.name, "layers": self.layers,
-                "batch_size": self.cfg.training.batch_size, "seed": self.cfg.seed, "grid": self.grid.tolist(),
+        meta = {**self.made_for, "data": self.cfg.data.name, "layers": self.layers, "seed": self.cfg.seed,
+                "grid": self.grid.tolist(),
                 "score": f"validation loss after {self.p.dse_steps} mini-batches, mean of {self.p.dse_seeds} seeds"}
         evaluated = [{"vector": list(k), "flops_per_batch": c, "score": s} for k, c, s in zip(keys, cost, score)]
         return Front(np.array([keys[i] for i in best]), cost[best], score[best], meta), evaluated
@@ -116,3 +120,18 @@ def explore(explorer: Explorer, on_evaluation: Optional[Callable[[], None]] = No
                       mutation=PM(eta=20, vtype=float, repair=RoundingRepair()), eliminate_duplicates=True)
     minimize(DropoutProblem(), algorithm, ("n_gen", p.generations), seed=explorer.cfg.seed, verbose=False)
     return explorer.front()
+
+
+def store(front: Front, evaluated: list[dict], out: Path, plot: Callable[[Path], Any]) -> None:
+    """Write the front (json), its table (csv) and `plot`'s figure (png) beside `out`, then rename each
+    into place, the json that runs read last: a search killed while writing leaves the old front whole."""
+    tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
+    pairs = [(tmp.with_suffix(s), out.with_suffix(s)) for s in (".csv", ".png")] + [(tmp, out)]
+    try:
+        front.save(tmp, evaluated)
+        plot(tmp.with_suffix(".png"))
+        for written, final in pairs:
+            os.replace(written, final)
+    finally:
+        for written, _ in pairs:
+            written.unlink(missing_ok=True)

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional, Protocol
 
 import numpy as np
 
-from edgeweave.platform.checkpoint import RunState, fingerprint, save_checkpoint
-from edgeweave.platform.config import ExperimentConfig, dump_config
+from edgeweave.platform.checkpoint import RunState, run_fingerprint, save_checkpoint
+from edgeweave.platform.config import ExperimentConfig
 from edgeweave.platform.errors import RunFailed
 from edgeweave.platform.plots import plot_accuracy, plot_devices
 from edgeweave.platform.sinks import JsonlSink, Sinks
@@ -42,7 +43,9 @@ def keep_rounds_before(path: Path, next_round: int) -> None:
     if path.is_file():
         lines = [line for line in path.read_text().splitlines()
                  if (r := _round_of(line)) is not None and r < next_round]
-        path.write_text("".join(line + "\n" for line in lines))
+        tmp = path.with_name(f".{path.name}.tmp")  # written beside and renamed: a kill mid-write loses nothing
+        tmp.write_text("".join(line + "\n" for line in lines))
+        os.replace(tmp, path)
 
 
 def _how_to_go_on(run_dir: Path, saved: Optional[int]) -> str:
@@ -68,12 +71,16 @@ def run_rounds(cfg: ExperimentConfig, runner: RoundRunner, sinks: Sinks, run_dir
         for log in ("metrics.jsonl", "devices.jsonl"):  # rounds after the checkpoint are redone
             keep_rounds_before(run_dir / log, first)
     devices_log = JsonlSink(run_dir / "devices.jsonl")
-    every, stamp = cfg.logging.checkpoint_every, fingerprint(dump_config(cfg))
+    every, stamp = cfg.logging.checkpoint_every, run_fingerprint(cfg)
     saved = first if resume is not None else None  # the round the last checkpoint goes on from
+    diverged: Optional[str] = None  # what became NaN or infinite, when a round diverged
     for r in range(first, cfg.training.rounds):
         t0 = time.perf_counter()
         try:
             metrics = runner.round(r)
+            diverged = metrics.pop("non_finite", None)
+            if diverged is not None:
+                break
             for record in metrics.pop("device_records"):
                 devices_log.log(record)
             metrics["wall_seconds"] = round(time.perf_counter() - t0, 4)
@@ -92,6 +99,10 @@ def run_rounds(cfg: ExperimentConfig, runner: RoundRunner, sinks: Sinks, run_dir
         if on_round is not None:
             on_round(metrics, checkpoint)
     devices_log.close({})
+    if diverged is not None:  # nothing of the diverged round is written; what was written stays
+        raise RunFailed(f"round {r}: {diverged} became NaN or infinite, so the run stops here (rounds before it "
+                        f"are logged); lower training.lr (now {cfg.training.lr:g}) or check the data, and start "
+                        "the run again")
     last = history[-1]
     for path in (plot_accuracy(history, run_dir / "accuracy.png", f"{cfg.name}: {cfg.strategy.name}"),
                  plot_devices(cfg, history, run_dir / "devices.jsonl", run_dir / "devices.png")):

@@ -2,7 +2,8 @@
 
 A front point is a vector d = (d_1..d_L), one dropped fraction per conv layer, with its exact
 training FLOPs per mini-batch and its convergence score (validation loss after a short fixed
-training budget: lower is better).
+training budget: lower is better). Costs and scores hold only for the model, data shape and batch
+size the front was made for, so a front records them and a run checks them (`check_front`).
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
 from edgeweave.platform.errors import UserError
+
+MADE_FOR = ("model", "model_params", "input_shape", "num_classes", "batch_size")  # keys `made_for` writes
 
 
 @dataclass(frozen=True)
@@ -23,7 +26,8 @@ class Front:
     vectors: np.ndarray  # (n, L) dropped fraction per conv layer
     flops_per_batch: np.ndarray  # (n,)
     score: np.ndarray  # (n,) lower is better
-    meta: dict[str, Any]
+    meta: dict[str, Any]  # what it was made for (`made_for`), and how
+    source: str = ""  # the file it was read from, for messages
 
     def __post_init__(self) -> None:
         order = np.argsort(self.flops_per_batch, kind="stable")
@@ -48,31 +52,62 @@ class Front:
                 w.writerow(p["vector"] + [p["flops_per_batch"], p["score"]])
 
 
-def load_front(path: str | Path, field: str = "strategy.front") -> Front:
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"{field} = {str(path)!r}: no such file; make it with `edgeweave dse CONFIG`")
+def made_for(cfg, input_shape: Sequence[int], num_classes: int) -> dict[str, Any]:
+    """What a front's costs and scores hold for: the model and its parameters, the data's shape, the batch."""
+    return {"model": cfg.model.name, "model_params": cfg.model.params.model_dump(mode="json"),
+            "input_shape": [int(n) for n in input_shape], "num_classes": int(num_classes),
+            "batch_size": cfg.training.batch_size}
+
+
+def parse_front(content: Optional[bytes], path: str, field: str = "strategy.front") -> Front:
+    """A front from a file's bytes (None: the file was not there)."""
+    if content is None:
+        raise UserError(f"{field} = {path!r}: no such file; make it with `edgeweave dse CONFIG`")
     try:
-        doc = json.loads(p.read_text())
+        doc = json.loads(content)
         points = doc["points"]
         vectors = np.array([q["vector"] for q in points], np.float64)
         if vectors.ndim != 2 or len(points) == 0:
             raise ValueError("no points")
         return Front(vectors, np.array([q["flops_per_batch"] for q in points], np.float64),
                      np.array([q["score"] for q in points], np.float64),
-                     {k: v for k, v in doc.items() if k not in ("points", "evaluated")})
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-        raise UserError(f"{field} = {str(path)!r}: not a front file ({type(e).__name__}: {e})") from None
+                     {k: v for k, v in doc.items() if k not in ("points", "evaluated")}, str(path))
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as e:
+        raise UserError(f"{field} = {path!r}: not a front file ({type(e).__name__}: {e})") from None
 
 
-def check_front(path: str, cfg, field: str) -> None:
-    """A front must exist and have been made for the config's model at its batch size."""
-    front = load_front(path, field)
-    if front.meta.get("model") != cfg.model.name or front.meta.get("batch_size") != cfg.training.batch_size:
-        raise UserError(
-            f"{field} = {path!r}: made for model {front.meta.get('model')!r} at batch size "
-            f"{front.meta.get('batch_size')}, not {cfg.model.name!r} at {cfg.training.batch_size}; "
-            f"run `edgeweave dse` for this config")
+def load_front(path: str | Path, field: str = "strategy.front") -> Front:
+    """Read a front from disk (runs use the content their config read once: `parse_front`)."""
+    p = Path(path)
+    return parse_front(p.read_bytes() if p.is_file() else None, str(path), field)
+
+
+def check_front(front: Front | str | Path, cfg, field: str, data=None) -> Front:
+    """A front must have been made for the config's model, its parameters and batch size, and (given
+    the data) for the data's input shape and classes; the first difference is one line naming it."""
+    if not isinstance(front, Front):
+        front = load_front(front, field)
+    where = f"{field} = {front.source!r}"
+    missing = [k for k in MADE_FOR if k not in front.meta]
+    if missing:
+        raise UserError(f"{where}: does not record what it was made for ({', '.join(missing)} missing; an older "
+                        f"edgeweave made it); make it again with `edgeweave dse CONFIG --force`")
+    made = front.meta
+    theirs_params = made["model_params"] if isinstance(made["model_params"], dict) else {}
+    ours_params = cfg.model.params.model_dump(mode="json")
+    diffs = [("model.name =", made["model"], "this config has", cfg.model.name)]
+    diffs += [(f"model.{k} =", theirs_params.get(k), "this config has", ours_params.get(k))
+              for k in sorted(set(theirs_params) | set(ours_params))]
+    diffs += [("training.batch_size =", made["batch_size"], "this config has", cfg.training.batch_size)]
+    if data is not None:
+        data_has = f"data {cfg.data.name!r} has"
+        diffs += [("input shape", made["input_shape"], data_has, [int(n) for n in data.input_shape]),
+                  ("classes", made["num_classes"], data_has, int(data.num_classes))]
+    for name, theirs, who, ours in diffs:
+        if theirs != ours:
+            raise UserError(f"{where}: made for {name} {theirs!r}, but {who} {ours!r}; "
+                            "make a front for this config with `edgeweave dse CONFIG`")
+    return front
 
 
 def schedule(front: Front, steps: int, speed: float, seconds: Optional[float]) -> np.ndarray:

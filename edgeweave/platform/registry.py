@@ -12,9 +12,9 @@ T = TypeVar("T")
 
 
 class Params(BaseModel):
-    """Base of every registered entry's config: strict, so unknown keys are errors."""
+    """Base of every registered entry's config: strict, so unknown keys and NaN or infinite numbers are errors."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Registry(Generic[T]):

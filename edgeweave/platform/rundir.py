@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -34,6 +35,15 @@ def create_run_dir(cfg: ExperimentConfig) -> Path:
 
 
 def save_weights(path: Path, model: nn.Module, flat: np.ndarray) -> None:
-    """The final model's full state dict as safetensors (loads without executing code)."""
+    """The final model's full state dict as safetensors (loads without executing code).
+
+    Written beside `path` and renamed over it, so a reader or a crash never sees half a file.
+    """
     FlatLayout(model).load(model, flat)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

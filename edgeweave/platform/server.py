@@ -12,7 +12,7 @@ from edgeweave.platform.aggregate import Partial, average, combine
 from edgeweave.platform.checkpoint import RunState
 from edgeweave.platform.config import ExperimentConfig
 from edgeweave.platform.data import ArrayData
-from edgeweave.platform.devices.clock import Timing, Workload, time_round
+from edgeweave.platform.devices.clock import Timing, Workload, batch_sizes, samples_in_steps, time_round
 from edgeweave.platform.devices.view import DeviceView
 from edgeweave.platform.errors import UserError
 from edgeweave.platform.flat import FlatLayout
@@ -21,7 +21,6 @@ from edgeweave.platform.partition import Partition
 from edgeweave.platform.sampling import sample_available
 from edgeweave.platform.seeding import SERVER, rng
 from edgeweave.platform.strategies import STRATEGIES, Job
-from edgeweave.platform.strategies.base import Strategy
 from edgeweave.platform.submodel import Plan, Slicer
 from edgeweave.platform.training import evaluate, local_steps, sgd_settings
 
@@ -58,15 +57,18 @@ class Server:
 
     def steps_of(self, job: Job) -> int:
         """Mini-batches of the job's local work (its own step count when a deadline cut it)."""
-        n = self.shard_sizes.sum() if job.pooled else self.shard_sizes[job.device]
-        return job.steps if job.steps is not None else local_steps(int(n), self.settings)
+        return job.steps if job.steps is not None else local_steps(self.samples_of(job), self.settings)
+
+    def samples_of(self, job: Job) -> int:
+        """Samples the job's device holds (all of them for the pooled central job)."""
+        return int(self.shard_sizes.sum() if job.pooled else self.shard_sizes[job.device])
 
     def job_seconds(self, round_: int, job: Job) -> float:
         """Virtual seconds the job's full work would take its device now (download, train, upload)."""
         return float(time_round(self.workload(round_, [job]), "wait", None).finish[0])
 
     def workload(self, round_: int, jobs: Sequence[Job]) -> Workload:
-        """Each job's full work and the device's speed and bandwidth at the round's start."""
+        """Each job's full work, mini-batch by mini-batch, and the device's speed and bandwidth now."""
         d = self.cfg.devices
         ids = np.array([j.device for j in jobs], np.int64)
         pooled = np.array([j.pooled for j in jobs], bool)
@@ -75,16 +77,16 @@ class Server:
         # The pooled (central) job runs on one reference device at full speed, with no network.
         speed = np.where(pooled, d.flops_per_second, speed_now)
         bandwidth = np.where(pooled, np.inf, self.view.bandwidth(real))
-        shard = np.where(pooled, self.shard_sizes.sum(), self.shard_sizes[real])
+        shard = np.array([self.samples_of(j) for j in jobs], np.int64)
         plans = [self.strategy.job_plan(self, round_, j) for j in jobs]
-        size = np.array([self.layout.size if p is None else self.slicer.count(p) for p in plans])
-        return Workload(
-            devices=ids, speed=speed, bandwidth=bandwidth,
-            model_bytes=np.where(pooled, 0.0, 4.0 * size),
-            flops_per_sample=np.array([self.strategy.flops_per_sample(self, round_, j) for j in jobs], np.float64),
-            shard=shard, steps=np.array([self.steps_of(j) for j in jobs], np.int64),
-            batch=self.cfg.training.batch_size,
-        )
+        size = np.array([self.layout.size if p is None else self.slicer.count(p) for p in plans], np.float64)
+        batch = self.cfg.training.batch_size
+        step_flops = []
+        for j, n in zip(jobs, shard.tolist()):
+            steps = self.steps_of(j)
+            step_flops.append(self.strategy.step_flops(self, round_, j, steps) * batch_sizes(n, batch, steps))
+        return Workload(devices=ids, speed=speed, bandwidth=bandwidth, model_bytes=np.where(pooled, 0.0, 4.0 * size),
+                        step_flops=step_flops, shard=shard, batch=batch)
 
     def plan(self, round_: int) -> tuple[list[Job], list[int]]:
         """Sample available devices, let the strategy plan them, and cut the work to the deadline.
@@ -111,11 +113,17 @@ class Server:
     def update(self, partials: Sequence[Partial]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """Average the round's partials into the global weights, advance the clock.
 
-        Returns the round's metrics and one record per sampled device.
+        A round in which no device trained leaves the weights as they were; the clock still
+        advances (by `devices.idle_wait` when nothing took any time), so time-driven resources
+        move on and a later round finds devices again. Returns the round's metrics and one
+        record per sampled device.
         """
         round_, jobs, work, timing = self._pending
-        total = combine(partials)
-        self.weights = average(self.weights, total.sums, total.counts)
+        total = combine(partials, self.layout.size)
+        weights = average(self.weights, total.sums, total.counts)
+        finite = bool(np.isfinite(weights).all())
+        if finite:  # a diverged round is not folded in: the run stops with the last good weights
+            self.weights = weights
         trained = {r["device"]: r for r in total.records}
         tier_names = [t.name for t in self.cfg.devices.tiers]
         full_flops = self.plan_flops(None)
@@ -123,6 +131,10 @@ class Server:
         records = []
         for i, job in enumerate(jobs):
             done = trained.get(job.device, {})
+            planned = float(work.step_flops[i].sum())
+            samples_planned = samples_in_steps(int(work.shard[i]), work.batch, len(work.step_flops[i]))
+            per_sample = (timing.flops[i] / timing.samples[i] if timing.samples[i]
+                          else planned / max(samples_planned, 1))
             records.append({
                 "round": round_,
                 "device": job.device,
@@ -133,14 +145,15 @@ class Server:
                 "steps": int(done.get("steps", 0)),
                 "samples": int(done.get("samples", 0)),
                 "flops": float(timing.flops[i]),
-                "saving": float(full_flops / work.flops_per_sample[i]) if work.flops_per_sample[i] else None,
+                "saving": float(full_flops / per_sample) if per_sample else None,
                 "finish": start + float(timing.finish[i]),
                 "dropped": bool(timing.dropped[i]),
-                "partial": bool(not timing.dropped[i] and timing.steps[i] < work.steps[i]),
+                # Less than the full local work: cut by the deadline or stopped by the device's own choice.
+                "partial": bool(not timing.dropped[i] and timing.steps[i] < self.steps_of(replace(job, steps=None))),
                 "loss": done.get("loss"),
             })
         round_flops = float(timing.flops.sum())
-        self.clock = start + timing.duration
+        self.clock = start + (timing.duration if timing.duration > 0 else self.cfg.devices.idle_wait)
         self.total_flops += round_flops
         losses = [r["loss"] for r in records if r["loss"] is not None]
         metrics = {
@@ -154,6 +167,9 @@ class Server:
             "flops": round_flops,
             "cumulative_flops": self.total_flops,
         }
+        bad_loss = any(not math.isfinite(x) for x in losses)
+        if not finite or bad_loss:
+            metrics["non_finite"] = "the global weights" if not finite else "the training loss"
         self._pending = None
         return metrics, records
 
@@ -190,19 +206,25 @@ def split_jobs(jobs: Sequence[Job], sizes: Sequence[int], workers: int) -> list[
 def check_deadline(cfg: ExperimentConfig, data: ArrayData) -> None:
     """A deadline the fastest device cannot meet is bad input, caught before any output.
 
-    For strategies that train the full model: the fastest tier must move the model both ways
-    and train one mini-batch in time (sub-model strategies may fit cheaper work, so for them
-    only the model's transfer is checked).
+    The fastest tier must move and train the least work the method can give a device (the
+    full model for FedAvg, the narrowest width, DISTREAL's cheapest vector): one mini-batch
+    and the weights both ways.
     """
     d = cfg.devices
     if d.deadline is None:
         return
     model = build_model(cfg.model, data.input_shape, data.num_classes, cfg.seed)
-    params = sum(p.numel() for p in model.parameters())
-    full_model = type(STRATEGIES.build(cfg.strategy.name, cfg.strategy.params, cfg=cfg)).job_plan is Strategy.job_plan
-    step = Slicer(model, data.input_shape).flops(None) * cfg.training.batch_size if full_model else 0.0
-    need = min(2 * 4.0 * params / t.bandwidth + step / (d.flops_per_second * t.speed) for t in d.tiers)
+    strategy = STRATEGIES.build(cfg.strategy.name, cfg.strategy.params, cfg=cfg)
+    weights, step = strategy.cheapest_job(Slicer(model, data.input_shape), cfg.training.batch_size)
+    need = min(2 * 4.0 * weights / t.bandwidth + step / (d.flops_per_second * t.speed) for t in d.tiers)
     if need > d.deadline:
-        what = "move the model and train one mini-batch" if full_model else "download and upload the model"
         raise UserError(f"devices.deadline = {d.deadline:g}: no device can meet it; the fastest tier needs "
-                        f"{need:.3g} s to {what}")
+                        f"{need:.3g} s to move its least work ({weights:,} weights each way) and train one "
+                        f"mini-batch of it")
+
+
+def check_with_data(cfg: ExperimentConfig, data: ArrayData) -> None:
+    """The checks that need the loaded data, before any output: the deadline, the strategy's own."""
+    check_deadline(cfg, data)
+    strategy, _ = STRATEGIES.entry(cfg.strategy.name, "strategy.name")
+    strategy.check_data(cfg.strategy.params, cfg, data)

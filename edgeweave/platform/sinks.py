@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import sys
 from pathlib import Path
 from typing import Any, Optional, Protocol, Sequence
 
-from edgeweave.platform.config import ExperimentConfig
+from edgeweave.platform.config import ExperimentConfig, WandbConfig
+
+WANDB_ID = "wandb-id"  # the run directory's W&B run id, read back by a resumed run
 
 
 class Sink(Protocol):
@@ -72,23 +75,53 @@ class JsonlSink(_NoImages):
         self.file.close()
 
 
-class WandbSink:
-    """Streams metrics to Weights & Biases; offline unless WANDB_MODE or the config says otherwise.
+def wandb_mode(w: WandbConfig) -> str:
+    """The W&B mode: WANDB_MODE overrides the config's, except that a config's `disabled` stays off.
 
-    Any W&B failure prints one warning and turns the sink off: logging never kills a run.
+    `disabled` is a decision (a sweep's trials, a benchmark, a user without W&B); `offline`
+    is only the default, which WANDB_MODE=online (or =disabled) may change.
+    """
+    if w.mode == "disabled":
+        return "disabled"
+    return os.environ.get("WANDB_MODE") or w.mode
+
+
+def wandb_run_id(run_dir: Path, start: int) -> tuple[str, bool]:
+    """The run's W&B id and whether it continues an earlier W&B run.
+
+    A fresh run (`start` 0) draws a new id and stores it in the run directory; a resumed run
+    reads it back, so its rounds go on in the same W&B run.
+    """
+    path = run_dir / WANDB_ID
+    if start > 0 and path.is_file() and (stored := path.read_text().strip()):
+        return stored, True
+    run_id = secrets.token_hex(6)  # like W&B's own ids: short, lower case, no `/ \\ # ? % :`
+    tmp = run_dir / f".{WANDB_ID}.tmp"
+    tmp.write_text(run_id + "\n")
+    os.replace(tmp, path)
+    return run_id, False
+
+
+class WandbSink:
+    """Streams metrics to Weights & Biases in the mode `wandb_mode` picks (offline by default).
+
+    A resumed run (`start` > 0) continues the W&B run its first attempt began. Any W&B failure
+    prints one warning and turns the sink off: logging never kills a run.
     """
 
-    def __init__(self, cfg: ExperimentConfig, run_dir: Path) -> None:
+    def __init__(self, cfg: ExperimentConfig, run_dir: Path, start: int = 0) -> None:
         self.run = None
         w = cfg.logging.wandb
-        mode = os.environ.get("WANDB_MODE") or w.mode
+        mode = wandb_mode(w)
         if mode == "disabled":
             return
         try:
             import wandb
 
+            run_id, resumed = wandb_run_id(run_dir, start)
             self.run = wandb.init(
-                project=w.project, entity=w.entity, group=w.group, name=run_dir.name,
+                project=w.project, entity=w.entity, group=w.group, name=run_dir.name, id=run_id,
+                resume="allow" if resumed else None,
                 config=cfg.to_dict(), dir=str(run_dir), mode=mode, reinit="finish_previous",
                 settings=wandb.Settings(silent=True, console="off"),
             )
@@ -149,5 +182,6 @@ class Sinks:
 def default_sinks(cfg: ExperimentConfig, run_dir: Path, extra: Optional[Sequence[Sink]] = None,
                   start: int = 0) -> Sinks:
     """Console progress, metrics.jsonl and W&B (`start`: the round a resumed run goes on from)."""
-    return Sinks([ConsoleSink(cfg, run_dir, start), JsonlSink(run_dir / "metrics.jsonl"), WandbSink(cfg, run_dir),
+    return Sinks([ConsoleSink(cfg, run_dir, start), JsonlSink(run_dir / "metrics.jsonl"),
+                  WandbSink(cfg, run_dir, start),
                   *(extra or [])])

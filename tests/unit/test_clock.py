@@ -8,13 +8,12 @@ the full round takes 3, 4 and 6 s.
 import numpy as np
 import pytest
 
-from edgeweave.platform.devices.clock import Workload, samples_in_steps, time_round
+from edgeweave.platform.devices.clock import Workload, batch_sizes, samples_in_steps, time_round
 
 
 def workload(**change):
     base = dict(devices=np.array([0, 1, 2]), speed=np.array([40.0, 20.0, 10.0]), bandwidth=np.full(3, 10.0),
-                model_bytes=np.full(3, 10.0), flops_per_sample=np.ones(3), shard=np.full(3, 40),
-                steps=np.full(3, 4), batch=10)
+                model_bytes=np.full(3, 10.0), step_flops=[np.full(4, 10.0)] * 3, shard=np.full(3, 40), batch=10)
     return Workload(**{**base, **change})
 
 
@@ -81,3 +80,28 @@ def test_over_selection_keeps_the_first_finishers():
                                                        (45, 10, 2, 20), (5, 10, 3, 15)])
 def test_samples_in_steps(n, batch, steps, expected):
     assert samples_in_steps(n, batch, steps) == expected
+
+
+def test_partial_cuts_after_the_last_mini_batch_that_fits_when_costs_differ():
+    # Device 2 (10 FLOP/s, 2.5 s of compute = 25 FLOPs) with mini-batches of 10, 30, 5, 5 FLOPs:
+    # only the first fits; a mean cost of 12.5 per step would have let it do two.
+    t = time_round(workload(step_flops=[np.full(4, 10.0)] * 2 + [np.array([10.0, 30, 5, 5])]), "partial",
+                   deadline=4.5)
+    assert list(t.steps) == [4, 4, 1] and list(t.samples) == [40, 40, 10]
+    np.testing.assert_allclose(t.flops, [40, 40, 10])
+    np.testing.assert_allclose(t.finish, [3, 4, 3])
+
+
+def test_a_round_without_devices_takes_no_time_and_trains_nothing():
+    empty = dict(devices=np.zeros(0, np.int64), speed=np.zeros(0), bandwidth=np.zeros(0), model_bytes=np.zeros(0),
+                 step_flops=[], shard=np.zeros(0, np.int64))
+    for policy, deadline in (("wait", None), ("drop", 3.0), ("partial", 3.0)):
+        t = time_round(workload(**empty), policy, deadline)
+        assert t.duration == 0 and len(t.steps) == 0 and t.flops.sum() == 0
+
+
+@pytest.mark.parametrize("n, batch, steps, expected", [(40, 10, 4, [10] * 4), (45, 10, 7, [10, 10, 10, 10, 5, 10, 10]),
+                                                       (5, 10, 2, [5, 5]), (45, 10, 0, [])])
+def test_batch_sizes_follow_epochs(n, batch, steps, expected):
+    sizes = batch_sizes(n, batch, steps)
+    assert sizes.tolist() == expected and sizes.sum() == samples_in_steps(n, batch, steps)

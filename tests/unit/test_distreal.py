@@ -1,5 +1,8 @@
 """DISTREAL: choosing from a front, per-mini-batch dropout masks, and the DSE's front."""
 
+import json
+import pickle
+
 import numpy as np
 import pytest
 
@@ -98,8 +101,12 @@ def test_dse_on_a_tiny_model_returns_a_non_dominated_repeatable_front(tmp_path):
 def test_a_missing_or_foreign_front_is_a_clear_error(tmp_path):
     with pytest.raises(UserError, match=r"strategy.front = '.*none.json': no such file; make it with `edgeweave dse"):
         build_config(tiny_distreal(tmp_path, tmp_path / "none.json"))
-    Front(np.zeros((1, 2)), np.ones(1), np.ones(1), {"model": "vgg11", "batch_size": 16}).save(tmp_path / "v.json")
-    with pytest.raises(UserError, match="made for model 'vgg11'"):
+    cfg = build_config(tiny_distreal(tmp_path, tmp_path / "v.json"), check_strategy=False)
+    real_front(cfg, load_dataset(cfg.data, cfg.seed), tmp_path / "v.json")
+    doc = json.loads((tmp_path / "v.json").read_text())
+    (tmp_path / "v.json").write_text(json.dumps({**doc, "model": "vgg11"}))
+    with pytest.raises(UserError, match=r"^strategy.front = '.*v.json': made for model.name = 'vgg11', but this "
+                                        r"config has 'cnn'; make a front for this config with `edgeweave dse"):
         build_config(tiny_distreal(tmp_path, tmp_path / "v.json"))
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(UserError, match="not a front file"):
@@ -111,14 +118,13 @@ def test_devices_choose_alone_and_the_driver_replays_them_exactly(tmp_path):
     from edgeweave.platform.partition import partition_data
     from edgeweave.platform.server import Server
 
-    front_path = tmp_path / "hand.json"
-    Front(np.array([[0.0, 0.0], [0.5, 0.5], [0.75, 0.75]]), np.array([4e6, 1.2e6, 4e5]), np.array([1.0, 2.0, 3.0]),
-          {"model": "cnn", "batch_size": 16}).save(front_path)
-    raw = tiny_distreal(tmp_path, front_path)
-    raw["devices"] = {"count": 9, "per_round": 9, "flops_per_second": 4e5, "deadline": 25.0,
+    raw = tiny_distreal(tmp_path, tmp_path / "real.json")
+    raw["devices"] = {"count": 9, "per_round": 9, "flops_per_second": 1.5e5, "deadline": 25.0,
                       "stragglers": "partial"}
+    probe = build_config(raw, check_strategy=False)
+    data = load_dataset(probe.data, probe.seed)
+    real_front(probe, data, tmp_path / "real.json")
     cfg = build_config(raw)
-    data = load_dataset(cfg.data, cfg.seed)
     part = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed)
     server, client = Server(cfg, data, part), Client(cfg, data, part)
     jobs, planned = server.plan(0)
@@ -127,8 +133,166 @@ def test_devices_choose_alone_and_the_driver_replays_them_exactly(tmp_path):
     done = {r["device"]: r for r in records}
     for job, samples in zip(jobs, planned):
         assert done[job.device]["samples"] == samples
-        picked = server.strategy.choices(server.view, 0, job.__class__(job.device), server.steps_of(
-            job.__class__(job.device)), 4.0 * server.layout.size)
-        assert done[job.device]["steps"] == len(picked)
+        assert done[job.device]["steps"] == server.strategy.device_round(server, 0, job.device, job.start).steps
     assert metrics["virtual_time"] <= 25.0 + 1e-6
     assert len({r["flops"] / max(r["samples"], 1) for r in records if r["samples"]}) > 1  # devices differ
+
+
+DENSE = ((0.75, 0.75), (0.5, 0.75), (0.75, 0.5), (0.25, 0.75), (0.5, 0.5), (0.25, 0.5), (0.25, 0.25), (0.0, 0.0))
+
+
+def real_front(cfg, data, path, vectors=DENSE):
+    """A front for `cfg` on `data` whose costs are this model's exact FLOPs (scores by hand: dearer is better)."""
+    slicer = Slicer(build_model(cfg.model, data.input_shape, data.num_classes, cfg.seed), data.input_shape)
+    b = cfg.training.batch_size
+    costs = [slicer.flops(dropout_plan(slicer, v, np.random.default_rng(0))) * b for v in vectors]
+    meta = {"model": cfg.model.name, "model_params": cfg.model.params.model_dump(mode="json"),
+            "input_shape": list(data.input_shape), "num_classes": data.num_classes, "batch_size": b}
+    Front(np.array(vectors, np.float64), np.array(costs, np.float64), np.arange(len(vectors), 0, -1.0),
+          meta).save(path)
+    return path
+
+
+def test_the_server_books_exactly_the_flops_and_time_the_devices_trained(tmp_path, monkeypatch):
+    """For every deadline and speed (devices that stop early included), booked FLOPs = trained FLOPs."""
+    from edgeweave.platform import sliced_training
+    from edgeweave.platform.client import Client
+    from edgeweave.platform.partition import partition_data
+    from edgeweave.platform.server import Server
+
+    raw = tiny_distreal(tmp_path, tmp_path / "real.json")
+    probe = build_config(raw, check_strategy=False)
+    data = load_dataset(probe.data, probe.seed)
+    part = partition_data(probe.partition, data.y_train, 9, probe.seed)
+    real_front(probe, data, tmp_path / "real.json")
+    real_order, real_train = sliced_training.batch_order, Client.train_per_batch
+    stopped_early = finished = 0
+    for speed, deadline, stragglers in [(2e5, 2.0, "wait"), (2e5, 4.0, "drop"), (6e5, 1.0, "partial"),
+                                        (6e5, 2.0, "wait"), (2e5, 8.0, "partial"), (6e5, None, "wait")]:
+        raw["devices"] = {"count": 9, "per_round": 9, "flops_per_second": speed, "deadline": deadline,
+                          "stragglers": stragglers if deadline else "wait"}
+        cfg = build_config(raw)
+        server, client = Server(cfg, data, part), Client(cfg, data, part)
+        trained = {}
+
+        def spy(self, round_, job, global_weights, partial, plan_for_step, steps=None, **kwargs):
+            plans, sizes = [], []
+
+            def order(n, s, g):
+                batches = real_order(n, s, g)
+                sizes.extend(len(b) for b in batches)
+                return batches
+
+            def recording(k):
+                plans.append(plan_for_step(k))
+                return plans[-1]
+
+            monkeypatch.setattr(sliced_training, "batch_order", order)
+            real_train(self, round_, job, global_weights, partial, recording, steps=steps, **kwargs)
+            monkeypatch.setattr(sliced_training, "batch_order", real_order)
+            trained[job.device] = sum(self.slicer.flops(p) * n for p, n in zip(plans, sizes))
+
+        monkeypatch.setattr(Client, "train_per_batch", spy)
+        jobs, _ = server.plan(0)
+        _, records = server.update([client.run(0, server.weights, jobs)])
+        bandwidth = {t.name: t.bandwidth for t in cfg.devices.tiers}
+        for r in records:
+            if r["dropped"]:
+                assert r["device"] not in trained
+                continue
+            flops = trained[r["device"]]
+            full = server.steps_of(jobs[0].__class__(r["device"]))
+            stopped_early += r["steps"] < full
+            finished += r["steps"] == full
+            assert r["flops"] == pytest.approx(flops, rel=1e-9), (speed, deadline, r)
+            comm = 2 * 4.0 * server.layout.size / bandwidth[r["tier"]]
+            assert r["finish"] == pytest.approx(comm + flops / r["speed"], rel=1e-9), (speed, deadline, r)
+            if deadline is not None:
+                assert r["finish"] <= deadline * (1 + 1e-9)
+    assert stopped_early and finished
+
+
+def test_a_front_for_8x8_data_is_refused_for_32x32_data(tmp_path):
+    from edgeweave.platform.partition import partition_data
+    from edgeweave.platform.server import Server
+    from edgeweave.platform.strategies.distreal import Distreal
+
+    digits = build_config(tiny_distreal(tmp_path, tmp_path / "f.json"), check_strategy=False)
+    real_front(digits, load_dataset(digits.data, digits.seed), tmp_path / "f.json")  # made for (1, 8, 8)
+    raw = tiny_distreal(tmp_path, tmp_path / "f.json")
+    raw["data"] = {"name": "synthetic", "image_size": 32, "channels": 1, "train_samples": 60, "test_samples": 20}
+    cfg = build_config(raw)  # nothing at config time says the shape: it is checked once the data is loaded
+    data = load_dataset(cfg.data, cfg.seed)
+    line = (r"^strategy.front = '.*f.json': made for input shape \[1, 8, 8\], but data 'synthetic' has "
+            r"\[1, 32, 32\]; make a front for this config with `edgeweave dse CONFIG`$")
+    part = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed)
+    with pytest.raises(UserError, match=line):  # a run never books a cost made for other data
+        Server(cfg, data, part).plan(0)
+    with pytest.raises(UserError, match=line):  # and the check before the run says so
+        Distreal.check_data(cfg.strategy.params, cfg, data)
+
+
+def test_a_front_for_another_model_width_is_refused(tmp_path):
+    narrow = build_config(tiny_distreal(tmp_path, tmp_path / "f.json"), check_strategy=False)  # width 0.125
+    real_front(narrow, load_dataset(narrow.data, narrow.seed), tmp_path / "f.json")
+    wide = tiny_distreal(tmp_path, tmp_path / "f.json")
+    wide["model"] = {"name": "cnn", "width": 0.25}
+    with pytest.raises(UserError, match=r"^strategy.front = '.*f.json': made for model.width = 0.125, but this "
+                                        r"config has 0.25; make a front for this config with `edgeweave dse"):
+        build_config(wide)
+    wide["model"], wide["training"]["batch_size"] = {"name": "cnn", "width": 0.125}, 32
+    with pytest.raises(UserError, match=r"made for training.batch_size = 16, but this config has 32"):
+        build_config(wide)
+
+
+def test_a_front_that_does_not_say_what_it_was_made_for_is_refused(tmp_path):
+    Front(np.zeros((1, 2)), np.ones(1), np.ones(1), {"model": "cnn", "batch_size": 16}).save(tmp_path / "old.json")
+    with pytest.raises(UserError, match=r"^strategy.front = '.*old.json': does not record what it was made for "
+                                        r"\(model_params, input_shape, num_classes missing; .*\); make it again "
+                                        r"with `edgeweave dse CONFIG --force`$"):
+        build_config(tiny_distreal(tmp_path, tmp_path / "old.json"))
+
+
+def test_the_run_uses_the_front_it_read_with_its_config_not_the_disk(tmp_path):
+    """Workers get the config pickled, with the front's bytes: a file changed or gone later changes nothing."""
+    from edgeweave.platform.client import Client
+    from edgeweave.platform.partition import partition_data
+    from edgeweave.platform.server import Server
+
+    raw = tiny_distreal(tmp_path, tmp_path / "f.json")
+    raw["devices"] = {"count": 4, "per_round": 4, "flops_per_second": 1e5, "deadline": 25.0}
+    probe = build_config(raw, check_strategy=False)
+    data = load_dataset(probe.data, probe.seed)
+    real_front(probe, data, tmp_path / "f.json")
+    cfg = build_config(raw)
+    (tmp_path / "f.json").unlink()
+    worker_cfg = pickle.loads(pickle.dumps(cfg))  # as a Ray worker receives it
+    part = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed)
+    server, client = Server(cfg, data, part), Client(worker_cfg, data, part)
+    jobs, _ = server.plan(0)
+    _, records = server.update([client.run(0, server.weights, jobs)])
+    assert sum(r["steps"] for r in records) > 0
+
+
+def test_dse_refuses_to_overwrite_a_front_unless_forced_or_sent_elsewhere(tmp_path, capsys):
+    import yaml
+
+    from edgeweave.cli import main
+
+    raw = tiny_distreal(tmp_path, tmp_path / "fronts" / "f.json")
+    raw["strategy"].update(population=4, generations=1, dse_steps=2, grid_step=0.5, grid_max=0.5)
+    config = tmp_path / "exp.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    (tmp_path / "fronts").mkdir()
+    (tmp_path / "fronts" / "f.json").write_text("the shipped front")
+    assert main(["dse", str(config)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: strategy.front = '{tmp_path / 'fronts' / 'f.json'}': a front "
+                                               "is already there; name another file with --out, or give --force")
+    assert (tmp_path / "fronts" / "f.json").read_text() == "the shipped front"
+    assert main(["dse", str(config), "--out", str(tmp_path / "fronts" / "f.json")]) == 2  # the same file again
+    assert main(["dse", str(config), "--out", str(tmp_path / "fronts" / "g.json")]) == 0
+    assert main(["dse", str(config), "--force"]) == 0
+    assert load_front(tmp_path / "fronts" / "f.json").meta["input_shape"] == [1, 8, 8]
+    assert sorted(p.name for p in (tmp_path / "fronts").iterdir()) == [
+        "f.csv", "f.json", "f.png", "g.csv", "g.json", "g.png"]  # written beside, renamed: nothing left over

@@ -117,3 +117,20 @@ def test_malformed_traces_name_the_place(tmp_path, content, message):
 def test_missing_trace_file(tmp_path):
     with pytest.raises(UserError, match="no such file"):
         model(tmp_path, name="trace", path=str(tmp_path / "none.csv"))
+
+
+def test_a_trace_is_read_once_with_the_config_and_travels_with_it(tmp_path):
+    """Workers get the config pickled, with the trace's bytes: a file changed or gone later changes nothing."""
+    import pickle
+
+    p = tmp_path / "t.csv"
+    write_csv(p, [(0, 0, 1, 1.0), (0, 10, 0, 0.5)])
+    raw = tiny_raw(tmp_path)
+    raw["devices"] = {**raw["devices"], "resources": {"name": "trace", "path": str(p)}}
+    cfg = build_config(raw)
+    write_csv(p, [(0, 0, 1, 0.25)])  # edited under the run
+    assert build_resources(cfg.devices.resources, 0).state(np.array([0]), 0, 11.0)[1].tolist() == [0.5]
+    p.unlink()
+    worker_cfg = pickle.loads(pickle.dumps(cfg))  # as a Ray worker receives it
+    avail, speed = build_resources(worker_cfg.devices.resources, 0).state(np.array([0]), 0, 11.0)
+    assert avail.tolist() == [False] and speed.tolist() == [0.5]

@@ -1,9 +1,11 @@
 """One round's pure halves, Client and Server, without Ray."""
 
 import numpy as np
+import pytest
 
 from edgeweave.platform.client import Client
 from edgeweave.platform.data import load_dataset
+from edgeweave.platform.devices.clock import batch_sizes
 from edgeweave.platform.partition import partition_data
 from edgeweave.platform.server import Server, split_jobs
 from edgeweave.platform.strategies import Job
@@ -93,3 +95,46 @@ def test_partial_work_trains_exactly_what_the_clock_planned(make_config):
         assert trained[job.device]["samples"] == planned
         assert trained[job.device]["flops"] == per_sample * planned
     assert metrics["virtual_time"] <= 30.0 + 1e-9
+
+
+def test_fjord_cut_by_the_deadline_is_charged_the_widths_it_trained(make_config, monkeypatch):
+    cfg = make_config(devices={"count": 6, "per_round": 6, "flops_per_second": 2e6, "deadline": 30.0,
+                               "stragglers": "partial"},
+                      training={"local_epochs": 2},
+                      strategy={"name": "fjord", "rates": {"strong": 1.0, "medium": 1.0, "weak": 1.0}})
+    data, part = setup(cfg)
+    server, client = Server(cfg, data, part), Client(cfg, data, part)
+    trained: dict[int, list[float]] = {}
+    original = Client.train_per_batch
+
+    def spy(self, round_, job, weights, partial, plan_for_step, steps=None, **kw):
+        costs = trained.setdefault(job.device, [])
+        return original(self, round_, job, weights, partial,
+                        lambda k: (costs.append(self.slicer.flops(plan := plan_for_step(k))), plan)[1], steps, **kw)
+
+    monkeypatch.setattr(Client, "train_per_batch", spy)
+    jobs, _ = server.plan(0)
+    assert any(j.steps is not None for j in jobs)  # some devices were cut short
+    _, records = server.update([client.run(0, server.weights, jobs)])
+    for r in records:
+        if r["dropped"]:
+            continue
+        sizes = batch_sizes(len(part.shard(r["device"])), cfg.training.batch_size, r["steps"])
+        assert len(trained[r["device"]]) == r["steps"]
+        assert r["flops"] == pytest.approx(float(np.dot(trained[r["device"]], sizes)), rel=1e-12)
+        assert r["partial"] == (r["steps"] < server.steps_of(Job(r["device"])))
+    assert any(r["partial"] for r in records)
+
+
+def test_a_round_nobody_can_join_keeps_the_weights_and_moves_the_clock(make_config):
+    cfg = make_config(devices={"count": 6, "per_round": 4, "idle_wait": 30.0,
+                               "resources": {"name": "uniform", "availability": 0.01}})
+    data, part = setup(cfg)
+    server, client = Server(cfg, data, part), Client(cfg, data, part)
+    before = server.weights.copy()
+    jobs, samples = server.plan(0)
+    assert jobs == [] and samples == []
+    metrics, records = server.update([])
+    np.testing.assert_array_equal(server.weights, before)
+    assert records == [] and metrics["devices"] == 0 and metrics["samples"] == 0 and metrics["train_loss"] is None
+    assert metrics["virtual_time"] == 30.0 and server.clock == 30.0

@@ -5,6 +5,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from edgeweave.platform import rundir
 from edgeweave.platform.config import load_config
 from edgeweave.platform.errors import UserError
 from edgeweave.platform.flat import FlatLayout
@@ -44,3 +45,22 @@ def test_saved_weights_load_strictly_into_a_fresh_model(make_config, tmp_path):
     fresh.load_state_dict(load_file(tmp_path / "m.safetensors"))  # strict
     np.testing.assert_array_equal(FlatLayout(fresh).flatten(fresh), flat)
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in fresh.modules())
+
+
+def test_weights_are_replaced_whole_or_not_at_all(make_config, tmp_path, monkeypatch):
+    model = build_model(make_config().model, (1, 8, 8), 10, seed=0)
+    size = FlatLayout(model).size
+    path = tmp_path / "model.safetensors"
+    save_weights(path, model, np.zeros(size, np.float32))
+    before = path.read_bytes()
+
+    def torn(tensors, filename, *args, **kwargs):  # the disk fills up halfway through the file
+        with open(filename, "wb") as f:
+            f.write(before[: len(before) // 2])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(rundir, "save_file", torn)
+    with pytest.raises(OSError, match="No space"):
+        save_weights(path, model, np.ones(size, np.float32))
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["model.safetensors"]  # no temporary left behind

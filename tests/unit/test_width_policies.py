@@ -7,10 +7,12 @@ import torch
 from edgeweave.platform.client import Client
 from edgeweave.platform.data import load_dataset
 from edgeweave.platform.errors import UserError
+from edgeweave.platform.flat import FlatLayout
 from edgeweave.platform.partition import partition_data
 from edgeweave.platform.server import Server
 from edgeweave.platform.sliced_training import SubModels, train_per_batch
 from edgeweave.platform.strategies import Job
+from edgeweave.platform.submodel import nested, uniform_plan
 from edgeweave.platform.training import SGDSettings, train_local
 
 RATES = {"strong": 1.0, "medium": 0.5, "weak": 0.25}
@@ -67,9 +69,12 @@ def test_fjord_draws_ordered_widths_up_to_p_max(make_config):
     assert np.array_equal(rates, server.strategy.step_rates(0, Job(1, rate=0.5), 200))
     full = server.strategy.step_rates(0, Job(1, rate=1.0), 400)
     assert set(full.tolist()) == {0.25, 0.5, 0.75, 1.0}
-    # FLOPs of a job are the mean over its mini-batches' sub-models.
-    assert server.strategy.flops_per_sample(server, 0, Job(1, rate=0.25)) == server.plan_flops(
-        server.strategy.job_plan(server, 0, Job(1, rate=0.25)))
+    # Each mini-batch costs its own width's FLOPs: p_max 0.5 mixes 0.25 and 0.5, so the job's
+    # mean lies strictly between the two (charging p_max for every step would not).
+    width_flops = {r: server.plan_flops(uniform_plan(server.slicer, lambda i, w: nested(w, r))) for r in (0.25, 0.5)}
+    flops = server.strategy.step_flops(server, 0, Job(1, rate=0.5), 200)
+    np.testing.assert_array_equal(flops, [width_flops[r] for r in rates])
+    assert width_flops[0.25] < flops.mean() < width_flops[0.5]
 
 
 def test_rates_must_cover_every_tier(make_config):
@@ -92,9 +97,10 @@ def test_cost_follows_the_plan(make_config):
     jobs, _ = server.plan(0)
     work = server.workload(0, jobs)
     full = server.plan_flops(None)
-    for j, f, b in zip(jobs, work.flops_per_sample, work.model_bytes):
+    for j, steps, b in zip(jobs, work.step_flops, work.model_bytes):
         plan = server.strategy.job_plan(server, 0, j)
-        assert f == server.plan_flops(plan) and (j.rate < 1) == (f < full)
+        f = steps.sum() / len(server.partition.shard(j.device))  # one epoch
+        assert f == pytest.approx(server.plan_flops(plan), rel=1e-12) and (j.rate < 1) == (f < full)
         assert b == 4 * len(server.slicer.positions(plan))
 
 
@@ -119,17 +125,51 @@ def test_label_split_trains_only_held_classes(make_config):
     assert partial.records[0]["samples"] > 0
 
 
-def test_per_batch_engine_with_the_full_plan_equals_plain_sgd(make_config):
-    cfg, server, client = setup(make_config, "fjord")
+@pytest.mark.parametrize("arch", [{"name": "cnn"}, {"name": "vgg11", "width": 0.0625, "batch_norm": True}],
+                         ids=["cnn", "vgg11-bn"])  # BatchNorm: running statistics are buffers, not parameters
+def test_per_batch_engine_with_the_full_plan_equals_plain_sgd(make_config, arch):
+    cfg = make_config(strategy={"name": "fjord", "rates": RATES}, devices={"count": 9, "per_round": 9}, model=arch)
+    data = load_dataset(cfg.data, cfg.seed)
+    part = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed)
+    server, client = Server(cfg, data, part), Client(cfg, data, part)
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in client.model.modules()) == (arch["name"] == "vgg11")
     x, y = client.data_of(Job(0))
     s = SGDSettings(lr=0.05, momentum=0.9, weight_decay=1e-3, batch_size=16, epochs=1)
     model = client.model
     client.load(server.weights)
     train_local(model, x, y, s, torch.Generator().manual_seed(3))
     expected = client.weights()
+    layout = client.layout
+    for name, a, b in zip(layout.names, layout.offsets[:-1], layout.offsets[1:]):
+        assert (expected[a:b] != server.weights[a:b]).any(), f"{name} did not move: the comparison would be vacuous"
     weights = torch.from_numpy(server.weights.copy())
     full = client.slicer.full_plan()
     _, touched = train_per_batch(SubModels(client.slicer), weights, x, y, s, torch.Generator().manual_seed(3),
                                  lambda k: full)
     assert touched.all()
     np.testing.assert_allclose(weights.numpy(), expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("arch", [{"name": "cnn"}, {"name": "vgg11", "width": 0.0625, "batch_norm": True}],
+                         ids=["cnn", "vgg11-bn"])
+def test_per_batch_engine_with_a_half_plan_equals_plain_sgd_on_the_sub_model(make_config, arch):
+    cfg = make_config(strategy={"name": "fjord", "rates": RATES}, devices={"count": 9, "per_round": 9}, model=arch)
+    data = load_dataset(cfg.data, cfg.seed)
+    part = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed)
+    server, client = Server(cfg, data, part), Client(cfg, data, part)
+    x, y = client.data_of(Job(0))
+    s = SGDSettings(lr=0.05, momentum=0.9, weight_decay=1e-3, batch_size=16, epochs=1)
+    plan = uniform_plan(client.slicer, lambda i, w: nested(w, 0.5))
+    pos = client.slicer.positions(plan)
+    sub = client.slicer.build(plan)
+    sub_layout = FlatLayout(sub)
+    sub_layout.load(sub, server.weights[pos])
+    train_local(sub, x, y, s, torch.Generator().manual_seed(3))
+    weights = torch.from_numpy(server.weights.copy())
+    _, touched = train_per_batch(SubModels(client.slicer), weights, x, y, s, torch.Generator().manual_seed(3),
+                                 lambda k: plan)
+    assert np.array_equal(np.flatnonzero(touched), np.sort(pos))
+    np.testing.assert_allclose(weights.numpy()[pos], sub_layout.flatten(sub), rtol=1e-4, atol=1e-5)
+    outside = np.ones(len(weights), bool)
+    outside[pos] = False
+    np.testing.assert_array_equal(weights.numpy()[outside], server.weights[outside])

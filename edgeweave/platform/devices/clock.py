@@ -1,14 +1,16 @@
 """The virtual clock of one round: who finishes when, who is dropped, who does partial work.
 
 A device's round time is download + compute + upload: the model's bytes over its bandwidth
-each way, and its training FLOPs over its current speed. Pure arithmetic on arrays, so each
+each way, and the FLOPs of each of its mini-batches over its current speed. Mini-batches may
+differ in cost (FjORD's width, DISTREAL's vector, an epoch's short last batch), so a deadline
+cuts the work after the last mini-batch that really fits. Pure arithmetic on arrays, so each
 straggler policy can be checked against hand-computed cases.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -20,6 +22,14 @@ def samples_in_steps(n: int, batch: int, steps: int) -> int:
     return epochs * n + rest * batch
 
 
+def batch_sizes(n: int, batch: int, steps: int) -> np.ndarray:
+    """Samples in each of the first `steps` mini-batches of shuffled epochs over n samples."""
+    per_epoch = -(-n // batch)
+    sizes = np.full(per_epoch, batch, np.int64)
+    sizes[-1] = n - batch * (per_epoch - 1)
+    return np.resize(sizes, steps) if steps else np.zeros(0, np.int64)
+
+
 @dataclass(frozen=True)
 class Workload:
     """What each sampled device would do in full, and what it costs (arrays over those devices)."""
@@ -28,10 +38,14 @@ class Workload:
     speed: np.ndarray  # FLOP/s now
     bandwidth: np.ndarray  # bytes/s each way
     model_bytes: np.ndarray  # bytes sent each way
-    flops_per_sample: np.ndarray
+    step_flops: Sequence[np.ndarray]  # per device: the FLOPs of each mini-batch of its full work
     shard: np.ndarray  # samples held
-    steps: np.ndarray  # mini-batches of the full local work
     batch: int
+
+    @property
+    def steps(self) -> np.ndarray:
+        """Mini-batches of each device's full local work."""
+        return np.array([len(f) for f in self.step_flops], np.int64)
 
 
 @dataclass(frozen=True)
@@ -56,11 +70,13 @@ def time_round(w: Workload, policy: str, deadline: Optional[float], keep: Option
     """
     n = len(w.devices)
     comm = w.model_bytes / w.bandwidth  # one way
-    samples_full = np.array([samples_in_steps(int(s), w.batch, int(k)) for s, k in zip(w.shard, w.steps)])
-    compute_full = w.flops_per_sample * samples_full / w.speed
-    steps = w.steps.astype(np.int64).copy()
-    samples = samples_full.astype(np.int64)
-    finish = 2 * comm + compute_full
+    cum = [np.cumsum(np.asarray(f, np.float64)) for f in w.step_flops]  # FLOPs after each mini-batch
+    flops_full = np.array([c[-1] if len(c) else 0.0 for c in cum])
+    steps = w.steps.copy()
+    samples_full = np.array([samples_in_steps(int(s), w.batch, int(k)) for s, k in zip(w.shard, steps)], np.int64)
+    samples = samples_full.copy()
+    flops_done = flops_full.copy()
+    finish = 2 * comm + flops_full / w.speed
     dropped = np.zeros(n, bool)
     budget = np.full(n, np.inf)
     if deadline is not None and policy != "wait":
@@ -68,15 +84,14 @@ def time_round(w: Workload, policy: str, deadline: Optional[float], keep: Option
         if policy == "drop":
             dropped = finish > deadline
         elif policy == "partial":
-            per_step = w.flops_per_sample * w.batch
-            fit = np.floor(budget / per_step).astype(np.int64)
-            steps = np.minimum(steps, fit)
-            samples = np.array([samples_in_steps(int(s), w.batch, int(k)) for s, k in zip(w.shard, steps)])
-            finish = 2 * comm + w.flops_per_sample * samples / w.speed
-            dropped = steps == 0
+            steps = np.array([np.searchsorted(c, b * (1 + 1e-9), side="right") for c, b in zip(cum, budget)],
+                             np.int64)
+            samples = np.array([samples_in_steps(int(s), w.batch, int(k)) for s, k in zip(w.shard, steps)], np.int64)
+            flops_done = np.array([c[k - 1] if k else 0.0 for c, k in zip(cum, steps)])
+            finish = 2 * comm + flops_done / w.speed
         else:
             raise ValueError(f"unknown straggler policy {policy!r}")
-    dropped |= steps == 0  # nothing to train (a device that chose to do no work)
+    dropped |= steps == 0  # nothing to train (no step fits, or a device that chose to do no work)
     cutoff = deadline if (deadline is not None and policy != "wait" and dropped.any()) else None
     if keep is not None and (~dropped).sum() > keep:
         order = np.flatnonzero(~dropped)[np.argsort(finish[~dropped], kind="stable")]
@@ -90,9 +105,9 @@ def time_round(w: Workload, policy: str, deadline: Optional[float], keep: Option
     if cutoff is not None:
         # Cut-off devices computed from the end of their download until the round ended.
         spent = np.clip(end - comm, 0.0, None) * w.speed
-        flops = np.where(dropped, np.minimum(spent, w.flops_per_sample * samples_full), w.flops_per_sample * samples)
+        flops = np.where(dropped, np.minimum(spent, flops_full), flops_done)
     else:
-        flops = w.flops_per_sample * samples
+        flops = flops_done
     steps = np.where(dropped, 0, steps)
     samples = np.where(dropped, 0, samples)
     return Timing(steps, samples, flops, np.where(dropped, end, finish), dropped, budget, end)

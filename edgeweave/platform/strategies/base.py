@@ -14,8 +14,9 @@ from edgeweave.platform.registry import Params, Registry
 if TYPE_CHECKING:
     from edgeweave.platform.client import Client
     from edgeweave.platform.config import ExperimentConfig
+    from edgeweave.platform.data import ArrayData
     from edgeweave.platform.server import Server
-    from edgeweave.platform.submodel import Plan
+    from edgeweave.platform.submodel import Plan, Slicer
 
 STRATEGIES: Registry = Registry("strategy")
 
@@ -42,6 +43,10 @@ class Strategy(ABC):
     def check(cls, params: Params, cfg: "ExperimentConfig") -> None:
         """Raise a UserError when the parameters do not fit the rest of the config."""
 
+    @classmethod
+    def check_data(cls, params: Params, cfg: "ExperimentConfig", data: "ArrayData") -> None:
+        """Raise a UserError when the parameters do not fit the loaded data (its shape, its classes)."""
+
     def plan(self, round_: int, devices: np.ndarray, server: "Server") -> list[Job]:
         """Server half: the jobs of this round for the sampled, available devices."""
         return [Job(int(d)) for d in devices]
@@ -67,6 +72,16 @@ class Strategy(ABC):
     def flops_per_sample(self, server: "Server", round_: int, job: Job) -> float:
         """Training FLOPs per sample of the job, from the real (sub-)model."""
         return float(server.plan_flops(self.job_plan(server, round_, job)))
+
+    def cheapest_job(self, slicer: "Slicer", batch: int) -> tuple[int, float]:
+        """(weights moved each way, FLOPs of one mini-batch) of the least work a device of this
+        method can take on: the deadline check asks whether the fastest device can do this much."""
+        return slicer.layout.size, float(slicer.flops(None) * batch)
+
+    def step_flops(self, server: "Server", round_: int, job: Job, steps: int) -> np.ndarray:
+        """Training FLOPs per sample of each of the job's `steps` mini-batches (methods whose
+        sub-model changes per mini-batch override this; the clock cuts work step by step)."""
+        return np.full(steps, self.flops_per_sample(server, round_, job), np.float64)
 
     @abstractmethod
     def client_update(

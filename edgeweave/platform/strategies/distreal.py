@@ -5,29 +5,37 @@ vector d comes from a Pareto front of (FLOPs per mini-batch, convergence score) 
 `edgeweave dse`; the device takes the best-scoring vector whose cost fits its speed now and the
 time left before the deadline, spread over the mini-batches still to do, and stops early when
 nothing fits. The choice needs nothing from the driver: the device's speed, bandwidth and the
-deadline are known to it, so the driver replays the same choice only to keep the clock.
+deadline are known to it, so the driver runs the same computation (`device_round`) only to keep
+the clock and count the FLOPs.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 from pydantic import Field
 
 from edgeweave.platform.aggregate import Partial
-from edgeweave.platform.front import Front, check_front, load_front, schedule
-from edgeweave.platform.registry import Params
+from edgeweave.platform.devices.clock import samples_in_steps
+from edgeweave.platform.errors import UserError
+from edgeweave.platform.front import Front, check_front, parse_front, schedule
+from edgeweave.platform.inputs import FileParams
 from edgeweave.platform.seeding import rng
 from edgeweave.platform.strategies.base import STRATEGIES, Job, Strategy
-from edgeweave.platform.submodel import dropout_plan
+from edgeweave.platform.submodel import Slicer, dropout_plan
 
 if TYPE_CHECKING:
     from edgeweave.platform.client import Client
+    from edgeweave.platform.data import ArrayData
     from edgeweave.platform.server import Server
 
+FIELD = "strategy.front"
 
-class DistrealParams(Params):
+
+class DistrealParams(FileParams):
+    input_fields: ClassVar[tuple[str, ...]] = ("front",)  # read once with the config, sent with it
     front: str = "configs/fronts/front.json"  # written by `edgeweave dse`, read by runs
     grid_step: float = Field(0.125, gt=0, lt=1)
     grid_max: float = Field(0.75, ge=0, lt=1)
@@ -36,6 +44,29 @@ class DistrealParams(Params):
     dse_steps: int = Field(40, ge=1)  # mini-batches of the convergence test
     dse_seeds: int = Field(2, ge=1)
     held_out: float = Field(0.2, gt=0, lt=1)
+
+
+def run_front(params: DistrealParams) -> Front:
+    """The front as the config read it (the same bytes in every process of the run)."""
+    return parse_front(params.content("front"), params.front, FIELD)
+
+
+@dataclass(frozen=True)
+class DeviceRound:
+    """One device's round as it decides it alone: the front point of each mini-batch it trains."""
+
+    picked: np.ndarray  # front index per mini-batch, in order; fewer than the full work when it stops early
+    per_sample: np.ndarray  # training FLOPs per sample of each of those mini-batches
+    sizes: np.ndarray  # samples in each (an epoch's last mini-batch may be short)
+
+    @property
+    def steps(self) -> int:
+        return len(self.picked)
+
+    @property
+    def flops_per_sample(self) -> float:
+        """Mean over the samples trained, so that it times the samples gives the FLOPs exactly."""
+        return float((self.per_sample * self.sizes).sum() / self.sizes.sum()) if self.steps else 0.0
 
 
 @STRATEGIES.register("distreal", DistrealParams)
@@ -48,46 +79,78 @@ class Distreal(Strategy):
         super().__init__(params, cfg)
         self._front: Front | None = None
 
-    @property
-    def front(self) -> Front:
-        if self._front is None:
-            self._front = load_front(self.params.front)
-        return self._front
-
     @classmethod
     def check(cls, params: DistrealParams, cfg) -> None:
-        check_front(params.front, cfg, "strategy.front")
+        check_front(run_front(params), cfg, FIELD)
 
-    def choices(self, view, round_: int, job: Job, steps: int, model_bytes: float) -> np.ndarray:
-        """The front point of each mini-batch, as the device itself picks them."""
-        d = np.array([job.device])
-        _, speed = view.state(d, round_, job.start)
+    @classmethod
+    def check_data(cls, params: DistrealParams, cfg, data: "ArrayData") -> None:
+        """The front must also fit the loaded data's input shape and classes. Call before the run starts."""
+        check_front(run_front(params), cfg, FIELD, data)
+
+    def front_for(self, holder) -> Front:
+        """The run's front, checked once per process against the holder's data and, at its cheapest and
+        dearest points, against its real model's FLOPs (what the metadata cannot see, e.g. a changed model)."""
+        if self._front is None:
+            front = check_front(run_front(self.params), self.cfg, FIELD, holder.data)
+            batch = self.cfg.training.batch_size
+            for v, recorded in zip(front.vectors[[0, -1]], front.flops_per_batch[[0, -1]]):
+                measured = holder.slicer.flops(dropout_plan(holder.slicer, v, np.random.default_rng(0))) * batch
+                if not np.isclose(measured, recorded, rtol=1e-9):
+                    raise UserError(f"{FIELD} = {front.source!r}: vector {v.tolist()} costs {recorded:.6g} FLOPs per "
+                                    f"mini-batch there, but {measured:.6g} on this model; make a front for this "
+                                    "config with `edgeweave dse CONFIG`")
+            self._front = front
+        return self._front
+
+    def device_round(self, holder, round_: int, device: int, start: float) -> DeviceRound:
+        """What the device trains this round, decided from its full job: the one computation both halves run.
+
+        The server half books the clock and the FLOPs from it and the device half trains it; both
+        start from the device's full work (never from a step count already cut), so they cannot
+        disagree. `holder` is the Server or the Client.
+        """
+        front = self.front_for(holder)
+        d = np.array([device])
+        _, speed = holder.view.state(d, round_, start)
         deadline = self.cfg.devices.deadline
-        seconds = None if deadline is None else deadline - 2 * model_bytes / float(view.bandwidth(d)[0])
-        return schedule(self.front, steps, float(speed[0]), seconds)
+        model_bytes = 4.0 * holder.layout.size
+        seconds = None if deadline is None else deadline - 2 * model_bytes / float(holder.view.bandwidth(d)[0])
+        picked = schedule(front, holder.steps_of(Job(device, start=start)), float(speed[0]), seconds)
+        batch = self.cfg.training.batch_size
+        n = len(holder.partition.shard(device))
+        sizes = np.diff([samples_in_steps(n, batch, k) for k in range(len(picked) + 1)]).astype(np.int64)
+        return DeviceRound(picked, front.flops_per_batch[picked] / batch, sizes)
 
-    # Server half: replay each device's choices to keep the clock and count its FLOPs.
+    def cheapest_job(self, slicer: Slicer, batch: int) -> tuple[int, float]:
+        """The whole model moves; the cheapest front vector is the least a mini-batch can cost."""
+        front = run_front(self.params)
+        return slicer.layout.size, float(front.flops_per_batch.min() / self.cfg.training.batch_size * batch)
+
+    # Server half: book each device's own choices to keep the clock and count its FLOPs.
     def plan(self, round_: int, devices: np.ndarray, server: "Server") -> list[Job]:
         jobs = []
         for dev in devices.tolist():
             job = Job(dev, start=server.clock)
-            full = server.steps_of(job)
-            picked = self.choices(server.view, round_, job, full, 4.0 * server.layout.size)
-            jobs.append(job if len(picked) == full else Job(dev, start=server.clock, steps=len(picked)))
+            chosen = self.device_round(server, round_, dev, server.clock)
+            jobs.append(job if chosen.steps == server.steps_of(job) else replace(job, steps=chosen.steps))
         return jobs
 
     def flops_per_sample(self, server: "Server", round_: int, job: Job) -> float:
-        picked = self.choices(server.view, round_, job, server.steps_of(job), 4.0 * server.layout.size)
-        return float(self.front.flops_per_batch[picked].mean() / self.cfg.training.batch_size) if len(picked) else 0.0
+        return self.device_round(server, round_, job.device, job.start).flops_per_sample
+
+    def step_flops(self, server: "Server", round_: int, job: Job, steps: int) -> np.ndarray:
+        chosen = self.device_round(server, round_, job.device, job.start)
+        return chosen.per_sample[:steps]
 
     # Client half: choose, drop filters per mini-batch, train, report what was touched.
     def client_update(self, client: "Client", round_: int, job: Job, global_weights: np.ndarray,
                       partial: Partial) -> None:
-        full_job = Job(job.device, start=job.start)
-        picked = self.choices(client.view, round_, full_job, client.steps_of(full_job), 4.0 * client.layout.size)
-        vectors = self.front.vectors[picked]
+        chosen = self.device_round(client, round_, job.device, job.start)
+        vectors = self.front_for(client).vectors[chosen.picked]
+        steps = chosen.steps if job.steps is None else min(job.steps, chosen.steps)  # the driver may cut it
 
         def plan_for_step(k: int):
             return dropout_plan(client.slicer, vectors[k], rng(self.cfg.seed, round_, job.device, 300 + k))
 
-        client.train_per_batch(round_, job, global_weights, partial, plan_for_step, steps=len(picked))
+        client.train_per_batch(round_, job, global_weights, partial, plan_for_step, steps=steps)

@@ -33,11 +33,12 @@ class FjORD(WidthStrategy):
         options = np.array([r for r in self.params.allowed if r <= job.rate] or [min(self.params.allowed)])
         return options[rng(self.cfg.seed, round_, job.device, 200).integers(0, len(options), size=steps)]
 
-    def flops_per_sample(self, server: "Server", round_: int, job: Job) -> float:
-        rates = self.step_rates(round_, job, server.steps_of(job))
+    def step_flops(self, server: "Server", round_: int, job: Job, steps: int) -> np.ndarray:
+        """Each mini-batch costs its own width's FLOPs, so a deadline cuts after the steps that fit."""
+        rates = self.step_rates(round_, job, steps)
         flops = {r: server.plan_flops(self.sub_plan(server.slicer, server, round_, Job(job.device, rate=float(r))))
                  for r in np.unique(rates)}
-        return float(np.mean([flops[r] for r in rates])) if len(rates) else 0.0
+        return np.array([flops[r] for r in rates], np.float64)
 
     def client_update(self, client: "Client", round_: int, job: Job, global_weights: np.ndarray,
                       partial: Partial) -> None:

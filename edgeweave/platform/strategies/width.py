@@ -16,7 +16,7 @@ from edgeweave.platform.aggregate import Partial
 from edgeweave.platform.errors import UserError
 from edgeweave.platform.registry import Params
 from edgeweave.platform.strategies.base import Job, Strategy
-from edgeweave.platform.submodel import Plan, Slicer, uniform_plan
+from edgeweave.platform.submodel import Plan, Slicer, nested, uniform_plan
 
 if TYPE_CHECKING:
     from edgeweave.platform.client import Client
@@ -68,6 +68,12 @@ class WidthStrategy(Strategy):
     def sub_plan(self, slicer: Slicer, holder, round_: int, job: Job) -> Plan:
         return uniform_plan(slicer, lambda i, w: self.channels(i, w, job.rate, round_, job.device),
                             self.classes_of(holder, job.device))
+
+    def cheapest_job(self, slicer: Slicer, batch: int) -> tuple[int, float]:
+        """The narrowest sub-model a device can be given: the smallest tier or allowed rate."""
+        rates = list(self.params.rates.values()) + (self.params.allowed if self.params.rate_by == "budget" else [])
+        plan = uniform_plan(slicer, lambda i, w: nested(w, min(rates)))
+        return slicer.count(plan), float(slicer.flops(plan) * batch)
 
     # Server half.
     def plan(self, round_: int, devices: np.ndarray, server: "Server") -> list[Job]:

@@ -4,25 +4,27 @@ CSV: a header `device,time,available,speed`, then one row per change, in any ord
 `{"series": [{"device": 0, "time": [...], "available": [...], "speed": [...]}, ...]}`.
 A series holds its values from each time until the next (before its first time: its first
 values). Device d of the simulation follows the series of the d mod n-th device in the file;
-with `cycle` set, time wraps around every `cycle` seconds.
+with `cycle` set, time wraps around every `cycle` seconds. The file is read once, with the config
+(`FileParams`): every process replays the same bytes, and a checkpoint's fingerprint covers them.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
-from pathlib import Path
-from typing import Optional
+from typing import ClassVar, Optional
 
 import numpy as np
 from pydantic import Field
 
 from edgeweave.platform.devices.resources.base import RESOURCES, ResourceModel
 from edgeweave.platform.errors import UserError
-from edgeweave.platform.registry import Params
+from edgeweave.platform.inputs import FileParams
 
 
-class TraceParams(Params):
+class TraceParams(FileParams):
+    input_fields: ClassVar[tuple[str, ...]] = ("path",)  # read once with the config, sent with it
     path: str
     cycle: Optional[float] = Field(None, gt=0)
 
@@ -31,9 +33,16 @@ def _bad(path: str, where: str, what: str) -> UserError:
     return UserError(f"devices.resources.path = {path!r}: {where}: {what}")
 
 
-def _rows_from_csv(path: str) -> list[tuple[int, float, bool, float]]:
+def _text(path: str, content: bytes) -> str:
+    try:
+        return content.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise _bad(path, "not a trace", f"not UTF-8 text ({e.reason} at byte {e.start})") from None
+
+
+def _rows_from_csv(path: str, content: bytes) -> list[tuple[int, float, bool, float]]:
     rows = []
-    with open(path, newline="") as f:
+    with io.StringIO(_text(path, content), newline="") as f:
         reader = csv.DictReader(f)
         need = {"device", "time", "available", "speed"}
         if not reader.fieldnames or not need <= set(reader.fieldnames):
@@ -49,9 +58,9 @@ def _rows_from_csv(path: str) -> list[tuple[int, float, bool, float]]:
     return rows
 
 
-def _rows_from_json(path: str) -> list[tuple[int, float, bool, float]]:
+def _rows_from_json(path: str, content: bytes) -> list[tuple[int, float, bool, float]]:
     try:
-        doc = json.loads(Path(path).read_text())
+        doc = json.loads(_text(path, content))
         rows = []
         for i, s in enumerate(doc["series"]):
             if not len(s["time"]) == len(s["available"]) == len(s["speed"]):
@@ -69,10 +78,10 @@ class Trace(ResourceModel):
 
     def __init__(self, params: TraceParams, seed: int) -> None:
         super().__init__(params, seed)
-        path = params.path
-        if not Path(path).is_file():
+        path, content = params.path, params.content("path")
+        if content is None:
             raise UserError(f"devices.resources.path = {path!r}: no such file")
-        rows = _rows_from_json(path) if path.endswith(".json") else _rows_from_csv(path)
+        rows = _rows_from_json(path, content) if path.endswith(".json") else _rows_from_csv(path, content)
         if not rows:
             raise _bad(path, "empty", "the trace has no rows")
         if any(r[3] <= 0 for r in rows):
