@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from edgeweave.platform.aggregate import Partial
+from edgeweave.platform.arrays import tensor_view
 from edgeweave.platform.config import ExperimentConfig
 from edgeweave.platform.data import ArrayData
 from edgeweave.platform.devices.view import DeviceView
@@ -68,6 +69,7 @@ class Client:
         return local_steps(self.shard_size(job), self.settings_of(job))
 
     def generator(self, round_: int, job: Job) -> torch.Generator:
+        """A CPU generator even when the model is on a GPU: the same draws, so the same run, on both."""
         return torch_generator(self.cfg.seed, round_, job.device)
 
     def train(self, round_: int, job: Job, model: Optional[nn.Module] = None,
@@ -80,9 +82,9 @@ class Client:
         """
         x, y = self.data_of(job)
         if classes is not None:
-            y = remap_labels(y.cpu(), classes).to(self.device)
+            y = remap_labels(y, classes)
         elif labels is not None:
-            y = labels(y.cpu()).to(self.device)
+            y = labels(y).to(self.device)
         return train_local(model if model is not None else self.model, x, y, self.settings_of(job),
                            self.generator(round_, job), augment=self.data.augment, **kwargs)
 
@@ -93,12 +95,14 @@ class Client:
         Keyword arguments go to `sliced_training.train_per_batch` (loss_fn, targets, allowed).
         """
         x, y = self.data_of(job)
-        weights = torch.from_numpy(np.array(global_weights, dtype=np.float32))
+        # The weights and momentum stay on the model's device for the whole job: the weights cross
+        # once each way per job, never per mini-batch.
+        weights = tensor_view(global_weights).to(device=self.device, dtype=torch.float32, copy=True)
         settings = self.settings_of(job) if steps is None else replace(self.settings, steps=steps)
         result, touched = train_per_batch(self.submodels, weights, x, y, settings, self.generator(round_, job),
                                           plan_for_step, self.data.augment, **kwargs)
         pos = np.flatnonzero(touched)
-        partial.add(weights.numpy()[pos], weight=float(self.shard_size(job)), mask=pos)
+        partial.add(weights.cpu().numpy()[pos], weight=float(self.shard_size(job)), mask=pos)
         partial.record(job.device, result.samples, result.steps, result.loss)
 
     def run(self, round_: int, global_weights: np.ndarray, jobs: list[Job], state: Any = None) -> Partial:

@@ -7,7 +7,7 @@ import os
 import secrets
 import sys
 from pathlib import Path
-from typing import Any, Optional, Protocol, Sequence
+from typing import IO, Any, Optional, Protocol, Sequence
 
 from edgeweave.platform.config import ExperimentConfig, WandbConfig
 
@@ -62,17 +62,27 @@ class ConsoleSink(_NoImages):
 
 
 class JsonlSink(_NoImages):
-    """metrics.jsonl: one JSON object per round, flushed as it is written."""
+    """metrics.jsonl: one JSON object per round, flushed as it is written.
+
+    The file is created at once but opened for writing at the first line: a resumed run first
+    drops the lines of the rounds it redoes (a rewrite and a rename), and a file opened earlier
+    would be the old one.
+    """
 
     def __init__(self, path: Path) -> None:
-        self.file = open(path, "a", encoding="utf-8")
+        self.path = path
+        path.touch()
+        self.file: Optional[IO[str]] = None
 
     def log(self, metrics: dict[str, Any]) -> None:
+        if self.file is None:
+            self.file = open(self.path, "a", encoding="utf-8")
         self.file.write(json.dumps(metrics) + "\n")
         self.file.flush()
 
     def close(self, summary: dict[str, Any]) -> None:
-        self.file.close()
+        if self.file is not None:
+            self.file.close()
 
 
 def wandb_mode(w: WandbConfig) -> str:

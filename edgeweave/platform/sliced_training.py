@@ -1,8 +1,10 @@
 """Training with a fresh sub-model plan at every mini-batch (ordered dropout, DISTREAL).
 
-The device keeps its full-size weights and momentum as flat tensors. Each mini-batch gathers
-the plan's elements into a real smaller model, takes one SGD step, and scatters the result
-back; the elements any step touched are what the device reports.
+The device keeps its full-size weights and momentum as flat tensors on the model's device
+(a GPU when the worker has one). Each mini-batch gathers the plan's elements into a real
+smaller model, takes one SGD step, and scatters the result back, all on that device: only the
+plan's small channel lists and the batch's sample indices cross from the host per step. The
+elements any step touched are what the device reports.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from edgeweave.platform.arrays import tensor_view
 from edgeweave.platform.data.augment import crop_flip
 from edgeweave.platform.flat import FlatLayout
 from edgeweave.platform.submodel import Plan, Slicer
@@ -24,29 +27,42 @@ class SubModels:
 
     def __init__(self, slicer: Slicer, device: torch.device = torch.device("cpu")) -> None:
         self.slicer = slicer
-        self.device = device
+        self.device = torch.device(device)
         self._models: dict[tuple, tuple[torch.nn.Module, FlatLayout, torch.Tensor]] = {}
 
     def get(self, plan: Plan) -> tuple[torch.nn.Module, FlatLayout, torch.Tensor]:
-        """(model, layout, parameter mask over the layout's elements) for the plan's shape."""
+        """(model, layout, parameter mask over the layout's elements) for the plan's shape, on `device`."""
         key = plan.signature()
         if key not in self._models:
             model = self.slicer.build(plan).to(self.device)
             layout = FlatLayout(model)
             params = {n for n, _ in model.named_parameters()}
-            mask = torch.cat([torch.full((int(np.prod(s)),), n in params)
+            mask = torch.cat([torch.full((int(np.prod(s)),), n in params, device=self.device)
                               for n, s in zip(layout.names, layout.shapes)])
             self._models[key] = (model, layout, mask)
         return self._models[key]
 
 
 def remap_labels(y: torch.Tensor, classes: Optional[np.ndarray]) -> torch.Tensor:
-    """Targets as positions in the plan's class list (label split); unchanged without one."""
+    """Targets as positions in the plan's class list (label split), on y's device; unchanged without one."""
     if classes is None:
         return y
-    lookup = torch.full((int(max(classes.max(), y.max())) + 1,), -1, dtype=torch.long)
-    lookup[torch.from_numpy(classes)] = torch.arange(len(classes))
+    lookup = torch.full((int(max(classes.max(), y.max())) + 1,), -1, dtype=torch.long, device=y.device)
+    lookup[torch.from_numpy(np.asarray(classes, np.int64)).to(y.device)] = torch.arange(len(classes), device=y.device)
     return lookup[y]
+
+
+def _load(layout: FlatLayout, model: torch.nn.Module, flat: torch.Tensor) -> None:
+    """Copy a flat tensor (on the model's device) into the model's own tensors, in place."""
+    state = model.state_dict(keep_vars=True)
+    for n, a, b in zip(layout.names, layout.offsets[:-1], layout.offsets[1:]):
+        state[n].data.copy_(flat[a:b].view(state[n].shape))
+
+
+def _flat_state(layout: FlatLayout, model: torch.nn.Module) -> torch.Tensor:
+    """The model's state as one flat float32 tensor, where the model lives."""
+    state = model.state_dict(keep_vars=True)
+    return torch.cat([state[n].detach().reshape(-1).float() for n in layout.names])
 
 
 def train_per_batch(
@@ -64,41 +80,48 @@ def train_per_batch(
 ) -> tuple[LocalResult, np.ndarray]:
     """SGD where step k trains the sub-model `plan_for_step(k)`; `weights` (flat) is updated in place.
 
-    `targets` maps a batch's labels for the plan; elements outside `allowed` are held at zero and
-    never reported. Returns the result and a bool mask of the elements trained at least once.
+    The work happens on `models.device`: pass `weights` there (a tensor elsewhere is copied there
+    once and back once at the end). `g` is a CPU generator (shuffling, augmentation), so a run
+    draws the same on CPU and GPU. `targets` maps a batch's labels (on their device) for the plan;
+    elements outside `allowed` are held at zero and never reported. Returns the result and a bool
+    mask of the elements trained at least once.
     """
-    keep = None if allowed is None else torch.from_numpy(np.asarray(allowed))
-    momentum = torch.zeros_like(weights)
-    touched = torch.zeros(len(weights), dtype=torch.bool)
+    device = models.device
+    work = weights.to(device)  # `weights` itself when it already lives there
+    keep = None if allowed is None else tensor_view(np.asarray(allowed, bool)).to(device)
+    momentum = torch.zeros_like(work)
+    touched = torch.zeros(len(work), dtype=torch.bool, device=device)
     total, samples, steps = 0.0, 0, 0
     last: tuple[Optional[Plan], Optional[torch.Tensor]] = (None, None)
     for k, idx in enumerate(batch_order(len(y), s, g)):
         plan = plan_for_step(k)
         if plan is not last[0]:  # steps that repeat a plan (ordered dropout) reuse its positions
-            last = (plan, torch.from_numpy(models.slicer.positions(plan)))
+            last = (plan, models.slicer.index(plan, device))
         pos = last[1]
         model, layout, is_param = models.get(plan)
-        w = weights[pos]
-        layout.load(model, w)
+        w = work[pos]
+        _load(layout, model, w)
         model.train()
         idx = idx.to(x.device)
-        xb = x[idx]
+        xb, yb = x[idx].to(device), y[idx].to(device)
         if augment:
             xb = crop_flip(xb, g)
-        loss = loss_fn(model(xb), targets(y[idx].cpu(), plan).to(x.device))
+        loss = loss_fn(model(xb), targets(yb, plan).to(device))
         model.zero_grad(set_to_none=False)
         loss.backward()
-        grad = layout.grads(model).cpu()
-        after = torch.from_numpy(layout.flatten(model))  # buffers (BN statistics) moved forward
+        grad = layout.grads(model)
+        after = _flat_state(layout, model)  # buffers (BN statistics) moved forward
         step = grad + s.weight_decay * w
         m = s.momentum * momentum[pos] + step
         momentum[pos] = torch.where(is_param, m, momentum[pos])
         new = torch.where(is_param, w - s.lr * m, after)
         if keep is not None:
             new = torch.where(keep[pos], new, torch.zeros_like(new))
-        weights[pos] = new
+        work[pos] = new
         touched[pos] = True if keep is None else keep[pos]
         total += loss.item()
         samples += len(idx)
         steps += 1
-    return LocalResult(samples, steps, total / max(steps, 1)), touched.numpy()
+    if work is not weights:
+        weights.copy_(work)
+    return LocalResult(samples, steps, total / max(steps, 1)), touched.cpu().numpy()

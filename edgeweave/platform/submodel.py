@@ -22,6 +22,7 @@ from torch import nn
 from edgeweave.platform.flat import FlatLayout
 from edgeweave.platform.flops import FlopsCache
 from edgeweave.platform.models.base import ConvNet
+from edgeweave.platform.training import device_of
 
 
 @dataclass(frozen=True)
@@ -62,8 +63,9 @@ class Slicer:
         self._flops = FlopsCache()
         self.layout = FlatLayout(model)
         was_training = model.training
-        with torch.no_grad():
-            pixels = model.eval().features(torch.zeros(1, *input_shape)).shape[2:].numel()
+        with torch.no_grad():  # the probe lives where the model does (a worker's model may be on a GPU)
+            probe = torch.zeros(1, *input_shape, device=device_of(model))
+            pixels = model.eval().features(probe).shape[2:].numel()
         model.train(was_training)
         self.pixels = pixels  # per channel of the last conv's output: the first linear's fan-in
         self.widths: list[int] = []
@@ -123,21 +125,41 @@ class Slicer:
 
     def positions(self, plan: Plan) -> np.ndarray:
         """Flat positions of the sub-model's elements, in the sub-model's own layout order."""
+        return self.index(plan).numpy()
+
+    def index(self, plan: Plan, device: Optional[torch.device] = None) -> torch.Tensor:
+        """`positions` as an int64 tensor built on `device` (default CPU).
+
+        Only the plan's small per-layer channel lists cross to the device; the positions, as many
+        as the sub-model has elements, are computed there.
+        """
+        device = torch.device("cpu") if device is None else torch.device(device)
+        rows: dict[tuple[Optional[int], int], torch.Tensor] = {}
+
+        def on_device(layer: Optional[int], size: int) -> torch.Tensor:
+            if (layer, size) not in rows:
+                if layer is None or (layer == -1 and plan.classes is None):
+                    rows[layer, size] = torch.arange(size, device=device)
+                else:
+                    small = np.asarray(self._rows(plan, layer, size), np.int64)
+                    rows[layer, size] = torch.from_numpy(small).to(device)
+            return rows[layer, size]
+
         parts = []
         for s in self.slices:
-            out = self._rows(plan, s.out_layer, s.shape[0])
+            out = on_device(s.out_layer, s.shape[0])
             if len(s.shape) == 1:
                 parts.append(s.offset + out)
                 continue
             inner = int(np.prod(s.shape[2:])) if len(s.shape) > 2 else 1
-            ins = self._rows(plan, s.in_layer, s.shape[1] // s.in_pixels)
-            cols = (ins[:, None] * s.in_pixels + np.arange(s.in_pixels)[None, :]).ravel()
+            ins = on_device(s.in_layer, s.shape[1] // s.in_pixels)
+            cols = (ins[:, None] * s.in_pixels + torch.arange(s.in_pixels, device=device)[None, :]).reshape(-1)
             grid = (out[:, None] * s.shape[1] + cols[None, :]) * inner
-            parts.append((s.offset + grid[:, :, None] + np.arange(inner)[None, None, :]).ravel())
-        return np.concatenate(parts).astype(np.int64)
+            parts.append((s.offset + grid[:, :, None] + torch.arange(inner, device=device)[None, None, :]).reshape(-1))
+        return torch.cat(parts)  # int64 throughout
 
     def build(self, plan: Plan) -> nn.Module:
-        """A real model with the plan's widths (uninitialised: `extract` fills it)."""
+        """A real model with the plan's widths, on the CPU (uninitialised: `extract` fills it)."""
         widths = list(plan.widths())
         n_classes = self.num_classes if plan.classes is None else len(plan.classes)
         features: list[nn.Module] = []

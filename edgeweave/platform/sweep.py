@@ -123,21 +123,66 @@ def load_sweep(path: str | Path) -> tuple[SweepConfig, dict]:
     return sweep, base
 
 
+ASHA_CHECKED = ("training.rounds", "training.eval_every")  # swept keys the rungs depend on
+
+
 def check_space(sweep: SweepConfig, base: dict) -> ExperimentConfig:
-    """Build a config for every example value of every key (the others at their first); returns the first."""
+    """Build a config for every example value of every key (the others at their first); returns the first.
+
+    Under ASHA every trial must also run the same rounds and be evaluated at every rung.
+    """
     first = {k: d.examples()[0] for k, d in sweep.space.items()}
     built = None
     for key, dim in sweep.space.items():
+        if sweep.scheduler.name == "asha" and key in ASHA_CHECKED and dim.kind not in ("grid", "choice"):
+            raise UserError(f"sweep space {key}: {dim.kind} under asha; give grid or choice values, so each "
+                            f"can be checked against the rungs")
         for value in dim.examples():
             try:
                 cfg = build_config(trial_raw(base, sweep.set, {**first, key: value}))
             except UserError as e:
                 raise UserError(f"sweep space {key} = {value!r}: {e}") from None
             built = built or cfg
-            if sweep.scheduler.name == "asha" and sweep.scheduler.grace_period > cfg.training.rounds:
-                raise UserError(f"sweep scheduler.grace_period = {sweep.scheduler.grace_period}: must be at most "
-                                f"training.rounds ({cfg.training.rounds})")
+            if sweep.scheduler.name == "asha":
+                check_rungs(sweep.scheduler, cfg, built.training.rounds, key, value)
     return built  # type: ignore[return-value]
+
+
+def asha_rungs(scheduler: Scheduler, rounds: int) -> list[int]:
+    """The rounds after which ASHA may stop a trial, as Ray's ASHA places them.
+
+    A rung lies at grace_period * reduction_factor**k below `rounds` (Tune's max_t); Tune records
+    a trial there at its first report at or past it, i.e. after round ceil(milestone) (one
+    report per round, training_iteration = round + 1).
+    """
+    rungs, k = [], 0
+    while scheduler.name == "asha" and (milestone := scheduler.grace_period * scheduler.reduction_factor ** k) < rounds:
+        rungs.append(math.ceil(milestone - 1e-9))
+        k += 1
+    return rungs
+
+
+def check_rungs(scheduler: Scheduler, cfg: ExperimentConfig, rounds: int, key: str = "", value: Any = None) -> None:
+    """ASHA compares trials by the metric after each rung's round: it must be an evaluated round.
+
+    The driver evaluates the test set after every `training.eval_every`-th round and the last;
+    a rung between evaluations would compare values from an older round (or none at all).
+    """
+    t, g, rf = cfg.training, scheduler.grace_period, scheduler.reduction_factor
+    where = f"sweep space {key} = {value!r}: " if key in ASHA_CHECKED else "sweep "
+    if t.rounds != rounds:
+        raise UserError(f"{where}training.rounds = {t.rounds}, but another trial runs {rounds}; asha stops every "
+                        f"trial at one max_t, so set training.rounds once, in the sweep's `set`")
+    if g > t.rounds:
+        raise UserError(f"sweep scheduler.grace_period = {g}: must be at most training.rounds ({t.rounds})")
+    rungs = asha_rungs(scheduler, t.rounds)
+    late = [r for r in rungs if r % t.eval_every]
+    if late:
+        raise UserError(f"{where}scheduler.grace_period = {g}, reduction_factor = {rf:g}: asha compares trials after "
+                        f"rounds {', '.join(map(str, rungs))}, but training.eval_every = {t.eval_every} evaluates "
+                        f"only after multiples of {t.eval_every} (and the last); every rung must be a multiple of "
+                        f"{t.eval_every}, e.g. grace_period = {t.eval_every * math.ceil(g / t.eval_every)} with a "
+                        f"whole reduction_factor")
 
 
 def grid_size(sweep: SweepConfig) -> int:

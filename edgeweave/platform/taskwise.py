@@ -19,7 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgeweave.platform.arrays import tensor_view
 from edgeweave.platform.submodel import Plan, Slicer
+from edgeweave.platform.training import device_of
 
 
 def class_groups(num_classes: int, groups: int, explicit: Optional[Sequence[Sequence[int]]] = None) -> list[np.ndarray]:
@@ -55,10 +57,14 @@ def allowed_mask(slicer: Slicer, size: int, plans: Sequence[Plan]) -> np.ndarray
 
 @torch.no_grad()
 def relevance(model: nn.Module, x: np.ndarray, y: np.ndarray, num_classes: int, batch: int = 512) -> list[np.ndarray]:
-    """Mean post-ReLU activation of every prunable layer's channels, per class: (width, classes) each."""
+    """Mean post-ReLU activation of every prunable layer's channels, per class: (width, classes) each.
+
+    Runs where the model lives; the data goes there a batch at a time.
+    """
     model.eval()
+    device = device_of(model)
     sums: list[Optional[torch.Tensor]] = []
-    counts = torch.zeros(num_classes)
+    counts = torch.zeros(num_classes, device=device)
     acts: list[torch.Tensor] = []
     # In every zoo model each ReLU follows exactly one prunable layer, in order.
     relus = [m for part in (model.features, model.classifier) for m in part if isinstance(m, nn.ReLU)]
@@ -66,8 +72,8 @@ def relevance(model: nn.Module, x: np.ndarray, y: np.ndarray, num_classes: int, 
     try:
         for i in range(0, len(y), batch):
             acts.clear()
-            yb = torch.from_numpy(np.asarray(y[i: i + batch]))
-            model(torch.from_numpy(np.asarray(x[i: i + batch])))
+            yb = tensor_view(y[i: i + batch]).to(device)
+            model(tensor_view(x[i: i + batch]).to(device))
             onehot = F.one_hot(yb, num_classes).float()
             counts += onehot.sum(0)
             for k, a in enumerate(acts):
@@ -80,7 +86,7 @@ def relevance(model: nn.Module, x: np.ndarray, y: np.ndarray, num_classes: int, 
     finally:
         for h in hooks:
             h.remove()
-    return [(s / counts.clamp(min=1)).numpy() for s in sums]
+    return [(s / counts.clamp(min=1)).cpu().numpy() for s in sums]
 
 
 def attributed_plans(scores: list[np.ndarray], classes: list[np.ndarray], keep: float) -> list[Plan]:
@@ -96,9 +102,9 @@ def attributed_plans(scores: list[np.ndarray], classes: list[np.ndarray], keep: 
 
 
 def own_labels(y: torch.Tensor, classes: np.ndarray) -> torch.Tensor:
-    """Targets as positions among the device's own classes; every other class becomes len(classes)."""
-    lookup = torch.full((int(max(classes.max(), int(y.max()))) + 1,), len(classes), dtype=torch.long)
-    lookup[torch.from_numpy(classes)] = torch.arange(len(classes))
+    """Targets as positions among the device's own classes, on y's device; every other class becomes len(classes)."""
+    lookup = torch.full((int(max(classes.max(), int(y.max()))) + 1,), len(classes), dtype=torch.long, device=y.device)
+    lookup[torch.from_numpy(np.asarray(classes, np.int64)).to(y.device)] = torch.arange(len(classes), device=y.device)
     return lookup[y]
 
 

@@ -42,8 +42,21 @@ def local_steps(n: int, s: SGDSettings) -> int:
     return s.steps if s.steps is not None else s.epochs * -(-n // s.batch_size)
 
 
+def device_of(model: nn.Module) -> torch.device:
+    """Where the model's tensors live (the CPU for a model without any)."""
+    for t in model.parameters():
+        return t.device
+    for t in model.buffers():
+        return t.device
+    return torch.device("cpu")
+
+
 def batch_order(n: int, s: SGDSettings, g: torch.Generator) -> list[torch.Tensor]:
-    """The mini-batches' sample positions: shuffled epochs, or exactly `steps` batches."""
+    """The mini-batches' sample positions: shuffled epochs, or exactly `steps` batches.
+
+    `g` is a CPU generator wherever the model trains: the draws, and so the run, are the same on
+    CPU and GPU; each batch's small index tensor is moved to the data's device by the caller.
+    """
     batches: list[torch.Tensor] = []
     epoch = 0
     while (epoch < s.epochs) if s.steps is None else (len(batches) < s.steps):
@@ -71,11 +84,12 @@ def train_local(
     `after_step` runs after every optimiser step (a projection that keeps a structure, say).
     """
     model.train()
+    device = device_of(model)
     opt = torch.optim.SGD(model.parameters(), lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
     total, samples, steps = 0.0, 0, 0
     for idx in batch_order(len(y), s, g):
         idx = idx.to(x.device)
-        xb, yb = x[idx], y[idx]
+        xb, yb = x[idx].to(device), y[idx].to(device)  # no-ops when the data already lives there
         if augment:
             xb = crop_flip(xb, g)
         loss = loss_fn(model(xb), yb)
@@ -92,11 +106,12 @@ def train_local(
 
 @torch.no_grad()
 def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 1024) -> tuple[float, float]:
-    """Accuracy and mean cross-entropy of `model` on (x, y)."""
+    """Accuracy and mean cross-entropy of `model` on (x, y), wherever the model lives."""
     model.eval()
+    device = device_of(model)
     correct, loss = 0, 0.0
     for i in range(0, len(y), batch_size):
-        xb, yb = tensor_view(x[i : i + batch_size]), tensor_view(y[i : i + batch_size])
+        xb, yb = tensor_view(x[i : i + batch_size]).to(device), tensor_view(y[i : i + batch_size]).to(device)
         out = model(xb)
         loss += float(F.cross_entropy(out, yb, reduction="sum"))
         correct += int((out.argmax(1) == yb).sum())

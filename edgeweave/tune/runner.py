@@ -12,13 +12,15 @@ import ray
 import yaml
 from ray import tune
 from ray.air.integrations.wandb import WandbLoggerCallback
+from ray.tune import TuneError
+from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from edgeweave.actors.session import connect
 from edgeweave.platform.config import ExperimentConfig, build_config, dump_config, read_yaml
-from edgeweave.platform.errors import UserError
-from edgeweave.platform.sinks import warn
-from edgeweave.platform.sweep import SweepConfig, check_space, grid_size, trial_raw
+from edgeweave.platform.errors import RunFailed, UserError
+from edgeweave.platform.sinks import wandb_mode, warn
+from edgeweave.platform.sweep import SweepConfig, asha_rungs, check_space, grid_size, trial_raw
 from edgeweave.platform.sweep_results import ordered, plot_tradeoffs, write_table
 from edgeweave.tune.space import param_space
 from edgeweave.tune.trainable import RUNS, run_trial
@@ -44,22 +46,39 @@ def fixed_overrides(sweep: SweepConfig) -> dict[str, Any]:
             "logging.checkpoint_every": sweep.checkpoint_every, "logging.wandb.mode": "disabled"}
 
 
+class WandbCallback(WandbLoggerCallback):
+    """Tune's W&B callback, which also ends the W&B runs of trials Tune never ended.
+
+    When Tune's own loop fails it stops the running trials without telling the callbacks, then
+    Tune's callback waits its whole upload timeout (30 minutes) for their W&B runs to finish,
+    which they never do: the sweep seemed to hang instead of failing.
+    """
+
+    def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
+        for trial in trials:  # ending a W&B run twice is harmless
+            try:
+                self.log_trial_end(trial, failed=trial.status == Trial.ERROR)
+            except KeyError:  # its W&B run never started, or has finished and been collected
+                pass
+        super().on_experiment_end(trials, **info)
+
+
 @contextmanager
 def wandb_callbacks(sweep: SweepConfig, cfg: ExperimentConfig, out: Path) -> Iterator[list]:
     """One W&B run per trial (per-round metrics, the trial's parameters), grouped by the sweep.
 
-    Offline unless WANDB_MODE or the base config's logging.wandb.mode says otherwise; the mode
+    The mode is `wandb_mode` of the base config (a config's `disabled` stays off); it
     is put in the environment while the sweep runs, where Tune's callback reads it.
     """
     w = cfg.logging.wandb
-    mode = os.environ.get("WANDB_MODE") or w.mode
+    mode = wandb_mode(w)
     if mode == "disabled":
         yield []
         return
     before = os.environ.get("WANDB_MODE")
     os.environ["WANDB_MODE"] = mode
     try:
-        yield [WandbLoggerCallback(project=w.project, group=sweep.name, entity=w.entity, mode=mode, dir=str(out))]
+        yield [WandbCallback(project=w.project, group=sweep.name, entity=w.entity, mode=mode, dir=str(out))]
     finally:
         if before is None:
             os.environ.pop("WANDB_MODE", None)
@@ -70,7 +89,7 @@ def wandb_callbacks(sweep: SweepConfig, cfg: ExperimentConfig, out: Path) -> Ite
 def log_results_to_wandb(sweep: SweepConfig, cfg: ExperimentConfig, out: Path, trials: list[dict[str, Any]]) -> None:
     """The sweep's table and plots as one more W&B run of the group; trouble gives one warning."""
     w = cfg.logging.wandb
-    mode = os.environ.get("WANDB_MODE") or w.mode
+    mode = wandb_mode(w)
     if mode == "disabled":
         return
     try:
@@ -85,7 +104,7 @@ def log_results_to_wandb(sweep: SweepConfig, cfg: ExperimentConfig, out: Path, t
                                    t.get("cumulative_flops"), t.get("virtual_time"), t["status"]] for t in trials])
         images = {"tradeoffs": wandb.Image(str(out / "tradeoffs.png"))}
         for t in trials:
-            plot = out / RUNS / t["trial_id"] / "accuracy.png"
+            plot = out / RUNS / str(t["trial_id"]) / "accuracy.png"
             if plot.is_file():
                 images[f"trial_{t['trial']}_accuracy"] = wandb.Image(str(plot))
         run.log({"results": table, **images})
@@ -107,8 +126,21 @@ def _tune_config(sweep: SweepConfig, rounds: int) -> tune.TuneConfig:
                            max_concurrent_trials=sweep.max_concurrent_trials)
 
 
+def fit(tuner: tune.Tuner, out: Path) -> tune.ResultGrid:
+    """Tuner.fit; a failure of Tune itself (not of a trial) is one line saying how to go on.
+
+    A trial that raises does not get here: Tune records it as errored and the others go on.
+    """
+    try:
+        return tuner.fit()
+    except TuneError as e:
+        cause = e.__cause__ or e
+        what = _error_line(cause).split(" Result: {")[0]  # Tune appends the whole offending result
+        raise RunFailed(f"Ray Tune stopped ({what[:300]}); continue with: edgeweave sweep --resume {out}") from e
+
+
 def run_sweep(sweep: SweepConfig, base: dict) -> bool:
-    """Start a sweep in a fresh directory under `out_dir`; False if it was interrupted."""
+    """Start a sweep in a fresh directory under `out_dir`; False if it was interrupted or a trial failed."""
     cfg = check_space(sweep, base)
     out = Path(sweep.out_dir).expanduser().resolve() / f"{sweep.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     try:
@@ -124,15 +156,17 @@ def run_sweep(sweep: SweepConfig, base: dict) -> bool:
             tuner = tune.Tuner(_trainable(sweep, base, cfg, out), param_space=param_space(sweep),
                                tune_config=_tune_config(sweep, cfg.training.rounds),
                                run_config=tune.RunConfig(name=TRIALS, storage_path=str(out), verbose=1,
-                                                         callbacks=callbacks))
-            return finish(sweep, base, cfg, tuner.fit(), out)
+                                                         callbacks=callbacks,
+                                                         # a failed trial is recorded; the others go on
+                                                         failure_config=tune.FailureConfig(max_failures=0)))
+            return finish(sweep, base, cfg, fit(tuner, out), out)
     finally:
         if started:
             ray.shutdown()
 
 
 def resume_sweep(sweep_dir: Path) -> bool:
-    """Continue an interrupted sweep: unfinished and failed trials go on from their checkpoints."""
+    """Continue an interrupted sweep: unfinished and failed trials go on from their checkpoints; as run_sweep."""
     sweep_dir = sweep_dir.expanduser().resolve()
     if not (sweep_dir / "sweep.yaml").is_file() or not (sweep_dir / TRIALS).is_dir():
         raise UserError(f"--resume = {str(sweep_dir)!r}: not a sweep directory (no sweep.yaml and {TRIALS}/)")
@@ -144,7 +178,7 @@ def resume_sweep(sweep_dir: Path) -> bool:
         with wandb_callbacks(sweep, cfg, sweep_dir):  # the restored run config keeps its callbacks
             tuner = tune.Tuner.restore(str(sweep_dir / TRIALS), trainable=_trainable(sweep, base, cfg, sweep_dir),
                                        resume_unfinished=True, resume_errored=True)
-            return finish(sweep, base, cfg, tuner.fit(), sweep_dir)
+            return finish(sweep, base, cfg, fit(tuner, sweep_dir), sweep_dir)
     finally:
         if started:
             ray.shutdown()
@@ -157,20 +191,18 @@ def _last(frame, column: str) -> Any:
     return None if values.empty else values.iloc[-1].item()
 
 
-def asha_rungs(sweep: SweepConfig, rounds: int) -> set[int]:
-    """The rounds at which ASHA may stop a trial (grace period times powers of the reduction factor)."""
-    s, rungs, k = sweep.scheduler, set(), 0
-    while s.name == "asha" and s.grace_period * s.reduction_factor ** k < rounds:
-        rungs.add(round(s.grace_period * s.reduction_factor ** k))
-        k += 1
-    return rungs
+def _error_line(error: BaseException) -> str:
+    """The last line of a trial's error (Ray wraps the trial's exception in its traceback)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__
 
 
 def finish(sweep: SweepConfig, base: dict, cfg: ExperimentConfig, grid: tune.ResultGrid, out: Path) -> bool:
-    """results.csv / results.md (best first), best.yaml, tradeoffs.png; False if the sweep was interrupted.
+    """results.csv / results.md (best first), best.yaml, tradeoffs.png; False if interrupted or a trial failed.
 
     A sweep was interrupted when trials never started, or one stopped at a round where neither
-    its end nor the scheduler would have stopped it.
+    its end nor the scheduler would have stopped it. A trial that raised is listed as failed
+    (the table is still written); `--resume` runs it again.
     """
     keys = list(sweep.space)
     trials = []
@@ -179,13 +211,15 @@ def finish(sweep: SweepConfig, base: dict, cfg: ExperimentConfig, grid: tune.Res
         rounds = _last(frame, "round")
         rounds = None if rounds is None else int(rounds) + 1
         trial_cfg = build_config(trial_raw(base, sweep.set, {k: result.config[k] for k in keys}))
-        status = ("error" if result.error else "done" if rounds == trial_cfg.training.rounds
-                  else "stopped early" if rounds in asha_rungs(sweep, trial_cfg.training.rounds) else "unfinished")
+        status = ("failed" if result.error else "done" if rounds == trial_cfg.training.rounds
+                  else "stopped early" if rounds in asha_rungs(sweep.scheduler, trial_cfg.training.rounds)
+                  else "unfinished")
         trials.append({
             "trial": i,
             "params": {k: result.config[k] for k in keys},
             **{c: _last(frame, c) for c in ("test_accuracy", "test_loss", "cumulative_flops", "virtual_time")},
-            "rounds": rounds, "status": status, "trial_id": result.metrics.get("trial_id"), "config": trial_cfg,
+            "rounds": rounds, "status": status, "trial_id": (result.metrics or {}).get("trial_id"),
+            "config": trial_cfg, "error": _error_line(result.error) if result.error else None, "path": result.path,
         })
     finished = sum(t["status"] != "unfinished" for t in trials)
     if len(trials) < grid_size(sweep) or finished < len(trials):
@@ -194,7 +228,7 @@ def finish(sweep: SweepConfig, base: dict, cfg: ExperimentConfig, grid: tune.Res
         return False
     best_first = ordered(trials, sweep.metric, sweep.mode)
     md = write_table(best_first, keys, out)
-    best = next((t for t in best_first if t.get(sweep.metric) is not None), None)
+    best = next((t for t in best_first if t.get(sweep.metric) is not None and t["status"] != "failed"), None)
     if best is not None:
         (out / "best.yaml").write_text(f"# best trial of sweep {sweep.name} by {sweep.metric} ({sweep.mode}): "
                                        f"{best['params']}\n" + dump_config(best["config"]))
@@ -202,4 +236,11 @@ def finish(sweep: SweepConfig, base: dict, cfg: ExperimentConfig, grid: tune.Res
     log_results_to_wandb(sweep, cfg, out, best_first)
     print(md)
     print(f"\nsweep {sweep.name}: {len(trials)} trials -> {out} (results.md, results.csv, best.yaml, tradeoffs.png)")
-    return True
+    failed = [t for t in trials if t["status"] == "failed"]
+    for t in failed:
+        print(f"sweep {sweep.name}: trial {t['trial']} {t['params']} failed: {t['error']} "
+              f"(traceback: {Path(t['path']) / 'error.txt'})")
+    if failed:
+        print(f"sweep {sweep.name}: {len(failed)} of {len(trials)} trials failed; run them again with: "
+              f"edgeweave sweep --resume {out}", flush=True)
+    return not failed

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from ray import tune
 
 from edgeweave.actors.session import Simulation
-from edgeweave.platform.checkpoint import fingerprint, load_checkpoint
+from edgeweave.platform.checkpoint import load_checkpoint, run_fingerprint
 from edgeweave.platform.config import build_config, dump_config
 from edgeweave.platform.data import load_dataset
+from edgeweave.platform.server import check_with_data
 from edgeweave.platform.experiment import run_rounds
 from edgeweave.platform.models import build_model
 from edgeweave.platform.partition import partition_data
@@ -22,9 +24,32 @@ from edgeweave.platform.sweep import trial_raw
 RUNS = "runs"  # the sweep directory's folder of trial run directories, one per trial id
 
 
-def reported(metrics: dict[str, Any]) -> dict[str, Any]:
-    """The round's numbers as Tune takes them (rounds without an evaluation leave the metric out)."""
-    return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+EVALUATED = ("test_accuracy", "test_loss")  # measured only after evaluated rounds (training.eval_every, the last)
+
+
+class Reports:
+    """Turns each round's metrics into Tune's report, which must hold the sweep's metric every time.
+
+    Tune raises on a report without the metric. A round without an evaluation carries the
+    test_accuracy and test_loss of the last evaluated round, with `evaluated: 0` (1 where the
+    round evaluated); before the first evaluation they are NaN, which Tune takes (FIFO ignores
+    it, ASHA's cutoffs skip it, and check_space puts every ASHA rung on an evaluated round).
+    Any other value a round lacks (train_loss when no device finished) is NaN too.
+    """
+
+    def __init__(self, history: Sequence[dict[str, Any]] = ()) -> None:
+        self.last = {k: math.nan for k in EVALUATED}
+        for metrics in history:  # a resumed trial carries from the rounds before its checkpoint
+            self._remember(metrics)
+
+    def _remember(self, metrics: dict[str, Any]) -> None:
+        self.last.update({k: metrics[k] for k in EVALUATED if metrics.get(k) is not None})
+
+    def __call__(self, metrics: dict[str, Any]) -> dict[str, Any]:
+        self._remember(metrics)
+        numbers = {k: math.nan if v is None else v for k, v in metrics.items()
+                   if v is None or isinstance(v, (int, float)) and not isinstance(v, bool)}
+        return {**numbers, **self.last, "evaluated": int(metrics.get("test_accuracy") is not None)}
 
 
 def run_trial(params: dict[str, Any], base: dict, fixed: dict[str, Any], sweep_dir: str) -> None:
@@ -38,28 +63,31 @@ def run_trial(params: dict[str, Any], base: dict, fixed: dict[str, Any], sweep_d
     os.chdir(os.environ.get("TUNE_ORIG_WORKING_DIR", os.getcwd()))
     run_dir = Path(sweep_dir) / RUNS / tune.get_context().get_trial_id()
     cfg = build_config(trial_raw(base, {**fixed, "logging.out_dir": str(run_dir.parent)}, params))
-    data = load_dataset(cfg.data, cfg.seed)
-    partition = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(dump_config(cfg))
+    (run_dir / "config.yaml").write_text(dump_config(cfg))  # before anything can fail: a failed trial keeps it
+    data = load_dataset(cfg.data, cfg.seed)
+    check_with_data(cfg, data)  # a deadline no device meets, a model the data cannot feed: the trial fails in one line
+    partition = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed)
     state = None
     checkpoint: Optional[tune.Checkpoint] = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as path:
-            state = load_checkpoint(Path(path), fingerprint(dump_config(cfg)))
+            state = load_checkpoint(Path(path), run_fingerprint(cfg))
 
+    reports = Reports(state.history if state is not None else ())
     last: list[tuple[dict[str, Any], Optional[Path]]] = []
 
     def on_round(metrics: dict[str, Any], saved: Optional[Path]) -> None:
+        report = reports(metrics)
         if metrics["round"] + 1 == cfg.training.rounds:
-            last.append((metrics, saved))  # reported once the run's files are written: Tune may stop it then
+            last.append((report, saved))  # reported once the run's files are written: Tune may stop it then
             return
-        tune.report(reported(metrics), checkpoint=tune.Checkpoint.from_directory(str(saved)) if saved else None)
+        tune.report(report, checkpoint=tune.Checkpoint.from_directory(str(saved)) if saved else None)
 
     with Simulation(cfg, data, partition) as sim:
         sinks = default_sinks(cfg, run_dir, start=state.next_round if state else 0)
         run_rounds(cfg, sim, sinks, run_dir, resume=state, on_round=on_round)
         save_weights(run_dir / "model.safetensors", build_model(cfg.model, data.input_shape, data.num_classes,
                                                                 cfg.seed), sim.weights())
-    for metrics, saved in last:
-        tune.report(reported(metrics), checkpoint=tune.Checkpoint.from_directory(str(saved)) if saved else None)
+    for report, saved in last:
+        tune.report(report, checkpoint=tune.Checkpoint.from_directory(str(saved)) if saved else None)

@@ -16,6 +16,7 @@ SCRIPTS = {
     "population.py": ("population.json", "population.json"),
     "slicing.py": ("slicing.json", "slicing.json"),
     "soak.py": ("soak.json", "soak.json"),
+    "speech_loader.py": ("speech_loader.json", "speech_loader.json"),
     "taskwise_saving.py": ("taskwise", "taskwise/table.md"),
 }
 

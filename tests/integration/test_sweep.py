@@ -1,6 +1,8 @@
-"""Ray Tune sweeps on a real local Ray: ASHA over 4 trials, W&B offline runs, and resume."""
+"""Ray Tune sweeps on a real local Ray: ASHA over 4 trials, W&B offline runs, resume, sparse evaluation, failures."""
 
 import csv
+import json
+import math
 import os
 import signal
 import subprocess
@@ -9,6 +11,7 @@ import time
 
 import numpy as np
 import pytest
+import ray
 import yaml
 from safetensors.torch import load_file
 
@@ -44,6 +47,23 @@ def trial_dirs(sweep_dir):
     return sorted((sweep_dir / "runs").iterdir())
 
 
+def wandb_runs(sweep_dir, count, timeout=60.0):
+    """The sweep's offline W&B runs by id, once `count` of them are written out and stay unchanged.
+
+    W&B's service process may flush a run's file a little after the run finished (for Tune's
+    logging actors, after the actor is gone), so a loaded machine can see it half written.
+    """
+    deadline, before = time.time() + timeout, None
+    while True:
+        runs = {f.parent.name.rsplit("-", 1)[1]: read_wandb_offline(f)
+                for f in (sweep_dir / "wandb").glob("offline-run-*/run-*.wandb")}
+        written = len(runs) == count and all(r["history"] and r["summary"] for r in runs.values())
+        if (written and runs == before) or time.time() > deadline:
+            return runs
+        before = runs
+        time.sleep(1.0)
+
+
 def test_asha_sweep_writes_table_best_config_and_wandb_runs(tune_ray, tmp_path, capsys):
     path = write_sweep(tmp_path, rounds=2, scheduler={"name": "asha", "grace_period": 1}, checkpoint_every=1)
     assert main(["sweep", str(path)]) == 0
@@ -62,8 +82,7 @@ def test_asha_sweep_writes_table_best_config_and_wandb_runs(tune_ray, tmp_path, 
 
     # Every trial streamed to its own offline W&B run, grouped by the sweep, summary = what Tune got,
     # the ASHA-stopped ones too; one more run holds the table and the plots.
-    runs = {f.parent.name.rsplit("-", 1)[1]: read_wandb_offline(f)
-            for f in (sweep_dir / "wandb").glob("offline-run-*/run-*.wandb")}
+    runs = wandb_runs(sweep_dir, 5)
     assert len(runs) == 5
     for trial in trial_dirs(sweep_dir):
         logged = runs.pop(trial.name)
@@ -84,7 +103,9 @@ def test_bad_sweep_files_get_one_line_and_exit_2(tmp_path, capsys):
                              ({"space": {"training.lr": {"grid": [-1.0]}}}, "training.lr = -1.0"),
                              ({"space": {"training.lr": {"uniform": [0.5, 0.1]}}}, "low < high"),
                              ({"scheduler": {"name": "hyperband"}}, "scheduler.name"),
-                             ({"metric": "accuracy"}, "metric = 'accuracy'")):
+                             ({"metric": "accuracy"}, "metric = 'accuracy'"),
+                             ({"scheduler": {"name": "asha", "grace_period": 1}, "set": {"training.eval_every": 2}},
+                              "training.eval_every = 2")):
         path.write_text(yaml.safe_dump({**raw, **change}))
         assert main(["sweep", str(path)]) == 2
         err = capsys.readouterr().err
@@ -128,3 +149,98 @@ def test_interrupted_sweep_resumes_from_checkpoints(tune_ray, tmp_path):
     resumed, fresh = load_file(first / "model.safetensors"), load_file(again / "model.safetensors")
     for k in fresh:
         np.testing.assert_array_equal(resumed[k].numpy(), fresh[k].numpy())
+
+
+def run_sweep_process(path, timeout):
+    """`edgeweave sweep PATH` in a subprocess on the module's Ray; killed with its children past `timeout` s."""
+    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address, "PYTHONPATH": os.getcwd()}
+    proc = subprocess.Popen([sys.executable, "-m", "edgeweave.cli", "sweep", str(path)], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        pytest.fail(f"the sweep did not end within {timeout} s; its last output:\n{out[-3000:]}")
+    return proc.returncode, out
+
+
+def test_sweep_evaluating_every_other_round_reports_the_metric_every_round(tune_ray, tmp_path):
+    # Rounds 0 and 2 have no evaluation. Tune requires the metric in every report: without it Tune's
+    # loop failed, and its W&B callback then waited 30 minutes for runs that never ended.
+    path = write_sweep(tmp_path, rounds=4, set={"training.eval_every": 2}, scheduler={"name": "fifo"},
+                       checkpoint_every=2, space={"training.lr": {"grid": [0.02, 0.1]}})
+    code, out = run_sweep_process(path, timeout=300)
+    assert code == 0, out[-3000:]
+    (sweep_dir,) = (tmp_path / "sweeps").iterdir()
+    rows = list(csv.DictReader(open(sweep_dir / "results.csv")))
+    assert len(rows) == 2 and all(r["status"] == "done" and r["rounds"] == "4" for r in rows)
+    for trial in sorted((sweep_dir / "trials").glob("run_trial_*")):
+        reports = [json.loads(line) for line in (trial / "result.json").read_text().splitlines()]
+        run = [json.loads(line) for line in (sweep_dir / "runs" / reports[0]["trial_id"] / "metrics.jsonl")
+               .read_text().splitlines()]
+        assert [m["test_accuracy"] is not None for m in run] == [False, True, False, True]
+        assert [r["evaluated"] for r in reports] == [0, 1, 0, 1]
+        assert math.isnan(reports[0]["test_accuracy"]) and math.isnan(reports[0]["test_loss"])  # none yet
+        for r in (1, 2):  # round 2 carries round 1's evaluation
+            assert (reports[r]["test_accuracy"], reports[r]["test_loss"]) == (run[1]["test_accuracy"],
+                                                                              run[1]["test_loss"])
+        assert reports[3]["test_accuracy"] == run[3]["test_accuracy"]
+        assert any(float(row["test_accuracy"]) == run[3]["test_accuracy"] for row in rows)
+        assert [h["evaluated"] for h in wandb_runs(sweep_dir, 3)[reports[0]["trial_id"]]["history"]] == [0, 1, 0, 1]
+
+
+def test_a_failing_trial_is_listed_as_failed_and_the_sweep_finishes(tune_ray, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    missing = {"name": "cifar10", "root": str(tmp_path / "no-cifar")}  # the trial raises loading its data
+    path = write_sweep(tmp_path, rounds=2, space={"data": {"grid": [{"name": "digits"}, missing]}})
+    assert main(["sweep", str(path)]) == 1  # finished, with a failure
+    out = capsys.readouterr().out
+    (sweep_dir,) = (tmp_path / "sweeps").iterdir()
+    rows = {yaml.safe_load(r["data"])["name"]: r for r in csv.DictReader(open(sweep_dir / "results.csv"))}
+    assert rows["digits"]["status"] == "done" and float(rows["digits"]["test_accuracy"]) > 0
+    assert rows["cifar10"]["status"] == "failed" and rows["cifar10"]["test_accuracy"] == ""
+    assert "| failed |" in (sweep_dir / "results.md").read_text()
+    assert load_config(sweep_dir / "best.yaml").data.name == "digits"
+    failure = next(line for line in out.splitlines() if "failed:" in line)
+    assert "data.root" in failure and "error.txt" in failure
+    assert f"edgeweave sweep --resume {sweep_dir}" in out
+
+
+TUNE_FAILS = """
+import sys
+from pathlib import Path
+from ray import tune
+from edgeweave.platform.errors import RunFailed
+from edgeweave.tune.runner import WandbCallback, fit
+
+def trainable(config):
+    tune.report({"round": 0})  # no test_accuracy: Tune's own loop fails
+
+out = Path(sys.argv[1])
+tuner = tune.Tuner(trainable, tune_config=tune.TuneConfig(metric="test_accuracy", mode="max"),
+                   run_config=tune.RunConfig(name="trials", storage_path=str(out), verbose=0,
+                                             callbacks=[WandbCallback(project="t", mode="offline", dir=str(out))]))
+try:
+    fit(tuner, out)
+except RunFailed as e:
+    print(f"error: {e}")
+    sys.exit(1)
+"""
+
+
+def test_a_failure_of_tune_itself_ends_the_sweep_with_one_line(tune_ray, tmp_path):
+    # Tune's W&B callback used to wait 30 minutes for the W&B runs of trials Tune never ended.
+    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address, "PYTHONPATH": os.getcwd(),
+           "WANDB_MODE": "offline"}
+    proc = subprocess.Popen([sys.executable, "-c", TUNE_FAILS, str(tmp_path)], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail(f"Tune's failure did not end the sweep within 180 s:\n{proc.communicate()[0][-3000:]}")
+    assert proc.returncode == 1, out[-3000:]
+    (line,) = [line for line in out.splitlines() if line.startswith("error: ")]
+    assert "did not include the specified metric(s) `test_accuracy`" in line and "--resume" in line
+    assert "Result: {" not in line

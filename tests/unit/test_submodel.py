@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from edgeweave.platform.aggregate import Partial, average, combine
 from edgeweave.platform.config import build_config
@@ -70,7 +71,7 @@ def test_overlapping_sub_models_average_per_element(tmp_path):
     one, two = Partial.zeros(layout.size), Partial.zeros(layout.size)
     one.add(np.full(len(pa), 1.0, np.float32), weight=1.0, mask=pa)
     two.add(np.full(len(pb), 4.0, np.float32), weight=2.0, mask=pb)
-    total = combine([one, two])
+    total = combine([one, two], one.sums.size)
     out = average(np.zeros(layout.size, np.float32), total.sums, total.counts)
     both = np.intersect1d(pa, pb)
     assert len(both) > 0
@@ -127,3 +128,60 @@ def test_count_equals_the_number_of_positions(tmp_path, name):
     for rate in (1.0, 0.5, 0.2):
         plan = uniform_plan(slicer, lambda i, w: random_subset(w, rate, g), classes=[0, 4] if rate < 1 else None)
         assert slicer.count(plan) == len(slicer.positions(plan))
+
+
+class Transfers(TorchFunctionMode):
+    """Counts the elements of every tensor sent to another device or to NumPy (.to, .cpu, .cuda, .numpy).
+
+    On the CPU nothing really crosses, but the calls are the same ones that cross PCIe on a GPU.
+    """
+
+    MOVES = {"to", "cpu", "cuda", "numpy", "__array__"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.elements = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", "")
+        to_device = name != "to" or "device" in kwargs or any(
+            isinstance(a, (torch.device, str, torch.Tensor)) for a in args[1:])  # not a dtype-only .to
+        if name in self.MOVES and to_device and args and isinstance(args[0], torch.Tensor):
+            self.elements += args[0].numel()
+        return func(*args, **kwargs)
+
+
+def test_the_per_batch_engine_moves_no_weights_between_devices_per_step(tmp_path):
+    from edgeweave.platform.seeding import rng
+    from edgeweave.platform.sliced_training import SubModels, train_per_batch
+    from edgeweave.platform.submodel import dropout_plan
+    from edgeweave.platform.training import SGDSettings
+
+    model, slicer, layout = zoo(tmp_path, "cnn", (1, 8, 8), width=0.5)
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(64, 1, 8, 8, generator=g), torch.randint(0, 10, (64,), generator=g)
+    plans = [dropout_plan(slicer, [0.5, 0.25], rng(0, 0, 0, k)) for k in range(12)]  # a new plan every step
+    models = SubModels(slicer)
+
+    def moved(steps: int) -> int:
+        weights = torch.from_numpy(layout.flatten(model))
+        s = SGDSettings(lr=0.05, momentum=0.9, weight_decay=1e-3, batch_size=8, steps=steps)
+        with Transfers() as t:
+            train_per_batch(models, weights, x, y, s, torch.Generator().manual_seed(1), lambda k: plans[k])
+        return t.elements
+
+    moved(1)  # builds the sub-model once
+    per_step = (moved(12) - moved(2)) / 10
+    # Per step only the batch, its labels and the plan's channel lists may cross, never the weights.
+    assert per_step < 0.05 * min(slicer.count(p) for p in plans), per_step
+
+
+@pytest.mark.parametrize("name", ["cnn", "vgg11", "kws_cnn"])
+def test_index_on_a_device_is_the_positions(tmp_path, name):
+    _, slicer, _ = zoo(tmp_path, name, (1, 8, 8))
+    g = np.random.default_rng(4)
+    plan = uniform_plan(slicer, lambda i, w: random_subset(w, 0.4, g), classes=[2, 5, 9])
+    index = slicer.index(plan, torch.device("cpu"))
+    assert index.dtype == torch.int64 and index.device.type == "cpu"
+    assert np.array_equal(index.numpy(), slicer.positions(plan))

@@ -1,13 +1,14 @@
 """Sweep files: dimensions, key checks against the base config, trial configs, results table."""
 
 import csv
+import math
 
 import numpy as np
 import pytest
 import yaml
 
 from edgeweave.platform.errors import UserError
-from edgeweave.platform.sweep import Dimension, grid_size, load_sweep, trial_raw
+from edgeweave.platform.sweep import Dimension, Scheduler, asha_rungs, grid_size, load_sweep, trial_raw
 from edgeweave.platform.sweep_results import ordered, plot_tradeoffs, write_table
 from tests.helpers import tiny_raw
 
@@ -49,6 +50,64 @@ def test_unknown_sweep_field_and_scheduler_checks(tmp_path):
         load_sweep(sweep_file(tmp_path, num_sample=2))
     with pytest.raises(UserError, match="grace_period = 5: must be at most training.rounds"):
         load_sweep(sweep_file(tmp_path, scheduler={"name": "asha", "grace_period": 5}))
+
+
+def test_asha_rungs_are_the_rounds_where_tune_records_trials():
+    # Tune records a trial at its first report at or past grace_period * reduction_factor**k < max_t.
+    assert asha_rungs(Scheduler(name="asha", grace_period=5, reduction_factor=2), 20) == [5, 10]
+    assert asha_rungs(Scheduler(name="asha", grace_period=5, reduction_factor=1.5), 20) == [5, 8, 12, 17]
+    assert asha_rungs(Scheduler(name="asha", grace_period=4, reduction_factor=2), 4) == []
+    assert asha_rungs(Scheduler(name="fifo"), 20) == []
+
+
+@pytest.mark.parametrize("fields, expected", [
+    ({"set": {"training.rounds": 8, "training.eval_every": 2}, "scheduler": {"name": "asha", "grace_period": 1}},
+     "sweep scheduler.grace_period = 1, reduction_factor = 2: asha compares trials after rounds 1, 2, 4, but "
+     "training.eval_every = 2 evaluates only after multiples of 2"),
+    ({"set": {"training.rounds": 8, "training.eval_every": 2},
+      "scheduler": {"name": "asha", "grace_period": 2, "reduction_factor": 1.5}}, "after rounds 2, 3, 5, 7"),
+    ({"set": {"training.rounds": 8}, "scheduler": {"name": "asha", "grace_period": 2},
+      "space": {"training.eval_every": {"grid": [1, 2, 4]}}}, "sweep space training.eval_every = 4: "),
+    ({"scheduler": {"name": "asha"}, "space": {"training.eval_every": {"randint": [1, 4]}}},
+     "sweep space training.eval_every: randint under asha; give grid or choice values"),
+    ({"scheduler": {"name": "asha"}, "space": {"training.rounds": {"grid": [4, 8]}}},
+     "sweep space training.rounds = 8: training.rounds = 8, but another trial runs 4"),
+])
+def test_asha_rungs_must_be_evaluated_rounds_of_one_length(tmp_path, fields, expected):
+    with pytest.raises(UserError) as e:
+        load_sweep(sweep_file(tmp_path, **fields))
+    assert expected in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("fields", [
+    {"set": {"training.rounds": 8, "training.eval_every": 2}, "scheduler": {"name": "asha", "grace_period": 2}},
+    {"set": {"training.rounds": 40, "training.eval_every": 5},
+     "scheduler": {"name": "asha", "grace_period": 5, "reduction_factor": 3}},  # 5, 15 and 45 > 40
+    {"set": {"training.rounds": 4, "training.eval_every": 3}, "scheduler": {"name": "fifo"}},
+    {"scheduler": {"name": "asha"},
+     "space": {"training.eval_every": {"choice": [1]}, "training.rounds": {"grid": [2]}}},
+])
+def test_rungs_on_evaluated_rounds_and_fifo_pass(tmp_path, fields):
+    load_sweep(sweep_file(tmp_path, **fields))
+
+
+def test_every_report_carries_the_last_evaluation():
+    from edgeweave.tune.trainable import Reports
+
+    def round_(r, acc, loss, train=0.5):
+        return {"round": r, "test_accuracy": acc, "test_loss": loss, "train_loss": train, "ok": True, "tag": "x"}
+
+    reports = Reports()
+    first = reports(round_(0, None, None, train=None))
+    assert math.isnan(first["test_accuracy"]) and math.isnan(first["test_loss"]) and first["evaluated"] == 0
+    assert math.isnan(first["train_loss"]) and "ok" not in first and "tag" not in first
+    assert reports(round_(1, 0.6, 1.1)) == {"round": 1, "test_accuracy": 0.6, "test_loss": 1.1, "train_loss": 0.5,
+                                            "evaluated": 1}
+    carried = reports(round_(2, None, None))
+    assert (carried["test_accuracy"], carried["test_loss"], carried["evaluated"]) == (0.6, 1.1, 0)
+    # A resumed trial carries from the history its checkpoint holds.
+    resumed = Reports([round_(0, None, None), round_(1, 0.7, 0.9), round_(2, None, None)])
+    assert resumed(round_(3, None, None))["test_accuracy"] == 0.7
 
 
 def test_randint_examples_exclude_the_upper_bound():

@@ -72,7 +72,7 @@ def test_harvest_by_hand():
     a, b = Partial.zeros(4), Partial.zeros(4)
     a.add(np.array([2.0, 10.0], np.float32), weight=1, mask=np.array([0, 1]))
     b.add(np.array([4.0, 20.0], np.float32), weight=3, mask=np.array([0, 2]))
-    total = combine([a, b])
+    total = combine([a, b], a.sums.size)
     out = average(np.zeros(4, np.float32), total.sums, total.counts)
     np.testing.assert_allclose(out, [(2 + 12) / 4, 10.0, 20.0, 0.0])
 
@@ -151,11 +151,11 @@ def test_attributed_mode_warms_up_with_the_full_model(make_config):
 
 
 def test_dropout_inside_task_sub_models(make_config, tmp_path):
-    from edgeweave.platform.front import Front
+    from edgeweave.platform.front import Front, made_for
 
     front = tmp_path / "front.json"
-    Front(np.array([[0.0, 0.0], [0.5, 0.5], [0.75, 0.75]]), np.ones(3), np.array([1.0, 2.0, 3.0]),
-          {"model": "cnn", "batch_size": 16}).save(front)
+    made = made_for(make_config(model={"name": "cnn", "width": 0.5}), (1, 8, 8), 10)  # the task's own costs count
+    Front(np.array([[0.0, 0.0], [0.5, 0.5], [0.75, 0.75]]), np.ones(3), np.array([1.0, 2.0, 3.0]), made).save(front)
     cfg = make_config(model={"name": "cnn", "width": 0.5}, partition={"policy": "dirichlet", "alpha": 0.5, "min_samples": 5},
                       devices={"count": 6, "per_round": 6, "flops_per_second": 1.5e5, "deadline": 30.0,
                                "stragglers": "partial"},
@@ -173,3 +173,100 @@ def test_dropout_inside_task_sub_models(make_config, tmp_path):
     per_sample = [r["flops"] / r["samples"] for r in records if r["samples"]]
     assert min(per_sample) < plain  # someone dropped filters inside its task sub-model
     assert metrics["virtual_time"] <= 30.0 + 1e-6
+
+
+# Bad task-wise input fails before the run, in one line naming the field, the value and what is allowed:
+# ids and class lists at config validation, what needs the data's classes and the model's widths once
+# the data is loaded (`Taskwise.check_data`).
+BAD_CONFIG = [  # (id, strategy keys, data section, text the one line must hold)
+    ("task id past the tasks", {"tasks": "explicit", "assignment": [[0], [7]]}, None,
+     "strategy.assignment = [[0], [7]]: task 7 does not exist; task ids are 0..4"),
+    ("negative task id", {"tasks": "explicit", "assignment": [[-1]]}, None, "task -1 does not exist"),
+    ("task id past explicit groups", {"tasks": "explicit", "assignment": [[2]], "class_groups": [[0, 1], [2]]},
+     None, "task 2 does not exist; task ids are 0..1"),
+    ("more devices than there are", {"tasks": "explicit", "assignment": [[0]] * 7}, None,
+     "strategy.assignment = [[0], [0], [0], [0], [0], [0], [0]]: 7 entries, one per device id, but devices.count = 6"),
+    ("a device without tasks", {"tasks": "explicit", "assignment": [[0], []]}, None,
+     "device 1 has no task"),
+    ("an empty class group", {"class_groups": [[0, 1], []]}, None,
+     "strategy.class_groups = [[0, 1], []]: group 1 is empty"),
+    ("negative class", {"class_groups": [[0, -1]]}, None, "class -1 does not exist"),
+    ("class past a declared count", {"class_groups": [[0, 1], [2, 5]]}, {"name": "synthetic", "num_classes": 4},
+     "strategy.class_groups = [[0, 1], [2, 5]]: class 5 does not exist; data synthetic has classes 0..3"),
+    ("class missed, declared count", {"class_groups": [[0, 1], [3]]}, {"name": "synthetic", "num_classes": 4},
+     "class 2 is in no group"),
+    ("more groups than declared classes", {"groups": 5}, {"name": "synthetic", "num_classes": 4},
+     "strategy.groups = 5: at most 4"),
+]
+
+
+@pytest.mark.parametrize("case, strategy, data, expected", BAD_CONFIG, ids=[c[0] for c in BAD_CONFIG])
+def test_bad_taskwise_config_is_one_line_before_the_run(tmp_path, capsys, case, strategy, data, expected):
+    import yaml
+
+    from edgeweave.cli import main
+    from tests.helpers import tiny_raw
+
+    raw = tiny_raw(tmp_path, strategy={"name": "taskwise", **strategy}, **({"data": data} if data else {}))
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert main(["run", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and expected in err, err
+    assert not (tmp_path / "runs").exists()
+
+
+BAD_FOR_DATA = [  # (id, model section, strategy keys, text); digits has 10 classes
+    ("class past the data's classes", {}, {"class_groups": [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9, 10]]},
+     "strategy.class_groups = [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9, 10]]: class 10 does not exist; "
+     "data digits has classes 0..9"),
+    ("class missed", {}, {"class_groups": [[0, 1, 2], [3, 4, 5, 6, 7, 8]]}, "class 9 is in no group"),
+    ("more groups than classes", {"width": 1.0}, {"groups": 12}, "strategy.groups = 12: at most 10"),
+    ("more groups than channels", {"width": 0.125}, {"groups": 10, "trunk": 1},
+     "strategy.groups = 10: 10 tasks; at most 8, the channels of the narrowest grouped layer"),
+    ("explicit groups past channels", {"width": 0.125}, {"class_groups": [[c] for c in range(10)], "trunk": 0},
+     "10 tasks; at most 4, the channels of the narrowest grouped layer"),
+]
+
+
+@pytest.mark.parametrize("case, model, strategy, expected", BAD_FOR_DATA, ids=[c[0] for c in BAD_FOR_DATA])
+def test_bad_taskwise_input_for_the_data_fails_before_the_run(make_config, case, model, strategy, expected):
+    from edgeweave.platform.errors import UserError
+    from edgeweave.platform.strategies.taskwise import Taskwise
+
+    cfg = make_config(model={"name": "cnn", **model}, strategy={"name": "taskwise", **strategy})
+    data = load_dataset(cfg.data, cfg.seed)
+    with pytest.raises(UserError) as e:
+        Taskwise.check_data(cfg.strategy.params, cfg, data)
+    assert "\n" not in str(e.value) and expected in str(e.value), str(e.value)
+
+
+@pytest.mark.parametrize("path", ["configs/taskwise_digits.yaml", "configs/taskwise_synthetic.yaml"])
+def test_shipped_taskwise_configs_pass_the_data_check(path):
+    from edgeweave.platform.config import load_config
+    from edgeweave.platform.strategies.taskwise import Taskwise
+
+    cfg = load_config(path)
+    Taskwise.check_data(cfg.strategy.params, cfg, load_dataset(cfg.data, cfg.seed))
+
+
+def test_deadline_check_asks_only_for_the_smallest_task_sub_model(make_config):
+    """A deadline the fastest device meets with its task's sub-model, not with the full model, is allowed."""
+    from edgeweave.platform.errors import UserError
+    from edgeweave.platform.server import check_deadline
+    from edgeweave.platform.strategies.base import STRATEGIES
+
+    cfg, data, server, _ = setup(make_config)
+    d, batch = cfg.devices, cfg.training.batch_size
+    strategy = STRATEGIES.build("taskwise", cfg.strategy.params, cfg=cfg)
+
+    def need(weights, flops):
+        return min(2 * 4.0 * weights / t.bandwidth + flops / (d.flops_per_second * t.speed) for t in d.tiers)
+
+    task = need(*strategy.cheapest_job(server.slicer, batch))
+    full = need(server.layout.size, server.slicer.flops(None) * batch)
+    assert task < full / 2
+    between = (task + full) / 2
+    check_deadline(cfg.model_copy(update={"devices": d.model_copy(update={"deadline": between})}), data)
+    with pytest.raises(UserError, match="devices.deadline"):
+        check_deadline(cfg.model_copy(update={"devices": d.model_copy(update={"deadline": task * 0.9})}), data)

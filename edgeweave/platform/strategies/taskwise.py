@@ -11,18 +11,20 @@ with more rounds the harvest repeats after each.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal, Optional
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Optional
 
 import numpy as np
 from pydantic import Field
 
 from edgeweave.platform.aggregate import Partial
+from edgeweave.platform.data import DATASETS, ArrayData
 from edgeweave.platform.errors import UserError
-from edgeweave.platform.registry import Params
+from edgeweave.platform.inputs import FileParams
 from edgeweave.platform.strategies.base import STRATEGIES, Job, Strategy
-from edgeweave.platform.front import Front, check_front, load_front, schedule
+from edgeweave.platform.front import Front, check_front, parse_front, schedule
 from edgeweave.platform.seeding import rng
-from edgeweave.platform.submodel import Plan, thin
+from edgeweave.platform.models import build_model
+from edgeweave.platform.submodel import Plan, Slicer, thin
 from edgeweave.platform.training import local_steps
 from edgeweave.platform.taskwise import (OBJECTIVES, allowed_mask, attributed_plans, class_groups, grouped_plans,
                                          own_labels, relevance, union)
@@ -32,7 +34,8 @@ if TYPE_CHECKING:
     from edgeweave.platform.server import Server
 
 
-class TaskwiseParams(Params):
+class TaskwiseParams(FileParams):
+    input_fields: ClassVar[tuple[str, ...]] = ("dropout_front",)  # read once with the config, sent with it
     mode: Literal["grouped", "attributed"] = "grouped"
     groups: int = Field(5, ge=1)  # tasks: the classes split into this many contiguous groups
     class_groups: Optional[list[list[int]]] = None  # or explicit class lists, one per task
@@ -44,6 +47,74 @@ class TaskwiseParams(Params):
     assignment: Optional[list[list[int]]] = None  # explicit: task ids per device (cycled)
     objective: Literal["other", "ovr"] = "other"
     dropout_front: Optional[str] = None  # a DISTREAL front: drop filters inside the task sub-model
+
+
+DROPOUT_FRONT = "strategy.dropout_front"
+
+
+def _dropout_front(p: TaskwiseParams) -> Front:
+    """The dropout front as the config read it (the same bytes in every process of the run)."""
+    return parse_front(p.content("dropout_front"), str(p.dropout_front), DROPOUT_FRONT)
+
+
+def _task_count(p: TaskwiseParams) -> int:
+    return len(p.class_groups) if p.class_groups else p.groups
+
+
+def declared_classes(cfg) -> Optional[int]:
+    """The data set's class count when its config or class declares it (`num_classes`), else None."""
+    dataset, _ = DATASETS.entry(cfg.data.name, "data.name")
+    for source in (cfg.data.params, dataset):
+        n = getattr(source, "num_classes", None)
+        if isinstance(n, int) and not isinstance(n, bool):
+            return n
+    return None
+
+
+def _check_tasks(p: TaskwiseParams, cfg) -> None:
+    """Explicit task ids name existing tasks, one non-empty list per existing device id; class lists are classes."""
+    tasks = _task_count(p)
+    for g, classes in enumerate(p.class_groups or []):
+        if not classes:
+            raise UserError(f"strategy.class_groups = {p.class_groups}: group {g} is empty; "
+                            "every group needs at least one class")
+        if min(classes) < 0:
+            raise UserError(f"strategy.class_groups = {p.class_groups}: class {min(classes)} does not exist; "
+                            "classes are numbered from 0")
+    if p.assignment is None:
+        return
+    count = cfg.devices.count
+    if len(p.assignment) > count:
+        raise UserError(f"strategy.assignment = {p.assignment}: {len(p.assignment)} entries, one per device id, "
+                        f"but devices.count = {count}; give at most {count} (they repeat over the devices)")
+    for d, ids in enumerate(p.assignment):
+        if not ids:
+            raise UserError(f"strategy.assignment = {p.assignment}: device {d} has no task; "
+                            f"give it task ids in 0..{tasks - 1}")
+        bad = [t for t in ids if not 0 <= t < tasks]
+        if bad:
+            source = (f"{len(p.class_groups)} strategy.class_groups" if p.class_groups
+                      else f"strategy.groups = {p.groups}")
+            raise UserError(f"strategy.assignment = {p.assignment}: task {bad[0]} does not exist; "
+                            f"task ids are 0..{tasks - 1} ({source})")
+
+
+def _check_classes(p: TaskwiseParams, num_classes: int, where: str) -> None:
+    """Every class id exists and every class is in some group; no more contiguous groups than classes."""
+    if not p.class_groups:
+        if p.groups > num_classes:
+            raise UserError(f"strategy.groups = {p.groups}: at most {num_classes}, the classes of {where} "
+                            "(every task needs a class)")
+        return
+    named = sorted({c for g in p.class_groups for c in g})
+    past = [c for c in named if c >= num_classes]
+    if past:
+        raise UserError(f"strategy.class_groups = {p.class_groups}: class {past[0]} does not exist; "
+                        f"{where} has classes 0..{num_classes - 1}")
+    missed = sorted(set(range(num_classes)) - set(named))
+    if missed:
+        raise UserError(f"strategy.class_groups = {p.class_groups}: class {missed[0]} is in no group; "
+                        f"every class of {where} (0..{num_classes - 1}) needs a group")
 
 
 @STRATEGIES.register("taskwise", TaskwiseParams)
@@ -62,8 +133,36 @@ class Taskwise(Strategy):
     def check(cls, params: TaskwiseParams, cfg) -> None:
         if params.tasks == "explicit" and not params.assignment:
             raise UserError("strategy.tasks = 'explicit': needs strategy.assignment, task ids per device")
+        _check_tasks(params, cfg)
+        declared = declared_classes(cfg)
+        if declared is not None:
+            _check_classes(params, declared, f"data {cfg.data.name}")
         if params.dropout_front:
-            check_front(params.dropout_front, cfg, "strategy.dropout_front")
+            check_front(_dropout_front(params), cfg, DROPOUT_FRONT)
+
+    @classmethod
+    def check_data(cls, params: TaskwiseParams, cfg, data: ArrayData) -> None:
+        """What needs the loaded data: its classes, and the model's widths for its input shape.
+
+        Call after loading the data and before starting the run.
+        """
+        _check_classes(params, data.num_classes, f"data {cfg.data.name}")
+        if params.dropout_front:
+            check_front(_dropout_front(params), cfg, DROPOUT_FRONT, data)
+        if params.mode != "grouped":
+            return
+        model = build_model(cfg.model, data.input_shape, data.num_classes, cfg.seed)
+        widths = Slicer(model, data.input_shape).widths
+        grouped = widths[params.trunk:]
+        tasks = _task_count(params)
+        if grouped and tasks > min(grouped):
+            field = "strategy.class_groups" if params.class_groups else "strategy.groups"
+            value = params.class_groups if params.class_groups else params.groups
+            layer = params.trunk + grouped.index(min(grouped))
+            raise UserError(
+                f"{field} = {value}: {tasks} tasks; at most {min(grouped)}, the channels of the narrowest "
+                f"grouped layer (prunable layer {layer} of model {cfg.model.name}, after strategy.trunk = "
+                f"{params.trunk}); use fewer tasks, a larger strategy.trunk or a wider model")
 
     def choices(self, holder, round_: int, job: Job, plan: Plan) -> tuple[np.ndarray, np.ndarray]:
         """With a dropout front: the dropout vector of each mini-batch, as the device picks them.
@@ -72,7 +171,7 @@ class Taskwise(Strategy):
         device's own task sub-model, thinned by each vector.
         """
         if self._front is None:
-            self._front = load_front(self.params.dropout_front, "strategy.dropout_front")
+            self._front = _dropout_front(self.params)
         front = self._front
         g = np.random.default_rng(0)  # FLOPs depend on the widths only, not on which channels
         costs = np.array([holder.slicer.flops(thin(plan, v, g)) for v in front.vectors], np.float64)
@@ -95,8 +194,7 @@ class Taskwise(Strategy):
         if p.mode == "grouped":
             return grouped_plans(holder.slicer, classes, p.trunk)
         holder.layout.load(holder.model, weights)
-        scores = relevance(holder.model.cpu(), holder.data.x_train, holder.data.y_train, holder.data.num_classes)
-        holder.model.to(getattr(holder, "device", "cpu"))
+        scores = relevance(holder.model, holder.data.x_train, holder.data.y_train, holder.data.num_classes)
         return attributed_plans(scores, classes, p.keep)
 
     def allowed(self, holder) -> np.ndarray:
@@ -165,12 +263,28 @@ class Taskwise(Strategy):
             cut.append(j if len(vectors) == server.steps_of(j) else Job(j.device, start=j.start, steps=len(vectors)))
         return cut
 
-    def flops_per_sample(self, server: "Server", round_: int, job: Job) -> float:
+    def step_flops(self, server: "Server", round_: int, job: Job, steps: int) -> np.ndarray:
+        """With a dropout front each mini-batch costs its own vector on the task sub-model."""
         if not self.params.dropout_front or self.warming_up(round_):
-            return super().flops_per_sample(server, round_, job)
+            return super().step_flops(server, round_, job, steps)
         _, costs = self.choices(server, round_, Job(job.device, start=job.start),
                                 self.device_plan(server, job.device, round_))
-        return float(costs.mean() / self.cfg.training.batch_size) if len(costs) else 0.0
+        return costs[:steps] / self.cfg.training.batch_size
+
+    def cheapest_job(self, slicer: Slicer, batch: int) -> tuple[int, float]:
+        """Grouped tasks are known before training: the smallest task sub-model (thinned by the
+        front's cheapest vector, with one) is the least a device takes on. Attributed tasks
+        start with full-model warm-up rounds, so the full model it is."""
+        p = self.params
+        if p.mode != "grouped":
+            return super().cheapest_job(slicer, batch)
+        classes = class_groups(slicer.num_classes, p.groups, p.class_groups)
+        plans = grouped_plans(slicer, classes, p.trunk)
+        trained = plans
+        if p.dropout_front:  # the task sub-model moves whole; a mini-batch trains it thinned
+            front, g = _dropout_front(p), np.random.default_rng(0)
+            trained = [thin(plan, front.vectors[int(np.argmin(front.flops_per_batch))], g) for plan in plans]
+        return min((slicer.count(plan), float(slicer.flops(t) * batch)) for plan, t in zip(plans, trained))
 
     def job_plan(self, server: "Server", round_: int, job: Job) -> Optional[Plan]:
         return None if self.warming_up(round_) else self.device_plan(server, job.device, round_)
@@ -200,9 +314,9 @@ class Taskwise(Strategy):
             layout.load(model, global_weights[pos])
             project = None
             if not own.all():  # several tasks: keep their cross-task weights at zero, as in the model
-                masks = layout.split(own)
                 params = dict(model.named_parameters())
-                project = lambda: [params[k].data.mul_(m) for k, m in masks.items() if k in params]  # noqa: E731
+                masks = {k: m.to(params[k].device) for k, m in layout.split(own).items() if k in params}
+                project = lambda: [params[k].data.mul_(m) for k, m in masks.items()]  # noqa: E731
             result = client.train(round_, job, model=model, labels=lambda y: own_labels(y, plan.classes),
                                   loss_fn=OBJECTIVES[self.params.objective], after_step=project)
             partial.add(layout.flatten(model)[own], weight=n, mask=pos[own])
