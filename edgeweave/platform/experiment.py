@@ -74,35 +74,40 @@ def run_rounds(cfg: ExperimentConfig, runner: RoundRunner, sinks: Sinks, run_dir
     every, stamp = cfg.logging.checkpoint_every, run_fingerprint(cfg)
     saved = first if resume is not None else None  # the round the last checkpoint goes on from
     diverged: Optional[str] = None  # what became NaN or infinite, when a round diverged
-    for r in range(first, cfg.training.rounds):
-        t0 = time.perf_counter()
-        try:
-            metrics = runner.round(r)
-            diverged = metrics.pop("non_finite", None)
-            if diverged is not None:
-                break
-            for record in metrics.pop("device_records"):
-                devices_log.log(record)
-            metrics["wall_seconds"] = round(time.perf_counter() - t0, 4)
-            sinks.log(metrics)
-            history.append(metrics)
-            checkpoint = None
-            if (every and (r + 1) % every == 0) or r + 1 == cfg.training.rounds:
-                checkpoint = save_checkpoint(run_dir / CHECKPOINT, runner.snapshot(r + 1, history), stamp)
-                saved = r + 1
-        except OSError as e:
-            raise RunFailed(f"round {r}: cannot write to {run_dir} ({e.strerror or e}); "
-                            + _how_to_go_on(run_dir, saved)) from None
-        except Exception as e:  # noqa: BLE001 - a lost driver or worker pool: say how to go on
-            raise RunFailed(f"round {r} failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
-                            + _how_to_go_on(run_dir, saved)) from e
-        if on_round is not None:
-            on_round(metrics, checkpoint)
+    try:
+        for r in range(first, cfg.training.rounds):
+            t0 = time.perf_counter()
+            try:
+                metrics = runner.round(r)
+                diverged = metrics.pop("non_finite", None)
+                if diverged is not None:
+                    break
+                for record in metrics.pop("device_records"):
+                    devices_log.log(record)
+                metrics["wall_seconds"] = round(time.perf_counter() - t0, 4)
+                sinks.log(metrics)
+                history.append(metrics)
+                checkpoint = None
+                if (every and (r + 1) % every == 0) or r + 1 == cfg.training.rounds:
+                    checkpoint = save_checkpoint(run_dir / CHECKPOINT, runner.snapshot(r + 1, history), stamp)
+                    saved = r + 1
+            except OSError as e:
+                raise RunFailed(f"round {r}: cannot write to {run_dir} ({e.strerror or e}); "
+                                + _how_to_go_on(run_dir, saved)) from None
+            except Exception as e:  # noqa: BLE001 - a lost driver or worker pool: say how to go on
+                raise RunFailed(f"round {r} failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                                + _how_to_go_on(run_dir, saved)) from e
+            if on_round is not None:
+                on_round(metrics, checkpoint)
+        if diverged is not None:  # nothing of the diverged round is written; what was written stays
+            raise RunFailed(f"round {r}: {diverged} became NaN or infinite, so the run stops here (rounds before it "
+                            f"are logged); lower training.lr (now {cfg.training.lr:g}) or check the data, and start "
+                            "the run again")
+    except RunFailed as e:  # the progress bar, the files and the W&B run (marked failed) are closed
+        devices_log.close({})
+        sinks.close({"failed": str(e)})
+        raise
     devices_log.close({})
-    if diverged is not None:  # nothing of the diverged round is written; what was written stays
-        raise RunFailed(f"round {r}: {diverged} became NaN or infinite, so the run stops here (rounds before it "
-                        f"are logged); lower training.lr (now {cfg.training.lr:g}) or check the data, and start "
-                        "the run again")
     last = history[-1]
     for path in (plot_accuracy(history, run_dir / "accuracy.png", f"{cfg.name}: {cfg.strategy.name}"),
                  plot_devices(cfg, history, run_dir / "devices.jsonl", run_dir / "devices.png")):

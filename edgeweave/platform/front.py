@@ -16,6 +16,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from edgeweave.platform.devices.timeline import StepRule
 from edgeweave.platform.errors import UserError
 
 MADE_FOR = ("model", "model_params", "input_shape", "num_classes", "batch_size")  # keys `made_for` writes
@@ -110,33 +111,34 @@ def check_front(front: Front | str | Path, cfg, field: str, data=None) -> Front:
     return front
 
 
-def schedule(front: Front, steps: int, speed: float, seconds: Optional[float]) -> np.ndarray:
-    """The front point a device trains at each mini-batch, chosen by the device alone.
+def front_rule(front: Front, sizes: np.ndarray, batch: int) -> StepRule:
+    """The front point a device trains at each mini-batch, chosen by the device alone, as it goes.
 
-    At each mini-batch the device spreads the compute time it has left (`seconds`, None for no
-    deadline) over the mini-batches still to do and takes the best-scoring vector whose cost
-    fits that share at its current `speed` (FLOP/s). When even the cheapest does not fit the
-    share, it does the cheapest mini-batches that still fit in the time left and stops: the
-    schedule is then shorter than `steps` (partial work).
+    Before each mini-batch the device spreads the compute time it has left (None: no deadline)
+    over the mini-batches still to do and takes the best-scoring vector whose cost on this
+    mini-batch (`sizes[k]` samples) fits that share at the speed it has now. When even the
+    cheapest does not fit the share, it takes the cheapest while that still fits in the time
+    left, and stops when it does not: the device's round is then shorter than `len(sizes)`.
     """
-    chosen: list[int] = []
-    used = 0.0
-    times = front.flops_per_batch / speed
-    for k in range(steps):
-        if seconds is None:
-            fits = np.ones(len(times), bool)
+    per_sample = front.flops_per_batch / batch
+    best = int(np.argmin(front.score))
+    cheapest = int(np.argmin(front.flops_per_batch))
+    steps = len(sizes)
+
+    def rule(k: int, speed: float, left: Optional[float]) -> Optional[tuple[float, int]]:
+        cost = per_sample * float(sizes[k])
+        if left is None:
+            return float(cost[best]), best
+        times = cost / speed
+        fits = times <= left / (steps - k) * (1 + 1e-9)
+        if fits.any():
+            i = int(np.flatnonzero(fits)[np.argmin(front.score[fits])])
+        elif times[cheapest] <= left * (1 + 1e-9):
+            i = cheapest
         else:
-            fits = times <= (seconds - used) / (steps - k) * (1 + 1e-9)
-        if not fits.any():
-            cheapest = int(np.argmin(times))
-            while len(chosen) < steps and used + times[cheapest] <= seconds * (1 + 1e-9):
-                chosen.append(cheapest)
-                used += times[cheapest]
-            break
-        i = int(np.flatnonzero(fits)[np.argmin(front.score[fits])])
-        chosen.append(i)
-        used += times[i]
-    return np.array(chosen, np.int64)
+            return None
+        return float(cost[i]), i
+    return rule
 
 
 def non_dominated(cost: np.ndarray, score: np.ndarray) -> np.ndarray:

@@ -24,6 +24,20 @@ def outcome(record: dict[str, Any]) -> str:
     return "dropped" if record["dropped"] else "partial" if record["partial"] else "full"
 
 
+def round_speed(view: DeviceView, device: int, round_: int, start: float, finish: float,
+                limit: int = 400) -> tuple[np.ndarray, np.ndarray]:
+    """The device's speed from the round's start to its finish, change by change (at most `limit`)."""
+    segment = view.segment(device, round_)
+    times, speeds, t = [], [], start
+    while t < finish and len(times) < limit:
+        _, speed, until = segment(t)
+        times.append(t)
+        speeds.append(speed)
+        t = until
+    _, last, _ = segment(finish)
+    return np.array(times + [finish]), np.array(speeds + [speeds[-1] if speeds else last])
+
+
 def time_axis(seconds: float) -> tuple[float, str]:
     """A divisor and a unit that suit a span of virtual time."""
     if seconds >= 2 * 3600:
@@ -78,13 +92,16 @@ def plot_devices(cfg: ExperimentConfig, history: Sequence[dict[str, Any]], devic
             ax.step(starts / scale, np.where(avail, np.nan, speed), where="post", color="0.8")
             for r in records:
                 if r["device"] == dev:
+                    t, v = round_speed(view, dev, r["round"], starts[rounds.index(r["round"])], r["finish"])
+                    ax.step(t / scale, v, where="post", color=LINES[j % len(LINES)], lw=2.2)
                     colour, marker = OUTCOMES[outcome(r)]
-                    ax.scatter(r["finish"] / scale, r["speed"], color=colour, marker=marker, s=22, zorder=3)
+                    ax.scatter(r["finish"] / scale, v[-1], color=colour, marker=marker, s=22, zorder=3)
         ax.set_ylabel(f"{tier.name}\nFLOP/s")
         ax.set_ylim(bottom=0)
         ax.legend(fontsize=7, loc="lower left")
         if k == 0:
-            ax.set_title("speed now (grey: unavailable); markers: finish of each round taken part in")
+            ax.set_title("speed at round starts (grey: unavailable); thick: within the rounds taken part in, "
+                         "to the finish (marker)", fontsize=9)
         if k == len(d.tiers) - 1:
             ax.set_xlabel(f"virtual time ({unit})")
     bars = fig.add_subplot(grid[:, 1])

@@ -12,7 +12,8 @@ from edgeweave.platform.aggregate import Partial, average, combine
 from edgeweave.platform.checkpoint import RunState
 from edgeweave.platform.config import ExperimentConfig
 from edgeweave.platform.data import ArrayData
-from edgeweave.platform.devices.clock import Timing, Workload, batch_sizes, samples_in_steps, time_round
+from edgeweave.platform.devices.clock import Timing, Workload, batch_sizes, time_round
+from edgeweave.platform.devices.timeline import DeviceTimeline, constant, device_timeline
 from edgeweave.platform.devices.view import DeviceView
 from edgeweave.platform.errors import UserError
 from edgeweave.platform.flat import FlatLayout
@@ -63,30 +64,39 @@ class Server:
         """Samples the job's device holds (all of them for the pooled central job)."""
         return int(self.shard_sizes.sum() if job.pooled else self.shard_sizes[job.device])
 
+    def model_bytes(self, round_: int, job: Job) -> float:
+        """Bytes the job moves each way: its (sub-)model's weights, none for the pooled central job."""
+        if job.pooled:
+            return 0.0
+        plan = self.strategy.job_plan(self, round_, job)
+        return 4.0 * (self.layout.size if plan is None else self.slicer.count(plan))
+
     def job_seconds(self, round_: int, job: Job) -> float:
-        """Virtual seconds the job's full work would take its device now (download, train, upload)."""
-        return float(time_round(self.workload(round_, [job]), "wait", None).finish[0])
+        """Virtual seconds the job's full work would take at the device's speed now (download, train,
+        upload): what a device knows when it commits to a plan at the round's start."""
+        steps = self.steps_of(job)
+        flops = self.strategy.step_flops(self, round_, job, steps) * batch_sizes(self.samples_of(job),
+                                                                                 self.cfg.training.batch_size, steps)
+        _, speed = self.view.state(np.array([job.device]), round_, self.clock)
+        comm = self.model_bytes(round_, job) / float(self.view.bandwidth(np.array([job.device]))[0])
+        return float(2 * comm + flops.sum() / speed[0])
+
+    def timeline(self, round_: int, job: Job) -> DeviceTimeline:
+        """The job's device-round (the pooled central job: one reference device, full speed, no network)."""
+        planned = self.steps_of(replace(job, steps=None))
+        rule = self.strategy.step_rule(self, round_, job, planned)
+        if job.pooled:
+            d = self.cfg.devices
+            return device_timeline(constant(d.flops_per_second), self.clock, 0.0, planned, rule, None, d.stragglers)
+        return self.view.timeline(round_, job.device, self.clock, self.model_bytes(round_, job), planned, rule)
 
     def workload(self, round_: int, jobs: Sequence[Job]) -> Workload:
-        """Each job's full work, mini-batch by mini-batch, and the device's speed and bandwidth now."""
-        d = self.cfg.devices
+        """Each job's device-round, mini-batch by mini-batch, over what its device has moment by moment."""
         ids = np.array([j.device for j in jobs], np.int64)
-        pooled = np.array([j.pooled for j in jobs], bool)
-        real = np.where(pooled, 0, ids)
-        _, speed_now = self.view.state(real, round_, self.clock)
-        # The pooled (central) job runs on one reference device at full speed, with no network.
-        speed = np.where(pooled, d.flops_per_second, speed_now)
-        bandwidth = np.where(pooled, np.inf, self.view.bandwidth(real))
         shard = np.array([self.samples_of(j) for j in jobs], np.int64)
-        plans = [self.strategy.job_plan(self, round_, j) for j in jobs]
-        size = np.array([self.layout.size if p is None else self.slicer.count(p) for p in plans], np.float64)
-        batch = self.cfg.training.batch_size
-        step_flops = []
-        for j, n in zip(jobs, shard.tolist()):
-            steps = self.steps_of(j)
-            step_flops.append(self.strategy.step_flops(self, round_, j, steps) * batch_sizes(n, batch, steps))
-        return Workload(devices=ids, speed=speed, bandwidth=bandwidth, model_bytes=np.where(pooled, 0.0, 4.0 * size),
-                        step_flops=step_flops, shard=shard, batch=batch)
+        planned = np.array([self.steps_of(replace(j, steps=None)) for j in jobs], np.int64)
+        return Workload(devices=ids, shard=shard, batch=self.cfg.training.batch_size, planned=planned,
+                        timelines=[self.timeline(round_, j) for j in jobs])
 
     def plan(self, round_: int) -> tuple[list[Job], list[int]]:
         """Sample available devices, let the strategy plan them, and cut the work to the deadline.
@@ -101,13 +111,13 @@ class Server:
             return available & (self.shard_sizes[ids] > 0)
 
         devices = sample_available(d.count, want, eligible, rng(self.cfg.seed, round_, SERVER))
-        jobs = self.strategy.plan(round_, devices, self)
+        jobs = [replace(j, start=self.clock) for j in self.strategy.plan(round_, devices, self)]
         work = self.workload(round_, jobs)
         timing = time_round(work, d.stragglers, d.deadline, keep=d.per_round if want > d.per_round else None,
                             fixed_length=d.round_ends == "deadline")
         self._pending = (round_, jobs, work, timing)
         kept = np.flatnonzero(~timing.dropped)
-        return ([jobs[i] if timing.steps[i] == work.steps[i] else replace(jobs[i], steps=int(timing.steps[i]))
+        return ([jobs[i] if timing.steps[i] == work.planned[i] else replace(jobs[i], steps=int(timing.steps[i]))
                  for i in kept], [int(timing.samples[i]) for i in kept])
 
     def update(self, partials: Sequence[Partial]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -131,25 +141,27 @@ class Server:
         records = []
         for i, job in enumerate(jobs):
             done = trained.get(job.device, {})
-            planned = float(work.step_flops[i].sum())
-            samples_planned = samples_in_steps(int(work.shard[i]), work.batch, len(work.step_flops[i]))
-            per_sample = (timing.flops[i] / timing.samples[i] if timing.samples[i]
-                          else planned / max(samples_planned, 1))
+            tl = work.timelines[i]
+            per_sample = float(tl.step_flops.sum() / timing.samples[i]) if timing.samples[i] else None
             records.append({
                 "round": round_,
                 "device": job.device,
                 "tier": "central" if job.pooled else tier_names[self.view.tier_of[job.device]],
                 "rate": job.rate,
-                "speed": float(work.speed[i]),
-                "budget": None if math.isinf(timing.budget[i]) else float(timing.budget[i]),
+                "speed": tl.speed_start,
+                "speed_min": tl.speed_min,
+                "speed_max": tl.speed_max,
                 "steps": int(done.get("steps", 0)),
                 "samples": int(done.get("samples", 0)),
-                "flops": float(timing.flops[i]),
+                "flops": float(timing.flops[i]),  # computed, a mini-batch cut off midway or a dropped update included
+                "trained_flops": 0.0 if timing.dropped[i] else float(tl.step_flops.sum()),  # what its update carries
                 "saving": float(full_flops / per_sample) if per_sample else None,
                 "finish": start + float(timing.finish[i]),
                 "dropped": bool(timing.dropped[i]),
-                # Less than the full local work: cut by the deadline or stopped by the device's own choice.
-                "partial": bool(not timing.dropped[i] and timing.steps[i] < self.steps_of(replace(job, steps=None))),
+                # Less than the full local work: cut by the deadline, or stopped by its own choice.
+                "partial": bool(not timing.dropped[i] and timing.steps[i] < work.planned[i]),
+                # Why it did less than its full work: "own choice", "deadline", "offline", "late".
+                "stopped": timing.stopped[i],
                 "loss": done.get("loss"),
             })
         round_flops = float(timing.flops.sum())
@@ -206,20 +218,24 @@ def split_jobs(jobs: Sequence[Job], sizes: Sequence[int], workers: int) -> list[
 def check_deadline(cfg: ExperimentConfig, data: ArrayData) -> None:
     """A deadline the fastest device cannot meet is bad input, caught before any output.
 
-    The fastest tier must move and train the least work the method can give a device (the
-    full model for FedAvg, the narrowest width, DISTREAL's cheapest vector): one mini-batch
-    and the weights both ways.
+    Some tier must move and train, at full speed, the least work the method can give its
+    devices (the full model for FedAvg, the tier's width, DISTREAL's cheapest vector): one
+    mini-batch and the weights both ways.
     """
     d = cfg.devices
     if d.deadline is None:
         return
     model = build_model(cfg.model, data.input_shape, data.num_classes, cfg.seed)
     strategy = STRATEGIES.build(cfg.strategy.name, cfg.strategy.params, cfg=cfg)
-    weights, step = strategy.cheapest_job(Slicer(model, data.input_shape), cfg.training.batch_size)
-    need = min(2 * 4.0 * weights / t.bandwidth + step / (d.flops_per_second * t.speed) for t in d.tiers)
+    slicer = Slicer(model, data.input_shape)
+    needs = []
+    for t in d.tiers:
+        weights, step = strategy.cheapest_job(slicer, cfg.training.batch_size, t.name)
+        needs.append((2 * 4.0 * weights / t.bandwidth + step / (d.flops_per_second * t.speed), t.name, weights))
+    need, tier, weights = min(needs)
     if need > d.deadline:
-        raise UserError(f"devices.deadline = {d.deadline:g}: no device can meet it; the fastest tier needs "
-                        f"{need:.3g} s to move its least work ({weights:,} weights each way) and train one "
+        raise UserError(f"devices.deadline = {d.deadline:g}: no device can meet it; the quickest tier ({tier}) "
+                        f"needs {need:.3g} s to move its least work ({weights:,} weights each way) and train one "
                         f"mini-batch of it")
 
 

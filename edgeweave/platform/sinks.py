@@ -19,7 +19,8 @@ class Sink(Protocol):
 
     def image(self, path: Path) -> None: ...
 
-    def close(self, summary: dict[str, Any]) -> None: ...
+    def close(self, summary: dict[str, Any]) -> None:
+        """The run ended: its summary, or {"failed": the reason} when it stopped with an error."""
 
 
 class _NoImages:
@@ -52,6 +53,8 @@ class ConsoleSink(_NoImages):
     def close(self, summary: dict[str, Any]) -> None:
         if self.bar is not None:
             self.bar.close()
+        if "failed" in summary:  # the command prints the one line that says why
+            return
         print(
             f"{summary['name']}: {summary['strategy']} finished {summary['rounds']} rounds, "
             f"test accuracy {summary['test_accuracy']:.4f}, test loss {summary['test_loss']:.4f}, "
@@ -165,7 +168,7 @@ class WandbSink:
             return
         try:
             self.run.summary.update(summary)
-            self.run.finish()
+            self.run.finish(exit_code=1 if "failed" in summary else 0)
         except Exception as e:  # noqa: BLE001
             self._fail(e)
 

@@ -178,11 +178,13 @@ def check_rungs(scheduler: Scheduler, cfg: ExperimentConfig, rounds: int, key: s
     rungs = asha_rungs(scheduler, t.rounds)
     late = [r for r in rungs if r % t.eval_every]
     if late:
+        grace = t.eval_every * math.ceil(g / t.eval_every)
+        fix = (f"e.g. grace_period = {grace} with a whole reduction_factor" if grace < t.rounds
+               else f"e.g. training.eval_every = 1, or a divisor of {math.gcd(*rungs)}")
         raise UserError(f"{where}scheduler.grace_period = {g}, reduction_factor = {rf:g}: asha compares trials after "
                         f"rounds {', '.join(map(str, rungs))}, but training.eval_every = {t.eval_every} evaluates "
                         f"only after multiples of {t.eval_every} (and the last); every rung must be a multiple of "
-                        f"{t.eval_every}, e.g. grace_period = {t.eval_every * math.ceil(g / t.eval_every)} with a "
-                        f"whole reduction_factor")
+                        f"{t.eval_every}: {fix}")
 
 
 def grid_size(sweep: SweepConfig) -> int:

@@ -10,7 +10,8 @@ from edgeweave.platform.config import build_config
 from edgeweave.platform.data import load_dataset
 from edgeweave.platform.dse import Explorer, explore
 from edgeweave.platform.errors import UserError
-from edgeweave.platform.front import Front, load_front, non_dominated, schedule
+from edgeweave.platform.devices.timeline import constant, device_timeline
+from edgeweave.platform.front import Front, front_rule, load_front, non_dominated
 from edgeweave.platform.models import build_model
 from edgeweave.platform.seeding import rng
 from edgeweave.platform.submodel import Slicer, dropout_plan
@@ -19,6 +20,12 @@ from tests.helpers import tiny_raw
 # Three front points: cost 100, 50, 10 FLOPs per mini-batch; the costliest converges best.
 FRONT = Front(np.array([[0.0, 0.0], [0.5, 0.0], [0.75, 0.75]]), np.array([100.0, 50.0, 10.0]),
               np.array([1.0, 2.0, 3.0]), {})
+
+
+def schedule(front, steps, speed, seconds):
+    """The vectors a device at a constant speed picks for `steps` full mini-batches (no transfers)."""
+    rule = front_rule(front, np.full(steps, 10), 10)
+    return device_timeline(constant(speed), 0.0, 0.0, steps, rule, seconds, "wait").choices
 
 
 def test_without_a_deadline_the_best_vector_every_time():
@@ -133,7 +140,7 @@ def test_devices_choose_alone_and_the_driver_replays_them_exactly(tmp_path):
     done = {r["device"]: r for r in records}
     for job, samples in zip(jobs, planned):
         assert done[job.device]["samples"] == samples
-        assert done[job.device]["steps"] == server.strategy.device_round(server, 0, job.device, job.start).steps
+        assert done[job.device]["steps"] == server.strategy.device_round(server, 0, job).steps
     assert metrics["virtual_time"] <= 25.0 + 1e-6
     assert len({r["flops"] / max(r["samples"], 1) for r in records if r["samples"]}) > 1  # devices differ
 

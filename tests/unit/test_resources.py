@@ -134,3 +134,30 @@ def test_a_trace_is_read_once_with_the_config_and_travels_with_it(tmp_path):
     worker_cfg = pickle.loads(pickle.dumps(cfg))  # as a Ray worker receives it
     avail, speed = build_resources(worker_cfg.devices.resources, 0).state(np.array([0]), 0, 11.0)
     assert avail.tolist() == [False] and speed.tolist() == [0.5]
+
+
+def test_next_change_is_where_the_state_can_change_next(tmp_path):
+    """Each model says when a device's state may next change; in between, `state` is constant."""
+    p = tmp_path / "t.csv"
+    write_csv(p, [(7, 0, 1, 1.0), (7, 10, 0, 0.5), (9, 0, 1, 0.2), (9, 5, 1, 0.8)])
+    ids = np.array([0, 1])
+    trace = model(tmp_path, name="trace", path=str(p), cycle=20)
+    assert list(trace.next_change(ids, 0, 3.0)) == [10.0, 5.0]
+    assert list(trace.next_change(ids, 0, 12.0)) == [20.0, 20.0]  # the cycle wraps to its start
+    assert list(trace.next_change(ids, 0, 26.0)) == [30.0, 40.0]
+    assert list(model(tmp_path, name="trace", path=str(p)).next_change(ids, 0, 12.0)) == [np.inf, np.inf]
+    assert list(model(tmp_path, name="markov", period=2.0).next_change(ids, 0, 3.0)) == [4.0, 4.0]
+    assert list(model(tmp_path, name="markov", period=2.0).next_change(ids, 0, 4.0)) == [6.0, 6.0]
+    assert list(model(tmp_path, name="diurnal", slot=600.0).next_change(ids, 0, 100.0)) == [600.0, 600.0]
+    assert np.isinf(model(tmp_path, name="uniform").next_change(ids, 3, 5.0)).all()  # redrawn per round only
+    assert list(model(tmp_path, name="uniform", period=0.5).next_change(ids, 3, 5.2)) == [5.5, 5.5]
+    assert np.isinf(model(tmp_path, name="constant").next_change(ids, 0, 1.0)).all()
+    for m in (trace, model(tmp_path, name="markov", period=2.0), model(tmp_path, name="uniform", period=0.5),
+              model(tmp_path, name="diurnal", slot=600.0, period=3600.0)):
+        for t in (0.0, 3.3, 12.7, 599.0):
+            nxt = m.next_change(ids, 0, t)
+            assert (nxt > t).all()
+            for i, device in enumerate(ids[:, None]):
+                before = m.state(device, 0, t)
+                for inside in np.linspace(t, min(nxt[i], t + 1000.0), 6)[:-1] + 1e-9:
+                    assert m.state(device, 0, float(inside)) == before

@@ -263,7 +263,7 @@ def test_deadline_check_asks_only_for_the_smallest_task_sub_model(make_config):
     def need(weights, flops):
         return min(2 * 4.0 * weights / t.bandwidth + flops / (d.flops_per_second * t.speed) for t in d.tiers)
 
-    task = need(*strategy.cheapest_job(server.slicer, batch))
+    task = need(*strategy.cheapest_job(server.slicer, batch, "strong"))
     full = need(server.layout.size, server.slicer.flops(None) * batch)
     assert task < full / 2
     between = (task + full) / 2

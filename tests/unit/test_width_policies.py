@@ -97,11 +97,11 @@ def test_cost_follows_the_plan(make_config):
     jobs, _ = server.plan(0)
     work = server.workload(0, jobs)
     full = server.plan_flops(None)
-    for j, steps, b in zip(jobs, work.step_flops, work.model_bytes):
+    for j, timeline in zip(jobs, work.timelines):
         plan = server.strategy.job_plan(server, 0, j)
-        f = steps.sum() / len(server.partition.shard(j.device))  # one epoch
+        f = timeline.step_flops.sum() / len(server.partition.shard(j.device))  # one epoch
         assert f == pytest.approx(server.plan_flops(plan), rel=1e-12) and (j.rate < 1) == (f < full)
-        assert b == 4 * len(server.slicer.positions(plan))
+        assert server.model_bytes(0, j) == 4 * len(server.slicer.positions(plan))
 
 
 def test_width_round_trains_only_the_kept_elements(make_config):
@@ -173,3 +173,27 @@ def test_per_batch_engine_with_a_half_plan_equals_plain_sgd_on_the_sub_model(mak
     outside = np.ones(len(weights), bool)
     outside[pos] = False
     np.testing.assert_array_equal(weights.numpy()[outside], server.weights[outside])
+
+
+def test_the_deadline_check_pairs_each_tier_with_its_own_width(make_config):
+    """With `rate_by: tier` the strong tier trains the full width: a deadline only the weak tier's
+    width at the strong tier's speed would meet is met by no device, and is refused."""
+    from edgeweave.platform.server import check_deadline
+
+    tiers = [{"name": "strong", "share": 0.5, "speed": 1.0, "bandwidth": 1e12},
+             {"name": "weak", "share": 0.5, "speed": 0.25, "bandwidth": 1e12}]
+    rates = {"strong": 1.0, "weak": 0.25}
+    cfg, server, _ = setup(make_config, "heterofl", devices={"tiers": tiers}, rates=rates)
+    d, batch = cfg.devices, cfg.training.batch_size
+    narrow = server.slicer.flops(uniform_plan(server.slicer, lambda i, w: nested(w, 0.25))) * batch
+    full = server.slicer.flops(None) * batch
+    quickest = min(full / d.flops_per_second, narrow / (0.25 * d.flops_per_second))
+    between = (narrow / d.flops_per_second + quickest) / 2  # the narrow width at full speed would fit
+
+    def with_deadline(seconds):
+        return cfg.model_copy(update={"devices": d.model_copy(update={"deadline": seconds})})
+
+    data = server.data
+    with pytest.raises(UserError, match="no device can meet it; the quickest tier"):
+        check_deadline(with_deadline(between), data)
+    check_deadline(with_deadline(quickest * 1.01), data)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgeweave.platform.devices.resources import build_resources
+from edgeweave.platform.devices.timeline import DeviceTimeline, Segment, StepRule, device_timeline
 from edgeweave.platform.devices.tiers import assign_tiers
 
 
@@ -25,9 +26,27 @@ class DeviceView:
         return self.cfg.devices.tiers[self.tier_of[device]].name
 
     def state(self, ids: np.ndarray, round_: int, t: float) -> tuple[np.ndarray, np.ndarray]:
-        """(available, speed in FLOP/s) of each device at the round's start time t."""
+        """(available, speed in FLOP/s) of each device at virtual time t of the round."""
         available, multiplier = self.resources.state(ids, round_, t)
         return available, self.cfg.devices.flops_per_second * self.tier_speed[self.tier_of[ids]] * multiplier
 
     def bandwidth(self, ids: np.ndarray) -> np.ndarray:
         return self.tier_bandwidth[self.tier_of[ids]]
+
+    def segment(self, device: int, round_: int) -> Segment:
+        """The device's (available, speed, next change) at any time of the round, for its timeline."""
+        ids = np.array([device])
+        base = self.cfg.devices.flops_per_second * self.tier_speed[self.tier_of[device]]
+
+        def at(t: float) -> tuple[bool, float, float]:
+            available, multiplier = self.resources.state(ids, round_, t)
+            return bool(available[0]), float(base * multiplier[0]), float(self.resources.next_change(ids, round_, t)[0])
+        return at
+
+    def timeline(self, round_: int, device: int, start: float, model_bytes: float, planned: int,
+                 rule: StepRule) -> DeviceTimeline:
+        """The device's round under the config's deadline and straggler policy: the one computation
+        the driver (for the clock) and the device (for what it trains) both run."""
+        d = self.cfg.devices
+        comm = model_bytes / float(self.bandwidth(np.array([device]))[0])
+        return device_timeline(self.segment(device, round_), start, comm, planned, rule, d.deadline, d.stragglers)

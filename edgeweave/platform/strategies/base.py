@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any, Optional
 import numpy as np
 
 from edgeweave.platform.aggregate import Partial
+from edgeweave.platform.devices.clock import batch_sizes
+from edgeweave.platform.devices.timeline import StepRule, fixed_rule
 from edgeweave.platform.registry import Params, Registry
 
 if TYPE_CHECKING:
@@ -73,15 +75,21 @@ class Strategy(ABC):
         """Training FLOPs per sample of the job, from the real (sub-)model."""
         return float(server.plan_flops(self.job_plan(server, round_, job)))
 
-    def cheapest_job(self, slicer: "Slicer", batch: int) -> tuple[int, float]:
-        """(weights moved each way, FLOPs of one mini-batch) of the least work a device of this
-        method can take on: the deadline check asks whether the fastest device can do this much."""
+    def cheapest_job(self, slicer: "Slicer", batch: int, tier: str) -> tuple[int, float]:
+        """(weights moved each way, FLOPs of one mini-batch) of the least work a device of `tier`
+        can take on with this method: the deadline check asks whether any tier can do this much."""
         return slicer.layout.size, float(slicer.flops(None) * batch)
 
     def step_flops(self, server: "Server", round_: int, job: Job, steps: int) -> np.ndarray:
         """Training FLOPs per sample of each of the job's `steps` mini-batches (methods whose
         sub-model changes per mini-batch override this; the clock cuts work step by step)."""
         return np.full(steps, self.flops_per_sample(server, round_, job), np.float64)
+
+    def step_rule(self, server: "Server", round_: int, job: Job, steps: int) -> StepRule:
+        """How the device picks each of its `steps` mini-batches as it trains. By default the plan it
+        committed to at the round's start (`step_flops`); DISTREAL chooses from moment to moment."""
+        sizes = batch_sizes(server.samples_of(job), self.cfg.training.batch_size, steps)
+        return fixed_rule(self.step_flops(server, round_, job, steps) * sizes)
 
     @abstractmethod
     def client_update(

@@ -11,16 +11,17 @@ the clock and count the FLOPs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 from pydantic import Field
 
 from edgeweave.platform.aggregate import Partial
-from edgeweave.platform.devices.clock import samples_in_steps
+from edgeweave.platform.devices.clock import batch_sizes
+from edgeweave.platform.devices.timeline import DeviceTimeline, StepRule
 from edgeweave.platform.errors import UserError
-from edgeweave.platform.front import Front, check_front, parse_front, schedule
+from edgeweave.platform.front import Front, check_front, front_rule, parse_front
 from edgeweave.platform.inputs import FileParams
 from edgeweave.platform.seeding import rng
 from edgeweave.platform.strategies.base import STRATEGIES, Job, Strategy
@@ -29,7 +30,6 @@ from edgeweave.platform.submodel import Slicer, dropout_plan
 if TYPE_CHECKING:
     from edgeweave.platform.client import Client
     from edgeweave.platform.data import ArrayData
-    from edgeweave.platform.server import Server
 
 FIELD = "strategy.front"
 
@@ -49,24 +49,6 @@ class DistrealParams(FileParams):
 def run_front(params: DistrealParams) -> Front:
     """The front as the config read it (the same bytes in every process of the run)."""
     return parse_front(params.content("front"), params.front, FIELD)
-
-
-@dataclass(frozen=True)
-class DeviceRound:
-    """One device's round as it decides it alone: the front point of each mini-batch it trains."""
-
-    picked: np.ndarray  # front index per mini-batch, in order; fewer than the full work when it stops early
-    per_sample: np.ndarray  # training FLOPs per sample of each of those mini-batches
-    sizes: np.ndarray  # samples in each (an epoch's last mini-batch may be short)
-
-    @property
-    def steps(self) -> int:
-        return len(self.picked)
-
-    @property
-    def flops_per_sample(self) -> float:
-        """Mean over the samples trained, so that it times the samples gives the FLOPs exactly."""
-        return float((self.per_sample * self.sizes).sum() / self.sizes.sum()) if self.steps else 0.0
 
 
 @STRATEGIES.register("distreal", DistrealParams)
@@ -103,52 +85,37 @@ class Distreal(Strategy):
             self._front = front
         return self._front
 
-    def device_round(self, holder, round_: int, device: int, start: float) -> DeviceRound:
-        """What the device trains this round, decided from its full job: the one computation both halves run.
-
-        The server half books the clock and the FLOPs from it and the device half trains it; both
-        start from the device's full work (never from a step count already cut), so they cannot
-        disagree. `holder` is the Server or the Client.
-        """
-        front = self.front_for(holder)
-        d = np.array([device])
-        _, speed = holder.view.state(d, round_, start)
-        deadline = self.cfg.devices.deadline
-        model_bytes = 4.0 * holder.layout.size
-        seconds = None if deadline is None else deadline - 2 * model_bytes / float(holder.view.bandwidth(d)[0])
-        picked = schedule(front, holder.steps_of(Job(device, start=start)), float(speed[0]), seconds)
+    def step_rule(self, holder, round_: int, job: Job, steps: int) -> StepRule:
+        """The device's choice before each mini-batch, from its speed then and the time it has left."""
         batch = self.cfg.training.batch_size
-        n = len(holder.partition.shard(device))
-        sizes = np.diff([samples_in_steps(n, batch, k) for k in range(len(picked) + 1)]).astype(np.int64)
-        return DeviceRound(picked, front.flops_per_batch[picked] / batch, sizes)
+        return front_rule(self.front_for(holder), batch_sizes(len(holder.partition.shard(job.device)), batch, steps),
+                          batch)
 
-    def cheapest_job(self, slicer: Slicer, batch: int) -> tuple[int, float]:
+    def device_round(self, holder, round_: int, job: Job) -> DeviceTimeline:
+        """The device's round as it plays out: the one computation both halves run.
+
+        The server half keeps the clock and counts the FLOPs from it (`Server.timeline`, the same
+        call) and the device half trains its choices; both start from the device's full work, so
+        they cannot disagree. `holder` is the Server or the Client.
+        """
+        planned = holder.steps_of(replace(job, steps=None))
+        return holder.view.timeline(round_, job.device, job.start, 4.0 * holder.layout.size, planned,
+                                    self.step_rule(holder, round_, job, planned))
+
+    def cheapest_job(self, slicer: Slicer, batch: int, tier: str) -> tuple[int, float]:
         """The whole model moves; the cheapest front vector is the least a mini-batch can cost."""
         front = run_front(self.params)
         return slicer.layout.size, float(front.flops_per_batch.min() / self.cfg.training.batch_size * batch)
 
-    # Server half: book each device's own choices to keep the clock and count its FLOPs.
-    def plan(self, round_: int, devices: np.ndarray, server: "Server") -> list[Job]:
-        jobs = []
-        for dev in devices.tolist():
-            job = Job(dev, start=server.clock)
-            chosen = self.device_round(server, round_, dev, server.clock)
-            jobs.append(job if chosen.steps == server.steps_of(job) else replace(job, steps=chosen.steps))
-        return jobs
-
-    def flops_per_sample(self, server: "Server", round_: int, job: Job) -> float:
-        return self.device_round(server, round_, job.device, job.start).flops_per_sample
-
-    def step_flops(self, server: "Server", round_: int, job: Job, steps: int) -> np.ndarray:
-        chosen = self.device_round(server, round_, job.device, job.start)
-        return chosen.per_sample[:steps]
-
     # Client half: choose, drop filters per mini-batch, train, report what was touched.
     def client_update(self, client: "Client", round_: int, job: Job, global_weights: np.ndarray,
                       partial: Partial) -> None:
-        chosen = self.device_round(client, round_, job.device, job.start)
-        vectors = self.front_for(client).vectors[chosen.picked]
-        steps = chosen.steps if job.steps is None else min(job.steps, chosen.steps)  # the driver may cut it
+        timeline = self.device_round(client, round_, job)
+        vectors = self.front_for(client).vectors[timeline.choices]
+        steps = timeline.steps
+        if job.steps is not None and job.steps != steps:
+            raise RuntimeError(f"device {job.device}, round {round_}: the driver booked {job.steps} mini-batches, "
+                               f"the device's own timeline has {steps}")
 
         def plan_for_step(k: int):
             return dropout_plan(client.slicer, vectors[k], rng(self.cfg.seed, round_, job.device, 300 + k))

@@ -11,21 +11,23 @@ with more rounds the harvest repeats after each.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Optional
 
 import numpy as np
 from pydantic import Field
 
 from edgeweave.platform.aggregate import Partial
+from edgeweave.platform.devices.clock import batch_sizes
+from edgeweave.platform.devices.timeline import DeviceTimeline, StepRule
 from edgeweave.platform.data import DATASETS, ArrayData
 from edgeweave.platform.errors import UserError
 from edgeweave.platform.inputs import FileParams
 from edgeweave.platform.strategies.base import STRATEGIES, Job, Strategy
-from edgeweave.platform.front import Front, check_front, parse_front, schedule
+from edgeweave.platform.front import Front, check_front, front_rule, parse_front
 from edgeweave.platform.seeding import rng
 from edgeweave.platform.models import build_model
 from edgeweave.platform.submodel import Plan, Slicer, thin
-from edgeweave.platform.training import local_steps
 from edgeweave.platform.taskwise import (OBJECTIVES, allowed_mask, attributed_plans, class_groups, grouped_plans,
                                          own_labels, relevance, union)
 
@@ -164,26 +166,29 @@ class Taskwise(Strategy):
                 f"grouped layer (prunable layer {layer} of model {cfg.model.name}, after strategy.trunk = "
                 f"{params.trunk}); use fewer tasks, a larger strategy.trunk or a wider model")
 
-    def choices(self, holder, round_: int, job: Job, plan: Plan) -> tuple[np.ndarray, np.ndarray]:
-        """With a dropout front: the dropout vector of each mini-batch, as the device picks them.
-
-        The front's vectors keep their convergence ranking; their costs are measured on this
-        device's own task sub-model, thinned by each vector.
-        """
+    def own_front(self, holder, plan: Plan) -> Front:
+        """The dropout front priced on a task sub-model: the vectors keep their convergence ranking,
+        their costs are measured on the sub-model thinned by each."""
         if self._front is None:
             self._front = _dropout_front(self.params)
-        front = self._front
         g = np.random.default_rng(0)  # FLOPs depend on the widths only, not on which channels
-        costs = np.array([holder.slicer.flops(thin(plan, v, g)) for v in front.vectors], np.float64)
-        own = Front(front.vectors, costs * self.cfg.training.batch_size, front.score, {})
-        d = np.array([job.device])
-        _, speed = holder.view.state(d, round_, job.start)
-        deadline = self.cfg.devices.deadline
-        size = holder.slicer.count(plan)
-        seconds = None if deadline is None else deadline - 2 * 4.0 * size / float(holder.view.bandwidth(d)[0])
-        steps = local_steps(len(holder.partition.shard(job.device)), holder.settings)
-        picked = schedule(own, steps, float(speed[0]), seconds)
-        return own.vectors[picked], own.flops_per_batch[picked]
+        costs = np.array([holder.slicer.flops(thin(plan, v, g)) for v in self._front.vectors], np.float64)
+        return Front(self._front.vectors, costs * self.cfg.training.batch_size, self._front.score, {})
+
+    def step_rule(self, holder, round_: int, job: Job, steps: int) -> StepRule:
+        """With a dropout front the device picks a vector before each mini-batch, as a `distreal` device does."""
+        if not self.params.dropout_front or self.warming_up(round_):
+            return super().step_rule(holder, round_, job, steps)
+        batch = self.cfg.training.batch_size
+        own = self.own_front(holder, self.device_plan(holder, job.device, round_))
+        return front_rule(own, batch_sizes(len(holder.partition.shard(job.device)), batch, steps), batch)
+
+    def device_round(self, holder, round_: int, job: Job) -> DeviceTimeline:
+        """With a dropout front: the device's round as it plays out, the same call the driver's clock makes."""
+        plan = self.device_plan(holder, job.device, round_)
+        planned = holder.steps_of(replace(job, steps=None))
+        return holder.view.timeline(round_, job.device, job.start, 4.0 * holder.slicer.count(plan), planned,
+                                    self.step_rule(holder, round_, job, planned))
 
     def warming_up(self, round_: int) -> bool:
         return self.params.mode == "attributed" and round_ < self.params.warmup_rounds
@@ -254,30 +259,15 @@ class Taskwise(Strategy):
             self.plans = self._make_plans(server, server.weights)
             # From here on, elements no task owns are zero: the model is the union of the tasks.
             server.weights = np.where(self.allowed(server), server.weights, 0.0).astype(np.float32)
-        jobs = [Job(int(d), start=server.clock) for d in devices]
-        if not self.params.dropout_front or self.warming_up(round_):
-            return jobs
-        cut = []  # devices that chose to stop early do fewer mini-batches
-        for j in jobs:
-            vectors, _ = self.choices(server, round_, j, self.device_plan(server, j.device, round_))
-            cut.append(j if len(vectors) == server.steps_of(j) else Job(j.device, start=j.start, steps=len(vectors)))
-        return cut
+        return [Job(int(d)) for d in devices]
 
-    def step_flops(self, server: "Server", round_: int, job: Job, steps: int) -> np.ndarray:
-        """With a dropout front each mini-batch costs its own vector on the task sub-model."""
-        if not self.params.dropout_front or self.warming_up(round_):
-            return super().step_flops(server, round_, job, steps)
-        _, costs = self.choices(server, round_, Job(job.device, start=job.start),
-                                self.device_plan(server, job.device, round_))
-        return costs[:steps] / self.cfg.training.batch_size
-
-    def cheapest_job(self, slicer: Slicer, batch: int) -> tuple[int, float]:
+    def cheapest_job(self, slicer: Slicer, batch: int, tier: str) -> tuple[int, float]:
         """Grouped tasks are known before training: the smallest task sub-model (thinned by the
         front's cheapest vector, with one) is the least a device takes on. Attributed tasks
         start with full-model warm-up rounds, so the full model it is."""
         p = self.params
         if p.mode != "grouped":
-            return super().cheapest_job(slicer, batch)
+            return super().cheapest_job(slicer, batch, tier)
         classes = class_groups(slicer.num_classes, p.groups, p.class_groups)
         plans = grouped_plans(slicer, classes, p.trunk)
         trained = plans
@@ -300,9 +290,10 @@ class Taskwise(Strategy):
             partial.record(job.device, result.samples, result.steps, result.loss)
         elif self.params.dropout_front:  # records itself
             plan = self.device_plan(client, job.device, round_)
-            vectors, _ = self.choices(client, round_, Job(job.device, start=job.start), plan)
+            timeline = self.device_round(client, round_, job)
+            vectors = self.own_front(client, plan).vectors[timeline.choices]  # its own order, by cost here
             client.train_per_batch(
-                round_, job, global_weights, partial, steps=len(vectors),
+                round_, job, global_weights, partial, steps=timeline.steps,
                 plan_for_step=lambda k: thin(plan, vectors[k], rng(self.cfg.seed, round_, job.device, 400 + k)),
                 loss_fn=OBJECTIVES[self.params.objective], targets=lambda y, p: own_labels(y, p.classes),
                 allowed=self.allowed(client))

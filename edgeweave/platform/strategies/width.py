@@ -69,9 +69,9 @@ class WidthStrategy(Strategy):
         return uniform_plan(slicer, lambda i, w: self.channels(i, w, job.rate, round_, job.device),
                             self.classes_of(holder, job.device))
 
-    def cheapest_job(self, slicer: Slicer, batch: int) -> tuple[int, float]:
-        """The narrowest sub-model a device can be given: the smallest tier or allowed rate."""
-        rates = list(self.params.rates.values()) + (self.params.allowed if self.params.rate_by == "budget" else [])
+    def cheapest_job(self, slicer: Slicer, batch: int, tier: str) -> tuple[int, float]:
+        """The narrowest sub-model a device of `tier` can be given: its tier's rate, or any allowed rate."""
+        rates = [self.params.rates[tier]] + (self.params.allowed if self.params.rate_by == "budget" else [])
         plan = uniform_plan(slicer, lambda i, w: nested(w, min(rates)))
         return slicer.count(plan), float(slicer.flops(plan) * batch)
 

@@ -6,7 +6,7 @@ import numpy as np
 from pydantic import Field
 
 from edgeweave.platform.devices import hashing
-from edgeweave.platform.devices.resources.base import RESOURCES, ResourceModel
+from edgeweave.platform.devices.resources.base import RESOURCES, ResourceModel, next_boundary
 from edgeweave.platform.registry import Params
 
 
@@ -15,7 +15,7 @@ class DiurnalParams(Params):
     mean: float = Field(0.6, ge=0, le=1)  # mean chance of being available
     amplitude: float = Field(0.3, ge=0, le=1)
     slow: float = Field(0.5, gt=0, le=1)  # speed multiplier at the busiest hour
-    slot: float = Field(600.0, gt=0)  # availability is redrawn every slot seconds
+    slot: float = Field(600.0, gt=0)  # availability is redrawn, and speed moves, every slot seconds
 
 
 @RESOURCES.register("diurnal", DiurnalParams)
@@ -29,8 +29,11 @@ class Diurnal(ResourceModel):
 
     def state(self, ids: np.ndarray, round_: int, t: float) -> tuple[np.ndarray, np.ndarray]:
         p = self.params
-        c = self.cycle(ids, t)
+        c = self.cycle(ids, (t // p.slot) * p.slot)  # held for a slot, so a device's timeline has steps
         chance = np.clip(p.mean + p.amplitude * c, 0.0, 1.0)
         available = hashing.uniform(self.seed, ids, int(t // p.slot), 41) < chance
         speed = p.slow + (1.0 - p.slow) * (c + 1.0) / 2.0
         return available, speed
+
+    def next_change(self, ids: np.ndarray, round_: int, t: float) -> np.ndarray:
+        return np.full(len(ids), next_boundary(t, self.params.slot))

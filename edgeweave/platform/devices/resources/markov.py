@@ -13,7 +13,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from edgeweave.platform.devices import hashing
-from edgeweave.platform.devices.resources.base import RESOURCES, ResourceModel
+from edgeweave.platform.devices.resources.base import RESOURCES, ResourceModel, next_boundary
 from edgeweave.platform.registry import Params
 
 
@@ -60,3 +60,6 @@ class Markov(ResourceModel):
         on = chain_state(self.seed, ids, step, p.p_off, p.p_on, 20)
         fast = chain_state(self.seed, ids, step, p.p_slow, p.p_fast, 30)
         return on, np.where(fast, 1.0, p.slow)
+
+    def next_change(self, ids: np.ndarray, round_: int, t: float) -> np.ndarray:
+        return np.full(len(ids), next_boundary(t, self.params.period))

@@ -18,7 +18,7 @@ from typing import ClassVar, Optional
 import numpy as np
 from pydantic import Field
 
-from edgeweave.platform.devices.resources.base import RESOURCES, ResourceModel
+from edgeweave.platform.devices.resources.base import RESOURCES, ResourceModel, next_boundary
 from edgeweave.platform.errors import UserError
 from edgeweave.platform.inputs import FileParams
 
@@ -103,3 +103,15 @@ class Trace(ResourceModel):
             a, b = self.offsets[s], self.offsets[s + 1]
             pos[i] = a + max(int(np.searchsorted(self.time[a:b], t, side="right")) - 1, 0)
         return self.available[pos], self.speed[pos]
+
+    def next_change(self, ids: np.ndarray, round_: int, t: float) -> np.ndarray:
+        cycle = self.params.cycle
+        base, tt = (t - t % cycle, t % cycle) if cycle else (0.0, t)
+        series = np.asarray(ids) % len(self.series_ids)
+        out = np.empty(len(series))
+        for i, s in enumerate(series):
+            times = self.time[self.offsets[s]:self.offsets[s + 1]]
+            k = int(np.searchsorted(times, tt, side="right"))
+            nxt = times[k] if k < len(times) else (cycle if cycle else np.inf)  # a cycle wraps to its start
+            out[i] = base + nxt
+        return np.where(out > t, out, next_boundary(t, cycle) if cycle else np.inf)

@@ -1,0 +1,153 @@
+"""One device's round as a timeline: download, each mini-batch, upload, over what it has moment by moment.
+
+Each mini-batch lasts its FLOPs over the device's speed at every instant it runs (a speed that
+changes mid-batch stretches or shortens that batch), transfers last their bytes over the
+bandwidth, and a device that becomes unavailable stops where it is. The device's choice of what
+to train (a fixed plan, or DISTREAL's vector per mini-batch) is a rule asked before each
+mini-batch with the speed it has at that moment and the time it has left. The driver (for the
+clock) and the device (to know what to train) both call `device_timeline`, so they cannot
+disagree. Pure arithmetic on floats, checkable by hand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+
+Segment = Callable[[float], tuple[bool, float, float]]
+"""virtual time t -> (available, speed in FLOP/s, the next time its state may change, > t)."""
+
+StepRule = Callable[[int, float, Optional[float]], Optional[tuple[float, int]]]
+"""(mini-batch k, speed now, compute seconds left before the upload must start or None) ->
+(the mini-batch's FLOPs, the choice it trains), or None when the device chooses to stop."""
+
+TOLERANCE = 1e-9  # relative: a mini-batch that ends exactly at a limit fits
+
+
+def fixed_rule(step_flops: np.ndarray) -> StepRule:
+    """A plan committed at the round's start: mini-batch k costs step_flops[k] whatever happens."""
+    costs = np.asarray(step_flops, np.float64)
+    return lambda k, speed, left: (float(costs[k]), -1)
+
+
+def constant(speed: float) -> Segment:
+    """Always available at one speed (the pooled central job, tests)."""
+    return lambda t: (True, speed, np.inf)
+
+
+@dataclass(frozen=True)
+class DeviceTimeline:
+    """What one device did in one round; times are seconds after the round's start."""
+
+    step_flops: np.ndarray  # FLOPs of each mini-batch it finished
+    choices: np.ndarray  # the rule's choice for each of them
+    step_end: np.ndarray  # when each finished
+    finish: float  # upload done, or the moment it was cut off or went offline
+    stopped: Optional[str]  # None: its full work; "own choice", "deadline" or "offline"
+    lost: bool  # its update never arrives (dropped at the deadline, offline, or nothing trained)
+    speed_start: float
+    speed_min: float  # over the mini-batches it ran (the start speed when it ran none)
+    speed_max: float
+    work_start: np.ndarray  # compute at speed work_speed[i] from work_start[i] to the next start (or compute_end)
+    work_speed: np.ndarray
+    compute_end: float
+
+    @property
+    def steps(self) -> int:
+        return len(self.step_flops)
+
+    @property
+    def spent(self) -> float:
+        """FLOPs computed, a mini-batch cut off midway included."""
+        return self.spent_by(np.inf)
+
+    def spent_by(self, t: float) -> float:
+        """FLOPs computed up to `t` seconds after the round's start."""
+        ends = np.append(self.work_start[1:], self.compute_end)
+        seconds = np.clip(np.minimum(ends, t) - self.work_start, 0.0, None)
+        return float((seconds * self.work_speed).sum())
+
+
+def _transfer(segment: Segment, start: float, t: float, seconds: float) -> tuple[bool, float]:
+    """Move data for `seconds` from t: (stayed available throughout, the time it ended or went offline)."""
+    end = t + seconds
+    while True:
+        available, _, until = segment(start + t)
+        if not available:
+            return False, t
+        if until - start >= end:
+            return True, end
+        t = until - start
+
+
+def device_timeline(segment: Segment, start: float, comm: float, planned: int, rule: StepRule,
+                    deadline: Optional[float], policy: str) -> DeviceTimeline:
+    """Play one device-round: download (`comm` seconds), up to `planned` mini-batches chosen by `rule`, upload.
+
+    With a deadline and policy `drop` or `partial`, compute stops when the upload could no longer
+    end by the deadline: `partial` keeps the mini-batches finished by then, `drop` loses the
+    update. A device that goes offline loses its update, except under `partial`, where the
+    mini-batches it finished count (it sends them as it leaves). The rule always sees the time
+    left before the deadline's upload (a device aims at the deadline even when the driver waits).
+    """
+    window = deadline - comm if deadline is not None and policy in ("drop", "partial") else np.inf
+    aim = None if deadline is None else deadline - comm
+    _, speed_start, _ = segment(start)
+    flops: list[float] = []
+    choices: list[int] = []
+    ends: list[float] = []
+    work_start: list[float] = []
+    work_speed: list[float] = []
+    stopped: Optional[str] = None
+    ok, t = _transfer(segment, start, 0.0, comm)
+    if not ok:
+        stopped = "offline"
+    while stopped is None and len(flops) < planned:
+        available, speed, until = segment(start + t)
+        if not available:
+            stopped = "offline"
+            break
+        pick = rule(len(flops), speed, None if aim is None else aim - t)
+        if pick is None:
+            stopped = "own choice"
+            break
+        cost, choice = pick
+        left = cost
+        while left > 0:
+            available, speed, until = segment(start + t)
+            if not available:
+                stopped = "offline"
+                break
+            limit = min(until - start, window)
+            work_start.append(t)
+            work_speed.append(speed)
+            if t + left / speed <= limit + TOLERANCE * max(limit, 1.0):
+                t, left = t + left / speed, 0.0
+            else:
+                left -= (limit - t) * speed
+                t = limit
+                if limit == window:
+                    stopped = "deadline"
+                    break
+        if left > 0:
+            break
+        flops.append(cost)
+        choices.append(choice)
+        ends.append(t)
+    compute_end = t
+    lost = not flops
+    if stopped == "offline":
+        lost = lost or policy != "partial" or not ok
+        finish = t
+    elif stopped == "deadline" and policy == "drop":
+        lost, finish = True, t
+    else:
+        ok, finish = _transfer(segment, start, t, comm)
+        if not ok:
+            stopped, lost = "offline", True
+    speeds = work_speed or [speed_start]
+    return DeviceTimeline(np.array(flops, np.float64), np.array(choices, np.int64), np.array(ends, np.float64),
+                          float(finish), stopped, lost, float(speed_start), float(min(speeds)), float(max(speeds)),
+                          np.array(work_start, np.float64), np.array(work_speed, np.float64), float(compute_end))
