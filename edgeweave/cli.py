@@ -68,7 +68,7 @@ def cmd_dse(args: argparse.Namespace) -> int:
 
     from edgeweave.platform.config import load_config
     from edgeweave.platform.data import load_dataset
-    from edgeweave.platform.dse import Explorer, explore, store
+    from edgeweave.platform.dse import Explorer, evaluations, explore, store
     from edgeweave.platform.plots import plot_front
 
     cfg = load_config(args.config, args.set, check_strategy=False)
@@ -82,7 +82,7 @@ def cmd_dse(args: argparse.Namespace) -> int:
     data = load_dataset(cfg.data, cfg.seed)
     explorer = Explorer(cfg, data)
     p = cfg.strategy.params
-    with tqdm(total=p.population * p.generations, desc="dse", unit="vector", file=sys.stderr) as bar:
+    with tqdm(total=evaluations(p), desc="dse", unit="vector", file=sys.stderr) as bar:
         front, evaluated = explore(explorer, on_evaluation=bar.update)
     title = f"{cfg.model.name} on {cfg.data.name}"
     store(front, evaluated, out, lambda png: plot_front(front, evaluated, png, title))

@@ -37,7 +37,7 @@ class Explorer:
         self.slicer = Slicer(self.model, data.input_shape)
         self.layout = FlatLayout(self.model)
         self.made_for = made_for(cfg, data.input_shape, data.num_classes)
-        self.start = self.layout.flatten(self.model)
+        self.start = warm_start(cfg, data, p.dse_warm_rounds) if p.dse_warm_rounds else self.layout.flatten(self.model)
         self.models = SubModels(self.slicer)
         order = rng(cfg.seed, -1, SERVER, 60).permutation(len(data.y_train))
         n_val = max(1, int(len(order) * p.held_out))
@@ -85,13 +85,47 @@ class Explorer:
         best = non_dominated(cost, score)
         meta = {**self.made_for, "data": self.cfg.data.name, "layers": self.layers, "seed": self.cfg.seed,
                 "grid": self.grid.tolist(),
-                "score": f"validation loss after {self.p.dse_steps} mini-batches, mean of {self.p.dse_seeds} seeds"}
+                "score": f"validation loss after {self.p.dse_steps} mini-batches, mean of {self.p.dse_seeds} seeds, "
+                         + (f"from the weights after {self.p.dse_warm_rounds} FedAvg rounds" if self.p.dse_warm_rounds
+                            else "from the initial weights")}
         evaluated = [{"vector": list(k), "flops_per_batch": c, "score": s} for k, c, s in zip(keys, cost, score)]
         return Front(np.array([keys[i] for i in best]), cost[best], score[best], meta), evaluated
 
 
+def warm_start(cfg: ExperimentConfig, data: ArrayData, rounds: int) -> np.ndarray:
+    """The global weights after `rounds` FedAvg rounds of the config's own devices, in this process:
+    where federated training is when the devices start dropping filters. (The held-out scoring
+    samples are among the devices' data here, so the score reads lower than on unseen data.)"""
+    from edgeweave.platform.client import Client
+    from edgeweave.platform.config import build_config
+    from edgeweave.platform.partition import partition_data
+    from edgeweave.platform.server import Server
+
+    fedavg = build_config({**cfg.to_dict(), "strategy": {"name": "fedavg"}})
+    partition = partition_data(fedavg.partition, data.y_train, fedavg.devices.count, fedavg.seed)
+    server, client = Server(fedavg, data, partition), Client(fedavg, data, partition)
+    for r in range(rounds):
+        jobs, _ = server.plan(r)
+        server.update([client.run(r, server.weights, jobs)])
+    return server.weights.copy()
+
+
+def evaluations(p: Any) -> int:
+    """How many vectors `explore` evaluates at most (for a progress bar)."""
+    return len(np.arange(0.0, p.grid_max + 1e-9, p.grid_step)) if p.uniform_only else p.population * p.generations
+
+
 def explore(explorer: Explorer, on_evaluation: Optional[Callable[[], None]] = None) -> tuple[Front, list[dict]]:
-    """Run NSGA-II (pymoo) over grid indices; the no-dropout vector is always in the first population."""
+    """Run NSGA-II (pymoo) over grid indices; the no-dropout vector is always in the first population.
+
+    With `uniform_only` every vector that drops one share from every layer is evaluated instead.
+    """
+    if explorer.p.uniform_only:
+        for rate in explorer.grid:
+            explorer.evaluate((float(rate),) * explorer.layers)
+            if on_evaluation:
+                on_evaluation()
+        return explorer.front()
     from pymoo.algorithms.moo.nsga2 import NSGA2
     from pymoo.core.problem import Problem
     from pymoo.operators.crossover.sbx import SBX

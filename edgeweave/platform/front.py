@@ -111,7 +111,7 @@ def check_front(front: Front | str | Path, cfg, field: str, data=None) -> Front:
     return front
 
 
-def front_rule(front: Front, sizes: np.ndarray, batch: int) -> StepRule:
+def front_rule(front: Front, sizes: np.ndarray, batch: int, per_round: bool = False) -> StepRule:
     """The front point a device trains at each mini-batch, chosen by the device alone, as it goes.
 
     Before each mini-batch the device spreads the compute time it has left (None: no deadline)
@@ -119,14 +119,20 @@ def front_rule(front: Front, sizes: np.ndarray, batch: int) -> StepRule:
     mini-batch (`sizes[k]` samples) fits that share at the speed it has now. When even the
     cheapest does not fit the share, it takes the cheapest while that still fits in the time
     left, and stops when it does not: the device's round is then shorter than `len(sizes)`.
+    With `per_round` the device chooses so only before its first mini-batch and keeps that vector
+    while it fits the time left (an ablation of the per-mini-batch choice).
     """
     per_sample = front.flops_per_batch / batch
     best = int(np.argmin(front.score))
     cheapest = int(np.argmin(front.flops_per_batch))
     steps = len(sizes)
+    kept: list[int] = []  # per_round: the vector chosen before the first mini-batch
 
     def rule(k: int, speed: float, left: Optional[float]) -> Optional[tuple[float, int]]:
         cost = per_sample * float(sizes[k])
+        if kept:
+            i = kept[0]
+            return (float(cost[i]), i) if left is None or cost[i] / speed <= left * (1 + 1e-9) else None
         if left is None:
             return float(cost[best]), best
         times = cost / speed
@@ -137,6 +143,8 @@ def front_rule(front: Front, sizes: np.ndarray, batch: int) -> StepRule:
             i = cheapest
         else:
             return None
+        if per_round:
+            kept.append(i)
         return float(cost[i]), i
     return rule
 

@@ -303,3 +303,42 @@ def test_dse_refuses_to_overwrite_a_front_unless_forced_or_sent_elsewhere(tmp_pa
     assert load_front(tmp_path / "fronts" / "f.json").meta["input_shape"] == [1, 8, 8]
     assert sorted(p.name for p in (tmp_path / "fronts").iterdir()) == [
         "f.csv", "f.json", "f.png", "g.csv", "g.json", "g.png"]  # written beside, renamed: nothing left over
+
+
+def test_per_mini_batch_choice_reacts_to_a_slowdown_and_one_choice_per_round_does_not():
+    """Speed 1 FLOP/s until 100 s, then 0.2; 4 mini-batches, 260 s. Per mini-batch: 50, 50 (ends
+    at 100 s), then the slowdown makes only the 10-FLOP vector fit: 10, 10, all four done by
+    200 s. One vector per round keeps 50, which no longer fits after the slowdown: it stops at 2."""
+    def slows(t):
+        return (True, 1.0, 100.0) if t < 100.0 else (True, 0.2, np.inf)
+
+    batch = front_rule(FRONT, np.full(4, 10), 10)
+    per_batch = device_timeline(slows, 0.0, 0.0, 4, batch, 260.0, "wait")
+    assert [FRONT.flops_per_batch[i] for i in per_batch.choices] == [50, 50, 10, 10]
+    assert per_batch.finish == pytest.approx(200.0) and per_batch.stopped is None
+    per_round = device_timeline(slows, 0.0, 0.0, 4, front_rule(FRONT, np.full(4, 10), 10, per_round=True), 260.0,
+                                "wait")
+    assert [FRONT.flops_per_batch[i] for i in per_round.choices] == [50, 50]
+    assert per_round.stopped == "own choice"
+
+
+def test_a_uniform_only_search_evaluates_each_uniform_rate_once(tmp_path):
+    raw = tiny_distreal(tmp_path, tmp_path / "f.json")
+    raw["strategy"]["uniform_only"] = True
+    cfg = build_config(raw, check_strategy=False)
+    front, evaluated = explore(Explorer(cfg, load_dataset(cfg.data, cfg.seed)))
+    assert sorted(e["vector"][0] for e in evaluated) == [0.0, 0.25, 0.5]  # grid_step 0.25 up to grid_max 0.5
+    assert all(len(set(e["vector"])) == 1 for e in evaluated)
+    assert all(len(set(v)) == 1 for v in front.vectors.tolist())
+
+
+def test_the_search_can_score_from_a_warm_start(tmp_path):
+    raw = tiny_distreal(tmp_path, tmp_path / "f.json")
+    cold_cfg = build_config(raw, check_strategy=False)
+    data = load_dataset(cold_cfg.data, cold_cfg.seed)
+    raw["strategy"]["dse_warm_rounds"] = 2
+    cold, warm = Explorer(cold_cfg, data), Explorer(build_config(raw, check_strategy=False), data)
+    assert not np.array_equal(warm.start, cold.start)
+    assert warm.evaluate((0.0, 0.0))[1] < cold.evaluate((0.0, 0.0))[1]  # trained weights reach a lower loss
+    assert "after 2 FedAvg rounds" in warm.front()[0].meta["score"]
+    assert "from the initial weights" in cold.front()[0].meta["score"]

@@ -12,7 +12,7 @@ the clock and count the FLOPs.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field
@@ -44,6 +44,9 @@ class DistrealParams(FileParams):
     dse_steps: int = Field(40, ge=1)  # mini-batches of the convergence test
     dse_seeds: int = Field(2, ge=1)
     held_out: float = Field(0.2, gt=0, lt=1)
+    dse_warm_rounds: int = Field(0, ge=0)  # score from the weights after this many FedAvg rounds (0: initial)
+    uniform_only: bool = False  # dse: only vectors that drop the same share of every layer (an ablation)
+    choose: Literal["batch", "round"] = "batch"  # a vector per mini-batch, or one per round (an ablation)
 
 
 def run_front(params: DistrealParams) -> Front:
@@ -89,7 +92,7 @@ class Distreal(Strategy):
         """The device's choice before each mini-batch, from its speed then and the time it has left."""
         batch = self.cfg.training.batch_size
         return front_rule(self.front_for(holder), batch_sizes(len(holder.partition.shard(job.device)), batch, steps),
-                          batch)
+                          batch, per_round=self.params.choose == "round")
 
     def device_round(self, holder, round_: int, job: Job) -> DeviceTimeline:
         """The device's round as it plays out: the one computation both halves run.
