@@ -40,7 +40,11 @@ class DeviceView:
 
         def at(t: float) -> tuple[bool, float, float]:
             available, multiplier = self.resources.state(ids, round_, t)
-            return bool(available[0]), float(base * multiplier[0]), float(self.resources.next_change(ids, round_, t)[0])
+            until = float(self.resources.next_change(ids, round_, t)[0])
+            if not until > t:  # a plugin's bug would otherwise stall the timeline
+                raise ValueError(f"devices.resources = {self.cfg.devices.resources.name!r}: next_change at t = {t!r} "
+                                 f"is {until!r}, not a later time")
+            return bool(available[0]), float(base * multiplier[0]), until
         return at
 
     def timeline(self, round_: int, device: int, start: float, model_bytes: float, planned: int,
