@@ -1,6 +1,6 @@
 """DISTREAL under its paper's conditions, against the baselines and two ablations, over several seeds.
 
-Every run starts from configs/distreal_paper.yaml: an AlexNet-style net on CIFAR-shaped synthetic
+Every run starts from configs/distreal_paper.yaml: VGG-11 (width 0.25) on CIFAR-shaped synthetic
 data, 100 devices, 10 per round, 28 mini-batches of local work, speed changing every 0.5 s, and
 fixed-length rounds ending at a deadline that most device-rounds cannot meet with their full
 work at full width. A seed fixes the data, the model's start and every device's trace, and each
@@ -18,7 +18,7 @@ table gives, per run, mean and spread over the seeds of the virtual time to two 
 accuracies (and in how many seeds it got there) and of the final accuracy; the plot, mean test
 accuracy against virtual time.
 
-    python benchmarks/distreal_paper.py [--seeds 3] [--rounds 40] [--targets 0.5 0.6] [--out DIR] [--smoke-test]
+    python benchmarks/distreal_paper.py [--seeds 3] [--rounds 30] [--targets 0.6 0.7] [--out DIR] [--smoke-test]
 """
 
 from __future__ import annotations
@@ -133,8 +133,8 @@ def plot(runs: dict[str, list[list[dict[str, Any]]]], targets: Sequence[float], 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--rounds", type=int, default=40)
-    p.add_argument("--targets", type=float, nargs="+", default=[0.5, 0.6])
+    p.add_argument("--rounds", type=int, default=30)
+    p.add_argument("--targets", type=float, nargs="+", default=[0.6, 0.7])
     p.add_argument("--front", type=Path, help="an existing front for the config (else searched into --out)")
     p.add_argument("--uniform-front", type=Path, help="an existing uniform-rate front (else searched)")
     p.add_argument("--only", nargs="+", choices=sorted(RUNS), help="run only these")
