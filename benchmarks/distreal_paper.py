@@ -55,12 +55,10 @@ RUNS = {  # each entry's overrides; the fronts are filled in once searched
     "distreal-uniform-front": ["strategy.front=UNIFORM"],
     "distreal-one-vector-per-round": ["strategy.front=FRONT", "strategy.choose=round"],
 }
-# --smoke-test: 2 rounds of one local epoch on 20 devices for three runs, a front from a tiny search, one seed.
+# --smoke-test: 2 rounds of one local epoch on 20 devices for three runs, the config's own front, one seed.
 SMOKE_RUNS = ("fedavg-partial", "distreal", "distreal-one-vector-per-round")
 SMOKE = ["devices.count=20", "devices.per_round=4", "ray.num_workers=1", "data.train_samples=1000",
          "data.test_samples=200", "training.local_epochs=1"]
-SMOKE_DSE = ["strategy.population=4", "strategy.generations=1", "strategy.dse_steps=2", "strategy.dse_seeds=1",
-             "strategy.dse_warm_rounds=1"]
 
 
 def run(*argv: str) -> None:
@@ -139,7 +137,7 @@ def main() -> None:
     p.add_argument("--uniform-front", type=Path, help="an existing uniform-rate front (else searched)")
     p.add_argument("--only", nargs="+", choices=sorted(RUNS), help="run only these")
     p.add_argument("--out", type=Path, default=Path("runs/distreal-paper-" + time.strftime("%Y%m%d-%H%M%S")))
-    p.add_argument("--smoke-test", action="store_true", help="3 runs, 2 rounds, 20 devices, a tiny front, 1 seed")
+    p.add_argument("--smoke-test", action="store_true", help="3 runs, 2 rounds, 20 devices, the shipped front, 1 seed")
     args = p.parse_args()
     seeds, rounds = (1, 2) if args.smoke_test else (args.seeds, args.rounds)
     names = SMOKE_RUNS if args.smoke_test else (args.only or list(RUNS))
@@ -150,9 +148,9 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     ray.init(address=os.environ.get("RAY_ADDRESS") or "local", include_dashboard=False, logging_level=logging.WARNING)
     try:
-        dse_sets = [*common, *(SMOKE_DSE if args.smoke_test else [])]
-        front = args.front or search(args.out / "front.json", False, dse_sets)
-        uniform = args.uniform_front or (search(args.out / "front_uniform.json", True, dse_sets)
+        shipped = Path(load_config(BASE).strategy.front) if args.smoke_test else None
+        front = args.front or shipped or search(args.out / "front.json", False, common)
+        uniform = args.uniform_front or (search(args.out / "front_uniform.json", True, common)
                                          if "distreal-uniform-front" in names else None)
         results: dict[str, list[list[dict[str, Any]]]] = {}
         for name in names:
