@@ -10,15 +10,17 @@ run with that seed sees the same ones. The runs:
 - Federated Dropout, HeteroFL and FjORD with `rate_by: budget` (the largest rate whose work fits
   the deadline at the device's speed at the round's start);
 - DISTREAL with the searched front; its front restricted to uniform rates (what the per-layer
-  search adds); and one vector per round instead of one per mini-batch (what reacting adds).
+  search adds); and one vector per round instead of one per mini-batch (what reacting adds);
+- DISTREAL with kept filters scaled by 1/(1-d) in training (inverted dropout), with its own front
+  searched under the same scaling.
 
-The two fronts are searched first (`edgeweave dse`, scored from the weights after the config's
-`dse_warm_rounds` FedAvg rounds), unless --front and --uniform-front name existing ones. The
+The fronts are searched first (`edgeweave dse`, scored from the weights after the config's
+`dse_warm_rounds` FedAvg rounds), unless --front, --uniform-front and --scaled-front name existing ones. The
 table gives, per run, mean and spread over the seeds of the virtual time to two target
 accuracies (and in how many seeds it got there) and of the final accuracy; the plot, mean test
 accuracy against virtual time.
 
-    python benchmarks/distreal_paper.py [--seeds 3] [--rounds 30] [--targets 0.6 0.7] [--out DIR] [--smoke-test]
+    python benchmarks/distreal_paper.py [--seeds 3] [--rounds 30] [--targets 0.6 0.7] [--out DIR] [--reuse] [--smoke-test]
 """
 
 from __future__ import annotations
@@ -54,9 +56,10 @@ RUNS = {  # each entry's overrides; the fronts are filled in once searched
     "distreal": ["strategy.front=FRONT"],
     "distreal-uniform-front": ["strategy.front=UNIFORM"],
     "distreal-one-vector-per-round": ["strategy.front=FRONT", "strategy.choose=round"],
+    "distreal-scale-kept": ["strategy.front=SCALED", "strategy.scale_kept=true"],
 }
-# --smoke-test: 2 rounds of one local epoch on 20 devices for three runs, the config's own front, one seed.
-SMOKE_RUNS = ("fedavg-partial", "distreal", "distreal-one-vector-per-round")
+# --smoke-test: 2 rounds of one local epoch on 20 devices for four runs, the config's own front, one seed.
+SMOKE_RUNS = ("fedavg-partial", "distreal", "distreal-one-vector-per-round", "distreal-scale-kept")
 SMOKE = ["devices.count=20", "devices.per_round=4", "ray.num_workers=1", "data.train_samples=1000",
          "data.test_samples=200", "training.local_epochs=1"]
 
@@ -68,11 +71,17 @@ def run(*argv: str) -> None:
         raise SystemExit(f"edgeweave {argv[0]} exited with {code}")
 
 
-def search(out: Path, uniform: bool, sets: Sequence[str]) -> Path:
-    """`edgeweave dse` into `out` (the full search, or uniform rates only)."""
-    run("dse", BASE, "--out", str(out), "--force", *(a for s in [*sets, f"strategy.uniform_only={uniform}"]
-                                                      for a in ("--set", s)))
+def search(out: Path, sets: Sequence[str]) -> Path:
+    """`edgeweave dse` into `out`, with the config changed by `sets`."""
+    run("dse", BASE, "--out", str(out), "--force", *(a for s in sets for a in ("--set", s)))
     return out
+
+
+def fill(override: str, fronts: dict[str, Optional[Path]]) -> str:
+    """An override with its front placeholder (FRONT, UNIFORM, SCALED) replaced by the front's path."""
+    for key, path in fronts.items():
+        override = override.replace(key, str(path))
+    return override
 
 
 def mean_spread(values: Sequence[Optional[float]]) -> str:
@@ -135,6 +144,8 @@ def main() -> None:
     p.add_argument("--targets", type=float, nargs="+", default=[0.6, 0.7])
     p.add_argument("--front", type=Path, help="an existing front for the config (else searched into --out)")
     p.add_argument("--uniform-front", type=Path, help="an existing uniform-rate front (else searched)")
+    p.add_argument("--scaled-front", type=Path, help="an existing front searched with scale_kept (else searched)")
+    p.add_argument("--reuse", action="store_true", help="read the runs --out already holds instead of running them")
     p.add_argument("--only", nargs="+", choices=sorted(RUNS), help="run only these")
     p.add_argument("--out", type=Path, default=Path("runs/distreal-paper-" + time.strftime("%Y%m%d-%H%M%S")))
     p.add_argument("--smoke-test", action="store_true", help="3 runs, 2 rounds, 20 devices, the shipped front, 1 seed")
@@ -144,22 +155,27 @@ def main() -> None:
     common = ["logging.progress=false", "logging.wandb.mode=disabled", f"training.rounds={rounds}",
               *(SMOKE if args.smoke_test else [])]
     for name in names:  # a bad override fails here, before anything runs
-        load_config(BASE, [*common, *(s for s in RUNS[name] if "FRONT" not in s and "UNIFORM" not in s)])
+        load_config(BASE, [*common, *(s for s in RUNS[name] if "=FRONT" not in s and "=UNIFORM" not in s
+                                      and "=SCALED" not in s)])
     args.out.mkdir(parents=True, exist_ok=True)
     ray.init(address=os.environ.get("RAY_ADDRESS") or "local", include_dashboard=False, logging_level=logging.WARNING)
     try:
         shipped = Path(load_config(BASE).strategy.front) if args.smoke_test else None
-        front = args.front or shipped or search(args.out / "front.json", False, common)
-        uniform = args.uniform_front or (search(args.out / "front_uniform.json", True, common)
+        front = args.front or shipped or search(args.out / "front.json", common)
+        uniform = args.uniform_front or (search(args.out / "front_uniform.json", [*common, "strategy.uniform_only=true"])
                                          if "distreal-uniform-front" in names else None)
+        scaled = args.scaled_front or shipped or (search(args.out / "front_scaled.json", [*common, "strategy.scale_kept=true"])
+                                       if "distreal-scale-kept" in names else None)
+        fronts = {"UNIFORM": uniform, "SCALED": scaled, "FRONT": front}
         results: dict[str, list[list[dict[str, Any]]]] = {}
         for name in names:
             for seed in range(seeds):
                 where = args.out / name / f"seed{seed}"
-                sets = [f"name={name}", f"seed={seed}", f"logging.out_dir={where}", *common,
-                        *(s.replace("UNIFORM", str(uniform)).replace("FRONT", str(front)) for s in RUNS[name])]
-                print(f"== {name}, seed {seed}", flush=True)
-                run("run", BASE, *(a for s in sets for a in ("--set", s)))
+                if not (args.reuse and where.is_dir() and any(where.iterdir())):
+                    sets = [f"name={name}", f"seed={seed}", f"logging.out_dir={where}", *common,
+                            *(fill(s, fronts) for s in RUNS[name])]
+                    print(f"== {name}, seed {seed}", flush=True)
+                    run("run", BASE, *(a for s in sets for a in ("--set", s)))
                 results.setdefault(name, []).append(read_run(next(where.iterdir()))["metrics"])
     finally:
         ray.shutdown()

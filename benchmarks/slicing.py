@@ -25,8 +25,10 @@ from edgeweave.platform.data import load_dataset
 from edgeweave.platform.flat import FlatLayout
 from edgeweave.platform.flops import measure_flops_per_sample
 from edgeweave.platform.models import build_model
-from edgeweave.platform.submodel import Slicer, nested, uniform_plan
-from edgeweave.platform.training import SGDSettings, train_local
+from edgeweave.platform.plans import nested, uniform_plan
+from edgeweave.platform.submodel import Slicer
+from edgeweave.platform.sgd import SGDSettings
+from edgeweave.platform.training import train_local
 
 
 def half_flops_rate(slicer: Slicer, shape, classes: int, full: int) -> float:

@@ -60,7 +60,7 @@ class Driver:
     def round(self, round_: int) -> dict[str, Any]:
         jobs, samples = self.server.plan(round_)
         weights_ref = ray.put(self.server.weights)
-        state = self.server.strategy.shared_state()
+        state = self.server.shared
         state_ref = ray.put(state) if state is not None else None
         shares = split_jobs(jobs, samples, len(self.workers))
         partials = self._train(round_, shares, weights_ref, state_ref)

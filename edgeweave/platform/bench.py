@@ -27,7 +27,8 @@ from edgeweave.platform.models import build_model
 from edgeweave.platform.partition import Partition
 from edgeweave.platform.seeding import torch_generator
 from edgeweave.platform.server import Server
-from edgeweave.platform.training import batch_order, sgd_settings
+from edgeweave.platform.sgd import sgd_settings
+from edgeweave.platform.training import batch_order
 
 SAMPLES_PER_DEVICE = 50
 POOL = 10_000  # distinct CIFAR-shaped samples every population draws its devices' data from

@@ -1,4 +1,4 @@
-"""The client half of a round: one model instance trains a share of the round's devices in turn."""
+"""A worker's side of a round: one model instance trains a share of the round's devices in turn."""
 
 from __future__ import annotations
 
@@ -19,13 +19,19 @@ from edgeweave.platform.models import build_model
 from edgeweave.platform.partition import Partition
 from edgeweave.platform.seeding import torch_generator
 from edgeweave.platform.sliced_training import SubModels, remap_labels, train_per_batch
-from edgeweave.platform.strategies import STRATEGIES, Job
-from edgeweave.platform.submodel import Plan, Slicer
-from edgeweave.platform.training import LocalResult, SGDSettings, local_steps, sgd_settings, train_local
+from edgeweave.platform.strategies import Job, device_half
+from edgeweave.platform.strategies.context import DeviceContext, Facts
+from edgeweave.platform.plans import Plan
+from edgeweave.platform.submodel import Slicer
+from edgeweave.platform.sgd import LocalResult, SGDSettings, sgd_settings
+from edgeweave.platform.training import train_local
 
 
-class Client:
-    """Holds the data (zero-copy arrays), the partition and one model; trains jobs one after another."""
+class Client(DeviceContext):
+    """Holds the data (zero-copy arrays), the partition and one model; trains jobs one after another.
+
+    It is the device half's context: the facts, and training on a job's own samples.
+    """
 
     def __init__(self, cfg: ExperimentConfig, data: ArrayData, partition: Partition) -> None:
         self.cfg = cfg
@@ -37,15 +43,12 @@ class Client:
         self.layout = FlatLayout(self.model)
         self.slicer = Slicer(self.model, data.input_shape)
         self.submodels = SubModels(self.slicer, self.device)
-        self.view = DeviceView(cfg)
-        self.strategy = STRATEGIES.build(cfg.strategy.name, cfg.strategy.params, cfg=cfg)
+        self.facts = Facts(cfg, self.slicer, DeviceView(cfg), partition, data.y_train, data.num_classes)
+        self.half = device_half(cfg)
         self.settings = sgd_settings(cfg)
 
     def indices(self, job: Job) -> np.ndarray:
         return self.partition.indices if job.pooled else self.partition.shard(job.device)
-
-    def shard_size(self, job: Job) -> int:
-        return len(self.indices(job))
 
     def load(self, flat: np.ndarray) -> None:
         self.layout.load(self.model, flat)
@@ -53,62 +56,72 @@ class Client:
     def weights(self) -> np.ndarray:
         return self.layout.flatten(self.model)
 
-    def device_classes(self, device: int) -> np.ndarray:
-        """The classes a device holds (for label split)."""
-        return self.partition.classes(device, self.data.y_train)
-
     def data_of(self, job: Job) -> tuple[torch.Tensor, torch.Tensor]:
         idx = self.indices(job)
         return (torch.from_numpy(self.data.x_train[idx]).to(self.device),
                 torch.from_numpy(self.data.y_train[idx]).to(self.device))
 
-    def settings_of(self, job: Job) -> SGDSettings:
-        return self.settings if job.steps is None else replace(self.settings, steps=job.steps)
-
-    def steps_of(self, job: Job) -> int:
-        return local_steps(self.shard_size(job), self.settings_of(job))
+    def settings_of(self, job: Job, steps: Optional[int] = None) -> SGDSettings:
+        """The job's SGD settings: its own step count when the deadline cut it, or `steps` when given."""
+        steps = job.steps if steps is None else steps
+        return self.settings if steps is None else replace(self.settings, steps=steps)
 
     def generator(self, round_: int, job: Job) -> torch.Generator:
         """A CPU generator even when the model is on a GPU: the same draws, so the same run, on both."""
         return torch_generator(self.cfg.seed, round_, job.device)
 
     def train(self, round_: int, job: Job, model: Optional[nn.Module] = None,
-              classes: Optional[np.ndarray] = None, labels: Optional[Callable] = None,
-              **kwargs: Any) -> LocalResult:
+              targets: Optional[Callable[[torch.Tensor], torch.Tensor]] = None, **kwargs: Any) -> LocalResult:
         """Local SGD on the job's samples (on `model`, default the full one); draws from (seed, round, device).
 
-        `classes` trains only those output rows (label split); `labels` maps the targets otherwise;
-        other keyword arguments go to `train_local` (loss_fn, after_step).
+        `targets` maps the labels; other keyword arguments go to `train_local` (loss_fn, after_step).
         """
         x, y = self.data_of(job)
-        if classes is not None:
-            y = remap_labels(y, classes)
-        elif labels is not None:
-            y = labels(y).to(self.device)
+        if targets is not None:
+            y = targets(y).to(self.device)
         return train_local(model if model is not None else self.model, x, y, self.settings_of(job),
                            self.generator(round_, job), augment=self.data.augment, **kwargs)
 
-    def train_per_batch(self, round_: int, job: Job, global_weights: np.ndarray, partial: Partial,
-                        plan_for_step: Callable[[int], Plan], steps: Optional[int] = None, **kwargs: Any) -> None:
-        """Train the job with a fresh sub-model plan each mini-batch; add what it touched to `partial`.
+    def train_full(self, round_: int, job: Job, weights: np.ndarray, partial: Partial) -> None:
+        self.load(weights)
+        result = self.train(round_, job)
+        partial.add(self.weights(), weight=float(self.facts.samples(job)))
+        partial.record(job.device, result.samples, result.steps, result.loss)
 
-        Keyword arguments go to `sliced_training.train_per_batch` (loss_fn, targets, allowed).
-        """
+    def train_plan(self, round_: int, job: Job, weights: np.ndarray, partial: Partial, plan: Plan,
+                   targets: Optional[Callable] = None, loss_fn: Optional[Callable] = None,
+                   allowed: Optional[np.ndarray] = None) -> None:
+        pos = self.slicer.positions(plan)
+        own = np.ones(len(pos), bool) if allowed is None else allowed[pos]
+        model, layout, _ = self.submodels.get(plan)
+        layout.load(model, weights[pos])
+        project = None
+        if not own.all():  # elements outside `allowed` stay zero, as in the global model
+            params = dict(model.named_parameters())
+            masks = {k: m.to(params[k].device) for k, m in layout.split(own).items() if k in params}
+            project = lambda: [params[k].data.mul_(m) for k, m in masks.items()]  # noqa: E731
+        labels = (lambda y: remap_labels(y, plan.classes)) if targets is None else (lambda y: targets(y, plan))
+        result = self.train(round_, job, model=model, targets=labels, after_step=project,
+                            **({} if loss_fn is None else {"loss_fn": loss_fn}))
+        partial.add(layout.flatten(model)[own], weight=float(self.facts.samples(job)), mask=pos[own])
+        partial.record(job.device, result.samples, result.steps, result.loss)
+
+    def train_steps(self, round_: int, job: Job, weights: np.ndarray, partial: Partial,
+                    plan_for_step: Callable[[int], Plan], steps: Optional[int] = None, **kwargs: Any) -> None:
         x, y = self.data_of(job)
         # The weights and momentum stay on the model's device for the whole job: the weights cross
         # once each way per job, never per mini-batch.
-        weights = tensor_view(global_weights).to(device=self.device, dtype=torch.float32, copy=True)
-        settings = self.settings_of(job) if steps is None else replace(self.settings, steps=steps)
-        result, touched = train_per_batch(self.submodels, weights, x, y, settings, self.generator(round_, job),
-                                          plan_for_step, self.data.augment, **kwargs)
+        work = tensor_view(weights).to(device=self.device, dtype=torch.float32, copy=True)
+        result, touched = train_per_batch(self.submodels, work, x, y, self.settings_of(job, steps),
+                                          self.generator(round_, job), plan_for_step, self.data.augment, **kwargs)
         pos = np.flatnonzero(touched)
-        partial.add(weights.cpu().numpy()[pos], weight=float(self.shard_size(job)), mask=pos)
+        partial.add(work.cpu().numpy()[pos], weight=float(self.facts.samples(job)), mask=pos)
         partial.record(job.device, result.samples, result.steps, result.loss)
 
     def run(self, round_: int, global_weights: np.ndarray, jobs: list[Job], state: Any = None) -> Partial:
         """Train every job of this share and return one partial aggregate."""
-        self.strategy.receive_state(state)
+        self.half.rules.receive(state)
         partial = Partial.zeros(self.layout.size)
         for job in jobs:
-            self.strategy.client_update(self, round_, job, global_weights, partial)
+            self.half.train(self, round_, job, global_weights, partial)
         return partial

@@ -183,8 +183,8 @@ def _check_across(cfg: ExperimentConfig, check_strategy: bool) -> None:
     if len(set(names)) != len(names):
         raise UserError(f"devices.tiers = {names}: tier names must differ")
     if check_strategy:
-        strategy, _ = STRATEGIES.entry(cfg.strategy.name, "strategy.name")
-        strategy.check(cfg.strategy.params, cfg)
+        method, _ = STRATEGIES.entry(cfg.strategy.name, "strategy.name")
+        method.rules.check(cfg.strategy.params, cfg)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

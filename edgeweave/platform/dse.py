@@ -23,8 +23,10 @@ from edgeweave.platform.front import Front, made_for, non_dominated
 from edgeweave.platform.models import build_model
 from edgeweave.platform.seeding import SERVER, rng
 from edgeweave.platform.sliced_training import SubModels, train_per_batch
-from edgeweave.platform.submodel import Slicer, dropout_plan
-from edgeweave.platform.training import SGDSettings, evaluate
+from edgeweave.platform.plans import dropout_plan
+from edgeweave.platform.submodel import Slicer
+from edgeweave.platform.sgd import SGDSettings
+from edgeweave.platform.training import evaluate
 
 
 class Explorer:
@@ -66,7 +68,7 @@ class Explorer:
             gens = [rng(self.cfg.seed, s, SERVER, 70 + k) for k in range(self.p.dse_steps)]
             train_per_batch(self.models, weights, self.x_train, self.y_train, self.settings,
                             torch.Generator().manual_seed(1000 * self.cfg.seed + s),
-                            lambda k: dropout_plan(self.slicer, vector, gens[k]))
+                            lambda k: dropout_plan(self.slicer, vector, gens[k]), scale_kept=self.p.scale_kept)
             self.layout.load(self.model, weights.numpy())
             losses.append(evaluate(self.model, self.x_val, self.y_val)[1])
         return float(np.mean(losses))
@@ -84,10 +86,11 @@ class Explorer:
         score = np.array([self.cache[k][1] for k in keys])
         best = non_dominated(cost, score)
         meta = {**self.made_for, "data": self.cfg.data.name, "layers": self.layers, "seed": self.cfg.seed,
-                "grid": self.grid.tolist(),
+                "grid": self.grid.tolist(), "scale_kept": self.p.scale_kept,
                 "score": f"validation loss after {self.p.dse_steps} mini-batches, mean of {self.p.dse_seeds} seeds, "
                          + (f"from the weights after {self.p.dse_warm_rounds} FedAvg rounds" if self.p.dse_warm_rounds
-                            else "from the initial weights")}
+                            else "from the initial weights")
+                         + (", kept filters scaled by 1/(1-d)" if self.p.scale_kept else "")}
         evaluated = [{"vector": list(k), "flops_per_batch": c, "score": s} for k, c, s in zip(keys, cost, score)]
         return Front(np.array([keys[i] for i in best]), cost[best], score[best], meta), evaluated
 

@@ -12,8 +12,7 @@ from edgeweave.platform.aggregate import Partial, average, combine
 from edgeweave.platform.checkpoint import RunState
 from edgeweave.platform.config import ExperimentConfig
 from edgeweave.platform.data import ArrayData
-from edgeweave.platform.devices.clock import Timing, Workload, batch_sizes, time_round
-from edgeweave.platform.devices.timeline import DeviceTimeline, constant, device_timeline
+from edgeweave.platform.devices.clock import Timing, Workload, time_round
 from edgeweave.platform.devices.view import DeviceView
 from edgeweave.platform.errors import UserError
 from edgeweave.platform.flat import FlatLayout
@@ -21,9 +20,12 @@ from edgeweave.platform.models import build_model
 from edgeweave.platform.partition import Partition
 from edgeweave.platform.sampling import sample_available
 from edgeweave.platform.seeding import SERVER, rng
-from edgeweave.platform.strategies import STRATEGIES, Job
-from edgeweave.platform.submodel import Plan, Slicer
-from edgeweave.platform.training import evaluate, local_steps, sgd_settings
+from edgeweave.platform.strategies import Job, server_half
+from edgeweave.platform.strategies.base import method_halves
+from edgeweave.platform.strategies.context import Facts, ServerContext
+from edgeweave.platform.plans import Plan
+from edgeweave.platform.submodel import Slicer
+from edgeweave.platform.training import evaluate
 
 
 class Server:
@@ -38,68 +40,52 @@ class Server:
         self.layout = FlatLayout(self.model)
         self.slicer = Slicer(self.model, data.input_shape)
         self.weights = self.layout.flatten(self.model)
-        self.strategy = STRATEGIES.build(cfg.strategy.name, cfg.strategy.params, cfg=cfg)
         self.view = DeviceView(cfg)
-        self.settings = sgd_settings(cfg)
+        self.facts = Facts(cfg, self.slicer, self.view, partition, data.y_train, data.num_classes)
+        self.half = server_half(cfg)
+        self.rules = self.half.rules
         self.clock = 0.0  # virtual seconds at the start of the next round
         self.total_flops = 0.0
+        self.shared: Any = None  # the round's shared state, as the last plan made it
         self._pending: Optional[tuple[int, list[Job], Workload, Timing]] = None
 
     def plan_flops(self, plan: Optional[Plan]) -> int:
         """Training FLOPs per sample of the full model (plan None) or of a sub-model plan, cached."""
         return self.slicer.flops(plan)
 
-    def tier_name(self, device: int) -> str:
-        return self.view.tier_name(device)
-
-    def device_classes(self, device: int) -> np.ndarray:
-        """The classes a device holds (for label split)."""
-        return self.partition.classes(device, self.data.y_train)
-
-    def steps_of(self, job: Job) -> int:
-        """Mini-batches of the job's local work (its own step count when a deadline cut it)."""
-        return job.steps if job.steps is not None else local_steps(self.samples_of(job), self.settings)
-
-    def samples_of(self, job: Job) -> int:
-        """Samples the job's device holds (all of them for the pooled central job)."""
-        return int(self.shard_sizes.sum() if job.pooled else self.shard_sizes[job.device])
-
     def model_bytes(self, round_: int, job: Job) -> float:
         """Bytes the job moves each way: its (sub-)model's weights, none for the pooled central job."""
-        if job.pooled:
-            return 0.0
-        plan = self.strategy.job_plan(self, round_, job)
-        return 4.0 * (self.layout.size if plan is None else self.slicer.count(plan))
+        return self.rules.model_bytes(self.facts, round_, job)
 
     def job_seconds(self, round_: int, job: Job) -> float:
         """Virtual seconds the job's full work would take at the device's speed now (download, train,
         upload): what a device knows when it commits to a plan at the round's start."""
-        steps = self.steps_of(job)
-        flops = self.strategy.step_flops(self, round_, job, steps) * batch_sizes(self.samples_of(job),
-                                                                                 self.cfg.training.batch_size, steps)
+        steps = self.facts.full_steps(job)
+        flops = self.rules.step_flops(self.facts, round_, job, steps) * self.facts.batch_sizes(job, steps)
         _, speed = self.view.state(np.array([job.device]), round_, self.clock)
         comm = self.model_bytes(round_, job) / float(self.view.bandwidth(np.array([job.device]))[0])
         return float(2 * comm + flops.sum() / speed[0])
 
-    def timeline(self, round_: int, job: Job) -> DeviceTimeline:
-        """The job's device-round (the pooled central job: one reference device, full speed, no network)."""
-        planned = self.steps_of(replace(job, steps=None))
-        rule = self.strategy.step_rule(self, round_, job, planned)
-        if job.pooled:
-            d = self.cfg.devices
-            return device_timeline(constant(d.flops_per_second), self.clock, 0.0, planned, rule, None, d.stragglers)
-        return self.view.timeline(round_, job.device, self.clock, self.model_bytes(round_, job), planned, rule)
-
     def workload(self, round_: int, jobs: Sequence[Job]) -> Workload:
         """Each job's device-round, mini-batch by mini-batch, over what its device has moment by moment."""
         ids = np.array([j.device for j in jobs], np.int64)
-        shard = np.array([self.samples_of(j) for j in jobs], np.int64)
-        planned = np.array([self.steps_of(replace(j, steps=None)) for j in jobs], np.int64)
+        shard = np.array([self.facts.samples(j) for j in jobs], np.int64)
+        planned = np.array([self.facts.full_steps(j) for j in jobs], np.int64)
         return Workload(devices=ids, shard=shard, batch=self.cfg.training.batch_size, planned=planned,
-                        timelines=[self.timeline(round_, j) for j in jobs])
+                        timelines=[self.rules.device_round(self.facts, round_, j) for j in jobs])
+
+    def context(self) -> ServerContext:
+        """What the server half may read now: the facts, the weights (read-only), the data, the timing."""
+        weights = self.weights.view()
+        weights.flags.writeable = False
+        return ServerContext(self.facts, weights, self.data, self.job_seconds, self._model_at)
+
+    def _model_at(self, weights: np.ndarray) -> Any:
+        self.layout.load(self.model, weights)
+        return self.model
 
     def plan(self, round_: int) -> tuple[list[Job], list[int]]:
-        """Sample available devices, let the strategy plan them, and cut the work to the deadline.
+        """Sample available devices, let the method's server half plan them, and cut the work to the deadline.
 
         Returns the jobs to train and the samples each will train (to share them out fairly).
         """
@@ -111,7 +97,12 @@ class Server:
             return available & (self.shard_sizes[ids] > 0)
 
         devices = sample_available(d.count, want, eligible, rng(self.cfg.seed, round_, SERVER))
-        jobs = [replace(j, start=self.clock) for j in self.strategy.plan(round_, devices, self)]
+        decided = self.half.plan(round_, devices, self.context())
+        if decided.weights is not None:
+            self.weights = np.asarray(decided.weights, np.float32)
+        self.rules.receive(decided.shared)
+        self.shared = decided.shared
+        jobs = [replace(j, start=self.clock) for j in decided.jobs]
         work = self.workload(round_, jobs)
         timing = time_round(work, d.stragglers, d.deadline, keep=d.per_round if want > d.per_round else None,
                             fixed_length=d.round_ends == "deadline")
@@ -187,7 +178,7 @@ class Server:
 
     def snapshot(self, next_round: int, history: list[dict[str, Any]]) -> RunState:
         """The run's state between rounds, for a checkpoint."""
-        return RunState(next_round, self.weights.copy(), self.clock, self.total_flops, self.strategy.state(),
+        return RunState(next_round, self.weights.copy(), self.clock, self.total_flops, self.half.state(),
                         list(history))
 
     def restore(self, state: RunState) -> None:
@@ -197,7 +188,7 @@ class Server:
                             f"{self.weights.size}")
         self.weights = state.weights.astype(np.float32, copy=True)
         self.clock, self.total_flops = state.clock, state.total_flops
-        self.strategy.load_state(state.strategy)
+        self.half.load_state(state.strategy)
 
     def evaluate(self) -> tuple[float, float]:
         self.layout.load(self.model, self.weights)
@@ -215,6 +206,11 @@ def split_jobs(jobs: Sequence[Job], sizes: Sequence[int], workers: int) -> list[
     return shares
 
 
+def model_slicer(cfg: ExperimentConfig, data: ArrayData) -> Slicer:
+    """The config's model for the data's shape, as layers and costs."""
+    return Slicer(build_model(cfg.model, data.input_shape, data.num_classes, cfg.seed), data.input_shape)
+
+
 def check_deadline(cfg: ExperimentConfig, data: ArrayData) -> None:
     """A deadline the fastest device cannot meet is bad input, caught before any output.
 
@@ -225,12 +221,11 @@ def check_deadline(cfg: ExperimentConfig, data: ArrayData) -> None:
     d = cfg.devices
     if d.deadline is None:
         return
-    model = build_model(cfg.model, data.input_shape, data.num_classes, cfg.seed)
-    strategy = STRATEGIES.build(cfg.strategy.name, cfg.strategy.params, cfg=cfg)
-    slicer = Slicer(model, data.input_shape)
+    rules, _, _ = method_halves(cfg)
+    slicer = model_slicer(cfg, data)
     needs = []
     for t in d.tiers:
-        weights, step = strategy.cheapest_job(slicer, cfg.training.batch_size, t.name)
+        weights, step = rules.cheapest_job(slicer, cfg.training.batch_size, t.name)
         needs.append((2 * 4.0 * weights / t.bandwidth + step / (d.flops_per_second * t.speed), t.name, weights))
     need, tier, weights = min(needs)
     if need > d.deadline:
@@ -242,5 +237,5 @@ def check_deadline(cfg: ExperimentConfig, data: ArrayData) -> None:
 def check_with_data(cfg: ExperimentConfig, data: ArrayData) -> None:
     """The checks that need the loaded data, before any output: the deadline, the strategy's own."""
     check_deadline(cfg, data)
-    strategy, _ = STRATEGIES.entry(cfg.strategy.name, "strategy.name")
-    strategy.check_data(cfg.strategy.params, cfg, data)
+    rules, _, _ = method_halves(cfg)
+    rules.check_data(cfg.strategy.params, cfg, data, model_slicer(cfg, data))

@@ -18,8 +18,10 @@ import torch.nn.functional as F
 from edgeweave.platform.arrays import tensor_view
 from edgeweave.platform.data.augment import crop_flip
 from edgeweave.platform.flat import FlatLayout
-from edgeweave.platform.submodel import Plan, Slicer
-from edgeweave.platform.training import LocalResult, Loss, SGDSettings, batch_order
+from edgeweave.platform.plans import Plan
+from edgeweave.platform.submodel import Slicer
+from edgeweave.platform.sgd import LocalResult, SGDSettings
+from edgeweave.platform.training import Loss, batch_order
 
 
 class SubModels:
@@ -30,11 +32,12 @@ class SubModels:
         self.device = torch.device(device)
         self._models: dict[tuple, tuple[torch.nn.Module, FlatLayout, torch.Tensor]] = {}
 
-    def get(self, plan: Plan) -> tuple[torch.nn.Module, FlatLayout, torch.Tensor]:
-        """(model, layout, parameter mask over the layout's elements) for the plan's shape, on `device`."""
-        key = plan.signature()
+    def get(self, plan: Plan, scale_kept: bool = False) -> tuple[torch.nn.Module, FlatLayout, torch.Tensor]:
+        """(model, layout, parameter mask over the layout's elements) for the plan's shape, on `device`;
+        `scale_kept`: the model scales thinned layers' outputs up (`Slicer.build`)."""
+        key = plan.signature(), scale_kept
         if key not in self._models:
-            model = self.slicer.build(plan).to(self.device)
+            model = self.slicer.build(plan, scale_kept).to(self.device)
             layout = FlatLayout(model)
             params = {n for n, _ in model.named_parameters()}
             mask = torch.cat([torch.full((int(np.prod(s)),), n in params, device=self.device)
@@ -77,13 +80,15 @@ def train_per_batch(
     loss_fn: Loss = F.cross_entropy,
     targets: Callable[[torch.Tensor, Plan], torch.Tensor] = lambda y, plan: remap_labels(y, plan.classes),
     allowed: Optional[np.ndarray] = None,
+    scale_kept: bool = False,
 ) -> tuple[LocalResult, np.ndarray]:
     """SGD where step k trains the sub-model `plan_for_step(k)`; `weights` (flat) is updated in place.
 
     The work happens on `models.device`: pass `weights` there (a tensor elsewhere is copied there
     once and back once at the end). `g` is a CPU generator (shuffling, augmentation), so a run
     draws the same on CPU and GPU. `targets` maps a batch's labels (on their device) for the plan;
-    elements outside `allowed` are held at zero and never reported. Returns the result and a bool
+    elements outside `allowed` are held at zero and never reported; `scale_kept` trains each
+    sub-model with its thinned layers' outputs scaled up by full over kept width. Returns the result and a bool
     mask of the elements trained at least once.
     """
     device = models.device
@@ -98,7 +103,7 @@ def train_per_batch(
         if plan is not last[0]:  # steps that repeat a plan (ordered dropout) reuse its positions
             last = (plan, models.slicer.index(plan, device))
         pos = last[1]
-        model, layout, is_param = models.get(plan)
+        model, layout, is_param = models.get(plan, scale_kept)
         w = work[pos]
         _load(layout, model, w)
         model.train()

@@ -13,31 +13,17 @@ pixels of its output.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 import torch
 from torch import nn
 
 from edgeweave.platform.flat import FlatLayout
+from edgeweave.platform.plans import Plan
 from edgeweave.platform.flops import FlopsCache
 from edgeweave.platform.models.base import ConvNet
 from edgeweave.platform.training import device_of
-
-
-@dataclass(frozen=True)
-class Plan:
-    """Kept output indices per prunable layer (sorted int arrays) and, optionally, kept classes."""
-
-    keep: tuple[np.ndarray, ...]
-    classes: Optional[np.ndarray] = None
-
-    def widths(self) -> tuple[int, ...]:
-        return tuple(len(k) for k in self.keep)
-
-    def signature(self) -> tuple:
-        """What the sub-model's shape (and so its FLOPs) depends on."""
-        return self.widths(), None if self.classes is None else len(self.classes)
 
 
 @dataclass(frozen=True)
@@ -158,8 +144,12 @@ class Slicer:
             parts.append((s.offset + grid[:, :, None] + torch.arange(inner, device=device)[None, None, :]).reshape(-1))
         return torch.cat(parts)  # int64 throughout
 
-    def build(self, plan: Plan) -> nn.Module:
-        """A real model with the plan's widths, on the CPU (uninitialised: `extract` fills it)."""
+    def build(self, plan: Plan, scale_kept: bool = False) -> nn.Module:
+        """A real model with the plan's widths, on the CPU (uninitialised: `extract` fills it).
+
+        `scale_kept` multiplies what each layer receives from a thinned layer by full width over kept
+        width, as inverted dropout does, so activations keep their full-model scale in training.
+        """
         widths = list(plan.widths())
         n_classes = self.num_classes if plan.classes is None else len(plan.classes)
         features: list[nn.Module] = []
@@ -187,41 +177,10 @@ class Slicer:
                 in_features = out
             else:
                 classifier.append(m)
-        return ConvNet(nn.Sequential(*features), nn.Sequential(*classifier))
-
-
-def nested(width: int, rate: float) -> np.ndarray:
-    """The left-most ceil(rate x width) channels (at least one)."""
-    return np.arange(max(1, int(np.ceil(rate * width))))
-
-
-def rolling(width: int, rate: float, start: int) -> np.ndarray:
-    """A window of ceil(rate x width) channels starting at `start`, wrapping around."""
-    k = max(1, int(np.ceil(rate * width)))
-    return np.sort((start + np.arange(k)) % width)
-
-
-def random_subset(width: int, rate: float, g: np.random.Generator) -> np.ndarray:
-    """ceil(rate x width) channels chosen uniformly at random."""
-    k = max(1, int(np.ceil(rate * width)))
-    return np.sort(g.choice(width, size=k, replace=False))
-
-
-def uniform_plan(slicer: Slicer, pick, classes: Optional[Sequence[int]] = None) -> Plan:
-    """A plan choosing each layer's channels with `pick(layer, width)`."""
-    keep = tuple(np.asarray(pick(i, w), np.int64) for i, w in enumerate(slicer.widths))
-    return Plan(keep, None if classes is None else np.asarray(sorted(classes), np.int64))
-
-
-def dropout_plan(slicer: Slicer, drop: Sequence[float], g: np.random.Generator) -> Plan:
-    """DISTREAL's plan: conv layer l keeps a random (1 - drop[l]) of its filters; the rest all."""
-    if len(drop) != slicer.num_convs:
-        raise ValueError(f"a dropout vector needs {slicer.num_convs} entries, one per conv layer; got {len(drop)}")
-    return uniform_plan(slicer, lambda i, w: random_subset(w, 1.0 - drop[i], g) if i < len(drop) else np.arange(w))
-
-
-def thin(plan: Plan, drop: Sequence[float], g: np.random.Generator) -> Plan:
-    """A plan whose first len(drop) layers keep a random (1 - drop[l]) of the plan's own channels."""
-    keep = tuple(np.sort(g.choice(k, size=max(1, int(np.ceil((1.0 - drop[i]) * len(k)))), replace=False))
-                 if i < len(drop) else k for i, k in enumerate(plan.keep))
-    return Plan(keep, plan.classes)
+        model = ConvNet(nn.Sequential(*features), nn.Sequential(*classifier))
+        if scale_kept:
+            layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+            for source, (full, kept) in enumerate(zip(self.widths, widths)):
+                if kept != full:  # the layer after `source` takes its (kept) outputs
+                    layers[source + 1].register_forward_pre_hook(lambda m, args, f=full / kept: (args[0] * f,))
+        return model

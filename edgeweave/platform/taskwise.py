@@ -1,4 +1,5 @@
-"""Task-wise decoupling: sub-models per group of classes (tasks), and objectives that assemble.
+"""Task-wise decoupling: sub-models per group of classes (tasks); their relevance scores and
+objectives are in `task_training` (torch).
 
 `grouped`: the first `trunk` prunable layers are shared; every later layer's channels are split
 into G contiguous groups, connected only within their group (a grouped convolution), and group
@@ -12,16 +13,14 @@ of every layer's filters for its classes. Groups may overlap.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
 
-from edgeweave.platform.arrays import tensor_view
-from edgeweave.platform.submodel import Plan, Slicer
-from edgeweave.platform.training import device_of
+from edgeweave.platform.plans import Plan
+
+if TYPE_CHECKING:
+    from edgeweave.platform.submodel import Slicer
 
 
 def class_groups(num_classes: int, groups: int, explicit: Optional[Sequence[Sequence[int]]] = None) -> list[np.ndarray]:
@@ -31,7 +30,7 @@ def class_groups(num_classes: int, groups: int, explicit: Optional[Sequence[Sequ
     return [np.asarray(a, np.int64) for a in np.array_split(np.arange(num_classes), groups)]
 
 
-def grouped_plans(slicer: Slicer, classes: list[np.ndarray], trunk: int) -> list[Plan]:
+def grouped_plans(slicer: "Slicer", classes: list[np.ndarray], trunk: int) -> list[Plan]:
     """One plan per group: all channels of the trunk layers, the group's share of the others."""
     plans = []
     for g, cls in enumerate(classes):
@@ -47,46 +46,12 @@ def union(plans: Sequence[Plan]) -> Plan:
     return Plan(keep, np.unique(np.concatenate([p.classes for p in plans])))
 
 
-def allowed_mask(slicer: Slicer, size: int, plans: Sequence[Plan]) -> np.ndarray:
+def allowed_mask(slicer: "Slicer", size: int, plans: Sequence[Plan]) -> np.ndarray:
     """Elements of the global buffer that belong to some plan; the rest is held at zero."""
     mask = np.zeros(size, bool)
     for p in plans:
         mask[slicer.positions(p)] = True
     return mask
-
-
-@torch.no_grad()
-def relevance(model: nn.Module, x: np.ndarray, y: np.ndarray, num_classes: int, batch: int = 512) -> list[np.ndarray]:
-    """Mean post-ReLU activation of every prunable layer's channels, per class: (width, classes) each.
-
-    Runs where the model lives; the data goes there a batch at a time.
-    """
-    model.eval()
-    device = device_of(model)
-    sums: list[Optional[torch.Tensor]] = []
-    counts = torch.zeros(num_classes, device=device)
-    acts: list[torch.Tensor] = []
-    # In every zoo model each ReLU follows exactly one prunable layer, in order.
-    relus = [m for part in (model.features, model.classifier) for m in part if isinstance(m, nn.ReLU)]
-    hooks = [r.register_forward_hook(lambda _m, _i, out: acts.append(out)) for r in relus]
-    try:
-        for i in range(0, len(y), batch):
-            acts.clear()
-            yb = tensor_view(y[i: i + batch]).to(device)
-            model(tensor_view(x[i: i + batch]).to(device))
-            onehot = F.one_hot(yb, num_classes).float()
-            counts += onehot.sum(0)
-            for k, a in enumerate(acts):
-                per_channel = a.mean(dim=(2, 3)) if a.dim() == 4 else a
-                contrib = per_channel.T @ onehot
-                if len(sums) <= k:
-                    sums.append(contrib)
-                else:
-                    sums[k] = sums[k] + contrib
-    finally:
-        for h in hooks:
-            h.remove()
-    return [(s / counts.clamp(min=1)).cpu().numpy() for s in sums]
 
 
 def attributed_plans(scores: list[np.ndarray], classes: list[np.ndarray], keep: float) -> list[Plan]:
@@ -99,23 +64,3 @@ def attributed_plans(scores: list[np.ndarray], classes: list[np.ndarray], keep: 
             kept.append(np.sort(np.argsort(-s[:, cls].sum(axis=1), kind="stable")[:k]))
         plans.append(Plan(tuple(kept), cls))
     return plans
-
-
-def own_labels(y: torch.Tensor, classes: np.ndarray) -> torch.Tensor:
-    """Targets as positions among the device's own classes, on y's device; every other class becomes len(classes)."""
-    lookup = torch.full((int(max(classes.max(), int(y.max()))) + 1,), len(classes), dtype=torch.long, device=y.device)
-    lookup[torch.from_numpy(np.asarray(classes, np.int64)).to(y.device)] = torch.arange(len(classes), device=y.device)
-    return lookup[y]
-
-
-def other_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Softmax over the own classes plus a constant zero 'other' logit, which non-owned samples target."""
-    return F.cross_entropy(torch.cat([logits, logits.new_zeros(len(logits), 1)], dim=1), target)
-
-
-def ovr_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """One-vs-rest: an independent sigmoid per own class, positives its samples, negatives all others."""
-    return F.binary_cross_entropy_with_logits(logits, F.one_hot(target, logits.shape[1] + 1)[:, :-1].float())
-
-
-OBJECTIVES = {"other": other_loss, "ovr": ovr_loss}

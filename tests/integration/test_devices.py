@@ -120,7 +120,7 @@ def test_taskwise_harvest_through_ray(local_ray, tmp_path, mode):
     server, client = Server(cfg, data, part), Client(cfg, data, part)
     for r in range(cfg.training.rounds):
         jobs, _ = server.plan(r)
-        server.update([client.run(r, server.weights, jobs, server.strategy.shared_state())])
+        server.update([client.run(r, server.weights, jobs, server.shared)])
     saved = load_file(run_dir / "model.safetensors")
     expected = server.layout.split(server.weights)
     for name, tensor in expected.items():

@@ -24,7 +24,8 @@ from edgeweave.platform.front import Front, made_for
 from edgeweave.platform.models import build_model
 from edgeweave.platform.partition import partition_data
 from edgeweave.platform.server import Server
-from edgeweave.platform.submodel import Slicer, dropout_plan
+from edgeweave.platform.plans import dropout_plan
+from edgeweave.platform.submodel import Slicer
 from tests.helpers import tiny_raw
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
@@ -93,7 +94,7 @@ def test_a_gpu_client_trains_what_the_cpu_client_trains(tmp_path, plain_fp32, me
     assert all(t.device.type == GPU for t in [*gpu.model.parameters(), *gpu.model.buffers()])
     for r in range(gpu_cfg.training.rounds):
         jobs, _ = server.plan(r)
-        state = server.strategy.shared_state()
+        state = server.shared
         on_gpu, on_cpu = gpu.run(r, server.weights, jobs, state), cpu.run(r, server.weights, jobs, state)
         assert [(d["device"], d["samples"], d["steps"]) for d in on_gpu.records] == [
             (d["device"], d["samples"], d["steps"]) for d in on_cpu.records]  # the same draws

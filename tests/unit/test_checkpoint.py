@@ -95,7 +95,7 @@ def test_server_snapshot_restores_taskwise_plans(make_config, tmp_path):
     other.restore(load_checkpoint(tmp_path / "ck", "f"))
     assert other.clock == 7.0 and other.total_flops == 1e9
     np.testing.assert_array_equal(other.weights, server.weights)
-    for mine, theirs in zip(server.strategy.plans, other.strategy.plans):
+    for mine, theirs in zip(server.rules.plans, other.rules.plans):
         np.testing.assert_array_equal(mine.classes, theirs.classes)
         assert all(np.array_equal(a, b) for a, b in zip(mine.keep, theirs.keep))
 

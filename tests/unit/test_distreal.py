@@ -14,7 +14,8 @@ from edgeweave.platform.devices.timeline import constant, device_timeline
 from edgeweave.platform.front import Front, front_rule, load_front, non_dominated
 from edgeweave.platform.models import build_model
 from edgeweave.platform.seeding import rng
-from edgeweave.platform.submodel import Slicer, dropout_plan
+from edgeweave.platform.plans import dropout_plan
+from edgeweave.platform.submodel import Slicer
 from tests.helpers import tiny_raw
 
 # Three front points: cost 100, 50, 10 FLOPs per mini-batch; the costliest converges best.
@@ -140,7 +141,7 @@ def test_devices_choose_alone_and_the_driver_replays_them_exactly(tmp_path):
     done = {r["device"]: r for r in records}
     for job, samples in zip(jobs, planned):
         assert done[job.device]["samples"] == samples
-        assert done[job.device]["steps"] == server.strategy.device_round(server, 0, job).steps
+        assert done[job.device]["steps"] == server.rules.device_round(server.facts, 0, job).steps
     assert metrics["virtual_time"] <= 25.0 + 1e-6
     assert len({r["flops"] / max(r["samples"], 1) for r in records if r["samples"]}) > 1  # devices differ
 
@@ -172,7 +173,7 @@ def test_the_server_books_exactly_the_flops_and_time_the_devices_trained(tmp_pat
     data = load_dataset(probe.data, probe.seed)
     part = partition_data(probe.partition, data.y_train, 9, probe.seed)
     real_front(probe, data, tmp_path / "real.json")
-    real_order, real_train = sliced_training.batch_order, Client.train_per_batch
+    real_order, real_train = sliced_training.batch_order, Client.train_steps
     stopped_early = finished = 0
     for speed, deadline, stragglers in [(2e5, 2.0, "wait"), (2e5, 4.0, "drop"), (6e5, 1.0, "partial"),
                                         (6e5, 2.0, "wait"), (2e5, 8.0, "partial"), (6e5, None, "wait")]:
@@ -199,7 +200,7 @@ def test_the_server_books_exactly_the_flops_and_time_the_devices_trained(tmp_pat
             monkeypatch.setattr(sliced_training, "batch_order", real_order)
             trained[job.device] = sum(self.slicer.flops(p) * n for p, n in zip(plans, sizes))
 
-        monkeypatch.setattr(Client, "train_per_batch", spy)
+        monkeypatch.setattr(Client, "train_steps", spy)
         jobs, _ = server.plan(0)
         _, records = server.update([client.run(0, server.weights, jobs)])
         bandwidth = {t.name: t.bandwidth for t in cfg.devices.tiers}
@@ -208,7 +209,7 @@ def test_the_server_books_exactly_the_flops_and_time_the_devices_trained(tmp_pat
                 assert r["device"] not in trained
                 continue
             flops = trained[r["device"]]
-            full = server.steps_of(jobs[0].__class__(r["device"]))
+            full = server.facts.steps(jobs[0].__class__(r["device"]))
             stopped_early += r["steps"] < full
             finished += r["steps"] == full
             assert r["flops"] == pytest.approx(flops, rel=1e-9), (speed, deadline, r)
@@ -222,7 +223,7 @@ def test_the_server_books_exactly_the_flops_and_time_the_devices_trained(tmp_pat
 def test_a_front_for_8x8_data_is_refused_for_32x32_data(tmp_path):
     from edgeweave.platform.partition import partition_data
     from edgeweave.platform.server import Server
-    from edgeweave.platform.strategies.distreal import Distreal
+    from edgeweave.platform.server import check_with_data
 
     digits = build_config(tiny_distreal(tmp_path, tmp_path / "f.json"), check_strategy=False)
     real_front(digits, load_dataset(digits.data, digits.seed), tmp_path / "f.json")  # made for (1, 8, 8)
@@ -236,7 +237,7 @@ def test_a_front_for_8x8_data_is_refused_for_32x32_data(tmp_path):
     with pytest.raises(UserError, match=line):  # a run never books a cost made for other data
         Server(cfg, data, part).plan(0)
     with pytest.raises(UserError, match=line):  # and the check before the run says so
-        Distreal.check_data(cfg.strategy.params, cfg, data)
+        check_with_data(cfg, data)
 
 
 def test_a_front_for_another_model_width_is_refused(tmp_path):

@@ -53,7 +53,8 @@ def test_vgg_batch_norm_is_optional(tmp_path):
 
 def test_static_batch_norm_keeps_no_running_statistics(tmp_path):
     from edgeweave.platform.flat import FlatLayout
-    from edgeweave.platform.submodel import Slicer, nested, uniform_plan
+    from edgeweave.platform.plans import nested, uniform_plan
+    from edgeweave.platform.submodel import Slicer
 
     m = build_model(model_choice(tmp_path, name="vgg11", width=0.125, static_bn=True), (3, 32, 32), 10, 0)
     bns = [l for l in m.modules() if isinstance(l, torch.nn.BatchNorm2d)]

@@ -106,14 +106,14 @@ def test_fjord_cut_by_the_deadline_is_charged_the_widths_it_trained(make_config,
     data, part = setup(cfg)
     server, client = Server(cfg, data, part), Client(cfg, data, part)
     trained: dict[int, list[float]] = {}
-    original = Client.train_per_batch
+    original = Client.train_steps
 
     def spy(self, round_, job, weights, partial, plan_for_step, steps=None, **kw):
         costs = trained.setdefault(job.device, [])
         return original(self, round_, job, weights, partial,
                         lambda k: (costs.append(self.slicer.flops(plan := plan_for_step(k))), plan)[1], steps, **kw)
 
-    monkeypatch.setattr(Client, "train_per_batch", spy)
+    monkeypatch.setattr(Client, "train_steps", spy)
     jobs, _ = server.plan(0)
     assert any(j.steps is not None for j in jobs)  # some devices were cut short
     _, records = server.update([client.run(0, server.weights, jobs)])
@@ -123,7 +123,7 @@ def test_fjord_cut_by_the_deadline_is_charged_the_widths_it_trained(make_config,
         sizes = batch_sizes(len(part.shard(r["device"])), cfg.training.batch_size, r["steps"])
         assert len(trained[r["device"]]) == r["steps"]
         assert r["trained_flops"] == pytest.approx(float(np.dot(trained[r["device"]], sizes)), rel=1e-12)
-        assert r["partial"] == (r["steps"] < server.steps_of(Job(r["device"])))
+        assert r["partial"] == (r["steps"] < server.facts.steps(Job(r["device"])))
     assert any(r["partial"] for r in records)
 
 

@@ -9,7 +9,8 @@ from edgeweave.platform.config import build_config
 from edgeweave.platform.flat import FlatLayout
 from edgeweave.platform.flops import measure_flops_per_sample
 from edgeweave.platform.models import build_model
-from edgeweave.platform.submodel import Plan, Slicer, nested, random_subset, rolling, uniform_plan
+from edgeweave.platform.plans import Plan, nested, random_subset, rolling, uniform_plan
+from edgeweave.platform.submodel import Slicer
 from tests.helpers import tiny_raw
 
 
@@ -42,6 +43,32 @@ def test_extract_is_a_real_smaller_model_equal_to_the_masked_full_one(tmp_path, 
     x = torch.randn(2, *shape)
     with torch.no_grad():
         np.testing.assert_allclose(sub.eval()(x).numpy(), model.eval()(x)[:, [1, 3, 7]].numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["cnn", "alexnet", "vgg11"])
+def test_scale_kept_is_inverted_dropout_on_what_each_layer_receives(tmp_path, name):
+    """Scaling kept outputs by full/kept width equals the plain sub-model with every layer that reads
+    a thinned layer taking its inputs times that factor; a layer kept whole passes on unscaled."""
+    shape = (3, 32, 32)
+    model, slicer, layout = zoo(tmp_path, name, shape)
+    g = np.random.default_rng(1)
+    rates = [0.5 if i % 2 == 0 else 1.0 for i in range(len(slicer.widths))]
+    plan = uniform_plan(slicer, lambda i, w: random_subset(w, rates[i], g))
+    weights = layout.flatten(model)[slicer.positions(plan)]
+    scaled, plain = slicer.build(plan, scale_kept=True), slicer.build(plan)
+    for m in (scaled, plain):
+        FlatLayout(m).load(m, weights)
+    readers = [m for m in plain.modules() if isinstance(m, (nn.Conv2d, nn.Linear))][1:]
+    factors = [full / kept for full, kept in zip(slicer.widths, plan.widths())]
+    assert any(f > 1 for f in factors) and any(f == 1 for f in factors)
+    with torch.no_grad():
+        for layer, f in zip(readers, factors):
+            layer.weight.mul_(f)
+        x = torch.randn(4, *shape)
+        np.testing.assert_allclose(scaled.eval()(x).numpy(), plain.eval()(x).numpy(), rtol=1e-4, atol=1e-5)
+        unscaled = slicer.build(plan)
+        FlatLayout(unscaled).load(unscaled, weights)
+        assert not np.allclose(scaled(x).numpy(), unscaled.eval()(x).numpy(), atol=1e-3)
 
 
 def test_full_plan_is_the_whole_model_in_order(tmp_path):
@@ -155,8 +182,8 @@ class Transfers(TorchFunctionMode):
 def test_the_per_batch_engine_moves_no_weights_between_devices_per_step(tmp_path):
     from edgeweave.platform.seeding import rng
     from edgeweave.platform.sliced_training import SubModels, train_per_batch
-    from edgeweave.platform.submodel import dropout_plan
-    from edgeweave.platform.training import SGDSettings
+    from edgeweave.platform.plans import dropout_plan
+    from edgeweave.platform.sgd import SGDSettings
 
     model, slicer, layout = zoo(tmp_path, "cnn", (1, 8, 8), width=0.5)
     g = torch.Generator().manual_seed(0)

@@ -10,8 +10,8 @@ from edgeweave.platform.data import load_dataset
 from edgeweave.platform.flat import FlatLayout
 from edgeweave.platform.partition import partition_data
 from edgeweave.platform.server import Server
-from edgeweave.platform.taskwise import (allowed_mask, attributed_plans, class_groups, grouped_plans, other_loss,
-                                         ovr_loss, own_labels, relevance, union)
+from edgeweave.platform.task_training import other_loss, ovr_loss, own_labels, relevance
+from edgeweave.platform.taskwise import allowed_mask, attributed_plans, class_groups, grouped_plans, union
 
 
 def setup(make_config, **strategy):
@@ -80,13 +80,13 @@ def test_harvest_by_hand():
 def test_assembled_model_equals_the_sub_models_on_their_own_classes(make_config):
     cfg, data, server, client = setup(make_config)
     jobs, _ = server.plan(0)
-    server.update([client.run(0, server.weights, jobs, server.strategy.shared_state())])
+    server.update([client.run(0, server.weights, jobs, server.shared)])
     model, layout = server.model, server.layout
     layout.load(model, server.weights)
     x = torch.from_numpy(data.x_test[:16])
     with torch.no_grad():
         full = model.eval()(x)
-        for plan in server.strategy.plans:
+        for plan in server.rules.plans:
             sub = server.slicer.build(plan)
             FlatLayout(sub).load(sub, server.weights[server.slicer.positions(plan)])
             np.testing.assert_allclose(sub.eval()(x).numpy(), full[:, plan.classes].numpy(), atol=1e-5)
@@ -96,13 +96,13 @@ def test_devices_train_only_their_tasks_sub_model(make_config):
     cfg, data, server, client = setup(make_config, tasks_per_device=2)
     jobs, _ = server.plan(0)
     before = server.weights.copy()
-    metrics, records = server.update([client.run(0, server.weights, jobs, server.strategy.shared_state())])
-    allowed = server.strategy.allowed(server)
+    metrics, records = server.update([client.run(0, server.weights, jobs, server.shared)])
+    allowed = server.rules.allowed(server.facts)
     assert not server.weights[~allowed].any()  # cross-task weights stay zero, several tasks or not
     assert (server.weights != before)[allowed].any()
     assert all(r["saving"] > 1.5 for r in records)
     for j in jobs:
-        tasks = server.strategy.tasks_of(server, j.device, 0)
+        tasks = server.rules.tasks_of(server.facts, j.device, 0)
         held = np.bincount(data.y_train[server.partition.shard(j.device)], minlength=10)
         groups = class_groups(10, 5)
         assert len(tasks) == 2 and min(held[groups[t]].sum() for t in tasks) >= sorted(
@@ -112,12 +112,12 @@ def test_devices_train_only_their_tasks_sub_model(make_config):
 def test_sampled_tasks_follow_the_held_samples_and_change_by_round(make_config):
     cfg, data, server, client = setup(make_config, tasks="sampled", tasks_per_device=2)
     jobs, _ = server.plan(0)
-    strategy, groups = server.strategy, class_groups(10, 5)
+    rules, groups = server.rules, class_groups(10, 5)
     for j in jobs:
         held = np.bincount(data.y_train[server.partition.shard(j.device)], minlength=10)
         per_task = np.array([held[g].sum() for g in groups])
-        drawn = [tuple(strategy.tasks_of(server, j.device, r)) for r in range(40)]
-        assert drawn == [tuple(strategy.tasks_of(server, j.device, r)) for r in range(40)]  # seeded
+        drawn = [tuple(rules.tasks_of(server.facts, j.device, r)) for r in range(40)]
+        assert drawn == [tuple(rules.tasks_of(server.facts, j.device, r)) for r in range(40)]  # seeded
         counts = np.bincount([t for d in drawn for t in d], minlength=5)
         assert all(len(d) == min(2, (per_task > 0).sum()) for d in drawn)
         assert all(per_task[t] > 0 for t in set(sum(drawn, ())))  # never a task it holds nothing of
@@ -138,15 +138,15 @@ def test_objectives_push_other_classes_below_zero(loss):
 def test_attributed_mode_warms_up_with_the_full_model(make_config):
     cfg, data, server, client = setup(make_config, mode="attributed", warmup_rounds=1, keep=0.5)
     jobs, _ = server.plan(0)
-    assert server.strategy.plans is None and server.strategy.job_plan(server, 0, jobs[0]) is None
-    server.update([client.run(0, server.weights, jobs, server.strategy.shared_state())])
+    assert server.rules.plans is None and server.rules.job_plan(server.facts, 0, jobs[0]) is None
+    server.update([client.run(0, server.weights, jobs, server.shared)])
     jobs, _ = server.plan(1)
-    plans = server.strategy.plans
+    plans = server.rules.plans
     assert plans is not None and all(len(k) == int(np.ceil(0.5 * w)) for k, w in zip(plans[0].keep,
                                                                                        server.slicer.widths))
-    partial = client.run(1, server.weights, jobs, server.strategy.shared_state())
-    assert client.strategy.plans is plans or all(
-        np.array_equal(a, b) for p, q in zip(client.strategy.plans, plans) for a, b in zip(p.keep, q.keep))
+    partial = client.run(1, server.weights, jobs, server.shared)
+    assert client.half.rules.plans is plans or all(
+        np.array_equal(a, b) for p, q in zip(client.half.rules.plans, plans) for a, b in zip(p.keep, q.keep))
     assert partial.records and union(plans).classes.tolist() == list(range(10))
 
 
@@ -164,12 +164,12 @@ def test_dropout_inside_task_sub_models(make_config, tmp_path):
     part = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed)
     server, client = Server(cfg, data, part), Client(cfg, data, part)
     jobs, planned = server.plan(0)
-    metrics, records = server.update([client.run(0, server.weights, jobs, server.strategy.shared_state())])
+    metrics, records = server.update([client.run(0, server.weights, jobs, server.shared)])
     done = {r["device"]: r for r in records}
     for job, samples in zip(jobs, planned):
         assert done[job.device]["samples"] == samples  # the driver replays each device's own choice
-    assert not server.weights[~server.strategy.allowed(server)].any()  # cross-task weights stay zero
-    plain = server.plan_flops(server.strategy.device_plan(server, jobs[0].device, 0))
+    assert not server.weights[~server.rules.allowed(server.facts)].any()  # cross-task weights stay zero
+    plain = server.plan_flops(server.rules.device_plan(server.facts, jobs[0].device, 0))
     per_sample = [r["flops"] / r["samples"] for r in records if r["samples"]]
     assert min(per_sample) < plain  # someone dropped filters inside its task sub-model
     assert metrics["virtual_time"] <= 30.0 + 1e-6
@@ -177,7 +177,7 @@ def test_dropout_inside_task_sub_models(make_config, tmp_path):
 
 # Bad task-wise input fails before the run, in one line naming the field, the value and what is allowed:
 # ids and class lists at config validation, what needs the data's classes and the model's widths once
-# the data is loaded (`Taskwise.check_data`).
+# the data is loaded (`check_with_data`).
 BAD_CONFIG = [  # (id, strategy keys, data section, text the one line must hold)
     ("task id past the tasks", {"tasks": "explicit", "assignment": [[0], [7]]}, None,
      "strategy.assignment = [[0], [7]]: task 7 does not exist; task ids are 0..4"),
@@ -232,38 +232,35 @@ BAD_FOR_DATA = [  # (id, model section, strategy keys, text); digits has 10 clas
 @pytest.mark.parametrize("case, model, strategy, expected", BAD_FOR_DATA, ids=[c[0] for c in BAD_FOR_DATA])
 def test_bad_taskwise_input_for_the_data_fails_before_the_run(make_config, case, model, strategy, expected):
     from edgeweave.platform.errors import UserError
-    from edgeweave.platform.strategies.taskwise import Taskwise
+    from edgeweave.platform.server import check_with_data
 
     cfg = make_config(model={"name": "cnn", **model}, strategy={"name": "taskwise", **strategy})
     data = load_dataset(cfg.data, cfg.seed)
     with pytest.raises(UserError) as e:
-        Taskwise.check_data(cfg.strategy.params, cfg, data)
+        check_with_data(cfg, data)
     assert "\n" not in str(e.value) and expected in str(e.value), str(e.value)
 
 
 @pytest.mark.parametrize("path", ["configs/taskwise_digits.yaml", "configs/taskwise_synthetic.yaml"])
 def test_shipped_taskwise_configs_pass_the_data_check(path):
     from edgeweave.platform.config import load_config
-    from edgeweave.platform.strategies.taskwise import Taskwise
+    from edgeweave.platform.server import check_with_data
 
     cfg = load_config(path)
-    Taskwise.check_data(cfg.strategy.params, cfg, load_dataset(cfg.data, cfg.seed))
+    check_with_data(cfg, load_dataset(cfg.data, cfg.seed))
 
 
 def test_deadline_check_asks_only_for_the_smallest_task_sub_model(make_config):
     """A deadline the fastest device meets with its task's sub-model, not with the full model, is allowed."""
     from edgeweave.platform.errors import UserError
     from edgeweave.platform.server import check_deadline
-    from edgeweave.platform.strategies.base import STRATEGIES
-
     cfg, data, server, _ = setup(make_config)
     d, batch = cfg.devices, cfg.training.batch_size
-    strategy = STRATEGIES.build("taskwise", cfg.strategy.params, cfg=cfg)
 
     def need(weights, flops):
         return min(2 * 4.0 * weights / t.bandwidth + flops / (d.flops_per_second * t.speed) for t in d.tiers)
 
-    task = need(*strategy.cheapest_job(server.slicer, batch, "strong"))
+    task = need(*server.rules.cheapest_job(server.slicer, batch, "strong"))
     full = need(server.layout.size, server.slicer.flops(None) * batch)
     assert task < full / 2
     between = (task + full) / 2

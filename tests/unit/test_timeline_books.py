@@ -49,13 +49,13 @@ def test_the_driver_books_what_each_device_trained(make_config, tmp_path, monkey
     server, client = Server(cfg, data, part), Client(cfg, data, part)
     trained: dict[int, np.ndarray] = {}  # FLOPs of each mini-batch each device trained
     batch = cfg.training.batch_size
-    train, train_per_batch = Client.train, Client.train_per_batch
+    train, train_per_batch = Client.train, Client.train_steps
 
     def spy_train(self, round_, job, model=None, **kwargs):
         net = model if model is not None else self.model
         per_sample = measure_flops_per_sample(net, data.input_shape, data.num_classes)
         result = train(self, round_, job, model=model, **kwargs)
-        trained[job.device] = per_sample * batch_sizes(self.shard_size(job), batch, result.steps)
+        trained[job.device] = per_sample * batch_sizes(self.facts.samples(job), batch, result.steps)
         return result
 
     def spy_per_batch(self, round_, job, weights, partial, plan_for_step, steps=None, **kwargs):
@@ -67,15 +67,15 @@ def test_the_driver_books_what_each_device_trained(make_config, tmp_path, monkey
             return plan
 
         train_per_batch(self, round_, job, weights, partial, priced, steps=steps, **kwargs)
-        trained[job.device] = np.array(costs, np.float64) * batch_sizes(self.shard_size(job), batch, len(costs))
+        trained[job.device] = np.array(costs, np.float64) * batch_sizes(self.facts.samples(job), batch, len(costs))
 
     monkeypatch.setattr(Client, "train", spy_train)
-    monkeypatch.setattr(Client, "train_per_batch", spy_per_batch)
+    monkeypatch.setattr(Client, "train_steps", spy_per_batch)
     changed = 0
     for round_ in range(2):
         start = server.clock
         jobs, _ = server.plan(round_)
-        _, records = server.update([client.run(round_, server.weights, jobs, server.strategy.shared_state())])
+        _, records = server.update([client.run(round_, server.weights, jobs, server.shared)])
         for r in records:
             changed += r["speed_min"] < r["speed_max"]
             if r["dropped"]:

@@ -2,7 +2,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgeweave.platform.training import SGDSettings, batch_order, evaluate, train_local
+from edgeweave.platform.sgd import SGDSettings
+from edgeweave.platform.training import batch_order, evaluate, train_local
 
 
 def blobs(n=64, seed=0):

@@ -12,8 +12,9 @@ from edgeweave.platform.partition import partition_data
 from edgeweave.platform.server import Server
 from edgeweave.platform.sliced_training import SubModels, train_per_batch
 from edgeweave.platform.strategies import Job
-from edgeweave.platform.submodel import nested, uniform_plan
-from edgeweave.platform.training import SGDSettings, train_local
+from edgeweave.platform.plans import nested, uniform_plan
+from edgeweave.platform.sgd import SGDSettings
+from edgeweave.platform.training import train_local
 
 RATES = {"strong": 1.0, "medium": 0.5, "weak": 0.25}
 
@@ -27,14 +28,14 @@ def setup(make_config, strategy, devices=None, **params):
 
 
 def first_layer(server, round_, job):
-    return server.strategy.job_plan(server, round_, job).keep[0]
+    return server.rules.job_plan(server.facts, round_, job).keep[0]
 
 
 def test_rates_follow_tiers(make_config):
     _, server, _ = setup(make_config, "heterofl")
     jobs, _ = server.plan(0)
     for j in jobs:
-        assert j.rate == RATES[server.tier_name(j.device)]
+        assert j.rate == RATES[server.view.tier_name(j.device)]
 
 
 def test_heterofl_is_nested_and_fixed(make_config):
@@ -64,15 +65,15 @@ def test_fedrolex_window_rolls_each_round(make_config):
 
 def test_fjord_draws_ordered_widths_up_to_p_max(make_config):
     _, server, _ = setup(make_config, "fjord")
-    rates = server.strategy.step_rates(0, Job(1, rate=0.5), 200)
+    rates = server.rules.step_rates(0, Job(1, rate=0.5), 200)
     assert set(rates.tolist()) == {0.25, 0.5}
-    assert np.array_equal(rates, server.strategy.step_rates(0, Job(1, rate=0.5), 200))
-    full = server.strategy.step_rates(0, Job(1, rate=1.0), 400)
+    assert np.array_equal(rates, server.rules.step_rates(0, Job(1, rate=0.5), 200))
+    full = server.rules.step_rates(0, Job(1, rate=1.0), 400)
     assert set(full.tolist()) == {0.25, 0.5, 0.75, 1.0}
     # Each mini-batch costs its own width's FLOPs: p_max 0.5 mixes 0.25 and 0.5, so the job's
     # mean lies strictly between the two (charging p_max for every step would not).
     width_flops = {r: server.plan_flops(uniform_plan(server.slicer, lambda i, w: nested(w, r))) for r in (0.25, 0.5)}
-    flops = server.strategy.step_flops(server, 0, Job(1, rate=0.5), 200)
+    flops = server.rules.step_flops(server.facts, 0, Job(1, rate=0.5), 200)
     np.testing.assert_array_equal(flops, [width_flops[r] for r in rates])
     assert width_flops[0.25] < flops.mean() < width_flops[0.5]
 
@@ -85,7 +86,7 @@ def test_rates_must_cover_every_tier(make_config):
 def test_budget_picks_the_widest_rate_that_fits(make_config):
     _, server, _ = setup(make_config, "heterofl", rate_by="budget",
                          devices={"flops_per_second": 2e6, "deadline": 40.0, "stragglers": "drop"})
-    jobs = server.strategy.plan(0, np.arange(9), server)
+    jobs = server.half.plan(0, np.arange(9), server.context()).jobs
     for j in jobs:
         fits = [r for r in (1.0, 0.75, 0.5, 0.25) if server.job_seconds(0, Job(j.device, rate=r)) <= 40.0]
         assert j.rate == (fits[0] if fits else 0.25)
@@ -98,7 +99,7 @@ def test_cost_follows_the_plan(make_config):
     work = server.workload(0, jobs)
     full = server.plan_flops(None)
     for j, timeline in zip(jobs, work.timelines):
-        plan = server.strategy.job_plan(server, 0, j)
+        plan = server.rules.job_plan(server.facts, 0, j)
         f = timeline.step_flops.sum() / len(server.partition.shard(j.device))  # one epoch
         assert f == pytest.approx(server.plan_flops(plan), rel=1e-12) and (j.rate < 1) == (f < full)
         assert server.model_bytes(0, j) == 4 * len(server.slicer.positions(plan))
@@ -112,15 +113,15 @@ def test_width_round_trains_only_the_kept_elements(make_config):
     changed = before != server.weights
     kept = np.zeros(len(before), bool)
     for j in jobs:
-        kept[server.slicer.positions(server.strategy.job_plan(server, 0, j))] = True
+        kept[server.slicer.positions(server.rules.job_plan(server.facts, 0, j))] = True
     assert changed.any() and not (changed & ~kept).any()
     assert all(r["rate"] in RATES.values() for r in records)
 
 
 def test_label_split_trains_only_held_classes(make_config):
     cfg, server, client = setup(make_config, "fd", label_split=True)
-    plan = server.strategy.job_plan(server, 0, Job(0, rate=1.0))
-    assert np.array_equal(plan.classes, client.device_classes(0))
+    plan = server.rules.job_plan(server.facts, 0, Job(0, rate=1.0))
+    assert np.array_equal(plan.classes, client.facts.classes(0))
     partial = client.run(0, server.weights, [Job(0, rate=1.0)])
     assert partial.records[0]["samples"] > 0
 

@@ -1,8 +1,22 @@
-"""Training methods: each a file with a registered Strategy subclass."""
+"""Training methods: each a file that registers its rules and halves; one line here names its module.
 
-from edgeweave.platform.plugins import import_all
-from edgeweave.platform.strategies.base import STRATEGIES, Job, Strategy
+Looking a method up imports its file only, so validating a config loads no other method.
+"""
 
-import_all(__name__, __path__)
+from edgeweave.platform.strategies.base import (STRATEGIES, DeviceHalf, Job, Method, RoundPlan, Rules, ServerHalf,
+                                                device_half, server_half)
 
-__all__ = ["STRATEGIES", "Job", "Strategy"]
+for _name, _module in {
+    "central": "central",
+    "distreal": "distreal",
+    "fd": "fd",
+    "fedavg": "fedavg",
+    "fedrolex": "fedrolex",
+    "fjord": "fjord",
+    "heterofl": "heterofl",
+    "taskwise": "taskwise",
+}.items():
+    STRATEGIES.declare(_name, f"{__name__}.{_module}")
+
+__all__ = ["STRATEGIES", "DeviceHalf", "Job", "Method", "RoundPlan", "Rules", "ServerHalf", "device_half",
+           "server_half"]

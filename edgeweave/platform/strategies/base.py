@@ -1,23 +1,31 @@
-"""A strategy is a training method in two halves: the server plans a round, the client trains a job."""
+"""A method is three small parts: its rules, a server half and a device half.
+
+The rules are what both sides compute alike (a job's sub-model, its cost per mini-batch, how the
+device picks each mini-batch, and so the device-round's timeline) from `Facts` alone. The server
+half plans a round from a `ServerContext` and owns what a checkpoint must hold; the device half
+trains a job through a `DeviceContext`. A method file registers the three with its parameters:
+
+    STRATEGIES.add("name", Method(MyRules, MyServer, MyDevice), MyParams)
+
+and the file's module name goes in `strategies/__init__.py`. Nothing here imports torch, so a
+config is validated without it.
+"""
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
 from edgeweave.platform.aggregate import Partial
-from edgeweave.platform.devices.clock import batch_sizes
-from edgeweave.platform.devices.timeline import StepRule, fixed_rule
+from edgeweave.platform.devices.timeline import DeviceTimeline, StepRule, fixed_rule
 from edgeweave.platform.registry import Params, Registry
 
 if TYPE_CHECKING:
-    from edgeweave.platform.client import Client
     from edgeweave.platform.config import ExperimentConfig
     from edgeweave.platform.data import ArrayData
-    from edgeweave.platform.server import Server
+    from edgeweave.platform.strategies.context import DeviceContext, Facts, ServerContext
     from edgeweave.platform.submodel import Plan, Slicer
 
 STRATEGIES: Registry = Registry("strategy")
@@ -34,8 +42,17 @@ class Job:
     start: float = 0.0  # virtual time the round started (devices that plan for themselves read it)
 
 
-class Strategy(ABC):
-    """Base of every method; subclasses register with @STRATEGIES.register(name, Params)."""
+@dataclass(frozen=True)
+class RoundPlan:
+    """What the server half decided for a round; the Server applies it."""
+
+    jobs: list[Job]
+    shared: Any = None  # what every worker needs this round beyond the weights (sent once per round)
+    weights: Optional[np.ndarray] = field(default=None, repr=False)  # new global weights before the round
+
+
+class Rules:
+    """What both halves compute alike, from the facts every process shares."""
 
     def __init__(self, params: Params, cfg: "ExperimentConfig") -> None:
         self.params = params
@@ -46,53 +63,93 @@ class Strategy(ABC):
         """Raise a UserError when the parameters do not fit the rest of the config."""
 
     @classmethod
-    def check_data(cls, params: Params, cfg: "ExperimentConfig", data: "ArrayData") -> None:
+    def check_data(cls, params: Params, cfg: "ExperimentConfig", data: "ArrayData", slicer: "Slicer") -> None:
         """Raise a UserError when the parameters do not fit the loaded data (its shape, its classes)."""
 
-    def plan(self, round_: int, devices: np.ndarray, server: "Server") -> list[Job]:
-        """Server half: the jobs of this round for the sampled, available devices."""
-        return [Job(int(d)) for d in devices]
+    def receive(self, shared: Any) -> None:
+        """Take the round's shared state (the server half's own, or as a worker received it)."""
 
-    def shared_state(self) -> Any:
-        """Server half: what every worker needs this round beyond the weights (None: nothing)."""
+    def job_plan(self, facts: "Facts", round_: int, job: Job) -> Optional["Plan"]:
+        """The sub-model the job's device receives (None: the full model)."""
         return None
 
-    def receive_state(self, state: Any) -> None:
-        """Client half: take the round's shared state (sent once per round, not per device)."""
+    def model_bytes(self, facts: "Facts", round_: int, job: Job) -> float:
+        """Bytes the job moves each way: its (sub-)model's weights, none for the pooled central job."""
+        if job.pooled:
+            return 0.0
+        plan = self.job_plan(facts, round_, job)
+        return 4.0 * (facts.model_size if plan is None else facts.slicer.count(plan))
 
-    def state(self) -> dict[str, np.ndarray]:
-        """Server half: what a checkpoint must hold for the run to go on identically (arrays only)."""
-        return {}
+    def step_flops(self, facts: "Facts", round_: int, job: Job, steps: int) -> np.ndarray:
+        """Training FLOPs per sample of each of the job's `steps` mini-batches, from the real (sub-)model."""
+        return np.full(steps, float(facts.slicer.flops(self.job_plan(facts, round_, job))), np.float64)
 
-    def load_state(self, arrays: dict[str, np.ndarray]) -> None:
-        """Server half: take back what `state` returned, when a run resumes."""
+    def step_rule(self, facts: "Facts", round_: int, job: Job, steps: int) -> StepRule:
+        """How the device picks each of its `steps` mini-batches as it trains. By default the plan it
+        committed to at the round's start (`step_flops`); DISTREAL chooses from moment to moment."""
+        return fixed_rule(self.step_flops(facts, round_, job, steps) * facts.batch_sizes(job, steps))
 
-    def job_plan(self, server: "Server", round_: int, job: Job) -> Optional["Plan"]:
-        """The sub-model a job trains (None: the full model); sets the bytes it moves."""
-        return None
-
-    def flops_per_sample(self, server: "Server", round_: int, job: Job) -> float:
-        """Training FLOPs per sample of the job, from the real (sub-)model."""
-        return float(server.plan_flops(self.job_plan(server, round_, job)))
+    def device_round(self, facts: "Facts", round_: int, job: Job) -> DeviceTimeline:
+        """The job's device-round as it plays out: the one computation behind the driver's clock and
+        what the device trains. It starts from the full work, so both sides agree on any cut."""
+        rule = self.step_rule(facts, round_, job, facts.full_steps(job))
+        return facts.timeline(round_, job, self.model_bytes(facts, round_, job), rule)
 
     def cheapest_job(self, slicer: "Slicer", batch: int, tier: str) -> tuple[int, float]:
         """(weights moved each way, FLOPs of one mini-batch) of the least work a device of `tier`
         can take on with this method: the deadline check asks whether any tier can do this much."""
         return slicer.layout.size, float(slicer.flops(None) * batch)
 
-    def step_flops(self, server: "Server", round_: int, job: Job, steps: int) -> np.ndarray:
-        """Training FLOPs per sample of each of the job's `steps` mini-batches (methods whose
-        sub-model changes per mini-batch override this; the clock cuts work step by step)."""
-        return np.full(steps, self.flops_per_sample(server, round_, job), np.float64)
 
-    def step_rule(self, server: "Server", round_: int, job: Job, steps: int) -> StepRule:
-        """How the device picks each of its `steps` mini-batches as it trains. By default the plan it
-        committed to at the round's start (`step_flops`); DISTREAL chooses from moment to moment."""
-        sizes = batch_sizes(server.samples_of(job), self.cfg.training.batch_size, steps)
-        return fixed_rule(self.step_flops(server, round_, job, steps) * sizes)
+class ServerHalf:
+    """Plans each round and owns the method's part of a checkpoint."""
 
-    @abstractmethod
-    def client_update(
-        self, client: "Client", round_: int, job: Job, global_weights: np.ndarray, partial: Partial
-    ) -> None:
-        """Client half: train `job` starting from `global_weights` and add its update to `partial`."""
+    def __init__(self, rules: Rules) -> None:
+        self.rules = rules
+
+    def plan(self, round_: int, devices: np.ndarray, ctx: "ServerContext") -> RoundPlan:
+        """The jobs of this round for the sampled, available devices (by default: each its full work)."""
+        return RoundPlan([Job(int(d)) for d in devices])
+
+    def state(self) -> dict[str, np.ndarray]:
+        """What a checkpoint must hold for the run to go on identically (arrays only)."""
+        return {}
+
+    def load_state(self, arrays: dict[str, np.ndarray]) -> None:
+        """Take back what `state` returned, when a run resumes."""
+
+
+class DeviceHalf:
+    """Trains one job from the global weights and adds its update to the worker's partial aggregate."""
+
+    def __init__(self, rules: Rules) -> None:
+        self.rules = rules
+
+    def train(self, ctx: "DeviceContext", round_: int, job: Job, weights: np.ndarray, partial: Partial) -> None:
+        """The full model on the job's samples (FedAvg's device)."""
+        ctx.train_full(round_, job, weights, partial)
+
+
+@dataclass(frozen=True)
+class Method:
+    """A registered method: its rules and its two halves."""
+
+    rules: type[Rules]
+    server: type[ServerHalf] = ServerHalf
+    device: type[DeviceHalf] = DeviceHalf
+
+
+def method_halves(cfg: "ExperimentConfig") -> tuple[Rules, type[ServerHalf], type[DeviceHalf]]:
+    """The config's method: its rules (built) and the classes of its two halves."""
+    method, _ = STRATEGIES.entry(cfg.strategy.name, "strategy.name")
+    return method.rules(cfg.strategy.params, cfg), method.server, method.device
+
+
+def server_half(cfg: "ExperimentConfig") -> ServerHalf:
+    rules, server, _ = method_halves(cfg)
+    return server(rules)
+
+
+def device_half(cfg: "ExperimentConfig") -> DeviceHalf:
+    rules, _, device = method_halves(cfg)
+    return device(rules)

@@ -5,31 +5,30 @@ vector d comes from a Pareto front of (FLOPs per mini-batch, convergence score) 
 `edgeweave dse`; the device takes the best-scoring vector whose cost fits its speed now and the
 time left before the deadline, spread over the mini-batches still to do, and stops early when
 nothing fits. The choice needs nothing from the driver: the device's speed, bandwidth and the
-deadline are known to it, so the driver runs the same computation (`device_round`) only to keep
-the clock and count the FLOPs.
+deadline are known to it, so the driver runs the same computation (`Rules.device_round`) only to
+keep the clock and count the FLOPs.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import TYPE_CHECKING, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field
 
 from edgeweave.platform.aggregate import Partial
-from edgeweave.platform.devices.clock import batch_sizes
-from edgeweave.platform.devices.timeline import DeviceTimeline, StepRule
+from edgeweave.platform.devices.timeline import StepRule
 from edgeweave.platform.errors import UserError
 from edgeweave.platform.front import Front, check_front, front_rule, parse_front
 from edgeweave.platform.inputs import FileParams
+from edgeweave.platform.plans import Plan, dropout_plan
 from edgeweave.platform.seeding import rng
-from edgeweave.platform.strategies.base import STRATEGIES, Job, Strategy
-from edgeweave.platform.submodel import Slicer, dropout_plan
+from edgeweave.platform.strategies.base import STRATEGIES, DeviceHalf, Job, Method, Rules
+from edgeweave.platform.strategies.context import DeviceContext, Facts
 
 if TYPE_CHECKING:
-    from edgeweave.platform.client import Client
     from edgeweave.platform.data import ArrayData
+    from edgeweave.platform.submodel import Slicer
 
 FIELD = "strategy.front"
 
@@ -47,6 +46,7 @@ class DistrealParams(FileParams):
     dse_warm_rounds: int = Field(0, ge=0)  # score from the weights after this many FedAvg rounds (0: initial)
     uniform_only: bool = False  # dse: only vectors that drop the same share of every layer (an ablation)
     choose: Literal["batch", "round"] = "batch"  # a vector per mini-batch, or one per round (an ablation)
+    scale_kept: bool = False  # scale kept filters' outputs by 1/(1-d) in training, as inverted dropout does
 
 
 def run_front(params: DistrealParams) -> Front:
@@ -54,9 +54,8 @@ def run_front(params: DistrealParams) -> Front:
     return parse_front(params.content("front"), params.front, FIELD)
 
 
-@STRATEGIES.register("distreal", DistrealParams)
-class Distreal(Strategy):
-    """Devices train per-mini-batch dropout sub-models; count-normalised averaging."""
+class DistrealRules(Rules):
+    """Per-mini-batch dropout vectors from the front, chosen by the device from what it has at the time."""
 
     params: DistrealParams
 
@@ -69,18 +68,19 @@ class Distreal(Strategy):
         check_front(run_front(params), cfg, FIELD)
 
     @classmethod
-    def check_data(cls, params: DistrealParams, cfg, data: "ArrayData") -> None:
+    def check_data(cls, params: DistrealParams, cfg, data: "ArrayData", slicer: "Slicer") -> None:
         """The front must also fit the loaded data's input shape and classes. Call before the run starts."""
         check_front(run_front(params), cfg, FIELD, data)
 
-    def front_for(self, holder) -> Front:
-        """The run's front, checked once per process against the holder's data and, at its cheapest and
-        dearest points, against its real model's FLOPs (what the metadata cannot see, e.g. a changed model)."""
+    def front(self, facts: Facts) -> Front:
+        """The run's front, checked once per process against the data's shape and classes and, at its
+        cheapest and dearest points, against the real model's FLOPs (what the metadata cannot see, e.g.
+        a changed model)."""
         if self._front is None:
-            front = check_front(run_front(self.params), self.cfg, FIELD, holder.data)
+            front = check_front(run_front(self.params), self.cfg, FIELD, facts)
             batch = self.cfg.training.batch_size
             for v, recorded in zip(front.vectors[[0, -1]], front.flops_per_batch[[0, -1]]):
-                measured = holder.slicer.flops(dropout_plan(holder.slicer, v, np.random.default_rng(0))) * batch
+                measured = facts.slicer.flops(dropout_plan(facts.slicer, v, np.random.default_rng(0))) * batch
                 if not np.isclose(measured, recorded, rtol=1e-9):
                     raise UserError(f"{FIELD} = {front.source!r}: vector {v.tolist()} costs {recorded:.6g} FLOPs per "
                                     f"mini-batch there, but {measured:.6g} on this model; make a front for this "
@@ -88,39 +88,35 @@ class Distreal(Strategy):
             self._front = front
         return self._front
 
-    def step_rule(self, holder, round_: int, job: Job, steps: int) -> StepRule:
+    def step_rule(self, facts: Facts, round_: int, job: Job, steps: int) -> StepRule:
         """The device's choice before each mini-batch, from its speed then and the time it has left."""
-        batch = self.cfg.training.batch_size
-        return front_rule(self.front_for(holder), batch_sizes(len(holder.partition.shard(job.device)), batch, steps),
-                          batch, per_round=self.params.choose == "round")
+        return front_rule(self.front(facts), facts.batch_sizes(job, steps), self.cfg.training.batch_size,
+                          per_round=self.params.choose == "round")
 
-    def device_round(self, holder, round_: int, job: Job) -> DeviceTimeline:
-        """The device's round as it plays out: the one computation both halves run.
-
-        The server half keeps the clock and counts the FLOPs from it (`Server.timeline`, the same
-        call) and the device half trains its choices; both start from the device's full work, so
-        they cannot disagree. `holder` is the Server or the Client.
-        """
-        planned = holder.steps_of(replace(job, steps=None))
-        return holder.view.timeline(round_, job.device, job.start, 4.0 * holder.layout.size, planned,
-                                    self.step_rule(holder, round_, job, planned))
-
-    def cheapest_job(self, slicer: Slicer, batch: int, tier: str) -> tuple[int, float]:
+    def cheapest_job(self, slicer: "Slicer", batch: int, tier: str) -> tuple[int, float]:
         """The whole model moves; the cheapest front vector is the least a mini-batch can cost."""
         front = run_front(self.params)
         return slicer.layout.size, float(front.flops_per_batch.min() / self.cfg.training.batch_size * batch)
 
-    # Client half: choose, drop filters per mini-batch, train, report what was touched.
-    def client_update(self, client: "Client", round_: int, job: Job, global_weights: np.ndarray,
-                      partial: Partial) -> None:
-        timeline = self.device_round(client, round_, job)
-        vectors = self.front_for(client).vectors[timeline.choices]
+
+class DistrealDevice(DeviceHalf):
+    """Plays its round out (choosing a vector per mini-batch), drops filters accordingly and trains."""
+
+    rules: DistrealRules
+
+    def train(self, ctx: DeviceContext, round_: int, job: Job, weights: np.ndarray, partial: Partial) -> None:
+        rules, facts = self.rules, ctx.facts
+        timeline = rules.device_round(facts, round_, job)
+        vectors = rules.front(facts).vectors[timeline.choices]
         steps = timeline.steps
         if job.steps is not None and job.steps != steps:
             raise RuntimeError(f"device {job.device}, round {round_}: the driver booked {job.steps} mini-batches, "
                                f"the device's own timeline has {steps}")
 
-        def plan_for_step(k: int):
-            return dropout_plan(client.slicer, vectors[k], rng(self.cfg.seed, round_, job.device, 300 + k))
+        def plan_for_step(k: int) -> Plan:
+            return dropout_plan(facts.slicer, vectors[k], rng(rules.cfg.seed, round_, job.device, 300 + k))
 
-        client.train_per_batch(round_, job, global_weights, partial, plan_for_step, steps=steps)
+        ctx.train_steps(round_, job, weights, partial, plan_for_step, steps=steps, scale_kept=rules.params.scale_kept)
+
+
+STRATEGIES.add("distreal", Method(DistrealRules, device=DistrealDevice), DistrealParams)

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgeweave.platform.plans import random_subset
 from edgeweave.platform.seeding import rng
 from edgeweave.platform.strategies.base import STRATEGIES
-from edgeweave.platform.strategies.width import WidthParams, WidthStrategy
-from edgeweave.platform.submodel import random_subset
+from edgeweave.platform.strategies.width import WidthParams, WidthRules, width_method
 
 
-@STRATEGIES.register("fd", WidthParams)
-class FederatedDropout(WidthStrategy):
+class FederatedDropoutRules(WidthRules):
     """A fresh random sub-model per device per round, drawn from (seed, round, device, layer)."""
 
     def channels(self, layer: int, width: int, rate: float, round_: int, device: int) -> np.ndarray:
         return random_subset(width, rate, rng(self.cfg.seed, round_, device, 100 + layer))
+
+
+STRATEGIES.add("fd", width_method(FederatedDropoutRules), WidthParams)

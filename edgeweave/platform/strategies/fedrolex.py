@@ -5,18 +5,22 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
+from edgeweave.platform.plans import rolling
 from edgeweave.platform.strategies.base import STRATEGIES
-from edgeweave.platform.strategies.width import WidthParams, WidthStrategy
-from edgeweave.platform.submodel import rolling
+from edgeweave.platform.strategies.width import WidthParams, WidthRules, width_method
 
 
 class FedRolexParams(WidthParams):
     step: int = Field(1, ge=1)  # channels the window moves per round
 
 
-@STRATEGIES.register("fedrolex", FedRolexParams)
-class FedRolex(WidthStrategy):
+class FedRolexRules(WidthRules):
     """In round t a device at rate r keeps channels t*step .. t*step + ceil(r x width) - 1, wrapping."""
+
+    params: FedRolexParams
 
     def channels(self, layer: int, width: int, rate: float, round_: int, device: int) -> np.ndarray:
         return rolling(width, rate, (round_ * self.params.step) % width)
+
+
+STRATEGIES.add("fedrolex", width_method(FedRolexRules), FedRolexParams)

@@ -6,23 +6,17 @@ channels of every layer for a p drawn uniformly from the allowed rates up to p_m
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from edgeweave.platform.aggregate import Partial
+from edgeweave.platform.plans import Plan, nested, uniform_plan
 from edgeweave.platform.seeding import rng
-from edgeweave.platform.strategies.base import STRATEGIES, Job
-from edgeweave.platform.strategies.width import WidthParams, WidthStrategy
-from edgeweave.platform.submodel import Plan, nested, uniform_plan
-
-if TYPE_CHECKING:
-    from edgeweave.platform.client import Client
-    from edgeweave.platform.server import Server
+from edgeweave.platform.strategies.base import STRATEGIES, DeviceHalf, Job, Method
+from edgeweave.platform.strategies.context import DeviceContext, Facts
+from edgeweave.platform.strategies.width import WidthParams, WidthRules, WidthServer
 
 
-@STRATEGIES.register("fjord", WidthParams)
-class FjORD(WidthStrategy):
+class FjORDRules(WidthRules):
     """Per mini-batch ordered dropout up to the device's p_max (its tier's or budget's rate)."""
 
     def channels(self, layer: int, width: int, rate: float, round_: int, device: int) -> np.ndarray:
@@ -33,22 +27,26 @@ class FjORD(WidthStrategy):
         options = np.array([r for r in self.params.allowed if r <= job.rate] or [min(self.params.allowed)])
         return options[rng(self.cfg.seed, round_, job.device, 200).integers(0, len(options), size=steps)]
 
-    def step_flops(self, server: "Server", round_: int, job: Job, steps: int) -> np.ndarray:
-        """Each mini-batch costs its own width's FLOPs, so a deadline cuts after the steps that fit."""
-        rates = self.step_rates(round_, job, steps)
-        flops = {r: server.plan_flops(self.sub_plan(server.slicer, server, round_, Job(job.device, rate=float(r))))
-                 for r in np.unique(rates)}
-        return np.array([flops[r] for r in rates], np.float64)
-
-    def client_update(self, client: "Client", round_: int, job: Job, global_weights: np.ndarray,
-                      partial: Partial) -> None:
-        rates = self.step_rates(round_, job, client.steps_of(job))
+    def step_plans(self, facts: Facts, round_: int, job: Job, steps: int) -> list[Plan]:
+        """Each mini-batch's sub-model (one plan object per width, shared by its mini-batches)."""
         plans: dict[float, Plan] = {}
+        for r in map(float, np.unique(self.step_rates(round_, job, steps))):
+            plans[r] = uniform_plan(facts.slicer, lambda i, w: nested(w, r), self.classes_of(facts, job.device))
+        return [plans[float(r)] for r in self.step_rates(round_, job, steps)]
 
-        def plan_for_step(k: int) -> Plan:
-            r = float(rates[k])
-            if r not in plans:
-                plans[r] = uniform_plan(client.slicer, lambda i, w: nested(w, r), self.classes_of(client, job.device))
-            return plans[r]
+    def step_flops(self, facts: Facts, round_: int, job: Job, steps: int) -> np.ndarray:
+        """Each mini-batch costs its own width's FLOPs, so a deadline cuts after the steps that fit."""
+        return np.array([facts.slicer.flops(p) for p in self.step_plans(facts, round_, job, steps)], np.float64)
 
-        client.train_per_batch(round_, job, global_weights, partial, plan_for_step)
+
+class FjORDDevice(DeviceHalf):
+    """Trains each mini-batch at its drawn width."""
+
+    rules: FjORDRules
+
+    def train(self, ctx: DeviceContext, round_: int, job: Job, weights: np.ndarray, partial: Partial) -> None:
+        plans = self.rules.step_plans(ctx.facts, round_, job, ctx.facts.steps(job))
+        ctx.train_steps(round_, job, weights, partial, plans.__getitem__)
+
+
+STRATEGIES.add("fjord", Method(FjORDRules, WidthServer, FjORDDevice), WidthParams)

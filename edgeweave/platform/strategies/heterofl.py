@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgeweave.platform.plans import nested
 from edgeweave.platform.strategies.base import STRATEGIES
-from edgeweave.platform.strategies.width import WidthParams, WidthStrategy
-from edgeweave.platform.submodel import nested
+from edgeweave.platform.strategies.width import WidthParams, WidthRules, width_method
 
 
-@STRATEGIES.register("heterofl", WidthParams)
-class HeteroFL(WidthStrategy):
+class HeteroFLRules(WidthRules):
     """Every device at rate r trains the first ceil(r x width) channels of each layer."""
 
     def channels(self, layer: int, width: int, rate: float, round_: int, device: int) -> np.ndarray:
         return nested(width, rate)
+
+
+STRATEGIES.add("heterofl", width_method(HeteroFLRules), WidthParams)

@@ -11,29 +11,25 @@ with more rounds the harvest repeats after each.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Optional
 
 import numpy as np
 from pydantic import Field
 
 from edgeweave.platform.aggregate import Partial
-from edgeweave.platform.devices.clock import batch_sizes
-from edgeweave.platform.devices.timeline import DeviceTimeline, StepRule
 from edgeweave.platform.data import DATASETS, ArrayData
+from edgeweave.platform.devices.timeline import StepRule
 from edgeweave.platform.errors import UserError
-from edgeweave.platform.inputs import FileParams
-from edgeweave.platform.strategies.base import STRATEGIES, Job, Strategy
 from edgeweave.platform.front import Front, check_front, front_rule, parse_front
+from edgeweave.platform.inputs import FileParams
+from edgeweave.platform.plans import Plan, thin
 from edgeweave.platform.seeding import rng
-from edgeweave.platform.models import build_model
-from edgeweave.platform.submodel import Plan, Slicer, thin
-from edgeweave.platform.taskwise import (OBJECTIVES, allowed_mask, attributed_plans, class_groups, grouped_plans,
-                                         own_labels, relevance, union)
+from edgeweave.platform.strategies.base import STRATEGIES, DeviceHalf, Job, Method, RoundPlan, Rules, ServerHalf
+from edgeweave.platform.strategies.context import DeviceContext, Facts, ServerContext
+from edgeweave.platform.taskwise import allowed_mask, attributed_plans, class_groups, grouped_plans, union
 
 if TYPE_CHECKING:
-    from edgeweave.platform.client import Client
-    from edgeweave.platform.server import Server
+    from edgeweave.platform.submodel import Slicer
 
 
 class TaskwiseParams(FileParams):
@@ -119,15 +115,14 @@ def _check_classes(p: TaskwiseParams, num_classes: int, where: str) -> None:
                         f"every class of {where} (0..{num_classes - 1}) needs a group")
 
 
-@STRATEGIES.register("taskwise", TaskwiseParams)
-class Taskwise(Strategy):
-    """Each device trains the sub-model of its tasks; the driver harvests and assembles them."""
+class TaskwiseRules(Rules):
+    """Each device's tasks and their sub-model, from the task plans the server made and shared."""
 
     params: TaskwiseParams
 
     def __init__(self, params: TaskwiseParams, cfg) -> None:
         super().__init__(params, cfg)
-        self.plans: Optional[list[Plan]] = None
+        self.plans: Optional[list[Plan]] = None  # one per task, once made (after any warm-up)
         self._allowed: Optional[np.ndarray] = None
         self._front: Optional[Front] = None
 
@@ -143,7 +138,7 @@ class Taskwise(Strategy):
             check_front(_dropout_front(params), cfg, DROPOUT_FRONT)
 
     @classmethod
-    def check_data(cls, params: TaskwiseParams, cfg, data: ArrayData) -> None:
+    def check_data(cls, params: TaskwiseParams, cfg, data: ArrayData, slicer: "Slicer") -> None:
         """What needs the loaded data: its classes, and the model's widths for its input shape.
 
         Call after loading the data and before starting the run.
@@ -153,9 +148,7 @@ class Taskwise(Strategy):
             check_front(_dropout_front(params), cfg, DROPOUT_FRONT, data)
         if params.mode != "grouped":
             return
-        model = build_model(cfg.model, data.input_shape, data.num_classes, cfg.seed)
-        widths = Slicer(model, data.input_shape).widths
-        grouped = widths[params.trunk:]
+        grouped = slicer.widths[params.trunk:]
         tasks = _task_count(params)
         if grouped and tasks > min(grouped):
             field = "strategy.class_groups" if params.class_groups else "strategy.groups"
@@ -166,69 +159,37 @@ class Taskwise(Strategy):
                 f"grouped layer (prunable layer {layer} of model {cfg.model.name}, after strategy.trunk = "
                 f"{params.trunk}); use fewer tasks, a larger strategy.trunk or a wider model")
 
-    def own_front(self, holder, plan: Plan) -> Front:
+    def receive(self, shared: Any) -> None:
+        """The task plans, once the server has made them (they never change after)."""
+        if shared is not None and self.plans is None:
+            self.plans, self._allowed = shared, None
+
+    def warming_up(self, round_: int) -> bool:
+        return self.params.mode == "attributed" and round_ < self.params.warmup_rounds
+
+    def own_front(self, facts: Facts, plan: Plan) -> Front:
         """The dropout front priced on a task sub-model: the vectors keep their convergence ranking,
         their costs are measured on the sub-model thinned by each."""
         if self._front is None:
             self._front = _dropout_front(self.params)
         g = np.random.default_rng(0)  # FLOPs depend on the widths only, not on which channels
-        costs = np.array([holder.slicer.flops(thin(plan, v, g)) for v in self._front.vectors], np.float64)
+        costs = np.array([facts.slicer.flops(thin(plan, v, g)) for v in self._front.vectors], np.float64)
         return Front(self._front.vectors, costs * self.cfg.training.batch_size, self._front.score, {})
 
-    def step_rule(self, holder, round_: int, job: Job, steps: int) -> StepRule:
+    def step_rule(self, facts: Facts, round_: int, job: Job, steps: int) -> StepRule:
         """With a dropout front the device picks a vector before each mini-batch, as a `distreal` device does."""
         if not self.params.dropout_front or self.warming_up(round_):
-            return super().step_rule(holder, round_, job, steps)
-        batch = self.cfg.training.batch_size
-        own = self.own_front(holder, self.device_plan(holder, job.device, round_))
-        return front_rule(own, batch_sizes(len(holder.partition.shard(job.device)), batch, steps), batch)
+            return super().step_rule(facts, round_, job, steps)
+        own = self.own_front(facts, self.device_plan(facts, job.device, round_))
+        return front_rule(own, facts.batch_sizes(job, steps), self.cfg.training.batch_size)
 
-    def device_round(self, holder, round_: int, job: Job) -> DeviceTimeline:
-        """With a dropout front: the device's round as it plays out, the same call the driver's clock makes."""
-        plan = self.device_plan(holder, job.device, round_)
-        planned = holder.steps_of(replace(job, steps=None))
-        return holder.view.timeline(round_, job.device, job.start, 4.0 * holder.slicer.count(plan), planned,
-                                    self.step_rule(holder, round_, job, planned))
-
-    def warming_up(self, round_: int) -> bool:
-        return self.params.mode == "attributed" and round_ < self.params.warmup_rounds
-
-    def _make_plans(self, holder, weights: np.ndarray) -> list[Plan]:
-        p = self.params
-        classes = class_groups(holder.data.num_classes, p.groups, p.class_groups)
-        if p.mode == "grouped":
-            return grouped_plans(holder.slicer, classes, p.trunk)
-        holder.layout.load(holder.model, weights)
-        scores = relevance(holder.model, holder.data.x_train, holder.data.y_train, holder.data.num_classes)
-        return attributed_plans(scores, classes, p.keep)
-
-    def allowed(self, holder) -> np.ndarray:
+    def allowed(self, facts: Facts) -> np.ndarray:
+        """Elements of the flat weights some task owns; the others are held at zero."""
         if self._allowed is None:
-            self._allowed = allowed_mask(holder.slicer, holder.layout.size, self.plans)
+            self._allowed = allowed_mask(facts.slicer, facts.model_size, self.plans)
         return self._allowed
 
-    def shared_state(self) -> Any:
-        return self.plans
-
-    def receive_state(self, state: Any) -> None:
-        if state is not None and self.plans is None:
-            self.plans, self._allowed = state, None
-
-    def state(self) -> dict[str, np.ndarray]:
-        if self.plans is None:
-            return {}
-        arrays = {f"plan.{t}.classes": p.classes for t, p in enumerate(self.plans)}
-        arrays.update({f"plan.{t}.keep.{k}": keep for t, p in enumerate(self.plans) for k, keep in enumerate(p.keep)})
-        return arrays
-
-    def load_state(self, arrays: dict[str, np.ndarray]) -> None:
-        tasks = sorted({int(k.split(".")[1]) for k in arrays if k.startswith("plan.")})
-        layers = sorted({int(k.split(".")[3]) for k in arrays if ".keep." in k})
-        self.plans = [Plan(tuple(arrays[f"plan.{t}.keep.{k}"] for k in layers), arrays[f"plan.{t}.classes"])
-                      for t in tasks] or None
-        self._allowed = None
-
-    def tasks_of(self, holder, device: int, round_: int) -> list[int]:
+    def tasks_of(self, facts: Facts, device: int, round_: int) -> list[int]:
         """The device's tasks this round.
 
         `held`: those whose classes it holds most (fewer on weaker tiers with `budget`);
@@ -239,29 +200,24 @@ class Taskwise(Strategy):
         p = self.params
         if p.tasks == "explicit":
             return list(p.assignment[device % len(p.assignment)])
-        labels = holder.data.y_train[holder.partition.shard(device)]
+        labels = facts.labels(device)
         held = np.array([np.isin(labels, plan.classes).sum() for plan in self.plans], np.float64)
         n = p.tasks_per_device
         if p.tasks == "budget":
-            n = max(1, int(np.ceil(n * holder.view.tier_speed[holder.view.tier_of[device]])))
+            n = max(1, int(np.ceil(n * facts.view.tier_speed[facts.view.tier_of[device]])))
         if p.tasks == "sampled":
             n = min(n, int((held > 0).sum()))
             drawn = rng(self.cfg.seed, round_, device, 500).choice(len(held), n, replace=False, p=held / held.sum())
             return sorted(drawn.tolist())
         return sorted(np.argsort(-held, kind="stable")[:n].tolist())
 
-    def device_plan(self, holder, device: int, round_: int) -> Plan:
-        return union([self.plans[t] for t in self.tasks_of(holder, device, round_)])
+    def device_plan(self, facts: Facts, device: int, round_: int) -> Plan:
+        return union([self.plans[t] for t in self.tasks_of(facts, device, round_)])
 
-    # Server half.
-    def plan(self, round_: int, devices: np.ndarray, server: "Server") -> list[Job]:
-        if not self.warming_up(round_) and self.plans is None:
-            self.plans = self._make_plans(server, server.weights)
-            # From here on, elements no task owns are zero: the model is the union of the tasks.
-            server.weights = np.where(self.allowed(server), server.weights, 0.0).astype(np.float32)
-        return [Job(int(d)) for d in devices]
+    def job_plan(self, facts: Facts, round_: int, job: Job) -> Optional[Plan]:
+        return None if self.warming_up(round_) else self.device_plan(facts, job.device, round_)
 
-    def cheapest_job(self, slicer: Slicer, batch: int, tier: str) -> tuple[int, float]:
+    def cheapest_job(self, slicer: "Slicer", batch: int, tier: str) -> tuple[int, float]:
         """Grouped tasks are known before training: the smallest task sub-model (thinned by the
         front's cheapest vector, with one) is the least a device takes on. Attributed tasks
         start with full-model warm-up rounds, so the full model it is."""
@@ -276,39 +232,71 @@ class Taskwise(Strategy):
             trained = [thin(plan, front.vectors[int(np.argmin(front.flops_per_batch))], g) for plan in plans]
         return min((slicer.count(plan), float(slicer.flops(t) * batch)) for plan, t in zip(plans, trained))
 
-    def job_plan(self, server: "Server", round_: int, job: Job) -> Optional[Plan]:
-        return None if self.warming_up(round_) else self.device_plan(server, job.device, round_)
 
-    # Client half.
-    def client_update(self, client: "Client", round_: int, job: Job, global_weights: np.ndarray,
-                      partial: Partial) -> None:
-        n = float(client.shard_size(job))
-        if self.warming_up(round_):
-            client.load(global_weights)
-            result = client.train(round_, job)
-            partial.add(client.weights(), weight=n)
-            partial.record(job.device, result.samples, result.steps, result.loss)
-        elif self.params.dropout_front:  # records itself
-            plan = self.device_plan(client, job.device, round_)
-            timeline = self.device_round(client, round_, job)
-            vectors = self.own_front(client, plan).vectors[timeline.choices]  # its own order, by cost here
-            client.train_per_batch(
-                round_, job, global_weights, partial, steps=timeline.steps,
-                plan_for_step=lambda k: thin(plan, vectors[k], rng(self.cfg.seed, round_, job.device, 400 + k)),
-                loss_fn=OBJECTIVES[self.params.objective], targets=lambda y, p: own_labels(y, p.classes),
-                allowed=self.allowed(client))
-        else:
-            plan = self.device_plan(client, job.device, round_)
-            pos = client.slicer.positions(plan)
-            own = self.allowed(client)[pos]
-            model, layout, _ = client.submodels.get(plan)
-            layout.load(model, global_weights[pos])
-            project = None
-            if not own.all():  # several tasks: keep their cross-task weights at zero, as in the model
-                params = dict(model.named_parameters())
-                masks = {k: m.to(params[k].device) for k, m in layout.split(own).items() if k in params}
-                project = lambda: [params[k].data.mul_(m) for k, m in masks.items()]  # noqa: E731
-            result = client.train(round_, job, model=model, labels=lambda y: own_labels(y, plan.classes),
-                                  loss_fn=OBJECTIVES[self.params.objective], after_step=project)
-            partial.add(layout.flatten(model)[own], weight=n, mask=pos[own])
-            partial.record(job.device, result.samples, result.steps, result.loss)
+class TaskwiseServer(ServerHalf):
+    """Makes the task plans once (after any warm-up), shares them every round, keeps them in checkpoints."""
+
+    rules: TaskwiseRules
+
+    def plan(self, round_: int, devices: np.ndarray, ctx: ServerContext) -> RoundPlan:
+        rules, weights = self.rules, None
+        if not rules.warming_up(round_) and rules.plans is None:
+            plans = self._make_plans(ctx)
+            # From here on, elements no task owns are zero: the model is the union of the tasks.
+            weights = np.where(allowed_mask(ctx.facts.slicer, ctx.facts.model_size, plans), ctx.weights,
+                               0.0).astype(np.float32)
+            return RoundPlan([Job(int(d)) for d in devices], plans, weights)
+        return RoundPlan([Job(int(d)) for d in devices], rules.plans)
+
+    def _make_plans(self, ctx: ServerContext) -> list[Plan]:
+        p, facts = self.rules.params, ctx.facts
+        classes = class_groups(facts.num_classes, p.groups, p.class_groups)
+        if p.mode == "grouped":
+            return grouped_plans(facts.slicer, classes, p.trunk)
+        from edgeweave.platform.task_training import relevance  # torch: only where a model is scored
+
+        scores = relevance(ctx.model_at(ctx.weights), ctx.data.x_train, ctx.data.y_train, facts.num_classes)
+        return attributed_plans(scores, classes, p.keep)
+
+    def state(self) -> dict[str, np.ndarray]:
+        plans = self.rules.plans
+        if plans is None:
+            return {}
+        arrays = {f"plan.{t}.classes": p.classes for t, p in enumerate(plans)}
+        arrays.update({f"plan.{t}.keep.{k}": keep for t, p in enumerate(plans) for k, keep in enumerate(p.keep)})
+        return arrays
+
+    def load_state(self, arrays: dict[str, np.ndarray]) -> None:
+        tasks = sorted({int(k.split(".")[1]) for k in arrays if k.startswith("plan.")})
+        layers = sorted({int(k.split(".")[3]) for k in arrays if ".keep." in k})
+        self.rules.plans = [Plan(tuple(arrays[f"plan.{t}.keep.{k}"] for k in layers), arrays[f"plan.{t}.classes"])
+                            for t in tasks] or None
+        self.rules._allowed = None
+
+
+class TaskwiseDevice(DeviceHalf):
+    """Trains the sub-model of its tasks with an objective whose logits assemble (full model in warm-up)."""
+
+    rules: TaskwiseRules
+
+    def train(self, ctx: DeviceContext, round_: int, job: Job, weights: np.ndarray, partial: Partial) -> None:
+        rules, facts = self.rules, ctx.facts
+        if rules.warming_up(round_):
+            ctx.train_full(round_, job, weights, partial)
+            return
+        from edgeweave.platform.task_training import OBJECTIVES, own_labels  # torch: only where devices train
+
+        plan = rules.device_plan(facts, job.device, round_)
+        task = dict(loss_fn=OBJECTIVES[rules.params.objective], targets=lambda y, p: own_labels(y, p.classes),
+                    allowed=rules.allowed(facts))
+        if not rules.params.dropout_front:
+            ctx.train_plan(round_, job, weights, partial, plan, **task)
+            return
+        timeline = rules.device_round(facts, round_, job)
+        vectors = rules.own_front(facts, plan).vectors[timeline.choices]  # its own order, by cost here
+        seed = rules.cfg.seed
+        ctx.train_steps(round_, job, weights, partial, steps=timeline.steps,
+                        plan_for_step=lambda k: thin(plan, vectors[k], rng(seed, round_, job.device, 400 + k)), **task)
+
+
+STRATEGIES.add("taskwise", Method(TaskwiseRules, TaskwiseServer, TaskwiseDevice), TaskwiseParams)

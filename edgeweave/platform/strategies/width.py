@@ -1,7 +1,8 @@
-"""The shared half of every width method: a rate per device, a sub-model plan per rate.
+"""The shared part of every width method: a rate per device, a sub-model plan per rate.
 
 A device's rate comes from its tier (`rates`), or with `rate_by: budget` from its budget now:
 the largest of `allowed` whose round fits before the deadline at the device's current speed.
+A width method is its rules' `channels`, registered with `width_method(Rules)`.
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ from pydantic import Field, field_validator
 
 from edgeweave.platform.aggregate import Partial
 from edgeweave.platform.errors import UserError
+from edgeweave.platform.plans import Plan, nested, uniform_plan
 from edgeweave.platform.registry import Params
-from edgeweave.platform.strategies.base import Job, Strategy
-from edgeweave.platform.submodel import Plan, Slicer, nested, uniform_plan
+from edgeweave.platform.strategies.base import DeviceHalf, Job, Method, RoundPlan, Rules, ServerHalf
+from edgeweave.platform.strategies.context import DeviceContext, Facts, ServerContext
 
 if TYPE_CHECKING:
-    from edgeweave.platform.client import Client
-    from edgeweave.platform.server import Server
+    from edgeweave.platform.submodel import Slicer
 
 
 class WidthParams(Params):
@@ -45,7 +46,7 @@ class WidthParams(Params):
         return sorted(set(v), reverse=True)
 
 
-class WidthStrategy(Strategy):
+class WidthRules(Rules):
     """Devices train a sub-model whose layers keep a rate of their channels; count-normalised mean."""
 
     params: WidthParams
@@ -62,41 +63,47 @@ class WidthStrategy(Strategy):
     def channels(self, layer: int, width: int, rate: float, round_: int, device: int) -> np.ndarray:
         """The output channels a device at `rate` keeps in `layer` this round."""
 
-    def classes_of(self, holder, device: int) -> Optional[np.ndarray]:
-        return holder.device_classes(device) if self.params.label_split else None
+    def classes_of(self, facts: Facts, device: int) -> Optional[np.ndarray]:
+        return facts.classes(device) if self.params.label_split else None
 
-    def sub_plan(self, slicer: Slicer, holder, round_: int, job: Job) -> Plan:
-        return uniform_plan(slicer, lambda i, w: self.channels(i, w, job.rate, round_, job.device),
-                            self.classes_of(holder, job.device))
+    def job_plan(self, facts: Facts, round_: int, job: Job) -> Plan:
+        return uniform_plan(facts.slicer, lambda i, w: self.channels(i, w, job.rate, round_, job.device),
+                            self.classes_of(facts, job.device))
 
-    def cheapest_job(self, slicer: Slicer, batch: int, tier: str) -> tuple[int, float]:
+    def cheapest_job(self, slicer: "Slicer", batch: int, tier: str) -> tuple[int, float]:
         """The narrowest sub-model a device of `tier` can be given: its tier's rate, or any allowed rate."""
         rates = [self.params.rates[tier]] + (self.params.allowed if self.params.rate_by == "budget" else [])
         plan = uniform_plan(slicer, lambda i, w: nested(w, min(rates)))
         return slicer.count(plan), float(slicer.flops(plan) * batch)
 
-    # Server half.
-    def plan(self, round_: int, devices: np.ndarray, server: "Server") -> list[Job]:
-        p = self.params
+
+class WidthServer(ServerHalf):
+    """Gives each device its tier's rate, or the largest allowed rate whose full work fits the deadline
+    at the device's speed when the round starts."""
+
+    rules: WidthRules
+
+    def plan(self, round_: int, devices: np.ndarray, ctx: ServerContext) -> RoundPlan:
+        p, deadline = self.rules.params, self.rules.cfg.devices.deadline
         jobs = []
         for d in devices.tolist():
-            rate = p.rates[server.tier_name(d)]
-            if p.rate_by == "budget" and self.cfg.devices.deadline is not None:
-                fitting = [r for r in p.allowed if server.job_seconds(round_, Job(d, rate=r)) <= self.cfg.devices.deadline]
+            rate = p.rates[ctx.facts.view.tier_name(d)]
+            if p.rate_by == "budget" and deadline is not None:
+                fitting = [r for r in p.allowed if ctx.seconds(round_, Job(d, rate=r)) <= deadline]
                 rate = fitting[0] if fitting else p.allowed[-1]
             jobs.append(Job(d, rate=rate))
-        return jobs
+        return RoundPlan(jobs)
 
-    def job_plan(self, server: "Server", round_: int, job: Job) -> Plan:
-        return self.sub_plan(server.slicer, server, round_, job)
 
-    # Client half.
-    def client_update(self, client: "Client", round_: int, job: Job, global_weights: np.ndarray,
-                      partial: Partial) -> None:
-        plan = self.sub_plan(client.slicer, client, round_, job)
-        pos = client.slicer.positions(plan)
-        model, layout, _ = client.submodels.get(plan)
-        layout.load(model, global_weights[pos])
-        result = client.train(round_, job, model=model, classes=plan.classes)
-        partial.add(layout.flatten(model), weight=float(client.shard_size(job)), mask=pos)
-        partial.record(job.device, result.samples, result.steps, result.loss)
+class WidthDevice(DeviceHalf):
+    """Trains the job's sub-model."""
+
+    rules: WidthRules
+
+    def train(self, ctx: DeviceContext, round_: int, job: Job, weights: np.ndarray, partial: Partial) -> None:
+        ctx.train_plan(round_, job, weights, partial, self.rules.job_plan(ctx.facts, round_, job))
+
+
+def width_method(rules: type[WidthRules]) -> Method:
+    """A width method: its rules with the shared server and device halves."""
+    return Method(rules, WidthServer, WidthDevice)

@@ -1,0 +1,34 @@
+"""Local SGD's settings and a device's step count: arithmetic both halves of a method need, without torch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+
+@dataclass(frozen=True)
+class SGDSettings:
+    lr: float
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    batch_size: int = 32
+    epochs: int = 1
+    steps: Optional[int] = None  # when set, a fixed number of mini-batches instead of epochs
+
+
+@dataclass(frozen=True)
+class LocalResult:
+    samples: int  # samples processed (with repeats over epochs)
+    steps: int
+    loss: float  # mean training loss over the steps
+
+
+def sgd_settings(cfg) -> SGDSettings:
+    """The local-training settings of an experiment config."""
+    t = cfg.training
+    return SGDSettings(t.lr, t.momentum, t.weight_decay, t.batch_size, t.local_epochs, t.local_steps)
+
+
+def local_steps(n: int, s: SGDSettings) -> int:
+    """Mini-batches of a device's local work on n samples."""
+    return s.steps if s.steps is not None else s.epochs * -(-n // s.batch_size)

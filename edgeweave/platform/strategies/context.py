@@ -1,0 +1,123 @@
+"""What each half of a method may read: small typed contexts instead of the other side's objects.
+
+`Facts` is what both halves know alike, all of it derived from the config and the seed: the
+model's shape and costs, each device's data (size, labels, classes), tier and resources, and so
+each device-round's timeline. The server half reads a `ServerContext` (the facts, the global
+weights, a device's time for its full work); the device half a `DeviceContext` (the facts and
+ways to train a job on the device's own data). Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+import numpy as np
+
+from edgeweave.platform.aggregate import Partial
+from edgeweave.platform.devices.clock import batch_sizes
+from edgeweave.platform.devices.timeline import DeviceTimeline, StepRule, constant, device_timeline
+from edgeweave.platform.sgd import sgd_settings, local_steps
+
+if TYPE_CHECKING:
+    from edgeweave.platform.config import ExperimentConfig
+    from edgeweave.platform.data import ArrayData
+    from edgeweave.platform.devices.view import DeviceView
+    from edgeweave.platform.partition import Partition
+    from edgeweave.platform.strategies.base import Job
+    from edgeweave.platform.submodel import Plan, Slicer
+
+
+class Facts:
+    """What the driver and every worker know alike about the model and the devices."""
+
+    def __init__(self, cfg: "ExperimentConfig", slicer: "Slicer", view: "DeviceView", partition: "Partition",
+                 labels: np.ndarray, num_classes: int) -> None:
+        self.cfg = cfg
+        self.slicer = slicer  # the model's prunable layers, sub-model sizes and exact FLOPs
+        self.view = view  # each device's tier, bandwidth and resources over virtual time
+        self.input_shape = slicer.input_shape
+        self.num_classes = num_classes
+        self._partition = partition
+        self._labels = labels
+        self._sizes = partition.sizes()
+        self._settings = sgd_settings(cfg)
+
+    @property
+    def model_size(self) -> int:
+        """Elements of the full model's flat weights."""
+        return self.slicer.layout.size
+
+    def samples(self, job: "Job") -> int:
+        """Samples the job's device holds (all of them for the pooled central job)."""
+        return int(self._sizes.sum() if job.pooled else self._sizes[job.device])
+
+    def labels(self, device: int) -> np.ndarray:
+        """The labels of the samples a device holds, in its shard's order."""
+        return self._labels[self._partition.shard(device)]
+
+    def classes(self, device: int) -> np.ndarray:
+        """The classes a device holds (label split)."""
+        return self._partition.classes(device, self._labels)
+
+    def full_steps(self, job: "Job") -> int:
+        """Mini-batches of the job's full local work."""
+        return local_steps(self.samples(job), self._settings)
+
+    def steps(self, job: "Job") -> int:
+        """Mini-batches the job trains: its own count when the deadline cut it, else its full work."""
+        return job.steps if job.steps is not None else self.full_steps(job)
+
+    def batch_sizes(self, job: "Job", steps: int) -> np.ndarray:
+        """Samples in each of the job's first `steps` mini-batches."""
+        return batch_sizes(self.samples(job), self.cfg.training.batch_size, steps)
+
+    def timeline(self, round_: int, job: "Job", model_bytes: float, rule: StepRule) -> DeviceTimeline:
+        """The job's device-round from its start: download, each mini-batch as `rule` picks it, upload.
+
+        The pooled central job runs on one reference device at full speed, with no network.
+        """
+        planned = self.full_steps(job)
+        if job.pooled:
+            d = self.cfg.devices
+            return device_timeline(constant(d.flops_per_second), job.start, 0.0, planned, rule, None, d.stragglers)
+        return self.view.timeline(round_, job.device, job.start, model_bytes, planned, rule)
+
+
+@dataclass(frozen=True)
+class ServerContext:
+    """What the server half reads when it plans a round; it changes nothing through it."""
+
+    facts: Facts
+    weights: np.ndarray  # the global weights (read-only)
+    data: "ArrayData"  # the training data, for methods that score the model on it (task-wise attribution)
+    seconds: Callable[[int, "Job"], float]  # virtual seconds of a job's full work at its device's speed now
+    model_at: Callable[[np.ndarray], Any]  # the full model (a torch module) holding the given flat weights
+
+
+class DeviceContext(ABC):
+    """What the device half may use: the facts, and training on the job's own samples.
+
+    Every method trains from the round's global weights and adds the update, with the job's
+    sample count as its weight, to `partial`, with one record of what it trained.
+    """
+
+    facts: Facts
+
+    @abstractmethod
+    def train_full(self, round_: int, job: "Job", weights: np.ndarray, partial: Partial) -> None:
+        """Train the full model."""
+
+    @abstractmethod
+    def train_plan(self, round_: int, job: "Job", weights: np.ndarray, partial: Partial, plan: "Plan",
+                   targets: Optional[Callable] = None, loss_fn: Optional[Callable] = None,
+                   allowed: Optional[np.ndarray] = None) -> None:
+        """Train the sub-model `plan` for the whole job. `targets(y, plan)` maps labels (default: the
+        plan's classes, label split); elements outside `allowed` (a mask over the flat weights) stay zero."""
+
+    @abstractmethod
+    def train_steps(self, round_: int, job: "Job", weights: np.ndarray, partial: Partial,
+                    plan_for_step: Callable[[int], "Plan"], steps: Optional[int] = None, **kwargs: Any) -> None:
+        """Train a fresh sub-model `plan_for_step(k)` at each mini-batch k (`steps` of them, default the
+        job's); keyword arguments as the per-batch engine takes them (loss_fn, targets, allowed, scale_kept)."""
