@@ -15,7 +15,8 @@ run with that seed sees the same ones. The runs:
   searched under the same scaling.
 
 The fronts are searched first (`edgeweave dse`, scored from the weights after the config's
-`dse_warm_rounds` FedAvg rounds), unless --front, --uniform-front and --scaled-front name existing ones. The
+`dse_warm_rounds` FedAvg rounds), unless --front, --uniform-front and --scaled-front name existing ones (or, with --reuse, --out
+holds them already). The
 table gives, per run, mean and spread over the seeds of the virtual time to two target
 accuracies (and in how many seeds it got there) and of the final accuracy; the plot, mean test
 accuracy against virtual time.
@@ -148,7 +149,7 @@ def main() -> None:
     p.add_argument("--reuse", action="store_true", help="read the runs --out already holds instead of running them")
     p.add_argument("--only", nargs="+", choices=sorted(RUNS), help="run only these")
     p.add_argument("--out", type=Path, default=Path("runs/distreal-paper-" + time.strftime("%Y%m%d-%H%M%S")))
-    p.add_argument("--smoke-test", action="store_true", help="3 runs, 2 rounds, 20 devices, the shipped front, 1 seed")
+    p.add_argument("--smoke-test", action="store_true", help="4 runs, 2 rounds, 20 devices, the shipped front, 1 seed")
     args = p.parse_args()
     seeds, rounds = (1, 2) if args.smoke_test else (args.seeds, args.rounds)
     names = SMOKE_RUNS if args.smoke_test else (args.only or list(RUNS))
@@ -161,12 +162,20 @@ def main() -> None:
     ray.init(address=os.environ.get("RAY_ADDRESS") or "local", include_dashboard=False, logging_level=logging.WARNING)
     try:
         shipped = Path(load_config(BASE).strategy.front) if args.smoke_test else None
-        front = args.front or shipped or search(args.out / "front.json", common)
-        uniform = args.uniform_front or (search(args.out / "front_uniform.json", [*common, "strategy.uniform_only=true"])
-                                         if "distreal-uniform-front" in names else None)
-        scaled = args.scaled_front or shipped or (search(args.out / "front_scaled.json", [*common, "strategy.scale_kept=true"])
-                                       if "distreal-scale-kept" in names else None)
-        fronts = {"UNIFORM": uniform, "SCALED": scaled, "FRONT": front}
+
+        def front(key: str, given: Optional[Path], file: str, sets: list[str]) -> Optional[Path]:
+            """The front a placeholder stands for: given, shipped (smoke test), already in --out (with
+            --reuse), or searched; None when no run of this benchmark uses it."""
+            if given or shipped:
+                return given or shipped
+            if not any(f"={key}" in s for name in names for s in RUNS[name]):
+                return None
+            out = args.out / file
+            return out if args.reuse and out.is_file() else search(out, [*common, *sets])
+
+        fronts = {"UNIFORM": front("UNIFORM", args.uniform_front, "front_uniform.json", ["strategy.uniform_only=true"]),
+                  "SCALED": front("SCALED", args.scaled_front, "front_scaled.json", ["strategy.scale_kept=true"]),
+                  "FRONT": front("FRONT", args.front, "front.json", [])}
         results: dict[str, list[list[dict[str, Any]]]] = {}
         for name in names:
             for seed in range(seeds):
@@ -176,7 +185,8 @@ def main() -> None:
                             *(fill(s, fronts) for s in RUNS[name])]
                     print(f"== {name}, seed {seed}", flush=True)
                     run("run", BASE, *(a for s in sets for a in ("--set", s)))
-                results.setdefault(name, []).append(read_run(next(where.iterdir()))["metrics"])
+                newest = max(where.iterdir())  # run folders end in their start time
+                results.setdefault(name, []).append(read_run(newest)["metrics"])
     finally:
         ray.shutdown()
     text, rows = summarise(results, args.targets)

@@ -93,7 +93,7 @@ def main() -> None:
         for n in args.populations:
             cfg = config(n, args.rounds)
             data = load_dataset(cfg.data, cfg.seed)
-            part = partition_data(cfg.partition, data.y_train, n, cfg.seed)
+            part = partition_data(cfg.partition, data.y_train, n, cfg.seed, data.owners)
             server = Server(cfg, data, part)
             rows.append({
                 "population": n,

@@ -48,7 +48,7 @@ def main() -> None:
     cfg = load_config("configs/quickstart.yaml", [f"training.rounds={rounds}", "training.eval_every=10",
                                                   "logging.progress=false", "logging.wandb.mode=disabled"])
     data = load_dataset(cfg.data, cfg.seed)
-    part = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed)
+    part = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed, data.owners)
     ray.init(address="local", include_dashboard=False, logging_level="WARNING")
     try:
         calm = run(cfg, data, part, 0)

@@ -30,13 +30,15 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise UserError(f"--resume = {args.resume!r}: no config.yaml there; expected a run directory")
         if args.set:
             raise UserError(f"--set = {args.set[0]!r}: a resumed run keeps its config; start a new run to change it")
+        if args.plugin:
+            raise UserError(f"--plugin = {args.plugin[0]!r}: a resumed run keeps its config's plugins")
         cfg = load_config(run_dir / "config.yaml", [])
         resume = load_checkpoint(run_dir / CHECKPOINT, run_fingerprint(cfg))
     else:
-        cfg = load_config(args.config, args.set)
+        cfg = load_config(args.config, args.set, plugins=args.plugin)
     build_resources(cfg.devices.resources, cfg.seed)  # a bad trace file fails here, before any output
     data = load_dataset(cfg.data, cfg.seed)
-    partition = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed)
+    partition = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed, data.owners)
     check_with_data(cfg, data)
 
     from edgeweave.actors.session import Simulation
@@ -71,7 +73,7 @@ def cmd_dse(args: argparse.Namespace) -> int:
     from edgeweave.platform.dse import Explorer, evaluations, explore, store
     from edgeweave.platform.plots import plot_front
 
-    cfg = load_config(args.config, args.set, check_strategy=False)
+    cfg = load_config(args.config, args.set, check_strategy=False, plugins=args.plugin)
     if cfg.strategy.name != "distreal":
         raise UserError(f"strategy.name = {cfg.strategy.name!r}: `edgeweave dse` needs a distreal config")
     out = Path(args.out or cfg.strategy.front)
@@ -137,8 +139,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from edgeweave.tune.runner import resume_sweep, run_sweep
 
     if args.resume:
+        if args.plugin:
+            raise UserError(f"--plugin = {args.plugin[0]!r}: a resumed sweep keeps its base's plugins")
         return 0 if resume_sweep(Path(args.resume)) else 1
-    sweep, base = load_sweep(args.sweep)
+    sweep, base = load_sweep(args.sweep, args.plugin)
     print(f"edgeweave sweep {sweep.name}: {grid_size(sweep)} trials over {', '.join(sweep.space)} "
           f"({sweep.scheduler.name}, {sweep.metric} {sweep.mode})", flush=True)
     return 0 if run_sweep(sweep, base) else 1
@@ -180,7 +184,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     for i, (w, population, with_floor) in enumerate(plan, 1):
         cfg = workload(population, args.rounds, args.eval_every)
         data = load_dataset(cfg.data, cfg.seed)
-        partition = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed)
+        partition = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed, data.owners)
         if with_floor:
             print(f"[{i}/{len(plan)}] floor: {w} plain PyTorch process(es), {population:,} devices, "
                   f"{args.rounds} rounds", flush=True)
@@ -205,16 +209,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                      help="override one config value (repeatable)")
     run.set_defaults(func=cmd_run)
+    run.add_argument("--plugin", action="append", default=[], metavar="PATH",
+                     help="a module or .py file of your own parts, imported before the config is read (repeatable)")
     dse = sub.add_parser("dse", help="find DISTREAL's Pareto front of dropout vectors for a config")
     dse.add_argument("config", help="a distreal experiment YAML, e.g. configs/distreal_digits.yaml")
     dse.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     dse.add_argument("--out", help="where to write the front (default: the config's strategy.front)")
     dse.add_argument("--force", action="store_true", help="replace a front that is already there")
     dse.set_defaults(func=cmd_dse)
+    dse.add_argument("--plugin", action="append", default=[], metavar="PATH",
+                     help="a module or .py file of your own parts, imported before the config is read (repeatable)")
     sweep = sub.add_parser("sweep", help="sweep policies with Ray Tune: a table, the best config, plots")
     sweep.add_argument("sweep", nargs="?", help="sweep YAML, e.g. configs/sweeps/partition_x_strategy.yaml")
     sweep.add_argument("--resume", metavar="SWEEP_DIR", help="continue an interrupted sweep")
     sweep.set_defaults(func=cmd_sweep)
+    sweep.add_argument("--plugin", action="append", default=[], metavar="PATH",
+                     help="a module or .py file of your own parts, imported before the config is read (repeatable)")
     bench = sub.add_parser("bench", help="time the platform against plain PyTorch processes on the same work")
     bench.add_argument("--workers", default="1,2", help="worker counts to compare, e.g. 1,2 (default)")
     bench.add_argument("--populations", default="1000,10000,100000",

@@ -53,11 +53,12 @@ def fingerprint(config_text: str, inputs: Optional[Mapping[str, bytes]] = None) 
 
 
 def run_fingerprint(cfg) -> str:
-    """The fingerprint of a validated config, with the content of its input files as it read them."""
+    """The fingerprint of a validated config, with the content of its input files and plugins as it read them."""
     from edgeweave.platform.config import dump_config
     from edgeweave.platform.inputs import input_files
 
-    return fingerprint(dump_config(cfg), input_files(cfg))
+    plugins = {f"plugins[{spec}]": source for spec, source in cfg.plugin_sources().items()}
+    return fingerprint(dump_config(cfg), {**input_files(cfg), **plugins})
 
 
 def _refusal(path: Path, written: Any, wanted: str) -> str:

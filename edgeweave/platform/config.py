@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional, Sequence
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_serializer
 
 from edgeweave.platform.data import DATASETS
 from edgeweave.platform.devices.resources import RESOURCES
@@ -19,6 +19,7 @@ from edgeweave.platform.devices.tiers import DEFAULT_TIERS, Tier
 from edgeweave.platform.errors import UserError
 from edgeweave.platform.models import MODELS
 from edgeweave.platform.partition import PARTITIONERS
+from edgeweave.platform.plugins import Loaded, load, resolve
 from edgeweave.platform.registry import Params, Registry
 from edgeweave.platform.strategies import STRATEGIES
 
@@ -90,6 +91,7 @@ class LoggingConfig(Params):
 
 
 class ExperimentConfig(Params):
+    plugins: list[str] = Field(default_factory=list)  # users' modules, imported before the rest is read
     name: str = Field("run", pattern=r"^[A-Za-z0-9_.-]+$")
     seed: int = Field(0, ge=0)
     data: Choice
@@ -101,8 +103,27 @@ class ExperimentConfig(Params):
     ray: RayConfig = RayConfig()
     logging: LoggingConfig = LoggingConfig()
 
+    _plugins: Loaded = PrivateAttr(default_factory=lambda: Loaded(()))
+
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+    def plugin_sources(self) -> dict[str, bytes]:
+        """Each plugin's source as the config read it, keyed by how the config names the plugin."""
+        return {p.spec: p.source.encode() for p in self._plugins}
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        """Pickled, the plugins come first, so unpickling imports them before the classes they define."""
+        plain = object.__reduce_ex__(self, protocol)
+        return (_after_plugins, (self._plugins, plain)) if self._plugins else plain
+
+
+def _after_plugins(plugins: Loaded, plain: tuple) -> "ExperimentConfig":
+    """Rebuild a pickled config once its plugins (already unpickled, so imported) are in place."""
+    make, args, state = plain[:3]
+    cfg = make(*args)
+    cfg.__setstate__(state)
+    return cfg
 
 
 PLUGGABLE: dict[tuple[str, ...], tuple[Registry, str]] = {
@@ -142,15 +163,21 @@ def _validate(model: type[BaseModel], data: Any, prefix: str) -> BaseModel:
         raise UserError(f"{where} = {err['input']!r}: {msg}") from None
 
 
-def build_config(raw: Any, check_strategy: bool = True) -> ExperimentConfig:
+def build_config(raw: Any, check_strategy: bool = True, base: Optional[Path] = None) -> ExperimentConfig:
     """Validate a raw mapping (the parsed YAML plus overrides) into an ExperimentConfig.
 
-    `check_strategy=False` skips the strategy's own checks against the rest of the config (the
-    DSE uses it: the front it is about to write cannot be checked yet).
+    Its `plugins` are imported first (plugin files relative to `base`, the config's folder, else
+    to the working directory). `check_strategy=False` skips the strategy's own checks against
+    the rest of the config (the DSE uses it: the front it is about to write cannot be checked yet).
     """
     if not isinstance(raw, dict):
         raise UserError(f"config = {type(raw).__name__}: must be a mapping of sections")
     raw = copy.deepcopy(raw)
+    specs = raw.get("plugins") or []
+    if not isinstance(specs, list):
+        raise UserError(f"plugins = {specs!r}: must be a list of module names or .py paths")
+    plugins = load(resolve(specs, base))
+    raw["plugins"] = [p.spec for p in plugins]
     for path, (registry, default) in PLUGGABLE.items():
         parent = raw
         for i, part in enumerate(path[:-1]):
@@ -166,6 +193,7 @@ def build_config(raw: Any, check_strategy: bool = True) -> ExperimentConfig:
         params = _validate(params_model, body, section)
         parent[path[-1]] = Choice(key=registry.key, name=name, params=params)
     cfg = _validate(ExperimentConfig, raw, "")
+    cfg._plugins = plugins  # type: ignore[attr-defined]
     _check_across(cfg, check_strategy)  # type: ignore[arg-type]
     return cfg  # type: ignore[return-value]
 
@@ -231,12 +259,25 @@ def read_yaml(path: str | Path) -> Any:
         raise UserError(f"config = {str(path)!r}: not valid YAML{where}") from None
 
 
-def load_config(path: str | Path, overrides: Sequence[str] = (), check_strategy: bool = True) -> ExperimentConfig:
-    """Read a YAML experiment, apply `--set` overrides, validate."""
+def load_config(path: str | Path, overrides: Sequence[str] = (), check_strategy: bool = True,
+                plugins: Sequence[str] = ()) -> ExperimentConfig:
+    """Read a YAML experiment, add `plugins` (paths relative to the working directory, as `--plugin`
+    gives them), apply `--set` overrides, validate."""
     raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise UserError(f"config = {str(path)!r}: must be a mapping of sections")
-    return build_config(apply_overrides(raw, overrides), check_strategy)
+    raw = with_plugins(raw, plugins)
+    return build_config(apply_overrides(raw, overrides), check_strategy, Path(path).parent)
+
+
+def with_plugins(raw: dict, plugins: Sequence[str]) -> dict:
+    """The raw config with more plugins (each resolved from the working directory) after its own."""
+    if not plugins:
+        return raw
+    own = raw.get("plugins") or []
+    if not isinstance(own, list):
+        raise UserError(f"plugins = {own!r}: must be a list of module names or .py paths")
+    return {**raw, "plugins": [*own, *(p.spec for p in resolve(plugins))]}
 
 
 def dump_config(cfg: ExperimentConfig) -> str:

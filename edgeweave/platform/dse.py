@@ -105,7 +105,7 @@ def warm_start(cfg: ExperimentConfig, data: ArrayData, rounds: int) -> np.ndarra
     from edgeweave.platform.server import Server
 
     fedavg = build_config({**cfg.to_dict(), "strategy": {"name": "fedavg"}})
-    partition = partition_data(fedavg.partition, data.y_train, fedavg.devices.count, fedavg.seed)
+    partition = partition_data(fedavg.partition, data.y_train, fedavg.devices.count, fedavg.seed, data.owners)
     server, client = Server(fedavg, data, partition), Client(fedavg, data, partition)
     for r in range(rounds):
         jobs, _ = server.plan(r)

@@ -7,7 +7,8 @@ that one module and no other: validating a config loads only the parts it names.
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable, Generic, TypeVar
+import sys
+from typing import Any, Callable, Generic, Optional, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -29,23 +30,37 @@ class Registry(Generic[T]):
         self.kind = kind
         self.key = key
         self._entries: dict[str, tuple[Any, type[Params]]] = {}
-        self._modules: dict[str, str] = {}  # declared, not yet imported: name -> module that registers it
+        self._modules: dict[str, str] = {}  # built in: name -> module that registers it, imported on first lookup
+        self._importing: Optional[str] = None
+        self._owners: dict[str, str] = {}  # name -> module that registered it
 
     def declare(self, name: str, module: str) -> None:
         """`module` registers `name` when imported; it is imported on the name's first lookup."""
         self._modules[name] = module
 
-    def add(self, name: str, entry: Any, params: type[Params] = Params) -> None:
-        """File `entry` under `name` with its parameter model."""
-        if name in self._entries:
-            raise ValueError(f"{self.kind} {name!r} is registered twice")
+    def add(self, name: str, entry: Any, params: type[Params] = Params, module: Optional[str] = None) -> None:
+        """File `entry` under `name` with its parameter model; `module` registers it (default: the caller).
+
+        A name registered twice, or a plugin's name that is a built-in one, is a UserError naming the first
+        (the plugin loader names the second).
+        """
+        module = module or sys._getframe(1).f_globals.get("__name__", "?")
+        built_in = self._modules.get(name)
+        first = self._owners.get(name, built_in)
+        reloaded = first != built_in and _where(first) == _where(module)  # a plugin file run again after an edit
+        if (name in self._entries and not reloaded) or (
+                built_in is not None and module != built_in and self._importing != built_in):
+            kind = "a built-in" if first == built_in else "a"
+            raise UserError(f"{self.kind} {name!r} clashes with {kind} {self.kind} of the same name "
+                            f"({_where(first)}); give it another name")
         self._entries[name] = (entry, params)
+        self._owners[name] = module
 
     def register(self, name: str, params: type[Params] = Params) -> Callable[[type[T]], type[T]]:
         """Class decorator: file the class under `name` with its parameter model."""
 
         def wrap(cls: type[T]) -> type[T]:
-            self.add(name, cls, params)
+            self.add(name, cls, params, module=cls.__module__)
             return cls
 
         return wrap
@@ -56,7 +71,11 @@ class Registry(Generic[T]):
     def entry(self, name: Any, field: str) -> tuple[Any, type[Params]]:
         """The class and parameter model filed under `name`; a UserError lists the valid names."""
         if isinstance(name, str) and name not in self._entries and name in self._modules:
-            importlib.import_module(self._modules[name])
+            self._importing = self._modules[name]
+            try:
+                importlib.import_module(self._modules[name])
+            finally:
+                self._importing = None
         if not isinstance(name, str) or name not in self._entries:
             raise UserError(
                 f"{field} = {name!r}: unknown {self.kind}; valid: {', '.join(self.names())}"
@@ -67,3 +86,10 @@ class Registry(Generic[T]):
         """Instantiate the class filed under `name` with its validated parameters."""
         cls, _ = self.entry(name, f"{self.kind}.{self.key}")
         return cls(params, **kwargs)  # type: ignore[call-arg]
+
+
+def _where(module: Optional[str]) -> str:
+    """A module as a user knows it: a plugin by its file, edgeweave's own by its name."""
+    found = sys.modules.get(module or "")
+    path = getattr(found, "__file__", None)
+    return str(path) if path and (module or "").startswith("edgeweave_plugin_") else str(module)

@@ -6,8 +6,12 @@ and a resumed run draws exactly what an uninterrupted one would have.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 SERVER = -1  # the device id used for the driver's own draws (sampling, evaluation order)
 
@@ -19,6 +23,8 @@ def rng(seed: int, round_: int, device: int, stream: int = 0) -> np.random.Gener
 
 def torch_generator(seed: int, round_: int, device: int, stream: int = 0) -> torch.Generator:
     """A torch generator seeded from the same derivation as `rng`."""
+    import torch  # only processes that train import torch
+
     g = torch.Generator()
     g.manual_seed(int(rng(seed, round_, device, stream).integers(0, 2**62)))
     return g

@@ -22,7 +22,7 @@ from torch import nn
 from edgeweave.platform.flat import FlatLayout
 from edgeweave.platform.plans import Plan
 from edgeweave.platform.flops import FlopsCache
-from edgeweave.platform.models.base import ConvNet
+from edgeweave.platform.models.layers import ConvNet
 from edgeweave.platform.training import device_of
 
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 import copy
 import math
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from edgeweave.platform.config import ExperimentConfig, build_config, read_yaml, set_key
+from edgeweave.platform.config import ExperimentConfig, build_config, read_yaml, set_key, with_plugins
+from edgeweave.platform.plugins import resolve
 from edgeweave.platform.errors import UserError
 
 KINDS = ("grid", "choice", "uniform", "loguniform", "randint")
@@ -101,8 +102,9 @@ def trial_raw(base: dict, fixed: dict[str, Any], params: dict[str, Any]) -> dict
     return raw
 
 
-def load_sweep(path: str | Path) -> tuple[SweepConfig, dict]:
-    """Read and check a sweep file; returns it and the base experiment's raw config."""
+def load_sweep(path: str | Path, plugins: Sequence[str] = ()) -> tuple[SweepConfig, dict]:
+    """Read and check a sweep file; returns it and the base experiment's raw config, whose plugins
+    (its own, relative to it, then `plugins` from `--plugin`) are recorded as every trial finds them."""
     raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise UserError(f"sweep = {str(path)!r}: must be a mapping")
@@ -117,6 +119,11 @@ def load_sweep(path: str | Path) -> tuple[SweepConfig, dict]:
     base = read_yaml(sweep.base)
     if not isinstance(base, dict):
         raise UserError(f"sweep base = {sweep.base!r}: must be an experiment config mapping")
+    base = with_plugins(base, plugins)
+    own = base.get("plugins") or []
+    if not isinstance(own, list):
+        raise UserError(f"plugins = {own!r}: must be a list of module names or .py paths")
+    base["plugins"] = [p.spec for p in resolve(own, Path(sweep.base).parent)]
     if sweep.metric not in METRICS:
         raise UserError(f"sweep metric = {sweep.metric!r}: valid: {', '.join(METRICS)}")
     check_space(sweep, base)

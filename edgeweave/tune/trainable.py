@@ -67,7 +67,7 @@ def run_trial(params: dict[str, Any], base: dict, fixed: dict[str, Any], sweep_d
     (run_dir / "config.yaml").write_text(dump_config(cfg))  # before anything can fail: a failed trial keeps it
     data = load_dataset(cfg.data, cfg.seed)
     check_with_data(cfg, data)  # a deadline no device meets, a model the data cannot feed: the trial fails in one line
-    partition = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed)
+    partition = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed, data.owners)
     state = None
     checkpoint: Optional[tune.Checkpoint] = tune.get_checkpoint()
     if checkpoint is not None:

@@ -83,6 +83,16 @@ def test_quickstart_submitted_as_a_job_writes_its_run(ray_head, tmp_path):
     # The job joined the head's cluster (RAY_ADDRESS inside a job) rather than starting its own.
     assert client.get_job_info(job).driver_node_id and "Started a local Ray instance" not in logs
 
+    # A config with a plugin: the plugin file travels with the job, and its parts reach every worker.
+    example = client.submit_job(entrypoint=f"edgeweave run examples/custom_model/config.yaml --set training.rounds=2 "
+                                           f"--set logging.out_dir={tmp_path / 'example'} --set logging.progress=false",
+                                runtime_env={"working_dir": "."})
+    status, logs = wait(client, example)
+    assert status == JobStatus.SUCCEEDED, logs[-3000:]
+    assert "custom-model: fedavg finished 2 rounds" in logs
+    (run_dir,) = (tmp_path / "example").iterdir()
+    assert "examples/custom_model/plugin.py" in (run_dir / "config.yaml").read_text()
+
     # Ignored outputs, data and environments stay out of the uploaded working directory.
     Path("runs").mkdir(exist_ok=True)
     listing = client.submit_job(entrypoint="ls -a", runtime_env={"working_dir": "."})

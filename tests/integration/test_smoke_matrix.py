@@ -17,18 +17,19 @@ from scipy.io import wavfile
 from edgeweave.cli import main
 from edgeweave.platform.config import load_config
 from edgeweave.platform.sweep import load_sweep
+from tests.unit.test_femnist import write_leaf
 
 pytestmark = pytest.mark.integration
 
-SWEEPS = sorted(Path("configs/sweeps").glob("*.yaml"))
-CONFIGS = sorted(p for p in Path("configs").rglob("*.yaml") if p not in SWEEPS)
+SWEEPS = sorted(Path("configs/sweeps").glob("*.yaml")) + sorted(Path("examples").rglob("sweep.yaml"))
+CONFIGS = sorted(p for p in [*Path("configs").rglob("*.yaml"), *Path("examples").rglob("*.yaml")] if p not in SWEEPS)
 SHORT = ["training.rounds=2", "training.local_steps=2", "ray.num_workers=1", "logging.progress=false",
          "logging.wandb.mode=disabled"]
 
 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory) -> dict[str, Path]:
-    """CIFAR-10 in torchvision's layout and Speech Commands v2 in its own, both tiny."""
+    """CIFAR-10 in torchvision's layout, Speech Commands v2 and FEMNIST (LEAF's JSON) in theirs, all tiny."""
     root = tmp_path_factory.mktemp("data")
     g = np.random.default_rng(0)
     cifar = root / "cifar" / "cifar-10-batches-py"
@@ -49,7 +50,8 @@ def generated(tmp_path_factory) -> dict[str, Path]:
         validation += [f"{word}/s{i}_nohash_0.wav" for i in range(4, 8)]
     (speech / "testing_list.txt").write_text("\n".join(testing) + "\n")
     (speech / "validation_list.txt").write_text("\n".join(validation) + "\n")
-    return {"cifar10": root / "cifar", "speech_commands": speech}
+    write_leaf(root / "femnist", writers=16)
+    return {"cifar10": root / "cifar", "speech_commands": speech, "femnist": root / "femnist"}
 
 
 def shortened(path: Path, generated: dict[str, Path]) -> list[str]:
@@ -57,7 +59,9 @@ def shortened(path: Path, generated: dict[str, Path]) -> list[str]:
     cfg = load_config(path)
     extra = []
     if cfg.data.name in generated:  # tiny data: fewer devices, each with a few samples
-        extra = [f"data.root={generated[cfg.data.name]}", "devices.count=12", "partition.min_samples=2"]
+        extra = [f"data.root={generated[cfg.data.name]}", "devices.count=12"]
+        if "min_samples" in type(cfg.partition.params).model_fields:
+            extra.append("partition.min_samples=2")
     if cfg.model.name.startswith("vgg"):
         extra.append("model.width=0.25")
     return SHORT + extra

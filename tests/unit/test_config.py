@@ -29,12 +29,12 @@ def test_resolved_config_round_trips(tmp_path):
         ("training.lr=-1", "training.lr = -1: Input should be greater than 0"),
         ("training.rounds=many", "training.rounds = 'many': Input should be a valid integer"),
         ("strategy.name=fedx", "strategy.name = 'fedx': unknown strategy; valid: central, distreal, fd, fedavg, fedrolex, fjord, heterofl, taskwise"),
-        ("partition.policy=random", "partition.policy = 'random': unknown partition policy; valid: classes, dirichlet, iid, pool, shards"),
-        ("data.name=mnist", "data.name = 'mnist': unknown dataset; valid: cifar10, cifar100, digits, speech_commands, synthetic"),
+        ("partition.policy=random", "partition.policy = 'random': unknown partition policy; valid: classes, dirichlet, iid, natural, pool, shards"),
+        ("data.name=mnist", "data.name = 'mnist': unknown dataset; valid: cifar10, cifar100, digits, femnist, speech_commands, synthetic"),
         ("model.name=resnet", "model.name = 'resnet': unknown model; valid: alexnet, cnn, kws_cnn, vgg11, vgg16"),
         ("devices.per_round=7", "devices.per_round = 7: must be at most devices.count (6)"),
         ("logging.wandb.mode=cloud", "logging.wandb.mode = 'cloud': Input should be 'offline', 'online' or 'disabled'"),
-        ("extra.key=1", "extra: unknown key; valid keys: name, seed, data,"),
+        ("extra.key=1", "extra: unknown key; valid keys: plugins, name, seed, data,"),
         ("data.test_fraction=1.5", "data.test_fraction = 1.5: Input should be less than 1"),
     ],
 )
@@ -82,3 +82,22 @@ def test_missing_and_malformed_files(tmp_path):
     listy.write_text("- 1\n")
     with pytest.raises(UserError, match="must be a mapping"):
         load_config(listy)
+
+
+@pytest.mark.parametrize("path, method", [("configs/quickstart.yaml", "fedavg"),
+                                          ("configs/distreal_paper.yaml", "distreal"),
+                                          ("configs/taskwise_synthetic.yaml", "taskwise")])
+def test_validating_a_config_imports_neither_torch_nor_another_method(path, method):
+    """A config is checked (the tune driver, `ray job submit`, a typo's exit 2) without loading torch,
+    and looking its method up imports that method's file alone."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (f"import sys; from edgeweave.platform.config import load_config; load_config({path!r}); "
+            "print('torch' in sys.modules, sorted(m.rsplit('.', 1)[1] for m in sys.modules "
+            "if m.startswith('edgeweave.platform.strategies.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).parents[2]).stdout.split(" ", 1)
+    assert out[0] == "False"
+    assert set(yaml.safe_load(out[1])) - {"base", "context"} == {method}

@@ -1,4 +1,4 @@
-"""Every config in configs/ validates as shipped, so a new user's first run of it gets past the checks."""
+"""Every config in configs/ and examples/ validates as shipped, so a new user's first run of it gets past the checks."""
 
 from pathlib import Path
 
@@ -7,8 +7,8 @@ import pytest
 from edgeweave.platform.config import load_config
 from edgeweave.platform.sweep import grid_size, load_sweep
 
-SWEEPS = sorted(Path("configs/sweeps").glob("*.yaml"))
-CONFIGS = sorted(p for p in Path("configs").rglob("*.yaml") if p not in SWEEPS)
+SWEEPS = sorted(Path("configs/sweeps").glob("*.yaml")) + sorted(Path("examples").rglob("sweep.yaml"))
+CONFIGS = sorted(p for p in [*Path("configs").rglob("*.yaml"), *Path("examples").rglob("*.yaml")] if p not in SWEEPS)
 
 
 def test_there_are_configs():

@@ -43,6 +43,8 @@ def test_layout_splits_and_features(tmp_path):
     d = load_dataset(choice(tmp_path, root=str(tmp_path / "sc")), seed=0)
     assert d.num_classes == 2
     assert d.x_train.shape == (4, 1, 40, 101) and d.x_test.shape == (2, 1, 40, 101)
+    # spk2 and spk3 said both words in the training split: two speakers, two clips each
+    assert d.owners.tolist() == [0, 1, 0, 1]
     assert sorted(d.y_test.tolist()) == [0, 1] and sorted(d.y_train.tolist()) == [0, 0, 1, 1]
     # Different pitches light up different mel bands.
     band = d.x_train.mean(axis=(1, 3)).argmax(axis=1)

@@ -112,7 +112,7 @@ def test_overlapping_sub_models_average_per_element(tmp_path):
 def test_half_width_has_about_a_quarter_of_the_inner_flops():
     net = nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(),
                         nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
-    from edgeweave.platform.models.base import ConvNet
+    from edgeweave.platform.models.layers import ConvNet
     model = ConvNet(net, nn.Sequential(nn.Linear(64 * 8 * 8, 10)))
     slicer = Slicer(model, (3, 16, 16))
     half = slicer.build(uniform_plan(slicer, lambda i, w: nested(w, 0.5)))

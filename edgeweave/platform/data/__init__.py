@@ -1,9 +1,10 @@
-"""Data sets as arrays: digits (bundled), synthetic (from a seed), CIFAR-10/100 (torchvision)."""
+"""Data sets as arrays: digits (bundled), synthetic (from a seed), CIFAR-10/100, FEMNIST, Speech Commands."""
 
 from edgeweave.platform.data.base import DATASETS, ArrayData
-from edgeweave.platform.plugins import import_all
 
-import_all(__name__, __path__)
+for _name, _module in {"cifar10": "cifar", "cifar100": "cifar", "digits": "digits", "femnist": "femnist",
+                      "speech_commands": "speech_commands", "synthetic": "synthetic"}.items():  # imported when a config names the data set
+    DATASETS.declare(_name, f"{__name__}.{_module}")
 
 __all__ = ["DATASETS", "ArrayData", "load_dataset"]
 

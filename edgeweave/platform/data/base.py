@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
@@ -21,6 +22,7 @@ class ArrayData:
     y_test: np.ndarray
     num_classes: int
     augment: bool = False  # random crop and flip on training batches
+    owners: Optional[np.ndarray] = None  # who made each training sample (a writer, a speaker), for `natural`
 
     @property
     def input_shape(self) -> tuple[int, int, int]:

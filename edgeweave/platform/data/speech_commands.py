@@ -24,15 +24,17 @@ import urllib.request
 import warnings
 import zipfile
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import numpy as np
-import torch
 from pydantic import Field
 
 from edgeweave.platform.data.base import DATASETS, ArrayData
 from edgeweave.platform.errors import UserError
 from edgeweave.platform.registry import Params
+
+if TYPE_CHECKING:
+    import torch
 
 URL = "http://download.tensorflow.org/data/speech_commands_v0.02.tar.gz"
 RATE = 16000
@@ -53,6 +55,8 @@ class SpeechCommandsParams(Params):
 
 def mel_filterbank(n_mels: int, n_fft: int, rate: int = RATE) -> torch.Tensor:
     """Triangular filters evenly spaced on the mel scale (HTK formula), shape (n_mels, n_fft // 2 + 1)."""
+    import torch  # here, not at import: a config is validated without torch
+
     mel = lambda f: 2595.0 * np.log10(1.0 + f / 700.0)  # noqa: E731
     hz = lambda m: 700.0 * (10.0 ** (m / 2595.0) - 1.0)  # noqa: E731
     edges = hz(np.linspace(mel(0.0), mel(rate / 2), n_mels + 2))
@@ -65,6 +69,8 @@ def mel_filterbank(n_mels: int, n_fft: int, rate: int = RATE) -> torch.Tensor:
 
 def log_mel(waves: torch.Tensor, n_mels: int = 40, n_fft: int = N_FFT, hop: int = HOP) -> torch.Tensor:
     """(N, samples) waveforms to (N, 1, n_mels, frames) log-mel spectrograms."""
+    import torch
+
     spec = torch.stft(waves, n_fft=n_fft, hop_length=hop, window=torch.hann_window(n_fft), return_complex=True)
     power = spec.abs() ** 2  # (N, n_fft // 2 + 1, frames)
     return torch.log(mel_filterbank(n_mels, n_fft) @ power + 1e-6)[:, None]
@@ -90,6 +96,8 @@ def clip_features(paths: Sequence[Path], n_mels: int, chunk: int = CHUNK, bar: A
 
     Equal to `log_mel` of all clips stacked, without ever holding more than one chunk as audio.
     """
+    import torch
+
     out = np.empty((len(paths), 1, n_mels, FRAMES), np.float32)
     waves = np.empty((min(chunk, len(paths)), RATE), np.float32)
     for start in range(0, len(paths), chunk):
@@ -209,8 +217,10 @@ class SpeechCommands:
             raise UserError(f"data.root = {self.params.root!r}: the training or testing split has no clips")
         feats = self._features(root, clips, words)
         x_train, x_test = normalise_in_place(feats["train"], feats["test"])
+        speakers = [rel.rsplit("/", 1)[-1].split("_nohash_")[0] for rel in clips["train"]]  # SPEAKER_nohash_N.wav
+        ids = {s: i for i, s in enumerate(sorted(set(speakers)))}
         return ArrayData(x_train, np.array(labels["train"], np.int64), x_test, np.array(labels["test"], np.int64),
-                         num_classes=len(words))
+                         num_classes=len(words), owners=np.array([ids[s] for s in speakers], np.int64))
 
     def _features(self, root: Path, clips: dict[str, list[str]], words: Sequence[str]) -> dict[str, np.ndarray]:
         """Each split's log-mel features: from the cache when it matches the clips, else computed and cached."""

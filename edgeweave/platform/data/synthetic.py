@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from pydantic import Field
 
 from edgeweave.platform.data.base import DATASETS, ArrayData, normalise
@@ -30,6 +28,9 @@ class Synthetic:
         self.params = params
 
     def _prototypes(self, g: np.random.Generator) -> np.ndarray:
+        import torch  # loading data may use torch; validating a config does not
+        import torch.nn.functional as F
+
         p = self.params
         coarse = g.standard_normal((p.num_classes, p.channels, 4, 4)).astype(np.float32)
         fine = F.interpolate(

@@ -1,18 +1,24 @@
 """Model zoo: cnn, alexnet, vgg11, vgg16 in CIFAR form, all adapting to 8x8 inputs."""
 
-import torch
-from torch import nn
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from edgeweave.platform.models.base import MODELS
-from edgeweave.platform.plugins import import_all
 
-import_all(__name__, __path__)
+if TYPE_CHECKING:
+    from torch import nn
+
+for _name, _module in {"alexnet": "alexnet", "cnn": "cnn", "kws_cnn": "kws_cnn", "vgg11": "vgg", "vgg16": "vgg"}.items():
+    MODELS.declare(_name, f"{__name__}.{_module}")  # imported when a config names the model
 
 __all__ = ["MODELS", "build_model"]
 
 
 def build_model(choice, input_shape: tuple[int, int, int], num_classes: int, seed: int) -> nn.Module:
     """Build the configured model with initial weights drawn from `seed` (global RNG untouched)."""
+    import torch  # here, not at import: a config is validated without torch
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return MODELS.build(choice.name, choice.params).build(input_shape, num_classes)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from torch import nn
+from typing import TYPE_CHECKING
 
-from edgeweave.platform.models.base import MODELS, ConvNet, ModelParams, conv_stack, mlp_head, scaled
+from edgeweave.platform.models.base import MODELS, ModelParams, scaled
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @MODELS.register("alexnet", ModelParams)
@@ -15,6 +18,8 @@ class AlexNet:
         self.params = params
 
     def build(self, input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
+        from edgeweave.platform.models.layers import ConvNet, conv_stack, mlp_head
+
         w = self.params.width
         spec = [64, "M", 192, "M", 384, 256, 256, "M"]
         features, c, pixels = conv_stack(spec, input_shape[0], input_shape[1:], w, False)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from torch import nn
+from typing import TYPE_CHECKING
 
-from edgeweave.platform.models.base import MODELS, ConvNet, ModelParams, conv_stack, mlp_head, scaled
+from edgeweave.platform.models.base import MODELS, ModelParams, scaled
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @MODELS.register("kws_cnn", ModelParams)
@@ -15,6 +18,8 @@ class KwsCNN:
         self.params = params
 
     def build(self, input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
+        from edgeweave.platform.models.layers import ConvNet, conv_stack, mlp_head
+
         w = self.params.width
         features, c, pixels = conv_stack([32, "M", 64, "M", 64, "M", 128, "M"], input_shape[0], input_shape[1:],
                                          w, batch_norm=True)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from pydantic import Field
-from torch import nn
+from typing import TYPE_CHECKING
 
-from edgeweave.platform.models.base import MODELS, ConvNet, ModelParams, conv_stack, mlp_head
+from pydantic import Field
+
+from edgeweave.platform.models.base import MODELS, ModelParams
+
+if TYPE_CHECKING:
+    from torch import nn
 
 SPECS = {
     "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
@@ -25,6 +29,8 @@ class _VGG:
         self.params = params
 
     def build(self, input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
+        from edgeweave.platform.models.layers import ConvNet, conv_stack, mlp_head
+
         p = self.params
         features, c, pixels = conv_stack(SPECS[self.depth], input_shape[0], input_shape[1:], p.width,
                                          p.batch_norm, p.static_bn)

@@ -1,17 +1,24 @@
-"""Partition policies: iid, dirichlet, shards, classes; each returns one index array per device."""
+"""Partition policies: iid, dirichlet, shards, classes, pool, natural; each returns one index array per device."""
+
+from typing import Optional
 
 import numpy as np
 
 from edgeweave.platform.partition.base import PARTITIONERS, Partition
-from edgeweave.platform.plugins import import_all
 from edgeweave.platform.seeding import SERVER, rng
 
-import_all(__name__, __path__)
+for _name in ("classes", "dirichlet", "iid", "natural", "pool", "shards"):  # one module each, imported when named
+    PARTITIONERS.declare(_name, f"{__name__}.{_name}")
 
 __all__ = ["PARTITIONERS", "Partition", "partition_data"]
 
 
-def partition_data(choice, labels: np.ndarray, num_devices: int, seed: int) -> Partition:
-    """Split the training labels between `num_devices` devices as the config's policy says."""
+def partition_data(choice, labels: np.ndarray, num_devices: int, seed: int,
+                   owners: Optional[np.ndarray] = None) -> Partition:
+    """Split the training samples between `num_devices` devices as the config's policy says; a policy
+    that reads who made each sample (`natural`) gets `owners`."""
     policy = PARTITIONERS.build(choice.name, choice.params)
-    return Partition.from_shards(policy.split(labels, num_devices, rng(seed, -1, SERVER, 3)))
+    g = rng(seed, -1, SERVER, 3)
+    if getattr(policy, "uses_owners", False):
+        return Partition.from_shards(policy.split(labels, num_devices, g, owners))
+    return Partition.from_shards(policy.split(labels, num_devices, g))

@@ -1,9 +1,9 @@
 """Resource models: constant, uniform, markov, diurnal, trace."""
 
 from edgeweave.platform.devices.resources.base import RESOURCES, ResourceModel
-from edgeweave.platform.plugins import import_all
 
-import_all(__name__, __path__)
+for _name in ("constant", "diurnal", "markov", "trace", "uniform"):  # one module each, imported when named
+    RESOURCES.declare(_name, f"{__name__}.{_name}")
 
 __all__ = ["RESOURCES", "ResourceModel", "build_resources"]
 

@@ -1,0 +1,74 @@
+"""A plugin: a model and a device resource model of your own, registered the way edgeweave's own are.
+
+Name it in a config's `plugins:` (see config.yaml beside it) or pass `--plugin PATH`. It is
+imported before the config is read, in the driver and in every worker, so the config can use
+the names it registers. Copy it and change what you need.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import Field
+
+from edgeweave.platform.devices import hashing
+from edgeweave.platform.devices.resources.base import RESOURCES, ResourceModel, next_boundary
+from edgeweave.platform.models.base import MODELS, ModelParams, scaled
+from edgeweave.platform.registry import Params
+
+
+class WideShallowParams(ModelParams):
+    filters: int = Field(48, ge=1)  # the one conv layer's filters (times `width`)
+    hidden: int = Field(64, ge=1)  # the hidden layer's units (times `width`)
+
+
+@MODELS.register("wide_shallow", WideShallowParams)
+class WideShallow:
+    """One wide 3x3 conv, a max-pool and one hidden layer: a model of the platform's shape (a conv stack
+    then a linear head), so sub-models, FLOPs counting and every method work on it unchanged."""
+
+    def __init__(self, params: WideShallowParams) -> None:
+        self.params = params
+
+    def build(self, input_shape: tuple[int, int, int], num_classes: int):
+        from edgeweave.platform.models.layers import ConvNet, conv_stack, mlp_head
+
+        p = self.params
+        features, channels, pixels = conv_stack([p.filters, "M"], input_shape[0], input_shape[1:], p.width, False)
+        return ConvNet(features, mlp_head(channels * pixels, [scaled(p.hidden, p.width)], num_classes))
+
+
+class BatteryParams(Params):
+    capacity: float = Field(30.0, gt=0)  # virtual seconds of full-speed work on a full charge
+    recharge: float = Field(60.0, gt=0)  # virtual seconds on the charger once empty
+    low: float = Field(0.4, gt=0, le=1)  # speed multiplier in the last third of the charge (power saving)
+
+
+@RESOURCES.register("battery", BatteryParams)
+class Battery(ResourceModel):
+    """Each device runs on a battery: full speed, then power saving for the last third of its charge,
+    then offline while it recharges. Each device starts at its own point of the cycle (from the seed)."""
+
+    params: BatteryParams
+
+    def _phase(self, ids: np.ndarray, t: float) -> tuple[np.ndarray, float]:
+        p = self.params
+        cycle = p.capacity + p.recharge
+        offset = hashing.uniform(self.seed, ids, 0, 77) * cycle
+        return (t + offset) % cycle, cycle
+
+    def state(self, ids: np.ndarray, round_: int, t: float) -> tuple[np.ndarray, np.ndarray]:
+        p = self.params
+        phase, _ = self._phase(ids, t)
+        available = phase < p.capacity
+        speed = np.where(phase < 2 * p.capacity / 3, 1.0, p.low)
+        return available, speed
+
+    def next_change(self, ids: np.ndarray, round_: int, t: float) -> np.ndarray:
+        """The next of: two thirds of the charge, empty, recharged; so a device slows down, goes
+        offline or comes back at the exact moment, also in the middle of a round."""
+        p = self.params
+        phase, cycle = self._phase(ids, t)
+        edges = np.array([2 * p.capacity / 3, p.capacity, cycle])
+        ahead = edges[None, :] - phase[:, None]
+        ahead = np.where(ahead > 1e-9, ahead, np.inf).min(axis=1)
+        return np.maximum(t + ahead, np.nextafter(t, np.inf))

@@ -1,0 +1,145 @@
+"""Plugins: users' parts registered like built-in ones, carried with the config to every process."""
+
+import pickle
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from edgeweave.cli import main
+from edgeweave.platform.checkpoint import run_fingerprint
+from edgeweave.platform.config import dump_config, load_config
+from edgeweave.platform.data import load_dataset
+from edgeweave.platform.devices.view import DeviceView
+from edgeweave.platform.errors import UserError
+from edgeweave.platform.models import build_model
+from tests.helpers import tiny_raw
+
+ROOT = Path(__file__).parents[2]
+EXAMPLE = ROOT / "examples" / "custom_model"
+
+PARTITION = '''
+import numpy as np
+from edgeweave.platform.partition.base import PARTITIONERS
+from edgeweave.platform.registry import Params
+
+
+class HalvesParams(Params):
+    first: float = 0.5
+
+
+@PARTITIONERS.register("{name}", HalvesParams)
+class Halves:
+    """Device 0 gets the first share of the samples, the rest share the others."""
+
+    def __init__(self, params):
+        self.params = params
+
+    def split(self, labels, num_devices, g):
+        cut = int(len(labels) * self.params.first)
+        return [np.arange(cut)] + list(np.array_split(np.arange(cut, len(labels)), num_devices - 1))
+'''
+
+
+def write(tmp_path, name="halves", folder="plugs", **partition):
+    (tmp_path / folder).mkdir(exist_ok=True)
+    (tmp_path / folder / "halves.py").write_text(PARTITION.format(name=name))
+    raw = tiny_raw(tmp_path, partition={"policy": name, **partition})
+    raw["plugins"] = ["halves.py"]
+    path = tmp_path / folder / "config.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_the_example_registers_a_model_and_a_resource_model_the_config_uses(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    cfg = load_config(EXAMPLE / "config.yaml", ["devices.count=8"])
+    assert cfg.plugins == ["examples/custom_model/plugin.py"]
+    data = load_dataset(cfg.data, cfg.seed)
+    model = build_model(cfg.model, data.input_shape, data.num_classes, cfg.seed)
+    assert [m.out_channels for m in model.features if hasattr(m, "out_channels")] == [48]
+    view = DeviceView(cfg)
+    ids = np.arange(8)
+    states = [view.resources.state(ids, 0, t) for t in np.arange(0.0, 90.0, 1.0)]
+    assert any(not a.all() for a, _ in states) and {0.4, 1.0} <= {float(x) for _, s in states for x in s}
+    change = view.resources.next_change(ids, 0, 5.0)
+    assert (change > 5.0).all() and (change <= 5.0 + 90.0).all()
+
+
+def test_a_plugin_path_is_relative_to_its_config_and_recorded_from_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(write(tmp_path, name="halves_a", first=0.25))
+    assert cfg.plugins == ["plugs/halves.py"] and cfg.partition.first == 0.25
+    (tmp_path / "resolved.yaml").write_text(dump_config(cfg))  # what a run directory keeps, read back on resume
+    again = load_config(tmp_path / "resolved.yaml")
+    assert again.plugins == cfg.plugins and run_fingerprint(again) == run_fingerprint(cfg)
+
+
+def test_a_changed_plugin_changes_the_fingerprint_so_a_resume_is_refused(tmp_path, monkeypatch):
+    from edgeweave.platform.checkpoint import RunState, load_checkpoint, save_checkpoint
+
+    monkeypatch.chdir(tmp_path)
+    path = write(tmp_path, name="halves_b")
+    cfg = load_config(path)
+    save_checkpoint(tmp_path / "ck", RunState(1, np.zeros(3, np.float32), 0.0, 0.0), run_fingerprint(cfg))
+    source = tmp_path / "plugs" / "halves.py"
+    source.write_text(source.read_text() + "\n# edited\n")
+    with pytest.raises(UserError, match=r"plugins\[plugs/halves.py\]"):
+        load_checkpoint(tmp_path / "ck", run_fingerprint(load_config(path)))
+
+
+def test_a_name_that_clashes_with_a_built_in_names_both(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match=r"^plugins = 'plugs/halves.py': partition policy 'iid' "
+                                        r"clashes with a built-in partition policy of the same name "
+                                        r"\(edgeweave.platform.partition.iid\); give it another name$"):
+        load_config(write(tmp_path, name="iid"))
+
+
+@pytest.mark.parametrize("spec, expected", [
+    ("nowhere.py", r"^plugins = 'nowhere.py': no such file \(looked in .* and in the working directory\)$"),
+    ("no_such_module_xyz", r"^plugins = 'no_such_module_xyz': no such module; name an importable module"),
+    ("broken.py", r"^plugins = 'broken.py': importing it failed \(ZeroDivisionError: division by zero\)$"),
+])
+def test_bad_plugins_are_one_line(tmp_path, monkeypatch, spec, expected):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "broken.py").write_text("x = 1 / 0\n")
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({**tiny_raw(tmp_path), "plugins": [spec]}))
+    with pytest.raises(UserError, match=expected):
+        load_config(tmp_path / "c.yaml")
+
+
+def test_plugin_flag_adds_a_plugin_from_the_working_directory(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    path = write(tmp_path, name="halves_c")
+    raw = yaml.safe_load(path.read_text())
+    del raw["plugins"]
+    (tmp_path / "plain.yaml").write_text(yaml.safe_dump(raw))
+    assert main(["run", "plain.yaml", "--set", "training.rounds=1"]) == 2
+    assert "partition.policy = 'halves_c': unknown partition policy" in capsys.readouterr().err
+    cfg = load_config(tmp_path / "plain.yaml", plugins=["plugs/halves.py"])
+    assert cfg.plugins == ["plugs/halves.py"] and cfg.partition.name == "halves_c"
+
+
+def test_an_unpickled_config_imports_its_plugins_first(tmp_path, monkeypatch):
+    """What a Ray worker, a replacement or a Tune trial on another node does: it gets the config pickled,
+    without the plugin file, and finds the plugin's classes."""
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(write(tmp_path, name="halves_d", first=0.75))
+    blob = tmp_path / "cfg.pkl"
+    blob.write_bytes(pickle.dumps(cfg))
+    (tmp_path / "plugs" / "halves.py").unlink()  # the file is not there: the source travels in the config
+    code = textwrap.dedent(f"""
+        import pickle, sys
+        cfg = pickle.loads(open({str(blob)!r}, "rb").read())
+        from edgeweave.platform.partition import PARTITIONERS
+        cls, params = PARTITIONERS.entry(cfg.partition.name, "partition.policy")
+        print(type(cfg.partition.params).__name__, cfg.partition.first, cls.__name__)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["HalvesParams", "0.75", "Halves"]
