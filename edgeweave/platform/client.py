@@ -27,10 +27,11 @@ from edgeweave.platform.sgd import LocalResult, SGDSettings, sgd_settings
 from edgeweave.platform.training import train_local
 
 
-class Client(DeviceContext):
+class Client:
     """Holds the data (zero-copy arrays), the partition and one model; trains jobs one after another.
 
-    It is the device half's context: the facts, and training on a job's own samples.
+    The device half sees none of it but a `DeviceContext`: the facts, the round's shared state and
+    the three ways to train a job on its own samples.
     """
 
     def __init__(self, cfg: ExperimentConfig, data: ArrayData, partition: Partition) -> None:
@@ -121,7 +122,8 @@ class Client(DeviceContext):
     def run(self, round_: int, global_weights: np.ndarray, jobs: list[Job], state: Any = None) -> Partial:
         """Train every job of this share and return one partial aggregate."""
         self.half.rules.receive(state)
+        ctx = DeviceContext(self.facts, state, self.train_full, self.train_plan, self.train_steps)
         partial = Partial.zeros(self.layout.size)
         for job in jobs:
-            self.half.train(self, round_, job, global_weights, partial)
+            self.half.train(ctx, round_, job, global_weights, partial)
         return partial

@@ -5,7 +5,7 @@ to choose them. Plain arrays, no torch: the server half and the device half both
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
 import numpy as np
 
@@ -45,7 +45,7 @@ def random_subset(width: int, rate: float, g: np.random.Generator) -> np.ndarray
     return np.sort(g.choice(width, size=k, replace=False))
 
 
-def uniform_plan(slicer: "Slicer", pick, classes: Optional[Sequence[int]] = None) -> Plan:
+def uniform_plan(slicer: "Slicer", pick: Callable[[int, int], np.ndarray], classes: Optional[Sequence[int]] = None) -> Plan:
     """A plan choosing each layer's channels with `pick(layer, width)`."""
     keep = tuple(np.asarray(pick(i, w), np.int64) for i, w in enumerate(slicer.widths))
     return Plan(keep, None if classes is None else np.asarray(sorted(classes), np.int64))

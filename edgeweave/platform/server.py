@@ -1,7 +1,9 @@
-"""The server half of a round: sample, time and plan the jobs, fold the partials in, evaluate."""
+"""The driver's side of a round: sample the devices, let the method plan and time the jobs, fold the partials in,
+evaluate."""
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import replace
 from typing import Any, Optional, Sequence
@@ -81,8 +83,9 @@ class Server:
         return ServerContext(self.facts, weights, self.data, self.job_seconds, self._model_at)
 
     def _model_at(self, weights: np.ndarray) -> Any:
-        self.layout.load(self.model, weights)
-        return self.model
+        model = copy.deepcopy(self.model)
+        self.layout.load(model, weights)
+        return model
 
     def plan(self, round_: int) -> tuple[list[Job], list[int]]:
         """Sample available devices, let the method's server half plan them, and cut the work to the deadline.

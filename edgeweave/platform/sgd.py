@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
+
+if TYPE_CHECKING:
+    from edgeweave.platform.config import ExperimentConfig
 
 
 @dataclass(frozen=True)
@@ -23,7 +26,7 @@ class LocalResult:
     loss: float  # mean training loss over the steps
 
 
-def sgd_settings(cfg) -> SGDSettings:
+def sgd_settings(cfg: "ExperimentConfig") -> SGDSettings:
     """The local-training settings of an experiment config."""
     t = cfg.training
     return SGDSettings(t.lr, t.momentum, t.weight_decay, t.batch_size, t.local_epochs, t.local_steps)

@@ -86,15 +86,16 @@ def test_shipped_config_runs(path, generated, local_ray, tmp_path):
 
 
 def short_sweep(path: Path, tmp_path: Path) -> Path:
-    """The shipped sweep with 2-round trials and each grid cut to its first and last values."""
+    """The shipped sweep with 2-round trials: its first dimension cut to its first and last values, the others
+    to their first (two trials; every value of the whole space is still checked by `load_sweep`)."""
     sweep, _ = load_sweep(path)  # every value of the full space is checked here
     raw = yaml.safe_load(path.read_text())
     raw["set"] = {**raw.get("set", {}), **dict(o.split("=", 1) for o in SHORT)}
     raw["set"] = {k: yaml.safe_load(v) if isinstance(v, str) else v for k, v in raw["set"].items()}
-    for dim in raw["space"].values():
+    for i, dim in enumerate(raw["space"].values()):
         for kind in ("grid", "choice"):
-            if kind in dim and len(dim[kind]) > 2:
-                dim[kind] = [dim[kind][0], dim[kind][-1]]
+            if kind in dim and len(dim[kind]) > 1:
+                dim[kind] = [dim[kind][0], dim[kind][-1]] if i == 0 else dim[kind][:1]
     if raw.get("scheduler", {}).get("name") == "asha":
         raw["scheduler"]["grace_period"] = 1
     raw["checkpoint_every"] = 1

@@ -121,17 +121,19 @@ def test_a_missing_or_foreign_front_is_a_clear_error(tmp_path):
         build_config(tiny_distreal(tmp_path, tmp_path / "bad.json"))
 
 
-def test_devices_choose_alone_and_the_driver_replays_them_exactly(tmp_path):
+@pytest.mark.parametrize("options", [{}, {"choose": "round"}, {"scale_kept": True}], ids=str)
+def test_devices_choose_alone_and_the_driver_replays_them_exactly(tmp_path, options):
     from edgeweave.platform.client import Client
     from edgeweave.platform.partition import partition_data
     from edgeweave.platform.server import Server
 
     raw = tiny_distreal(tmp_path, tmp_path / "real.json")
+    raw["strategy"].update(options)
     raw["devices"] = {"count": 9, "per_round": 9, "flops_per_second": 1.5e5, "deadline": 25.0,
                       "stragglers": "partial"}
     probe = build_config(raw, check_strategy=False)
     data = load_dataset(probe.data, probe.seed)
-    real_front(probe, data, tmp_path / "real.json")
+    real_front(probe, data, tmp_path / "real.json", scale_kept=options.get("scale_kept", False))
     cfg = build_config(raw)
     part = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed)
     server, client = Server(cfg, data, part), Client(cfg, data, part)
@@ -149,13 +151,14 @@ def test_devices_choose_alone_and_the_driver_replays_them_exactly(tmp_path):
 DENSE = ((0.75, 0.75), (0.5, 0.75), (0.75, 0.5), (0.25, 0.75), (0.5, 0.5), (0.25, 0.5), (0.25, 0.25), (0.0, 0.0))
 
 
-def real_front(cfg, data, path, vectors=DENSE):
+def real_front(cfg, data, path, vectors=DENSE, scale_kept=False):
     """A front for `cfg` on `data` whose costs are this model's exact FLOPs (scores by hand: dearer is better)."""
     slicer = Slicer(build_model(cfg.model, data.input_shape, data.num_classes, cfg.seed), data.input_shape)
     b = cfg.training.batch_size
     costs = [slicer.flops(dropout_plan(slicer, v, np.random.default_rng(0))) * b for v in vectors]
     meta = {"model": cfg.model.name, "model_params": cfg.model.params.model_dump(mode="json"),
-            "input_shape": list(data.input_shape), "num_classes": data.num_classes, "batch_size": b}
+            "input_shape": list(data.input_shape), "num_classes": data.num_classes, "batch_size": b,
+            **({"scale_kept": True} if scale_kept else {})}
     Front(np.array(vectors, np.float64), np.array(costs, np.float64), np.arange(len(vectors), 0, -1.0),
           meta).save(path)
     return path
@@ -343,3 +346,20 @@ def test_the_search_can_score_from_a_warm_start(tmp_path):
     assert warm.evaluate((0.0, 0.0))[1] < cold.evaluate((0.0, 0.0))[1]  # trained weights reach a lower loss
     assert "after 2 FedAvg rounds" in warm.front()[0].meta["score"]
     assert "from the initial weights" in cold.front()[0].meta["score"]
+
+
+def test_a_front_searched_without_scaling_is_refused_for_scaled_training_and_back(tmp_path):
+    """The scores rank vectors for one way of training; the other way needs its own search."""
+    plain = build_config(tiny_distreal(tmp_path, tmp_path / "f.json"), check_strategy=False)
+    real_front(plain, load_dataset(plain.data, plain.seed), tmp_path / "f.json")  # no scale_kept recorded: false
+    scaled = tiny_distreal(tmp_path, tmp_path / "f.json")
+    scaled["strategy"]["scale_kept"] = True
+    with pytest.raises(UserError, match=r"^strategy.front = '.*f.json': searched with scale_kept false, but this "
+                                        r"config trains with strategy.scale_kept = true; .*`edgeweave dse CONFIG`$"):
+        build_config(scaled)
+    doc = json.loads((tmp_path / "f.json").read_text())
+    (tmp_path / "f.json").write_text(json.dumps({**doc, "scale_kept": True}))
+    assert build_config(scaled).strategy.scale_kept
+    with pytest.raises(UserError, match="searched with scale_kept true, but this config trains with "
+                                        "strategy.scale_kept = false"):
+        build_config(tiny_distreal(tmp_path, tmp_path / "f.json"))

@@ -34,6 +34,13 @@ STRATEGIES = {
 SHIFTING = {"name": "markov", "period": 2.0, "p_off": 0.0, "p_on": 1.0, "p_slow": 0.5, "p_fast": 0.5, "slow": 0.3}
 
 
+def test_every_method_is_in_the_books():
+    """A new method must join the list above: the test below is what shows its driver books what it trained."""
+    from edgeweave.platform.strategies import STRATEGIES as REGISTERED
+
+    assert {s["name"] for s in STRATEGIES.values()} == set(REGISTERED.names())
+
+
 @pytest.mark.parametrize("stragglers", ["partial", "drop"])
 @pytest.mark.parametrize("name", sorted(STRATEGIES))
 def test_the_driver_books_what_each_device_trained(make_config, tmp_path, monkeypatch, name, stragglers):

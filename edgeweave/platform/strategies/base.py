@@ -26,7 +26,8 @@ if TYPE_CHECKING:
     from edgeweave.platform.config import ExperimentConfig
     from edgeweave.platform.data import ArrayData
     from edgeweave.platform.strategies.context import DeviceContext, Facts, ServerContext
-    from edgeweave.platform.submodel import Plan, Slicer
+    from edgeweave.platform.plans import Plan
+    from edgeweave.platform.submodel import Slicer
 
 STRATEGIES: Registry = Registry("strategy")
 
@@ -146,10 +147,12 @@ def method_halves(cfg: "ExperimentConfig") -> tuple[Rules, type[ServerHalf], typ
 
 
 def server_half(cfg: "ExperimentConfig") -> ServerHalf:
+    """The config's method's server half (the driver's)."""
     rules, server, _ = method_halves(cfg)
     return server(rules)
 
 
 def device_half(cfg: "ExperimentConfig") -> DeviceHalf:
+    """The config's method's device half (each worker's)."""
     rules, _, device = method_halves(cfg)
     return device(rules)

@@ -9,16 +9,15 @@ ways to train a job on the device's own data). Nothing here imports torch.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
 
 import numpy as np
 
 from edgeweave.platform.aggregate import Partial
 from edgeweave.platform.devices.clock import batch_sizes
 from edgeweave.platform.devices.timeline import DeviceTimeline, StepRule, constant, device_timeline
-from edgeweave.platform.sgd import sgd_settings, local_steps
+from edgeweave.platform.sgd import local_steps, sgd_settings
 
 if TYPE_CHECKING:
     from edgeweave.platform.config import ExperimentConfig
@@ -26,7 +25,8 @@ if TYPE_CHECKING:
     from edgeweave.platform.devices.view import DeviceView
     from edgeweave.platform.partition import Partition
     from edgeweave.platform.strategies.base import Job
-    from edgeweave.platform.submodel import Plan, Slicer
+    from edgeweave.platform.plans import Plan
+    from edgeweave.platform.submodel import Slicer
 
 
 class Facts:
@@ -93,31 +93,39 @@ class ServerContext:
     weights: np.ndarray  # the global weights (read-only)
     data: "ArrayData"  # the training data, for methods that score the model on it (task-wise attribution)
     seconds: Callable[[int, "Job"], float]  # virtual seconds of a job's full work at its device's speed now
-    model_at: Callable[[np.ndarray], Any]  # the full model (a torch module) holding the given flat weights
+    model_at: Callable[[np.ndarray], Any]  # a scratch copy of the full model (a torch module) holding the weights
 
 
-class DeviceContext(ABC):
-    """What the device half may use: the facts, and training on the job's own samples.
-
-    Every method trains from the round's global weights and adds the update, with the job's
-    sample count as its weight, to `partial`, with one record of what it trained.
-    """
-
-    facts: Facts
-
-    @abstractmethod
-    def train_full(self, round_: int, job: "Job", weights: np.ndarray, partial: Partial) -> None:
+class TrainFull(Protocol):
+    def __call__(self, round_: int, job: "Job", weights: np.ndarray, partial: Partial) -> None:
         """Train the full model."""
 
-    @abstractmethod
-    def train_plan(self, round_: int, job: "Job", weights: np.ndarray, partial: Partial, plan: "Plan",
-                   targets: Optional[Callable] = None, loss_fn: Optional[Callable] = None,
-                   allowed: Optional[np.ndarray] = None) -> None:
+
+class TrainPlan(Protocol):
+    def __call__(self, round_: int, job: "Job", weights: np.ndarray, partial: Partial, plan: "Plan",
+                 targets: Optional[Callable[[Any, "Plan"], Any]] = None, loss_fn: Optional[Callable] = None,
+                 allowed: Optional[np.ndarray] = None) -> None:
         """Train the sub-model `plan` for the whole job. `targets(y, plan)` maps labels (default: the
         plan's classes, label split); elements outside `allowed` (a mask over the flat weights) stay zero."""
 
-    @abstractmethod
-    def train_steps(self, round_: int, job: "Job", weights: np.ndarray, partial: Partial,
-                    plan_for_step: Callable[[int], "Plan"], steps: Optional[int] = None, **kwargs: Any) -> None:
+
+class TrainSteps(Protocol):
+    def __call__(self, round_: int, job: "Job", weights: np.ndarray, partial: Partial,
+                 plan_for_step: Callable[[int], "Plan"], steps: Optional[int] = None,
+                 loss_fn: Optional[Callable] = None, targets: Optional[Callable[[Any, "Plan"], Any]] = None,
+                 allowed: Optional[np.ndarray] = None, scale_kept: bool = False) -> None:
         """Train a fresh sub-model `plan_for_step(k)` at each mini-batch k (`steps` of them, default the
-        job's); keyword arguments as the per-batch engine takes them (loss_fn, targets, allowed, scale_kept)."""
+        job's); `scale_kept` scales thinned layers' outputs by full over kept width."""
+
+
+@dataclass(frozen=True)
+class DeviceContext:
+    """What the device half may use in a round: the facts, the round's shared state, and training on
+    the job's own samples. Each training call starts from the round's global weights and adds the
+    update, weighted by the job's samples, to `partial`, with one record of what it trained."""
+
+    facts: Facts
+    shared: Any  # what the server half shared this round (None: nothing)
+    train_full: TrainFull
+    train_plan: TrainPlan
+    train_steps: TrainSteps

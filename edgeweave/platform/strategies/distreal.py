@@ -27,6 +27,7 @@ from edgeweave.platform.strategies.base import STRATEGIES, DeviceHalf, Job, Meth
 from edgeweave.platform.strategies.context import DeviceContext, Facts
 
 if TYPE_CHECKING:
+    from edgeweave.platform.config import ExperimentConfig
     from edgeweave.platform.data import ArrayData
     from edgeweave.platform.submodel import Slicer
 
@@ -46,7 +47,7 @@ class DistrealParams(FileParams):
     dse_warm_rounds: int = Field(0, ge=0)  # score from the weights after this many FedAvg rounds (0: initial)
     uniform_only: bool = False  # dse: only vectors that drop the same share of every layer (an ablation)
     choose: Literal["batch", "round"] = "batch"  # a vector per mini-batch, or one per round (an ablation)
-    scale_kept: bool = False  # scale kept filters' outputs by 1/(1-d) in training, as inverted dropout does
+    scale_kept: bool = False  # scale kept filters' outputs by full / kept width, about 1/(1-d) (inverted dropout)
 
 
 def run_front(params: DistrealParams) -> Front:
@@ -59,16 +60,21 @@ class DistrealRules(Rules):
 
     params: DistrealParams
 
-    def __init__(self, params: DistrealParams, cfg) -> None:
+    def __init__(self, params: DistrealParams, cfg: "ExperimentConfig") -> None:
         super().__init__(params, cfg)
         self._front: Front | None = None
 
     @classmethod
-    def check(cls, params: DistrealParams, cfg) -> None:
-        check_front(run_front(params), cfg, FIELD)
+    def check(cls, params: DistrealParams, cfg: "ExperimentConfig") -> None:
+        front = check_front(run_front(params), cfg, FIELD)
+        searched = bool(front.meta.get("scale_kept", False))
+        if searched != params.scale_kept:
+            raise UserError(f"{FIELD} = {front.source!r}: searched with scale_kept {str(searched).lower()}, but this "
+                            f"config trains with strategy.scale_kept = {str(params.scale_kept).lower()}; its scores "
+                            "rank vectors for the other training; make a front with `edgeweave dse CONFIG`")
 
     @classmethod
-    def check_data(cls, params: DistrealParams, cfg, data: "ArrayData", slicer: "Slicer") -> None:
+    def check_data(cls, params: DistrealParams, cfg: "ExperimentConfig", data: "ArrayData", slicer: "Slicer") -> None:
         """The front must also fit the loaded data's input shape and classes. Call before the run starts."""
         check_front(run_front(params), cfg, FIELD, data)
 

@@ -29,6 +29,7 @@ from edgeweave.platform.strategies.context import DeviceContext, Facts, ServerCo
 from edgeweave.platform.taskwise import allowed_mask, attributed_plans, class_groups, grouped_plans, union
 
 if TYPE_CHECKING:
+    from edgeweave.platform.config import ExperimentConfig
     from edgeweave.platform.submodel import Slicer
 
 
@@ -59,7 +60,7 @@ def _task_count(p: TaskwiseParams) -> int:
     return len(p.class_groups) if p.class_groups else p.groups
 
 
-def declared_classes(cfg) -> Optional[int]:
+def declared_classes(cfg: "ExperimentConfig") -> Optional[int]:
     """The data set's class count when its config or class declares it (`num_classes`), else None."""
     dataset, _ = DATASETS.entry(cfg.data.name, "data.name")
     for source in (cfg.data.params, dataset):
@@ -69,7 +70,7 @@ def declared_classes(cfg) -> Optional[int]:
     return None
 
 
-def _check_tasks(p: TaskwiseParams, cfg) -> None:
+def _check_tasks(p: TaskwiseParams, cfg: "ExperimentConfig") -> None:
     """Explicit task ids name existing tasks, one non-empty list per existing device id; class lists are classes."""
     tasks = _task_count(p)
     for g, classes in enumerate(p.class_groups or []):
@@ -120,14 +121,14 @@ class TaskwiseRules(Rules):
 
     params: TaskwiseParams
 
-    def __init__(self, params: TaskwiseParams, cfg) -> None:
+    def __init__(self, params: TaskwiseParams, cfg: "ExperimentConfig") -> None:
         super().__init__(params, cfg)
         self.plans: Optional[list[Plan]] = None  # one per task, once made (after any warm-up)
         self._allowed: Optional[np.ndarray] = None
         self._front: Optional[Front] = None
 
     @classmethod
-    def check(cls, params: TaskwiseParams, cfg) -> None:
+    def check(cls, params: TaskwiseParams, cfg: "ExperimentConfig") -> None:
         if params.tasks == "explicit" and not params.assignment:
             raise UserError("strategy.tasks = 'explicit': needs strategy.assignment, task ids per device")
         _check_tasks(params, cfg)
@@ -138,7 +139,7 @@ class TaskwiseRules(Rules):
             check_front(_dropout_front(params), cfg, DROPOUT_FRONT)
 
     @classmethod
-    def check_data(cls, params: TaskwiseParams, cfg, data: ArrayData, slicer: "Slicer") -> None:
+    def check_data(cls, params: TaskwiseParams, cfg: "ExperimentConfig", data: ArrayData, slicer: "Slicer") -> None:
         """What needs the loaded data: its classes, and the model's widths for its input shape.
 
         Call after loading the data and before starting the run.
@@ -269,9 +270,9 @@ class TaskwiseServer(ServerHalf):
     def load_state(self, arrays: dict[str, np.ndarray]) -> None:
         tasks = sorted({int(k.split(".")[1]) for k in arrays if k.startswith("plan.")})
         layers = sorted({int(k.split(".")[3]) for k in arrays if ".keep." in k})
-        self.rules.plans = [Plan(tuple(arrays[f"plan.{t}.keep.{k}"] for k in layers), arrays[f"plan.{t}.classes"])
-                            for t in tasks] or None
-        self.rules._allowed = None
+        self.rules.plans = None
+        self.rules.receive([Plan(tuple(arrays[f"plan.{t}.keep.{k}"] for k in layers), arrays[f"plan.{t}.classes"])
+                            for t in tasks] or None)
 
 
 class TaskwiseDevice(DeviceHalf):

@@ -21,6 +21,7 @@ from edgeweave.platform.strategies.base import DeviceHalf, Job, Method, RoundPla
 from edgeweave.platform.strategies.context import DeviceContext, Facts, ServerContext
 
 if TYPE_CHECKING:
+    from edgeweave.platform.config import ExperimentConfig
     from edgeweave.platform.submodel import Slicer
 
 
@@ -52,7 +53,7 @@ class WidthRules(Rules):
     params: WidthParams
 
     @classmethod
-    def check(cls, params: WidthParams, cfg) -> None:
+    def check(cls, params: WidthParams, cfg: "ExperimentConfig") -> None:
         tiers = [t.name for t in cfg.devices.tiers]
         missing = [t for t in tiers if t not in params.rates]
         if missing:
