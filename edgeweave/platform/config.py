@@ -19,7 +19,7 @@ from edgeweave.platform.devices.tiers import DEFAULT_TIERS, Tier
 from edgeweave.platform.errors import UserError
 from edgeweave.platform.models import MODELS
 from edgeweave.platform.partition import PARTITIONERS
-from edgeweave.platform.plugins import Loaded, load, resolve
+from edgeweave.platform.plugins import Loaded, Plugin, load, resolve
 from edgeweave.platform.registry import Params, Registry
 from edgeweave.platform.strategies import STRATEGIES
 
@@ -108,6 +108,10 @@ class ExperimentConfig(Params):
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
 
+    def loaded_plugins(self) -> Loaded:
+        """The plugins as this config imported them (sources included), to pass on to another process."""
+        return self._plugins
+
     def plugin_sources(self) -> dict[str, bytes]:
         """Each plugin's source as the config read it, keyed by how the config names the plugin."""
         return {p.spec: p.source.encode() for p in self._plugins}
@@ -163,11 +167,13 @@ def _validate(model: type[BaseModel], data: Any, prefix: str) -> BaseModel:
         raise UserError(f"{where} = {err['input']!r}: {msg}") from None
 
 
-def build_config(raw: Any, check_strategy: bool = True, base: Optional[Path] = None) -> ExperimentConfig:
+def build_config(raw: Any, check_strategy: bool = True, base: Optional[Path] = None,
+                 carried: Sequence[Plugin] = ()) -> ExperimentConfig:
     """Validate a raw mapping (the parsed YAML plus overrides) into an ExperimentConfig.
 
     Its `plugins` are imported first (plugin files relative to `base`, the config's folder, else
-    to the working directory). `check_strategy=False` skips the strategy's own checks against
+    to the working directory; those among `carried`, the plugins that travelled with a sweep,
+    from there). `check_strategy=False` skips the strategy's own checks against
     the rest of the config (the DSE uses it: the front it is about to write cannot be checked yet).
     """
     if not isinstance(raw, dict):
@@ -176,7 +182,7 @@ def build_config(raw: Any, check_strategy: bool = True, base: Optional[Path] = N
     specs = raw.get("plugins") or []
     if not isinstance(specs, list):
         raise UserError(f"plugins = {specs!r}: must be a list of module names or .py paths")
-    plugins = load(resolve(specs, base))
+    plugins = load(resolve(specs, base, carried))
     raw["plugins"] = [p.spec for p in plugins]
     for path, (registry, default) in PLUGGABLE.items():
         parent = raw
@@ -261,13 +267,13 @@ def read_yaml(path: str | Path) -> Any:
 
 def load_config(path: str | Path, overrides: Sequence[str] = (), check_strategy: bool = True,
                 plugins: Sequence[str] = ()) -> ExperimentConfig:
-    """Read a YAML experiment, add `plugins` (paths relative to the working directory, as `--plugin`
-    gives them), apply `--set` overrides, validate."""
+    """Read a YAML experiment, apply `--set` overrides, add `plugins` (paths relative to the working
+    directory, as `--plugin` gives them), validate."""
     raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise UserError(f"config = {str(path)!r}: must be a mapping of sections")
-    raw = with_plugins(raw, plugins)
-    return build_config(apply_overrides(raw, overrides), check_strategy, Path(path).parent)
+    raw = with_plugins(apply_overrides(raw, overrides), plugins)
+    return build_config(raw, check_strategy, Path(path).parent)
 
 
 def with_plugins(raw: dict, plugins: Sequence[str]) -> dict:
@@ -281,5 +287,9 @@ def with_plugins(raw: dict, plugins: Sequence[str]) -> dict:
 
 
 def dump_config(cfg: ExperimentConfig) -> str:
-    """The resolved config as YAML that load_config accepts back unchanged."""
-    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+    """The resolved config as YAML that load_config accepts back unchanged (without a `plugins` key when
+    there are none, so a config, and the fingerprint of a checkpoint, read as before plugins existed)."""
+    raw = cfg.to_dict()
+    if not raw["plugins"]:
+        del raw["plugins"]
+    return yaml.safe_dump(raw, sort_keys=False)

@@ -2,10 +2,12 @@
 
 A plugin registers models, data sets, partitioners, resource models and methods into the same
 registries, with the same decorators, as the built-in parts. A plugin is an importable module
-name, or a path to a `.py` file (relative to the config's folder, else to the working directory).
-Its source is read once and travels inside the config: unpickling a config imports its plugins
-first, so every process of a run (the driver, each worker, a replacement, a Tune trial, another
-node) runs the same code before it reads anything the plugin defines.
+name, or a path to a `.py` file (relative to the config's folder, else to the working directory;
+recorded as an absolute path). Its source is read once and travels inside the config: unpickling
+a config imports its plugins first, so every process of a run (the driver, each worker, a
+replacement, a Tune trial, another node) runs the same code before it reads anything the plugin
+defines. What a plugin defines reaches other processes inside the config or as built-in types
+(a data set returns `ArrayData` itself, not a subclass).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from edgeweave.platform.errors import UserError
+from edgeweave.platform.registry import Registry
 
 FIELD = "plugins"
 
@@ -44,24 +47,26 @@ def _module_name(path: str, source: str) -> str:
 
 
 def _file_spec(spec: str, base: Optional[Path]) -> Optional[str]:
-    """The plugin file `spec` names (relative to `base`, else to the working directory), as recorded."""
+    """The plugin file `spec` names (relative to `base`, else to the working directory), as an absolute path."""
     for candidate in ([base / spec] if base is not None else []) + [Path(spec)]:
         if candidate.is_file():
-            resolved = candidate.resolve()
-            try:
-                return str(resolved.relative_to(Path.cwd()))
-            except ValueError:
-                return str(resolved)
+            return str(candidate.resolve())
     return None
 
 
-def resolve(specs: Sequence[str], base: Optional[Path] = None) -> list[Plugin]:
-    """Read each plugin's source; a file that is not there or a module that cannot be found is one line."""
+def resolve(specs: Sequence[str], base: Optional[Path] = None, carried: Sequence[Plugin] = ()) -> list[Plugin]:
+    """Read each plugin's source; a file that is not there or a module that cannot be found is one line.
+
+    A spec among `carried` (plugins that travelled with a config) is taken from there, not from disk.
+    """
     plugins, seen = [], set()
+    known = {p.spec: p for p in carried}
     for spec in specs:
         if not isinstance(spec, str) or not spec:
             raise UserError(f"{FIELD} = {spec!r}: expected a module name or a path to a .py file")
-        if spec.endswith(".py"):
+        if spec in known:
+            plugin = known[spec]
+        elif spec.endswith(".py"):
             path = _file_spec(spec, base)
             if path is None:
                 where = f" (looked in {base} and in the working directory)" if base is not None else ""
@@ -101,8 +106,10 @@ def load(plugins: Sequence[Plugin]) -> "Loaded":
             else:
                 importlib.import_module(p.module)
         except UserError as e:
+            Registry.forget(p.module)
             raise UserError(f"{FIELD} = {p.spec!r}: {e}") from None
         except Exception as e:
+            Registry.forget(p.module)  # what it registered before it failed: a fixed copy may register it again
             raise UserError(f"{FIELD} = {p.spec!r}: importing it failed ({type(e).__name__}: {e})") from None
     return Loaded(plugins)
 
@@ -111,5 +118,5 @@ class Loaded(tuple):
     """A config's plugins, imported. Unpickled, it imports them again first: pickle it before anything
     a plugin defines (ExperimentConfig does), and the rest of the stream finds the plugin's classes."""
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple:
         return load, (tuple(self),)

@@ -26,7 +26,10 @@ class Params(BaseModel):
 class Registry(Generic[T]):
     """Maps a name to a class and to the pydantic model of its parameters."""
 
+    everyone: list["Registry"] = []  # every registry made, so a failed plugin's entries can be taken back
+
     def __init__(self, kind: str, key: str = "name") -> None:
+        Registry.everyone.append(self)
         self.kind = kind
         self.key = key
         self._entries: dict[str, tuple[Any, type[Params]]] = {}
@@ -55,6 +58,13 @@ class Registry(Generic[T]):
                             f"({_where(first)}); give it another name")
         self._entries[name] = (entry, params)
         self._owners[name] = module
+
+    @classmethod
+    def forget(cls, module: str) -> None:
+        """Take back, from every registry, what `module` registered (a plugin that failed half way)."""
+        for registry in cls.everyone:
+            for name in [n for n, owner in registry._owners.items() if owner == module]:
+                del registry._entries[name], registry._owners[name]
 
     def register(self, name: str, params: type[Params] = Params) -> Callable[[type[T]], type[T]]:
         """Class decorator: file the class under `name` with its parameter model."""

@@ -15,7 +15,7 @@ from typing import Any, Literal, Optional, Sequence
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edgeweave.platform.config import ExperimentConfig, build_config, read_yaml, set_key, with_plugins
-from edgeweave.platform.plugins import resolve
+from edgeweave.platform.plugins import load, resolve
 from edgeweave.platform.errors import UserError
 
 KINDS = ("grid", "choice", "uniform", "loguniform", "randint")
@@ -123,7 +123,7 @@ def load_sweep(path: str | Path, plugins: Sequence[str] = ()) -> tuple[SweepConf
     own = base.get("plugins") or []
     if not isinstance(own, list):
         raise UserError(f"plugins = {own!r}: must be a list of module names or .py paths")
-    base["plugins"] = [p.spec for p in resolve(own, Path(sweep.base).parent)]
+    base["plugins"] = [p.spec for p in load(resolve(own, Path(sweep.base).parent))]  # their errors name them
     if sweep.metric not in METRICS:
         raise UserError(f"sweep metric = {sweep.metric!r}: valid: {', '.join(METRICS)}")
     check_space(sweep, base)

@@ -115,7 +115,8 @@ def log_results_to_wandb(sweep: SweepConfig, cfg: ExperimentConfig, out: Path, t
 
 def _trainable(sweep: SweepConfig, base: dict, cfg: ExperimentConfig, out: Path):
     return tune.with_resources(tune.with_parameters(run_trial, base=base, fixed=fixed_overrides(sweep),
-                                                    sweep_dir=str(out)), trial_resources(sweep, cfg))
+                                                    sweep_dir=str(out), plugins=cfg.loaded_plugins()),
+                               trial_resources(sweep, cfg))
 
 
 def _tune_config(sweep: SweepConfig, rounds: int) -> tune.TuneConfig:

@@ -17,6 +17,7 @@ from edgeweave.platform.server import check_with_data
 from edgeweave.platform.experiment import run_rounds
 from edgeweave.platform.models import build_model
 from edgeweave.platform.partition import partition_data
+from edgeweave.platform.plugins import Plugin
 from edgeweave.platform.rundir import save_weights
 from edgeweave.platform.sinks import default_sinks
 from edgeweave.platform.sweep import trial_raw
@@ -52,17 +53,19 @@ class Reports:
         return {**numbers, **self.last, "evaluated": int(metrics.get("test_accuracy") is not None)}
 
 
-def run_trial(params: dict[str, Any], base: dict, fixed: dict[str, Any], sweep_dir: str) -> None:
+def run_trial(params: dict[str, Any], base: dict, fixed: dict[str, Any], sweep_dir: str,
+              plugins: Sequence[Plugin] = ()) -> None:
     """The function trainable: build the trial's config, run (or continue) it, report each round.
 
     Its run directory is `SWEEP_DIR/runs/TRIAL_ID`, in the sweep's own storage (shared storage
     on a multi-node cluster), not Tune's per-session working directory, so a resumed trial
-    finds the metrics its first attempt wrote.
+    finds the metrics its first attempt wrote. `plugins` are the base's as the sweep read them (their
+    source travels with the trial): a trial runs that code, not what the files hold by then.
     """
     # Tune starts trials in their own directory; configs name files relative to where the sweep began.
     os.chdir(os.environ.get("TUNE_ORIG_WORKING_DIR", os.getcwd()))
     run_dir = Path(sweep_dir) / RUNS / tune.get_context().get_trial_id()
-    cfg = build_config(trial_raw(base, {**fixed, "logging.out_dir": str(run_dir.parent)}, params))
+    cfg = build_config(trial_raw(base, {**fixed, "logging.out_dir": str(run_dir.parent)}, params), carried=plugins)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(dump_config(cfg))  # before anything can fail: a failed trial keeps it
     data = load_dataset(cfg.data, cfg.seed)

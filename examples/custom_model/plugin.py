@@ -7,13 +7,18 @@ the names it registers. Copy it and change what you need.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from pydantic import Field
 
 from edgeweave.platform.devices import hashing
-from edgeweave.platform.devices.resources.base import RESOURCES, ResourceModel, next_boundary
+from edgeweave.platform.devices.resources.base import RESOURCES, ResourceModel
 from edgeweave.platform.models.base import MODELS, ModelParams, scaled
 from edgeweave.platform.registry import Params
+
+if TYPE_CHECKING:
+    from edgeweave.platform.models.layers import ConvNet
 
 
 class WideShallowParams(ModelParams):
@@ -29,7 +34,9 @@ class WideShallow:
     def __init__(self, params: WideShallowParams) -> None:
         self.params = params
 
-    def build(self, input_shape: tuple[int, int, int], num_classes: int):
+    def build(self, input_shape: tuple[int, int, int], num_classes: int) -> "ConvNet":
+        """The network for the data's input shape and classes (torch is imported here, not when the config
+        is read)."""
         from edgeweave.platform.models.layers import ConvNet, conv_stack, mlp_head
 
         p = self.params

@@ -108,3 +108,47 @@ def test_published_hdf5_converts_to_the_leaf_layout(tmp_path):
     for w, (x, y) in made.items():
         np.testing.assert_array_equal(back[w][0], x.reshape(-1, 784))
         np.testing.assert_array_equal(back[w][1], y)
+
+
+def fake_archive(g, h5py):
+    """What `urlretrieve` writes: the published tar.bz2 holding both HDF5 splits (here 3 writers each)."""
+    def retrieve(url, path):
+        folder = path.parent / "made"
+        folder.mkdir()
+        for name in ("fed_emnist_train.h5", "fed_emnist_test.h5"):
+            with h5py.File(folder / name, "w") as f:
+                for w in ("f0001_07", "f0002_11", "f0003_02"):
+                    f.create_dataset(f"examples/{w}/pixels", data=g.random((3, 28, 28)).astype(np.float32))
+                    f.create_dataset(f"examples/{w}/label", data=g.integers(0, 62, 3).astype(np.int32))
+        import tarfile
+
+        with tarfile.open(path, "w:bz2") as tar:
+            for name in ("fed_emnist_train.h5", "fed_emnist_test.h5"):
+                tar.add(folder / name, arcname=name)
+    return retrieve
+
+
+def test_download_converts_the_published_files_and_an_interrupted_one_leaves_nothing_half(tmp_path, monkeypatch):
+    h5py = pytest.importorskip("h5py")
+    from edgeweave.platform.data import femnist
+
+    g = np.random.default_rng(0)
+    monkeypatch.setattr(femnist.urllib.request, "urlretrieve", fake_archive(g, h5py))
+    real = femnist.h5_to_leaf
+
+    def fail_on_test(h5, out, *a):
+        if "test" in h5.name:
+            raise KeyboardInterrupt
+        real(h5, out, *a)
+
+    monkeypatch.setattr(femnist, "h5_to_leaf", fail_on_test)
+    c = cfg(tmp_path, tmp_path / "femnist")
+    choice = build_config({**c.to_dict(), "data": {"name": "femnist", "root": str(tmp_path / "femnist"),
+                                                   "download": True}}).data
+    with pytest.raises(KeyboardInterrupt):
+        load_dataset(choice, 0)
+    assert not (tmp_path / "femnist" / "train").exists() and not (tmp_path / "femnist" / "test").exists()
+    monkeypatch.setattr(femnist, "h5_to_leaf", real)
+    d = load_dataset(choice, 0)
+    assert len(d.y_train) == 9 and len(d.y_test) == 9 and sorted(set(d.owners.tolist())) == [0, 1, 2]
+    assert sorted(p.name for p in (tmp_path / "femnist").iterdir()) == ["test", "train"]

@@ -58,7 +58,7 @@ def write(tmp_path, name="halves", folder="plugs", **partition):
 def test_the_example_registers_a_model_and_a_resource_model_the_config_uses(monkeypatch):
     monkeypatch.chdir(ROOT)
     cfg = load_config(EXAMPLE / "config.yaml", ["devices.count=8"])
-    assert cfg.plugins == ["examples/custom_model/plugin.py"]
+    assert cfg.plugins == [str((EXAMPLE / "plugin.py").resolve())]
     data = load_dataset(cfg.data, cfg.seed)
     model = build_model(cfg.model, data.input_shape, data.num_classes, cfg.seed)
     assert [m.out_channels for m in model.features if hasattr(m, "out_channels")] == [48]
@@ -70,13 +70,59 @@ def test_the_example_registers_a_model_and_a_resource_model_the_config_uses(monk
     assert (change > 5.0).all() and (change <= 5.0 + 90.0).all()
 
 
-def test_a_plugin_path_is_relative_to_its_config_and_recorded_from_the_working_directory(tmp_path, monkeypatch):
+def test_a_plugin_path_is_relative_to_its_config_and_recorded_absolute(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cfg = load_config(write(tmp_path, name="halves_a", first=0.25))
-    assert cfg.plugins == ["plugs/halves.py"] and cfg.partition.first == 0.25
-    (tmp_path / "resolved.yaml").write_text(dump_config(cfg))  # what a run directory keeps, read back on resume
-    again = load_config(tmp_path / "resolved.yaml")
+    assert cfg.plugins == [str((tmp_path / "plugs" / "halves.py").resolve())] and cfg.partition.first == 0.25
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.yaml").write_text(dump_config(cfg))  # what a run directory keeps
+    monkeypatch.chdir(tmp_path / "run")  # a resume from anywhere finds the plugin
+    again = load_config(tmp_path / "run" / "config.yaml")
     assert again.plugins == cfg.plugins and run_fingerprint(again) == run_fingerprint(cfg)
+
+
+def test_a_plugin_flag_names_the_file_in_the_working_directory_not_the_configs(tmp_path, monkeypatch):
+    path = write(tmp_path, name="halves_e", folder="cfgdir")  # cfgdir/halves.py registers halves_e
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "halves.py").write_text(PARTITION.format(name="halves_f"))
+    raw = yaml.safe_load(path.read_text())
+    raw["plugins"], raw["partition"] = [], {"policy": "halves_f"}
+    path.write_text(yaml.safe_dump(raw))
+    monkeypatch.chdir(tmp_path / "work")
+    cfg = load_config(path, plugins=["halves.py"])
+    assert cfg.plugins == [str((tmp_path / "work" / "halves.py").resolve())] and cfg.partition.name == "halves_f"
+    both = load_config(path, ["plugins=[halves.py]"], plugins=["halves.py"])  # --set plugins keeps --plugin
+    assert both.plugins == [str((tmp_path / "cfgdir" / "halves.py").resolve()), cfg.plugins[0]]
+
+
+def test_a_config_without_plugins_dumps_and_fingerprints_as_before(make_config):
+    cfg = make_config()
+    assert "plugins:" not in dump_config(cfg) and "plugins[" not in run_fingerprint(cfg)
+
+
+def test_a_plugin_that_fails_half_way_takes_back_what_it_registered(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = write(tmp_path, name="halves_g")
+    source = tmp_path / "plugs" / "halves.py"
+    good = source.read_text()
+    source.write_text(good + "\nraise RuntimeError('not yet')\n")
+    with pytest.raises(UserError, match=r"importing it failed \(RuntimeError: not yet\)$"):
+        load_config(path)
+    source.write_text(good)  # fixed: it registers the same name again, in the same process
+    assert load_config(path).partition.name == "halves_g"
+
+
+def test_a_sweep_trial_runs_the_plugin_the_sweep_read(tmp_path, monkeypatch):
+    """A trial builds its config from the source that travelled with the sweep, not from the file now."""
+    from edgeweave.platform.config import build_config
+
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(write(tmp_path, name="halves_h", first=0.25))
+    raw = cfg.to_dict()
+    (tmp_path / "plugs" / "halves.py").unlink()
+    with pytest.raises(UserError, match="no such file"):
+        build_config(raw)
+    assert build_config(raw, carried=cfg.loaded_plugins()).plugin_sources() == cfg.plugin_sources()
 
 
 def test_a_changed_plugin_changes_the_fingerprint_so_a_resume_is_refused(tmp_path, monkeypatch):
@@ -88,13 +134,13 @@ def test_a_changed_plugin_changes_the_fingerprint_so_a_resume_is_refused(tmp_pat
     save_checkpoint(tmp_path / "ck", RunState(1, np.zeros(3, np.float32), 0.0, 0.0), run_fingerprint(cfg))
     source = tmp_path / "plugs" / "halves.py"
     source.write_text(source.read_text() + "\n# edited\n")
-    with pytest.raises(UserError, match=r"plugins\[plugs/halves.py\]"):
+    with pytest.raises(UserError, match=r"plugins\[.*plugs/halves.py\]"):
         load_checkpoint(tmp_path / "ck", run_fingerprint(load_config(path)))
 
 
 def test_a_name_that_clashes_with_a_built_in_names_both(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(UserError, match=r"^plugins = 'plugs/halves.py': partition policy 'iid' "
+    with pytest.raises(UserError, match=r"^plugins = '.*plugs/halves.py': partition policy 'iid' "
                                         r"clashes with a built-in partition policy of the same name "
                                         r"\(edgeweave.platform.partition.iid\); give it another name$"):
         load_config(write(tmp_path, name="iid"))
@@ -103,7 +149,7 @@ def test_a_name_that_clashes_with_a_built_in_names_both(tmp_path, monkeypatch):
 @pytest.mark.parametrize("spec, expected", [
     ("nowhere.py", r"^plugins = 'nowhere.py': no such file \(looked in .* and in the working directory\)$"),
     ("no_such_module_xyz", r"^plugins = 'no_such_module_xyz': no such module; name an importable module"),
-    ("broken.py", r"^plugins = 'broken.py': importing it failed \(ZeroDivisionError: division by zero\)$"),
+    ("broken.py", r"^plugins = '/.*/broken.py': importing it failed \(ZeroDivisionError: division by zero\)$"),
 ])
 def test_bad_plugins_are_one_line(tmp_path, monkeypatch, spec, expected):
     monkeypatch.chdir(tmp_path)
@@ -122,7 +168,7 @@ def test_plugin_flag_adds_a_plugin_from_the_working_directory(tmp_path, monkeypa
     assert main(["run", "plain.yaml", "--set", "training.rounds=1"]) == 2
     assert "partition.policy = 'halves_c': unknown partition policy" in capsys.readouterr().err
     cfg = load_config(tmp_path / "plain.yaml", plugins=["plugs/halves.py"])
-    assert cfg.plugins == ["plugs/halves.py"] and cfg.partition.name == "halves_c"
+    assert cfg.plugins == [str((tmp_path / "plugs" / "halves.py").resolve())] and cfg.partition.name == "halves_c"
 
 
 def test_an_unpickled_config_imports_its_plugins_first(tmp_path, monkeypatch):

@@ -10,7 +10,7 @@ from scipy.io import wavfile
 from edgeweave.platform.config import build_config
 from edgeweave.platform.data import load_dataset
 from edgeweave.platform.data import speech_commands as sc
-from edgeweave.platform.data.base import normalise
+from edgeweave.platform.data.base import normalise, normalise_in_place
 from edgeweave.platform.data.speech_commands import RATE, log_mel, mel_filterbank
 from edgeweave.platform.errors import UserError
 from tests.helpers import tiny_raw
@@ -133,7 +133,7 @@ def test_normalise_in_place_equals_normalise():
     g = np.random.default_rng(1)
     x_train, x_test = (g.normal(3.0, 2.0, (n, 2, 5, 7)).astype(np.float32) for n in (11, 4))
     want = normalise(x_train, x_test)
-    got = sc.normalise_in_place(x_train.copy(), x_test.copy(), chunk=3)
+    got = normalise_in_place(x_train.copy(), x_test.copy(), chunk=3)
     for w, o in zip(want, got):
         assert o.dtype == np.float32
         np.testing.assert_allclose(o, w, rtol=1e-6, atol=1e-6)

@@ -10,6 +10,7 @@ publishes it (HDF5, 3,400 writers) is fetched and written out in that layout onc
 from __future__ import annotations
 
 import json
+import shutil
 import tarfile
 import urllib.request
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Iterator
 
 import numpy as np
 
-from edgeweave.platform.data.base import DATASETS, ArrayData, normalise
+from edgeweave.platform.data.base import DATASETS, ArrayData, normalise_in_place
 from edgeweave.platform.errors import UserError
 from edgeweave.platform.registry import Params
 
@@ -29,6 +30,8 @@ USERS_PER_FILE = 100  # writers per JSON file when converting
 
 
 class FemnistParams(Params):
+    """Where LEAF's femnist `train/` and `test/` folders are, and whether to fetch them when they are not."""
+
     root: str = "data/femnist"
     download: bool = False
 
@@ -79,17 +82,25 @@ class Femnist:
         self.params = params
 
     def _fetch(self, root: Path) -> None:
-        root.mkdir(parents=True, exist_ok=True)
-        archive = root / "fed_emnist.tar.bz2"
+        """Download the published HDF5 files and write both splits in LEAF's layout, into a scratch folder
+        first: an interrupted conversion leaves no half split behind to be taken for a whole one."""
+        scratch = root / ".converting"
+        shutil.rmtree(scratch, ignore_errors=True)
+        scratch.mkdir(parents=True)
+        archive = scratch / "fed_emnist.tar.bz2"
         urllib.request.urlretrieve(URL, archive)
         with tarfile.open(archive) as tar:
-            tar.extractall(root, filter="data")
+            tar.extractall(scratch, filter="data")
         for split, name in H5.items():
-            h5_to_leaf(root / name, root / split)
-            (root / name).unlink()
-        archive.unlink()
+            h5_to_leaf(scratch / name, scratch / split)
+        for split in H5:
+            shutil.rmtree(root / split, ignore_errors=True)  # an incomplete earlier copy
+            (scratch / split).rename(root / split)
+        shutil.rmtree(scratch)
 
     def load(self, seed: int) -> ArrayData:
+        """Both splits as arrays, normalised in place by the training split's mean and std; the writer of
+        each training sample numbered in file order."""
         root = Path(self.params.root).expanduser()
         present = lambda: all(any((root / s).glob("*.json")) for s in ("train", "test"))  # noqa: E731
         if not present() and self.params.download:
@@ -114,6 +125,6 @@ class Femnist:
                 raise UserError(f"data.root = {self.params.root!r}: the {split} split has label "
                                 f"{int(y.min() if y.min() < 0 else y.max())}; FEMNIST's are 0..{CLASSES - 1}")
             splits[split] = (np.concatenate(xs).reshape(-1, 1, SIDE, SIDE), y, np.concatenate(owners))
-        x_train, x_test = normalise(splits["train"][0], splits["test"][0])
+        x_train, x_test = normalise_in_place(splits["train"][0], splits["test"][0])
         return ArrayData(x_train, splits["train"][1], x_test, splits["test"][1], num_classes=CLASSES,
                          owners=splits["train"][2])

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence
 import numpy as np
 from pydantic import Field
 
-from edgeweave.platform.data.base import DATASETS, ArrayData
+from edgeweave.platform.data.base import DATASETS, ArrayData, normalise_in_place
 from edgeweave.platform.errors import UserError
 from edgeweave.platform.registry import Params
 
@@ -159,20 +159,6 @@ def write_cache(path: Path, key: str, feats: dict[str, np.ndarray]) -> None:
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink()
-
-
-def normalise_in_place(x_train: np.ndarray, x_test: np.ndarray, chunk: int = CHUNK) -> tuple[np.ndarray, np.ndarray]:
-    """`base.normalise` (the training split's per-channel mean and std, in float64) applied in place a
-    chunk at a time: no float64 copy of the whole split, which for Speech Commands is gigabytes."""
-    axes = (0, 2, 3)
-    mean = x_train.mean(axis=axes, keepdims=True, dtype=np.float64)
-    squares = sum(((x_train[i : i + chunk] - mean) ** 2).sum(axis=axes, keepdims=True)
-                  for i in range(0, len(x_train), chunk))
-    std = np.sqrt(squares / (x_train.size // x_train.shape[1])) + 1e-8
-    for x in (x_train, x_test):
-        for i in range(0, len(x), chunk):
-            x[i : i + chunk] = (x[i : i + chunk] - mean) / std
-    return x_train, x_test
 
 
 @DATASETS.register("speech_commands", SpeechCommandsParams)

@@ -26,6 +26,7 @@ class Natural:
 
     def split(self, labels: np.ndarray, num_devices: int, g: np.random.Generator,
               owners: Optional[np.ndarray] = None) -> list[np.ndarray]:
+        """Each device's samples: all of one owner's, for `num_devices` owners drawn from `g`."""
         if owners is None:
             raise UserError("partition.policy = 'natural': this data set does not say who made each sample; "
                             "natural needs femnist (writers) or speech_commands (speakers)")
