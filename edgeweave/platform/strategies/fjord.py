@@ -29,10 +29,11 @@ class FjORDRules(WidthRules):
 
     def step_plans(self, facts: Facts, round_: int, job: Job, steps: int) -> list[Plan]:
         """Each mini-batch's sub-model (one plan object per width, shared by its mini-batches)."""
-        plans: dict[float, Plan] = {}
-        for r in map(float, np.unique(self.step_rates(round_, job, steps))):
-            plans[r] = uniform_plan(facts.slicer, lambda i, w: nested(w, r), self.classes_of(facts, job.device))
-        return [plans[float(r)] for r in self.step_rates(round_, job, steps)]
+        rates = self.step_rates(round_, job, steps)
+        classes = self.classes_of(facts, job.device)
+        plans = {r: uniform_plan(facts.slicer, lambda i, w, r=r: nested(w, r), classes)
+                 for r in map(float, np.unique(rates))}
+        return [plans[float(r)] for r in rates]
 
     def step_flops(self, facts: Facts, round_: int, job: Job, steps: int) -> np.ndarray:
         """Each mini-batch costs its own width's FLOPs, so a deadline cuts after the steps that fit."""
