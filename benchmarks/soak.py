@@ -28,7 +28,7 @@ def run(cfg, data, part, kill_every: int) -> dict:
     with Simulation(cfg, data, part) as sim:
         metrics = []
         for r in range(cfg.training.rounds):
-            worker = ray.get(sim.driver.worker.remote(r % len(sim.workers)))
+            worker = ray.get(sim.driver.worker.remote(0))
             ref = sim.driver.round.remote(r)
             if kill_every and r % kill_every == kill_every // 2:  # mid-run rounds, mid-round
                 threading.Timer(0.05, ray.kill, args=(worker,)).start()
@@ -57,11 +57,11 @@ def main() -> None:
         ray.shutdown()
 
     def strip(ms):
-        return [{k: v for k, v in m.items() if k not in ("device_records", "workers_replaced")} for m in ms]
+        return [{k: v for k, v in m.items() if k not in ("device_records", "workers", "workers_lost")} for m in ms]
 
     same_metrics = strip(calm["metrics"]) == strip(hurt["metrics"])
     same_weights = bool(np.array_equal(calm["weights"], hurt["weights"]))
-    result = {"rounds": rounds, "kills": hurt["metrics"][-1]["workers_replaced"],
+    result = {"rounds": rounds, "kills": hurt["metrics"][-1]["workers_lost"],
               "rounds_logged": len(hurt["metrics"]), "identical_metrics": same_metrics,
               "identical_weights": same_weights, "final_accuracy": hurt["metrics"][-1]["test_accuracy"],
               "wall_undisturbed_s": round(calm["wall"], 1), "wall_with_kills_s": round(hurt["wall"], 1)}

@@ -1,75 +1,102 @@
-"""The driver actor: runs synchronous rounds over the worker pool around one Server."""
+"""The driver actor: runs synchronous rounds over an elastic pool of device workers around one Server."""
 
 from __future__ import annotations
 
 import os
-from typing import Any, Optional
+import time
+from collections import deque
+from typing import Any
 
 import numpy as np
 import ray
 
+from edgeweave.actors.pool import LOST, Member, Spawn, WorkerPool
+from edgeweave.platform.aggregate import Partial
 from edgeweave.platform.checkpoint import RunState
 from edgeweave.platform.config import ExperimentConfig
 from edgeweave.platform.data import ArrayData
 from edgeweave.platform.partition import Partition
 from edgeweave.platform.server import Server, split_jobs
+from edgeweave.platform.strategies import Job
 
-
-RETRIES = 3  # replacements of one share's worker before the round gives up
+POLL = 5.0  # seconds between looks at the cluster while a round waits on its workers
 
 
 class Driver:
-    """Plans a round, sends the global weights once, gathers one partial per worker, evaluates.
+    """Plans a round, sends the global weights once, gathers one partial per share, evaluates.
 
-    A worker that dies mid-round is replaced by a fresh one (from `spawn`: the worker class, its
-    arguments and its resources) and its share of the round is trained again. Every draw derives
-    from (seed, round, device), so the redone share gives the very same partial.
+    The round's devices are shared between the workers ready at its start. A worker lost in the
+    round (killed, crashed, its node gone) leaves the pool and its share is trained again by a
+    worker that finished its own; every draw derives from (seed, round, device), so the redone
+    share gives the very same partial. Between rounds the pool follows the cluster (see
+    WorkerPool). Every wait is bounded by `ray.round_timeout` and `ray.start_timeout`.
     """
 
-    def __init__(self, cfg: ExperimentConfig, data: ArrayData, partition: Partition, workers: list,
-                 spawn: Optional[tuple[Any, tuple, dict]] = None) -> None:
+    def __init__(self, cfg: ExperimentConfig, data: ArrayData, partition: Partition, spawn: Spawn,
+                 limit: int) -> None:
         self.cfg = cfg
         self.server = Server(cfg, data, partition)
-        self.workers = workers
-        self.spawn = spawn
-        self.replaced = 0  # workers replaced so far (reported in each round's metrics)
+        self.pool = WorkerPool(spawn, limit)
 
-    def _replace(self, i: int) -> Any:
-        if self.spawn is None:
-            raise RuntimeError("a device worker died and this driver cannot start another")
-        cls, args, options = self.spawn
-        self.workers[i] = cls.options(**options).remote(*[a[0] if isinstance(a, list) else a for a in args])
-        self.replaced += 1
-        return self.workers[i]
+    def start(self) -> int:
+        """Start the first workers and wait for them (bounded); returns how many answered."""
+        self.pool.start(self.cfg.ray.start_timeout)
+        return len(self.pool.ready)
 
-    def _train(self, round_: int, shares: list, weights_ref: Any, state_ref: Any) -> list:
-        pending = {i: w.run.remote(round_, weights_ref, share, state_ref)
-                   for i, (w, share) in enumerate(zip(self.workers, shares)) if share}
-        partials = {}
-        for i, ref in pending.items():
-            for attempt in range(RETRIES + 1):
+    def _train(self, round_: int, jobs: list[Job], samples: list[int], weights_ref: Any,
+               state_ref: Any) -> tuple[list[Partial], int]:
+        """Every share trained by some worker; returns the partials and how many workers trained them."""
+        t = self.cfg.ray
+        deadline = time.monotonic() + t.round_timeout
+        idle = list(self.pool.ready)
+        todo = deque(s for s in split_jobs(jobs, samples, max(1, len(idle))) if s)
+        running: dict[Any, tuple[Member, list[Job]]] = {}
+        partials: list[Partial] = []
+        trained_by: set[int] = set()
+        while todo or running:
+            if todo and not idle:
+                idle += self.pool.collect()  # a worker started since (a replacement, a new node's)
+                if not idle and not running:
+                    idle += self.pool.wait_for_one(t.start_timeout, f"round {round_}: every device worker was lost")
+            while todo and idle:
+                member, share = idle.pop(0), todo.popleft()
+                running[member.handle.run.remote(round_, weights_ref, share, state_ref)] = (member, share)
+            if not running:
+                continue
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise RuntimeError(f"round {round_}: {len(running)} device worker(s) neither answered nor were "
+                                   f"lost within {t.round_timeout:g} s (ray.round_timeout)")
+            done, _ = ray.wait(list(running), num_returns=1, timeout=min(POLL, left))
+            if not done:  # a worker whose node left may take Ray a while to report: look ourselves
+                gone = self.pool.prune()
+                done = [ref for ref, (member, _) in running.items() if member in gone]
+            for ref in done:
+                member, share = running.pop(ref)
                 try:
-                    partials[i] = ray.get(ref)
-                    break
-                except ray.exceptions.RayActorError:
-                    if attempt == RETRIES:
-                        raise
-                    ref = self._replace(i).run.remote(round_, weights_ref, shares[i], state_ref)
-        return [partials[i] for i in sorted(partials)]
+                    partials.append(ray.get(ref, timeout=0))
+                    trained_by.add(id(member))
+                    idle.append(member)
+                except (*LOST, ray.exceptions.GetTimeoutError):
+                    self.pool.drop(member)
+                    todo.append(share)
+                    self.pool.grow()  # a replacement where there is room; it joins when it answers
+        return partials, len(trained_by)
 
     def round(self, round_: int) -> dict[str, Any]:
+        self.pool.refresh()
         jobs, samples = self.server.plan(round_)
         weights_ref = ray.put(self.server.weights)
         state = self.server.shared
         state_ref = ray.put(state) if state is not None else None
-        shares = split_jobs(jobs, samples, len(self.workers))
-        partials = self._train(round_, shares, weights_ref, state_ref)
+        partials, workers = self._train(round_, jobs, samples, weights_ref, state_ref)
         metrics, records = self.server.update(partials)
         metrics["test_accuracy"] = metrics["test_loss"] = None
         t = self.cfg.training
         if "non_finite" not in metrics and ((round_ + 1) % t.eval_every == 0 or round_ + 1 == t.rounds):
             metrics["test_accuracy"], metrics["test_loss"] = self.server.evaluate()
-        metrics["workers_replaced"] = self.replaced
+        metrics["workers"] = workers
+        metrics["workers_lost"] = self.pool.lost
         metrics["device_records"] = records
         return metrics
 
@@ -77,9 +104,17 @@ class Driver:
         """The actor's process id (the benchmark reads its memory; answering also means it is up)."""
         return os.getpid()
 
+    def pids(self) -> list[int]:
+        """The process ids of the ready workers."""
+        return ray.get([m.handle.pid.remote() for m in self.pool.ready], timeout=self.cfg.ray.start_timeout)
+
     def worker(self, i: int) -> Any:
-        """The handle of worker i as the driver holds it now (after any replacement)."""
-        return self.workers[i]
+        """The handle of ready worker i as the driver holds it now (after any replacement)."""
+        return self.pool.ready[i].handle
+
+    def workers(self) -> list[tuple[Any, str]]:
+        """Every ready worker's handle and node id."""
+        return [(m.handle, m.node) for m in self.pool.ready]
 
     def weights(self) -> np.ndarray:
         return self.server.weights

@@ -1,4 +1,4 @@
-"""Start or join Ray, build the worker pool and the driver, and tear them down again."""
+"""Start or join Ray, build the driver (which starts the worker pool), and tear them down again."""
 
 from __future__ import annotations
 
@@ -8,13 +8,18 @@ from typing import Any, Optional
 
 import numpy as np
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy, PlacementGroupSchedulingStrategy
 
 from edgeweave.actors.driver import RemoteDriver
+from edgeweave.actors.pool import LOST, Spawn
 from edgeweave.actors.worker import RemoteDeviceWorker
 from edgeweave.platform.checkpoint import RunState
 from edgeweave.platform.config import ExperimentConfig
 from edgeweave.platform.data import ArrayData
+from edgeweave.platform.errors import RunFailed
 from edgeweave.platform.partition import Partition
+
+CALL_TIMEOUT = 600.0  # seconds for the driver's short calls (weights, checkpoints), beyond any round
 
 
 def connect(cfg: ExperimentConfig) -> bool:
@@ -33,48 +38,77 @@ def connect(cfg: ExperimentConfig) -> bool:
     return True
 
 
-def worker_count(cfg: ExperimentConfig) -> int:
-    """Configured, or one per free CPU slot (GPU slot when workers take GPUs), at most one per device."""
-    if cfg.ray.num_workers:
-        return cfg.ray.num_workers
-    free = ray.available_resources()
-    slots = free.get("CPU", 1.0) / cfg.ray.cpus_per_worker
-    if cfg.ray.gpus_per_worker > 0:
-        slots = min(slots, free.get("GPU", 0.0) / cfg.ray.gpus_per_worker)
-    return max(1, min(int(slots), cfg.devices.per_round))
+def pool_limit(cfg: ExperimentConfig) -> int:
+    """The most workers a run holds: `ray.num_workers`, else one per device of a round (as slots allow)."""
+    return cfg.ray.num_workers or cfg.devices.per_round
+
+
+def here() -> dict[str, Any]:
+    """Where the driver goes: in this process's placement group (a Tune trial's bundle), else on this node.
+
+    The driver puts each round's weights, so it must live as long as the process that started
+    the run: a worker node that leaves takes nothing the run needs with it.
+    """
+    group = ray.util.get_current_placement_group()
+    if group is not None:
+        return {"scheduling_strategy": PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=0)}
+    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(),
+                                                                  soft=False)}
 
 
 class Simulation:
-    """The data in the object store once, a fixed pool of device workers and a driver actor."""
+    """The data in the object store once (owned by this process), a driver actor beside it and its worker pool."""
 
     def __init__(self, cfg: ExperimentConfig, data: ArrayData, partition: Partition,
                  num_workers: Optional[int] = None) -> None:
+        self.cfg = cfg
         self.started = connect(cfg)
         data_ref, part_ref = ray.put(data), ray.put(partition)
-        n = num_workers or worker_count(cfg)
         threads = max(1, int(cfg.ray.cpus_per_worker))
-        options = {"num_cpus": cfg.ray.cpus_per_worker, "num_gpus": cfg.ray.gpus_per_worker}
-        self.workers = [RemoteDeviceWorker.options(**options).remote(cfg, data_ref, part_ref, threads)
-                        for _ in range(n)]
-        # How to start a replacement worker: refs wrapped in lists travel as refs, not as data.
-        spawn = (RemoteDeviceWorker, (cfg, [data_ref], [part_ref], threads), options)
-        self.driver = RemoteDriver.options(num_cpus=0).remote(cfg, data_ref, part_ref, self.workers, spawn)
+        # The refs travel inside Spawn as refs; each worker receives them resolved (zero-copy).
+        spawn = Spawn(RemoteDeviceWorker, (cfg, data_ref, part_ref, threads), cfg.ray.cpus_per_worker,
+                      cfg.ray.gpus_per_worker, ray.util.get_current_placement_group())
+        self.driver = RemoteDriver.options(num_cpus=0, **here()).remote(
+            cfg, data_ref, part_ref, spawn, num_workers or pool_limit(cfg))
+        try:
+            self.workers = self._get(self.driver.start.remote(), cfg.ray.start_timeout + CALL_TIMEOUT)
+        except Exception:
+            self.close()
+            raise
+
+    def _get(self, ref: Any, timeout: float) -> Any:
+        """ray.get with a bound; a lost or failed driver is one line."""
+        try:
+            return ray.get(ref, timeout=timeout)
+        except ray.exceptions.GetTimeoutError:
+            raise RunFailed(f"the driver actor did not answer within {timeout:g} s") from None
+        except ray.exceptions.RayTaskError as e:
+            cause = e.as_instanceof_cause()
+            raise RunFailed(str(cause).strip().splitlines()[-1]) from None
+        except LOST as e:
+            raise RunFailed(f"the driver actor was lost ({type(e).__name__}: "
+                            f"{str(e).strip().splitlines()[0] if str(e).strip() else ''})") from None
 
     def round(self, round_: int) -> dict[str, Any]:
-        return ray.get(self.driver.round.remote(round_))
+        return self._get(self.driver.round.remote(round_), self.cfg.ray.round_timeout + CALL_TIMEOUT)
 
     def weights(self) -> np.ndarray:
-        return ray.get(self.driver.weights.remote())
+        return self._get(self.driver.weights.remote(), CALL_TIMEOUT)
 
     def snapshot(self, next_round: int, history: list[dict[str, Any]]) -> RunState:
-        return ray.get(self.driver.snapshot.remote(next_round, history))
+        return self._get(self.driver.snapshot.remote(next_round, history), CALL_TIMEOUT)
 
     def restore(self, state: RunState) -> None:
-        ray.get(self.driver.restore.remote(state))
+        self._get(self.driver.restore.remote(state), CALL_TIMEOUT)
 
     def close(self) -> None:
-        for actor in [self.driver, *self.workers]:
-            ray.kill(actor)
+        """Kill the driver (its workers, which it owns, go with it)."""
+        try:
+            for handle, _ in ray.get(self.driver.workers.remote(), timeout=10):
+                ray.kill(handle)
+        except Exception:  # noqa: BLE001 - a lost driver's workers went with it
+            pass
+        ray.kill(self.driver)
         if self.started:
             ray.shutdown()
 

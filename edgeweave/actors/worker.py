@@ -28,6 +28,10 @@ class DeviceWorker:
         """The actor's process id (the benchmark reads its memory; answering also means it is up)."""
         return os.getpid()
 
+    def node(self) -> str:
+        """The id of the node this worker runs on (its first answer: the pool takes it in then)."""
+        return ray.get_runtime_context().get_node_id()
+
     def run(self, round_: int, global_weights: np.ndarray, jobs: list[Job], state: Any = None) -> Partial:
         return self.client.run(round_, global_weights, jobs, state)
 

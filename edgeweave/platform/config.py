@@ -71,9 +71,13 @@ class TrainingConfig(Params):
 
 class RayConfig(Params):
     address: Optional[str] = None  # an existing cluster; else RAY_ADDRESS, else a local one
-    num_workers: Optional[int] = Field(None, ge=1)  # default: one per CPU slot
+    num_workers: Optional[int] = Field(None, ge=1)  # default: one per free slot, up to a round's devices
     cpus_per_worker: float = Field(1.0, gt=0)
     gpus_per_worker: float = Field(0.0, ge=0)
+    # Bounds on every wait for Ray, in seconds: for a device worker to start when the run has none,
+    # and for a round (a worker that hangs without Ray noticing stops the run with one line).
+    start_timeout: float = Field(120.0, gt=0)
+    round_timeout: float = Field(3600.0, gt=0)
 
 
 class WandbConfig(Params):
@@ -286,10 +290,21 @@ def with_plugins(raw: dict, plugins: Sequence[str]) -> dict:
     return {**raw, "plugins": [*own, *(p.spec for p in resolve(plugins))]}
 
 
+# Fields added after checkpoints existed: left out of the dump while at their default, so older
+# configs, and the fingerprints of their checkpoints, read as they did before.
+ADDED_LATER = {("plugins",): ExperimentConfig, ("ray", "start_timeout"): RayConfig, ("ray", "round_timeout"): RayConfig}
+
+
 def dump_config(cfg: ExperimentConfig) -> str:
-    """The resolved config as YAML that load_config accepts back unchanged (without a `plugins` key when
-    there are none, so a config, and the fingerprint of a checkpoint, read as before plugins existed)."""
+    """The resolved config as YAML that load_config accepts back unchanged (fields of ADDED_LATER at their
+    default left out)."""
     raw = cfg.to_dict()
-    if not raw["plugins"]:
-        del raw["plugins"]
+    for path, model in ADDED_LATER.items():
+        *parents, key = path
+        default = model.model_fields[key].get_default(call_default_factory=True)
+        section = raw
+        for p in parents:
+            section = section[p]
+        if section.get(key) == default:
+            del section[key]
     return yaml.safe_dump(raw, sort_keys=False)

@@ -87,7 +87,8 @@ def test_a_killed_worker_is_replaced_and_its_devices_redone(local_ray, tmp_path)
                                 devices={"count": 8, "per_round": 6}))
     clean, w_clean = run_with_kills(cfg, {})
     hurt, w_hurt = run_with_kills(cfg, {1: "before", 2: "during"})
-    assert hurt[-1]["workers_replaced"] == 2 and clean[-1]["workers_replaced"] == 0
+    assert hurt[-1]["workers_lost"] == 2 and clean[-1]["workers_lost"] == 0
+    assert [m["workers"] for m in clean] == [2] * 4 and hurt[1]["workers"] == 1
     np.testing.assert_array_equal(w_hurt, w_clean)
     assert [m["test_accuracy"] for m in hurt] == [m["test_accuracy"] for m in clean]
     assert [m["samples"] for m in hurt] == [m["samples"] for m in clean]
