@@ -113,7 +113,8 @@ class Driver:
         return self.pool.ready[i].handle
 
     def workers(self) -> list[tuple[Any, str]]:
-        """Every ready worker's handle and node id."""
+        """Every ready worker's handle and node id (workers that have started since join first)."""
+        self.pool.collect()
         return [(m.handle, m.node) for m in self.pool.ready]
 
     def weights(self) -> np.ndarray:

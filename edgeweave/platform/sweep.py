@@ -81,6 +81,7 @@ class SweepConfig(BaseModel):
     mode: Literal["max", "min"] = "max"
     checkpoint_every: int = Field(5, ge=1)  # rounds between a trial's checkpoints
     workers_per_trial: int = Field(1, ge=1)  # device workers each trial runs (one CPU bundle each)
+    trial_retries: int = Field(3, ge=0)  # restarts of a trial, from its checkpoint, after its node or process was lost
     out_dir: str = "runs/sweeps"
 
     @field_validator("space")

@@ -23,7 +23,7 @@ from edgeweave.platform.sinks import wandb_mode, warn
 from edgeweave.platform.sweep import SweepConfig, asha_rungs, check_space, grid_size, trial_raw
 from edgeweave.platform.sweep_results import ordered, plot_tradeoffs, write_table
 from edgeweave.tune.space import param_space
-from edgeweave.tune.trainable import RUNS, run_trial
+from edgeweave.tune.trainable import BAD_INPUT, RUNS, run_trial
 
 TRIALS = "trials"  # Tune's experiment directory inside the sweep directory
 
@@ -158,8 +158,10 @@ def run_sweep(sweep: SweepConfig, base: dict) -> bool:
                                tune_config=_tune_config(sweep, cfg.training.rounds),
                                run_config=tune.RunConfig(name=TRIALS, storage_path=str(out), verbose=1,
                                                          callbacks=callbacks,
-                                                         # a failed trial is recorded; the others go on
-                                                         failure_config=tune.FailureConfig(max_failures=0)))
+                                                         # a trial whose node was lost goes on from its
+                                                         # checkpoint; one that fails is recorded, the others go on
+                                                         failure_config=tune.FailureConfig(
+                                                             max_failures=sweep.trial_retries)))
             return finish(sweep, base, cfg, fit(tuner, out), out)
     finally:
         if started:
@@ -174,6 +176,8 @@ def resume_sweep(sweep_dir: Path) -> bool:
     sweep = SweepConfig.model_validate(read_yaml(sweep_dir / "sweep.yaml"))
     base = read_yaml(sweep_dir / "base.yaml")
     cfg = check_space(sweep, base)
+    for marker in (sweep_dir / RUNS).glob(f"*/{BAD_INPUT}"):  # the user may have fixed what failed
+        marker.unlink()
     started = connect(cfg)
     try:
         with wandb_callbacks(sweep, cfg, sweep_dir):  # the restored run config keeps its callbacks

@@ -1,0 +1,160 @@
+"""Runs and sweeps on a Ray cluster of several nodes on this machine (ray.cluster_utils.Cluster): a run
+across the nodes equals the single-process result, a node lost mid-round changes nothing, a node
+that joins gets workers, a sweep that loses a node finishes every trial, plugins reach every node."""
+
+import csv
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import ray
+import torch
+import yaml
+from ray.cluster_utils import Cluster
+from safetensors.numpy import load_file
+
+from edgeweave.actors.session import Simulation
+from edgeweave.cli import main
+from edgeweave.platform.client import Client
+from edgeweave.platform.config import build_config, load_config
+from edgeweave.platform.data import load_dataset
+from edgeweave.platform.partition import partition_data
+from edgeweave.platform.server import Server
+from tests.helpers import tiny_raw
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A head with 1 CPU (this process's node: drivers live there); tests add and remove 1-CPU nodes."""
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    ray.init(address=c.address, logging_level=logging.WARNING)
+    try:
+        yield c
+    finally:
+        ray.shutdown()
+        c.shutdown()
+
+
+def second_node(cluster: Cluster):
+    """Exactly one node besides the head, with 1 CPU: the one there is, or a new one."""
+    others = [n for n in cluster.worker_nodes]
+    if not others:
+        others = [cluster.add_node(num_cpus=1)]
+        cluster.wait_for_nodes()
+    return others[0]
+
+
+def single_process(cfg) -> Server:
+    """The run with no Ray at all: one Server, one Client training every device in turn; the Server after it.
+
+    It trains with the threads a worker has (one per CPU it takes): torch's sums depend on them.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(cfg.ray.cpus_per_worker)))
+    try:
+        return _single_process(cfg)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _single_process(cfg) -> Server:
+    data = load_dataset(cfg.data, cfg.seed)
+    part = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed)
+    server, client = Server(cfg, data, part), Client(cfg, data, part)
+    for r in range(cfg.training.rounds):
+        jobs, _ = server.plan(r)
+        server.update([client.run(r, server.weights, jobs, server.shared)])
+    return server
+
+
+def ready_workers(sim: Simulation, count: int, timeout: float = 90.0) -> list[str]:
+    """The nodes of the driver's ready workers, once there are `count` of them (between rounds)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        nodes = [node for _, node in ray.get(sim.driver.workers.remote())]
+        if len(nodes) >= count or time.monotonic() > deadline:
+            return nodes
+        time.sleep(0.5)
+
+
+def test_a_node_lost_mid_round_changes_nothing_and_a_node_that_joins_gets_a_worker(cluster, tmp_path):
+    cfg = build_config(tiny_raw(tmp_path, training={"rounds": 8, "local_steps": 150},
+                                devices={"count": 8, "per_round": 6}))
+    expected = single_process(cfg).weights
+    lost = second_node(cluster)
+    data = load_dataset(cfg.data, cfg.seed)
+    part = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed)
+    with Simulation(cfg, data, part, num_workers=2) as sim:
+        assert sorted(ready_workers(sim, 2)) == sorted([cluster.head_node.node_id, lost.node_id])
+        metrics = [sim.round(0), sim.round(1)]
+        during = sim.driver.round.remote(2)
+        time.sleep(0.1)
+        cluster.remove_node(lost)  # its worker is training its share of round 2
+        metrics.append(ray.get(during, timeout=300))
+        joined = cluster.add_node(num_cpus=1)
+        metrics += [sim.round(3), sim.round(4)]
+        assert joined.node_id in ready_workers(sim, 2)  # the replacement started there, on the data of the head
+        metrics += [sim.round(r) for r in range(5, 8)]
+        weights = sim.weights()
+    np.testing.assert_array_equal(weights, expected)
+    assert [m["workers"] for m in metrics[:2]] == [2, 2] and metrics[2]["workers"] == 1
+    assert [m["workers"] for m in metrics[5:]] == [2, 2, 2] and metrics[-1]["workers_lost"] == 1
+
+
+def test_the_plugin_example_runs_on_workers_of_both_nodes(cluster, tmp_path):
+    second_node(cluster)
+    out = tmp_path / "runs"
+    assert main(["run", "examples/custom_model/config.yaml", "--set", "training.rounds=2", "--set",
+                 "ray.num_workers=2", "--set", f"logging.out_dir={out}", "--set", "logging.progress=false",
+                 "--set", "logging.wandb.mode=disabled"]) == 0
+    (run_dir,) = out.iterdir()
+    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [m["workers"] for m in metrics] == [2, 2]  # 1 CPU per node: one worker on each
+
+
+def test_a_sweep_that_loses_a_node_finishes_every_trial_with_the_undisturbed_result(cluster, tmp_path):
+    lost = second_node(cluster)  # each trial takes a CPU on both nodes: the trial's own and one worker's
+    base = tiny_raw(tmp_path, training={"rounds": 6, "local_steps": 60})
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
+    sweep = {"name": "lossy", "base": str(tmp_path / "base.yaml"), "out_dir": str(tmp_path / "sweeps"),
+             "space": {"training.lr": {"grid": [0.02, 0.1]}}, "checkpoint_every": 2}
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(sweep))
+
+    # The sweep runs as users start it, in its own process; nodes can only be added from this main thread.
+    env = {**os.environ, "RAY_ADDRESS": cluster.address, "PYTHONPATH": os.getcwd()}
+    sweep_proc = subprocess.Popen([sys.executable, "-m", "edgeweave.cli", "sweep", str(tmp_path / "sweep.yaml")],
+                                  env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and sweep_proc.poll() is None:
+            logged = list((tmp_path / "sweeps").glob("*/runs/*/metrics.jsonl"))
+            if logged and len(logged[0].read_text().splitlines()) >= 3:
+                break
+            time.sleep(0.05)
+        cluster.remove_node(lost)  # the first trial is half way
+        cluster.add_node(num_cpus=1)
+        output, _ = sweep_proc.communicate(timeout=400)
+    finally:
+        sweep_proc.kill()
+    assert sweep_proc.returncode == 0, output[-3000:]
+    assert lost not in cluster.worker_nodes  # the node really went, mid-sweep
+    (sweep_dir,) = (tmp_path / "sweeps").iterdir()
+    rows = list(csv.DictReader(open(sweep_dir / "results.csv")))
+    assert sorted(r["status"] for r in rows) == ["done", "done"]
+    for run_dir in (sweep_dir / "runs").iterdir():
+        cfg = load_config(run_dir / "config.yaml")
+        saved = load_file(run_dir / "model.safetensors")
+        server = single_process(cfg)
+        for name, tensor in server.layout.split(server.weights).items():
+            np.testing.assert_array_equal(saved[name], tensor.numpy())
+        rounds = [json.loads(line)["round"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        assert rounds == list(range(6))
+    assert Path(sweep_dir / "best.yaml").is_file()
