@@ -33,13 +33,14 @@ class Driver:
     """
 
     def __init__(self, cfg: ExperimentConfig, data: ArrayData, partition: Partition, spawn: Spawn,
-                 limit: int) -> None:
+                 limit: int, starting: list[dict]) -> None:
+        """`starting`: the first workers, started by the caller while this actor started (refs kept in a list)."""
         self.cfg = cfg
         self.server = Server(cfg, data, partition)
-        self.pool = WorkerPool(spawn, limit)
+        self.pool = WorkerPool(spawn, limit, starting=dict(starting[0]))
 
     def start(self) -> int:
-        """Start the first workers and wait for them (bounded); returns how many answered."""
+        """Wait for the first workers (bounded); returns how many answered."""
         self.pool.start(self.cfg.ray.start_timeout)
         return len(self.pool.ready)
 

@@ -139,7 +139,7 @@ class WorkerPool:
                            f"{free.get('GPU', 0.0):g} GPU free")
 
     def start(self, timeout: float) -> None:
-        """The first workers: as many as fit (at least one), all waited for, each wait bounded."""
+        """The first workers (started by `grow(at_least=1)`, here or by the caller): all waited for, bounded."""
         self.grow(at_least=1)
         deadline = time.monotonic() + timeout
         while self.starting and time.monotonic() < deadline:

@@ -11,7 +11,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy, PlacementGroupSchedulingStrategy
 
 from edgeweave.actors.driver import RemoteDriver
-from edgeweave.actors.pool import LOST, Spawn
+from edgeweave.actors.pool import LOST, Spawn, WorkerPool
 from edgeweave.actors.worker import RemoteDeviceWorker
 from edgeweave.platform.checkpoint import RunState
 from edgeweave.platform.config import ExperimentConfig
@@ -68,8 +68,11 @@ class Simulation:
         # The refs travel inside Spawn as refs; each worker receives them resolved (zero-copy).
         spawn = Spawn(RemoteDeviceWorker, (cfg, data_ref, part_ref, threads), cfg.ray.cpus_per_worker,
                       cfg.ray.gpus_per_worker, ray.util.get_current_placement_group())
+        limit = num_workers or pool_limit(cfg)
+        first = WorkerPool(spawn, limit)
+        first.grow(at_least=1)  # the first workers start while the driver does; the driver's pool takes them
         self.driver = RemoteDriver.options(num_cpus=0, **here()).remote(
-            cfg, data_ref, part_ref, spawn, num_workers or pool_limit(cfg))
+            cfg, data_ref, part_ref, spawn, limit, [first.starting])
         try:
             self.workers = self._get(self.driver.start.remote(), cfg.ray.start_timeout + CALL_TIMEOUT)
         except Exception:
