@@ -21,7 +21,7 @@ def run_platform(cfg: ExperimentConfig, data: ArrayData, partition: Partition, w
         raise RuntimeError("edgeweave bench starts its own Ray; run it outside an existing session")
     t0 = time.perf_counter()
     with Simulation(cfg, data, partition, num_workers=workers) as sim:
-        pids = ray.get([a.pid.remote() for a in (sim.driver, *sim.workers)])  # every actor up
+        pids = [ray.get(sim.driver.pid.remote()), *ray.get(sim.driver.pids.remote())]  # every actor up
         startup = time.perf_counter() - t0
         rounds, rss, accuracy = [], [], None
         for r in range(cfg.training.rounds):

@@ -38,6 +38,7 @@ class Driver:
         self.cfg = cfg
         self.server = Server(cfg, data, partition)
         self.pool = WorkerPool(spawn, limit, starting=dict(starting[0]))
+        self.seconds: list[dict[str, float]] = []  # per round: the driver's own work and its wait on the workers
 
     def start(self) -> int:
         """Wait for the first workers (bounded); returns how many answered."""
@@ -85,17 +86,22 @@ class Driver:
         return partials, len(trained_by)
 
     def round(self, round_: int) -> dict[str, Any]:
+        t0 = time.perf_counter()
         self.pool.refresh()
         jobs, samples = self.server.plan(round_)
         weights_ref = ray.put(self.server.weights)
         state = self.server.shared
         state_ref = ray.put(state) if state is not None else None
+        t1 = time.perf_counter()
         partials, workers = self._train(round_, jobs, samples, weights_ref, state_ref)
+        t2 = time.perf_counter()
         metrics, records = self.server.update(partials)
         metrics["test_accuracy"] = metrics["test_loss"] = None
         t = self.cfg.training
+        t3 = time.perf_counter()
         if "non_finite" not in metrics and ((round_ + 1) % t.eval_every == 0 or round_ + 1 == t.rounds):
             metrics["test_accuracy"], metrics["test_loss"] = self.server.evaluate()
+        self.seconds.append({"driver": (t1 - t0) + (t3 - t2), "train": t2 - t1, "evaluate": time.perf_counter() - t3})
         metrics["workers"] = workers
         metrics["workers_lost"] = self.pool.lost
         metrics["device_records"] = records
@@ -104,6 +110,10 @@ class Driver:
     def pid(self) -> int:
         """The actor's process id (the benchmark reads its memory; answering also means it is up)."""
         return os.getpid()
+
+    def timings(self) -> list[dict[str, float]]:
+        """Wall seconds of every round so far: planning and aggregation, waiting on the workers, evaluation."""
+        return self.seconds
 
     def pids(self) -> list[int]:
         """The process ids of the ready workers."""
