@@ -42,9 +42,9 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=500)
     p.add_argument("--kill-every", type=int, default=50)
     p.add_argument("--out", type=Path, default=Path("runs/bench-soak.json"))
-    p.add_argument("--smoke-test", action="store_true", help="10 rounds, a kill every 5")
+    p.add_argument("--smoke-test", action="store_true", help="4 rounds, a kill every 2")
     args = p.parse_args()
-    rounds, every = (10, 5) if args.smoke_test else (args.rounds, args.kill_every)
+    rounds, every = (4, 2) if args.smoke_test else (args.rounds, args.kill_every)
     cfg = load_config("configs/quickstart.yaml", [f"training.rounds={rounds}", "training.eval_every=10",
                                                   "logging.progress=false", "logging.wandb.mode=disabled"])
     data = load_dataset(cfg.data, cfg.seed)

@@ -52,3 +52,16 @@ def read_wandb_offline(path) -> dict:
             elif which == "summary":
                 summary.update({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in rec.summary.update})
     return {"history": history, "summary": summary}
+
+
+def all_cpus_free(timeout: float = 30.0) -> None:
+    """Wait until Ray sees every CPU of the cluster free again (actors of a run that just ended release
+    theirs a moment later), so a run started now gets as many workers as the CPUs allow."""
+    import time
+
+    import ray
+
+    deadline = time.monotonic() + timeout
+    while ray.available_resources().get("CPU", 0) < ray.cluster_resources().get("CPU", 0) and \
+            time.monotonic() < deadline:
+        time.sleep(0.1)

@@ -8,7 +8,7 @@ from typing import Any
 
 import ray
 
-from edgeweave.actors.session import Simulation
+from edgeweave.actors.session import CALL_TIMEOUT, Simulation
 from edgeweave.platform.bench import rss_bytes
 from edgeweave.platform.config import ExperimentConfig
 from edgeweave.platform.data import ArrayData
@@ -21,7 +21,8 @@ def run_platform(cfg: ExperimentConfig, data: ArrayData, partition: Partition, w
         raise RuntimeError("edgeweave bench starts its own Ray; run it outside an existing session")
     t0 = time.perf_counter()
     with Simulation(cfg, data, partition, num_workers=workers) as sim:
-        pids = [ray.get(sim.driver.pid.remote()), *ray.get(sim.driver.pids.remote())]  # every actor up
+        pids = [ray.get(sim.driver.pid.remote(), timeout=CALL_TIMEOUT),  # every actor up
+                *ray.get(sim.driver.pids.remote(), timeout=CALL_TIMEOUT)]
         startup = time.perf_counter() - t0
         rounds, rss, accuracy = [], [], None
         for r in range(cfg.training.rounds):

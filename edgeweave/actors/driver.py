@@ -47,22 +47,25 @@ class Driver:
 
     def _train(self, round_: int, jobs: list[Job], samples: list[int], weights_ref: Any,
                state_ref: Any) -> tuple[list[Partial], int]:
-        """Every share trained by some worker; returns the partials and how many workers trained them."""
+        """Every share trained by some worker; returns the partials in share order (so their sum does not
+        depend on which worker finished first) and how many workers trained them."""
         t = self.cfg.ray
         deadline = time.monotonic() + t.round_timeout
         idle = list(self.pool.ready)
-        todo = deque(s for s in split_jobs(jobs, samples, max(1, len(idle))) if s)
-        running: dict[Any, tuple[Member, list[Job]]] = {}
-        partials: list[Partial] = []
+        shares = [s for s in split_jobs(jobs, samples, max(1, len(idle))) if s]
+        todo = deque(range(len(shares)))
+        running: dict[Any, tuple[Member, int]] = {}
+        partials: dict[int, Partial] = {}
         trained_by: set[int] = set()
         while todo or running:
             if todo and not idle:
                 idle += self.pool.collect()  # a worker started since (a replacement, a new node's)
                 if not idle and not running:
-                    idle += self.pool.wait_for_one(t.start_timeout, f"round {round_}: every device worker was lost")
+                    idle += self.pool.wait_for_one(min(deadline, time.monotonic() + t.start_timeout),
+                                                   f"round {round_}: every device worker was lost")
             while todo and idle:
-                member, share = idle.pop(0), todo.popleft()
-                running[member.handle.run.remote(round_, weights_ref, share, state_ref)] = (member, share)
+                member, i = idle.pop(0), todo.popleft()
+                running[member.handle.run.remote(round_, weights_ref, shares[i], state_ref)] = (member, i)
             if not running:
                 continue
             left = deadline - time.monotonic()
@@ -74,16 +77,16 @@ class Driver:
                 gone = self.pool.prune()
                 done = [ref for ref, (member, _) in running.items() if member in gone]
             for ref in done:
-                member, share = running.pop(ref)
+                member, i = running.pop(ref)
                 try:
-                    partials.append(ray.get(ref, timeout=0))
+                    partials[i] = ray.get(ref, timeout=0)
                     trained_by.add(id(member))
                     idle.append(member)
                 except (*LOST, ray.exceptions.GetTimeoutError):
                     self.pool.drop(member)
-                    todo.append(share)
+                    todo.append(i)
                     self.pool.grow()  # a replacement where there is room; it joins when it answers
-        return partials, len(trained_by)
+        return [partials[i] for i in sorted(partials)], len(trained_by)
 
     def round(self, round_: int) -> dict[str, Any]:
         t0 = time.perf_counter()

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 import ray
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+from edgeweave.platform.errors import last_line
 
 # What Ray raises when a worker, its process or its node is gone (or cannot be reached): the worker is lost.
 LOST = (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError, ray.exceptions.WorkerCrashedError,
@@ -91,7 +93,11 @@ class WorkerPool:
             worker = self.starting.pop(ref)
             try:
                 joined.append(Member(worker, ray.get(ref, timeout=0)))
-            except LOST:  # it died before it could answer (its node left)
+            except ray.exceptions.ActorDiedError as e:
+                if e.actor_init_failed:  # its own set-up raised: another start would fail the same way
+                    raise RuntimeError(f"a device worker failed to start: {last_line(e)}") from None
+                self.lost += 1  # it died before it could answer (its node left)
+            except LOST:
                 self.lost += 1
         self.ready.extend(joined)
         return joined
@@ -120,13 +126,12 @@ class WorkerPool:
         self.prune()
         self.grow()
 
-    def wait_for_one(self, timeout: float, why: str) -> list[Member]:
-        """Start a worker even without visible room and wait up to `timeout` s for any to answer.
+    def wait_for_one(self, deadline: float, why: str) -> list[Member]:
+        """Start a worker even without visible room and wait until `deadline` (time.monotonic) for any to answer.
 
         Raises a one-line RuntimeError when none did: the run cannot go on.
         """
         self.grow(at_least=1)
-        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             joined = self.collect(timeout=min(1.0, max(0.0, deadline - time.monotonic())))
             if joined:
@@ -134,20 +139,17 @@ class WorkerPool:
             if not self.starting:
                 self.grow(at_least=1)
         free = ray.available_resources()
-        raise RuntimeError(f"{why}, and no device worker could start within {timeout:g} s (ray.start_timeout): "
+        raise RuntimeError(f"{why}, and no device worker could start in time (ray.start_timeout): "
                            f"each needs {self.spawn.needs()}, the cluster has {free.get('CPU', 0.0):g} CPU and "
                            f"{free.get('GPU', 0.0):g} GPU free")
 
     def start(self, timeout: float) -> None:
-        """The first workers (started by `grow(at_least=1)`, here or by the caller): all waited for, bounded."""
+        """The first workers (started by `grow(at_least=1)`, here or by the caller): all waited for, `timeout` s
+        at most in all."""
         self.grow(at_least=1)
         deadline = time.monotonic() + timeout
         while self.starting and time.monotonic() < deadline:
             self.collect(timeout=min(1.0, max(0.0, deadline - time.monotonic())))
         if not self.ready:
-            self.wait_for_one(timeout, "the run has no device worker yet")
+            self.wait_for_one(deadline, "the run has no device worker yet")
 
-
-def node_alive(node: Optional[str]) -> bool:
-    """Whether the cluster still has this node (by id)."""
-    return any(n["NodeID"] == node and n.get("Alive") for n in ray.nodes())

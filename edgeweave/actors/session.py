@@ -74,7 +74,7 @@ class Simulation:
         self.driver = RemoteDriver.options(num_cpus=0, **here()).remote(
             cfg, data_ref, part_ref, spawn, limit, [first.starting])
         try:
-            self.workers = self._get(self.driver.start.remote(), cfg.ray.start_timeout + CALL_TIMEOUT)
+            self._get(self.driver.start.remote(), cfg.ray.start_timeout + CALL_TIMEOUT)
         except Exception:
             self.close()
             raise
@@ -105,7 +105,7 @@ class Simulation:
         self._get(self.driver.restore.remote(state), CALL_TIMEOUT)
 
     def close(self) -> None:
-        """Kill the driver (its workers, which it owns, go with it)."""
+        """Kill the workers and the driver (workers it started itself would go with it anyway)."""
         try:
             for handle, _ in ray.get(self.driver.workers.remote(), timeout=10):
                 ray.kill(handle)

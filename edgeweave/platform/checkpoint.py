@@ -70,12 +70,12 @@ def _refusal(path: Path, written: Any, wanted: str) -> str:
         return f"{where}: written by a run with another config; resume only with the config it was written for"
     before = dict(w.split("=", 1) for w in theirs[1:] if "=" in w)
     now = dict(w.split("=", 1) for w in ours[1:])
-    for field in sorted(set(before) | set(now)):
-        if field not in before:
-            return (f"{where}: written without a record of {field}'s content (an older edgeweave); "
+    for name in sorted(set(before) | set(now)):
+        if name not in before:
+            return (f"{where}: written without a record of {name}'s content (an older edgeweave); "
                     "start a new run")
-        if before[field] != now.get(field):
-            return (f"{where}: {field} has changed since the checkpoint was written; restore the file it was "
+        if before[name] != now.get(name):
+            return (f"{where}: {name} has changed since the checkpoint was written; restore the file it was "
                     "written with to resume, or start a new run")
     return f"{where}: written by a run with another config; resume only with the config it was written for"
 

@@ -292,7 +292,8 @@ def with_plugins(raw: dict, plugins: Sequence[str]) -> dict:
 
 # Fields added after checkpoints existed: left out of the dump while at their default, so older
 # configs, and the fingerprints of their checkpoints, read as they did before.
-ADDED_LATER = {("plugins",): ExperimentConfig, ("ray", "start_timeout"): RayConfig, ("ray", "round_timeout"): RayConfig}
+ADDED_LATER = {("plugins",): ExperimentConfig, ("ray", "start_timeout"): RayConfig,
+               ("ray", "round_timeout"): RayConfig}
 
 
 def dump_config(cfg: ExperimentConfig) -> str:

@@ -7,3 +7,9 @@ class UserError(Exception):
 
 class RunFailed(Exception):
     """A run that started could not go on (a lost driver, a full disk); the message says how to resume."""
+
+
+def last_line(error: BaseException) -> str:
+    """The last non-empty line of an error's message (Ray wraps a remote error in its traceback)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__

@@ -18,12 +18,12 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from edgeweave.actors.session import connect
 from edgeweave.platform.config import ExperimentConfig, build_config, dump_config, read_yaml
-from edgeweave.platform.errors import RunFailed, UserError
+from edgeweave.platform.errors import RunFailed, UserError, last_line
 from edgeweave.platform.sinks import wandb_mode, warn
 from edgeweave.platform.sweep import SweepConfig, asha_rungs, check_space, grid_size, trial_raw
 from edgeweave.platform.sweep_results import ordered, plot_tradeoffs, write_table
 from edgeweave.tune.space import param_space
-from edgeweave.tune.trainable import BAD_INPUT, RUNS, run_trial
+from edgeweave.tune.trainable import FAILED, RUNS, run_trial
 
 TRIALS = "trials"  # Tune's experiment directory inside the sweep directory
 
@@ -123,8 +123,9 @@ def _tune_config(sweep: SweepConfig, rounds: int) -> tune.TuneConfig:
     s = sweep.scheduler
     scheduler = (ASHAScheduler(time_attr="training_iteration", max_t=rounds, grace_period=s.grace_period,
                                reduction_factor=s.reduction_factor) if s.name == "asha" else FIFOScheduler())
+    # reuse_actors: a trial's process is kept for the next trial (its imports and Ray set-up are paid once)
     return tune.TuneConfig(metric=sweep.metric, mode=sweep.mode, scheduler=scheduler, num_samples=sweep.num_samples,
-                           max_concurrent_trials=sweep.max_concurrent_trials)
+                           max_concurrent_trials=sweep.max_concurrent_trials, reuse_actors=True)
 
 
 def fit(tuner: tune.Tuner, out: Path) -> tune.ResultGrid:
@@ -136,7 +137,7 @@ def fit(tuner: tune.Tuner, out: Path) -> tune.ResultGrid:
         return tuner.fit()
     except TuneError as e:
         cause = e.__cause__ or e
-        what = _error_line(cause).split(" Result: {")[0]  # Tune appends the whole offending result
+        what = last_line(cause).split(" Result: {")[0]  # Tune appends the whole offending result
         raise RunFailed(f"Ray Tune stopped ({what[:300]}); continue with: edgeweave sweep --resume {out}") from e
 
 
@@ -176,7 +177,7 @@ def resume_sweep(sweep_dir: Path) -> bool:
     sweep = SweepConfig.model_validate(read_yaml(sweep_dir / "sweep.yaml"))
     base = read_yaml(sweep_dir / "base.yaml")
     cfg = check_space(sweep, base)
-    for marker in (sweep_dir / RUNS).glob(f"*/{BAD_INPUT}"):  # the user may have fixed what failed
+    for marker in (sweep_dir / RUNS).glob(f"*/{FAILED}"):  # the user may have fixed what failed
         marker.unlink()
     started = connect(cfg)
     try:
@@ -194,12 +195,6 @@ def _last(frame, column: str) -> Any:
         return None
     values = frame[column].dropna()
     return None if values.empty else values.iloc[-1].item()
-
-
-def _error_line(error: BaseException) -> str:
-    """The last line of a trial's error (Ray wraps the trial's exception in its traceback)."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[-1] if lines else type(error).__name__
 
 
 def finish(sweep: SweepConfig, base: dict, cfg: ExperimentConfig, grid: tune.ResultGrid, out: Path) -> bool:
@@ -224,7 +219,7 @@ def finish(sweep: SweepConfig, base: dict, cfg: ExperimentConfig, grid: tune.Res
             "params": {k: result.config[k] for k in keys},
             **{c: _last(frame, c) for c in ("test_accuracy", "test_loss", "cumulative_flops", "virtual_time")},
             "rounds": rounds, "status": status, "trial_id": (result.metrics or {}).get("trial_id"),
-            "config": trial_cfg, "error": _error_line(result.error) if result.error else None, "path": result.path,
+            "config": trial_cfg, "error": last_line(result.error) if result.error else None, "path": result.path,
         })
     finished = sum(t["status"] != "unfinished" for t in trials)
     if len(trials) < grid_size(sweep) or finished < len(trials):

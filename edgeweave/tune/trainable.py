@@ -13,7 +13,7 @@ from edgeweave.actors.session import Simulation
 from edgeweave.platform.checkpoint import load_checkpoint, run_fingerprint
 from edgeweave.platform.config import build_config, dump_config
 from edgeweave.platform.data import load_dataset
-from edgeweave.platform.errors import UserError
+from edgeweave.platform.errors import RunFailed, last_line
 from edgeweave.platform.server import check_with_data
 from edgeweave.platform.experiment import run_rounds
 from edgeweave.platform.models import build_model
@@ -24,7 +24,7 @@ from edgeweave.platform.sinks import default_sinks
 from edgeweave.platform.sweep import trial_raw
 
 RUNS = "runs"  # the sweep directory's folder of trial run directories, one per trial id
-BAD_INPUT = "bad_input.txt"  # in a trial's run directory: the bad input an attempt of it found
+FAILED = "failed.txt"  # in a trial's run directory: the error an attempt of it raised
 
 
 EVALUATED = ("test_accuracy", "test_loss")  # measured only after evaluated rounds (training.eval_every, the last)
@@ -64,19 +64,19 @@ def run_trial(params: dict[str, Any], base: dict, fixed: dict[str, Any], sweep_d
     finds the metrics its first attempt wrote. `plugins` are the base's as the sweep read them (their
     source travels with the trial): a trial runs that code, not what the files hold by then.
     Tune starts a trial again when its process or node was lost (`trial_retries`); it goes on from
-    its last checkpoint, while one that found bad input fails again at once.
+    its last checkpoint. A trial that raised was not lost: an attempt after it fails again at once.
     """
     # Tune starts trials in their own directory; configs name files relative to where the sweep began.
     os.chdir(os.environ.get("TUNE_ORIG_WORKING_DIR", os.getcwd()))
     run_dir = Path(sweep_dir) / RUNS / tune.get_context().get_trial_id()
     run_dir.mkdir(parents=True, exist_ok=True)
-    marker = run_dir / BAD_INPUT
-    if marker.is_file():  # Tune retries a failed trial for lost nodes; bad input fails again at once
-        raise UserError(marker.read_text())
+    marker = run_dir / FAILED
+    if marker.is_file():  # Tune's retries are for lost processes; this trial's own error would come back
+        raise RunFailed(marker.read_text())
     try:
         _run_trial(params, base, fixed, run_dir, plugins)
-    except UserError as e:
-        marker.write_text(str(e))
+    except Exception as e:
+        marker.write_text(last_line(e))
         raise
 
 

@@ -127,10 +127,11 @@ def simulate(raw: dict) -> tuple[set[str], list[dict], np.ndarray]:
         torch.backends.cuda.matmul.allow_tf32 = False
 
     with Simulation(cfg, data, part, num_workers=2) as sim:
-        ray.get([w.__ray_call__.remote(plain_fp32) for w in sim.workers])
+        workers = [handle for handle, _ in ray.get(sim.driver.workers.remote())]
+        ray.get([w.__ray_call__.remote(plain_fp32) for w in workers])
         devices = set().union(*ray.get([w.__ray_call__.remote(
             lambda self: {self.client.device.type, next(self.client.model.parameters()).device.type})
-            for w in sim.workers]))
+            for w in workers]))
         metrics = [sim.round(r) for r in range(cfg.training.rounds)]
         return devices, metrics, sim.weights()
 

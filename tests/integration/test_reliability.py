@@ -20,14 +20,15 @@ from edgeweave.platform.checkpoint import fingerprint, load_checkpoint
 from edgeweave.platform.config import build_config
 from edgeweave.platform.data import load_dataset
 from edgeweave.platform.partition import partition_data
-from tests.helpers import tiny_raw
+from tests.helpers import all_cpus_free, tiny_raw
 
 pytestmark = pytest.mark.integration
 
 
 def metrics_of(run_dir):
+    """Every round's metrics but how it ran (wall time, how many workers: a resumed run may start with fewer)."""
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in m.items() if k != "wall_seconds"} for m in rows]
+    return [{k: v for k, v in m.items() if k not in ("wall_seconds", "workers", "workers_lost")} for m in rows]
 
 
 def test_killed_run_resumes_to_the_uninterrupted_result(local_ray, tmp_path):
@@ -68,6 +69,7 @@ def run_with_kills(cfg, kill_at: dict):
     """Run every round; before or during the rounds in `kill_at`, kill worker 0 with ray.kill."""
     data = load_dataset(cfg.data, cfg.seed)
     part = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed)
+    all_cpus_free()
     with Simulation(cfg, data, part, num_workers=2) as sim:
         metrics = []
         for r in range(cfg.training.rounds):
@@ -150,3 +152,22 @@ def test_a_lost_driver_fails_the_run_and_leaves_a_resumable_checkpoint(local_ray
     assert "round 3 failed" in str(failed.value) and "checkpoint from round 3 is intact" in str(failed.value)
     assert main(["run", "--resume", str(run_dir)]) == 0
     assert [m["round"] for m in metrics_of(run_dir)] == list(range(5))
+
+
+class WorkerThatCannotStart:
+    def __init__(self) -> None:
+        raise ModuleNotFoundError("No module named 'missing_on_this_node'")
+
+    def node(self) -> str:
+        return ""
+
+
+def test_a_worker_that_fails_to_start_stops_the_run_with_its_own_error_at_once(local_ray):
+    from edgeweave.actors.pool import Spawn, WorkerPool
+
+    pool = WorkerPool(Spawn(ray.remote(WorkerThatCannotStart), (), cpus=0.5, gpus=0.0), limit=2)
+    t0 = time.monotonic()
+    with pytest.raises(RuntimeError) as failed:
+        pool.start(timeout=60)
+    assert "a device worker failed to start" in str(failed.value) and "missing_on_this_node" in str(failed.value)
+    assert time.monotonic() - t0 < 30  # not the whole start_timeout, starting worker after worker

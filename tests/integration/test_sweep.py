@@ -193,7 +193,7 @@ def test_sweep_evaluating_every_other_round_reports_the_metric_every_round(tune_
 def test_a_failing_trial_is_listed_as_failed_and_the_sweep_finishes(tune_ray, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "disabled")
     missing = {"name": "cifar10", "root": str(tmp_path / "no-cifar")}  # the trial raises loading its data
-    # One retry (Tune's, meant for a lost node): the trial that found bad input fails again at once.
+    # One retry (Tune's, meant for a lost node): the trial that raised fails again at once.
     path = write_sweep(tmp_path, rounds=2, space={"data": {"grid": [{"name": "digits"}, missing]}}, trial_retries=1)
     assert main(["sweep", str(path)]) == 1  # finished, with a failure
     out = capsys.readouterr().out
@@ -206,7 +206,7 @@ def test_a_failing_trial_is_listed_as_failed_and_the_sweep_finishes(tune_ray, tm
     failure = next(line for line in out.splitlines() if "failed:" in line)
     assert "data.root" in failure and "error.txt" in failure
     assert f"edgeweave sweep --resume {sweep_dir}" in out
-    (marker,) = (sweep_dir / "runs").glob("*/bad_input.txt")
+    (marker,) = (sweep_dir / "runs").glob("*/failed.txt")
     assert "data.root" in marker.read_text()
 
 

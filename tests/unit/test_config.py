@@ -22,6 +22,18 @@ def test_resolved_config_round_trips(tmp_path):
     assert again.partition.min_samples == 1  # the default is written out
 
 
+def test_fields_added_later_are_dumped_only_off_their_default(tmp_path):
+    # A run directory written before these fields existed resumes: its config dumps, and so
+    # fingerprints, as it did then; a value a user chose is written out.
+    cfg = build_config(tiny_raw(tmp_path))
+    ray_section = yaml.safe_load(dump_config(cfg))["ray"]
+    assert "start_timeout" not in ray_section and "round_timeout" not in ray_section
+    assert "plugins" not in yaml.safe_load(dump_config(cfg))
+    chosen = build_config(tiny_raw(tmp_path, ray={"round_timeout": 60}))
+    assert yaml.safe_load(dump_config(chosen))["ray"]["round_timeout"] == 60
+    assert build_config(yaml.safe_load(dump_config(chosen))) == chosen
+
+
 @pytest.mark.parametrize(
     "override, expected",
     [
