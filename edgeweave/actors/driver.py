@@ -20,6 +20,7 @@ from edgeweave.platform.server import Server, split_jobs
 from edgeweave.platform.strategies import Job
 
 POLL = 5.0  # seconds between looks at the cluster while a round waits on its workers
+TIMED = 1000  # rounds whose wall seconds the driver keeps for the cluster benchmark
 
 
 class Driver:
@@ -38,7 +39,8 @@ class Driver:
         self.cfg = cfg
         self.server = Server(cfg, data, partition)
         self.pool = WorkerPool(spawn, limit, starting=dict(starting[0]))
-        self.seconds: list[dict[str, float]] = []  # per round: the driver's own work and its wait on the workers
+        # per round (the last TIMED): the driver's own work, its wait on the workers, evaluation
+        self.seconds: deque[dict[str, float]] = deque(maxlen=TIMED)
 
     def start(self) -> int:
         """Wait for the first workers (bounded); returns how many answered."""
@@ -115,8 +117,8 @@ class Driver:
         return os.getpid()
 
     def timings(self) -> list[dict[str, float]]:
-        """Wall seconds of every round so far: planning and aggregation, waiting on the workers, evaluation."""
-        return self.seconds
+        """Wall seconds of the last TIMED rounds: planning and aggregation, waiting on the workers, evaluation."""
+        return list(self.seconds)
 
     def pids(self) -> list[int]:
         """The process ids of the ready workers."""

@@ -152,4 +152,3 @@ class WorkerPool:
             self.collect(timeout=min(1.0, max(0.0, deadline - time.monotonic())))
         if not self.ready:
             self.wait_for_one(deadline, "the run has no device worker yet")
-
