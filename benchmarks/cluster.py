@@ -111,7 +111,8 @@ def main() -> None:
     p.add_argument("--per-worker", type=int, default=8, help="devices per round per worker, weak scaling")
     p.add_argument("--rounds", type=int, default=8)
     p.add_argument("--out", type=Path, default=Path("runs/bench-cluster"))
-    p.add_argument("--smoke-test", action="store_true", help="strong scaling only: 1 and 2 workers, 3 rounds of 2 devices")
+    p.add_argument("--smoke-test", action="store_true",
+                   help="strong scaling only: 1 and 2 workers, 3 rounds of 2 devices")
     args = p.parse_args()
     if args.smoke_test:
         args.workers, args.devices, args.rounds = [1, 2], 2, 3

@@ -43,6 +43,7 @@ class Client:
         self.model = build_model(cfg.model, data.input_shape, data.num_classes, cfg.seed).to(self.device)
         self.layout = FlatLayout(self.model)
         self.slicer = Slicer(self.model, data.input_shape)
+        self.slicer.flops(None)  # measured now, while the driver starts too, not in the first round
         self.submodels = SubModels(self.slicer, self.device)
         self.facts = Facts(cfg, self.slicer, DeviceView(cfg), partition, data.y_train, data.num_classes)
         self.half = device_half(cfg)

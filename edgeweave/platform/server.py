@@ -41,6 +41,7 @@ class Server:
         self.model = build_model(cfg.model, data.input_shape, data.num_classes, cfg.seed)
         self.layout = FlatLayout(self.model)
         self.slicer = Slicer(self.model, data.input_shape)
+        self.slicer.flops(None)  # measured now (torch's counter takes ~1 s to load), not in the first round
         self.weights = self.layout.flatten(self.model)
         self.view = DeviceView(cfg)
         self.facts = Facts(cfg, self.slicer, self.view, partition, data.y_train, data.num_classes)
