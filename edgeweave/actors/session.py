@@ -71,6 +71,7 @@ class Simulation:
         limit = num_workers or pool_limit(cfg)
         first = WorkerPool(spawn, limit)
         first.grow(at_least=1)  # the first workers start while the driver does; the driver's pool takes them
+        self.first = list(first.starting.values())  # this process owns them: close() kills them, started or not
         self.driver = RemoteDriver.options(num_cpus=0, **here()).remote(
             cfg, data_ref, part_ref, spawn, limit, [first.starting])
         try:
@@ -105,12 +106,14 @@ class Simulation:
         self._get(self.driver.restore.remote(state), CALL_TIMEOUT)
 
     def close(self) -> None:
-        """Kill the workers and the driver (workers it started itself would go with it anyway)."""
+        """Kill the workers (the first ones even if they never started) and the driver."""
+        handles = list(self.first)
         try:
-            for handle, _ in ray.get(self.driver.workers.remote(), timeout=10):
-                ray.kill(handle)
-        except Exception:  # noqa: BLE001 - a lost driver's workers went with it
+            handles += [handle for handle, _ in ray.get(self.driver.workers.remote(), timeout=10)]
+        except Exception:  # noqa: BLE001 - a lost driver's own workers went with it
             pass
+        for handle in handles:
+            ray.kill(handle)
         ray.kill(self.driver)
         if self.started:
             ray.shutdown()
