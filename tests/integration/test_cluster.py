@@ -110,8 +110,8 @@ def test_a_node_lost_mid_round_changes_nothing_and_a_node_that_joins_gets_a_work
 
 
 def test_the_plugin_example_through_the_cli_loses_a_node_at_round_2_and_ends_as_without_ray(cluster, tmp_path):
-    # The reproduction, as users meet it: `edgeweave run` joins the cluster through RAY_ADDRESS, with a
-    # worker on each node; the second node goes while round 2 trains. This hung, or failed, before.
+    # As users meet it: `edgeweave run` joins the cluster through RAY_ADDRESS, with a worker on each node; the
+    # second node goes while round 2 trains. Earlier versions hung here, or failed.
     lost = second_node(cluster)
     all_cpus_free()
     out = tmp_path / "runs"
