@@ -65,3 +65,28 @@ def all_cpus_free(timeout: float = 30.0) -> None:
     while ray.available_resources().get("CPU", 0) < ray.cluster_resources().get("CPU", 0) and \
             time.monotonic() < deadline:
         time.sleep(0.1)
+
+
+def run_without_ray(cfg):
+    """A run's rounds in this process, no Ray: one Server, one Client training every device in turn; the Server
+    after the last round. It trains with the threads a worker has (one per CPU it takes): torch's sums depend
+    on them."""
+    import torch
+
+    from edgeweave.platform.client import Client
+    from edgeweave.platform.data import load_dataset
+    from edgeweave.platform.partition import partition_data
+    from edgeweave.platform.server import Server
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(cfg.ray.cpus_per_worker)))
+    try:
+        data = load_dataset(cfg.data, cfg.seed)
+        part = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed, data.owners)
+        server, client = Server(cfg, data, part), Client(cfg, data, part)
+        for r in range(cfg.training.rounds):
+            jobs, _ = server.plan(r)
+            server.update([client.run(r, server.weights, jobs, server.shared)])
+        return server
+    finally:
+        torch.set_num_threads(threads)

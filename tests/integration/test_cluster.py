@@ -14,18 +14,15 @@ import time
 import numpy as np
 import pytest
 import ray
-import torch
 import yaml
 from ray.cluster_utils import Cluster
 from safetensors.numpy import load_file
 
 from edgeweave.actors.session import Simulation
-from edgeweave.platform.client import Client
 from edgeweave.platform.config import build_config, load_config
 from edgeweave.platform.data import load_dataset
 from edgeweave.platform.partition import partition_data
-from edgeweave.platform.server import Server
-from tests.helpers import all_cpus_free, tiny_raw
+from tests.helpers import all_cpus_free, run_without_ray, tiny_raw
 
 pytestmark = pytest.mark.integration
 
@@ -51,27 +48,15 @@ def second_node(cluster: Cluster):
     return others[0]
 
 
-def single_process(cfg) -> Server:
-    """The run with no Ray at all: one Server, one Client training every device in turn; the Server after it.
-
-    It trains with the threads a worker has (one per CPU it takes): torch's sums depend on them.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, int(cfg.ray.cpus_per_worker)))
-    try:
-        return _single_process(cfg)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _single_process(cfg) -> Server:
-    data = load_dataset(cfg.data, cfg.seed)
-    part = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed)
-    server, client = Server(cfg, data, part), Client(cfg, data, part)
-    for r in range(cfg.training.rounds):
-        jobs, _ = server.plan(r)
-        server.update([client.run(r, server.weights, jobs, server.shared)])
-    return server
+def wait_for_rounds(pattern: str, root, rounds: int, proc: subprocess.Popen, timeout: float = 300) -> None:
+    """Until the first metrics.jsonl under `root` matching `pattern` has `rounds` rounds; the process must still run."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        logged = list(root.glob(pattern))
+        if logged and len(logged[0].read_text().splitlines()) >= rounds:
+            break
+        time.sleep(0.01)
+    assert proc.poll() is None, "it ended before the node could be removed"
 
 
 def ready_workers(sim: Simulation, count: int, timeout: float = 90.0) -> list[str]:
@@ -87,7 +72,7 @@ def ready_workers(sim: Simulation, count: int, timeout: float = 90.0) -> list[st
 def test_a_node_lost_mid_round_changes_nothing_and_a_node_that_joins_gets_a_worker(cluster, tmp_path):
     cfg = build_config(tiny_raw(tmp_path, training={"rounds": 8, "local_steps": 150},
                                 devices={"count": 8, "per_round": 6}))
-    expected = single_process(cfg).weights
+    expected = run_without_ray(cfg).weights
     lost = second_node(cluster)
     all_cpus_free()
     data = load_dataset(cfg.data, cfg.seed)
@@ -121,13 +106,7 @@ def test_the_plugin_example_through_the_cli_loses_a_node_at_round_2_and_ends_as_
                             "logging.progress=false", "--set", "logging.wandb.mode=disabled"],
                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and run.poll() is None:
-            logged = list(out.glob("*/metrics.jsonl"))
-            if logged and len(logged[0].read_text().splitlines()) >= 2:
-                break
-            time.sleep(0.01)
-        assert run.poll() is None, "the run ended before the node could be removed"
+        wait_for_rounds("*/metrics.jsonl", out, 2, run)
         cluster.remove_node(lost)
         output, _ = run.communicate(timeout=300)
     finally:
@@ -137,7 +116,7 @@ def test_the_plugin_example_through_the_cli_loses_a_node_at_round_2_and_ends_as_
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [m["workers"] for m in metrics[:2]] == [2, 2]  # 1 CPU per node: a worker on each
     assert metrics[-1]["workers_lost"] == 1 and metrics[-1]["workers"] == 1
-    server = single_process(load_config(run_dir / "config.yaml"))
+    server = run_without_ray(load_config(run_dir / "config.yaml"))
     saved = load_file(run_dir / "model.safetensors")
     for name, tensor in server.layout.split(server.weights).items():
         np.testing.assert_array_equal(saved[name], tensor.numpy())
@@ -159,13 +138,7 @@ def test_a_sweep_that_loses_a_trials_node_retries_it_and_ends_with_the_undisturb
     sweep_proc = subprocess.Popen([sys.executable, "-m", "edgeweave.cli", "sweep", str(tmp_path / "sweep.yaml")],
                                   env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and sweep_proc.poll() is None:
-            logged = list((tmp_path / "sweeps").glob("*/runs/*/metrics.jsonl"))
-            if logged and len(logged[0].read_text().splitlines()) >= 3:
-                break
-            time.sleep(0.05)
-        assert sweep_proc.poll() is None, "the sweep ended before the node could be removed"
+        wait_for_rounds("*/runs/*/metrics.jsonl", tmp_path / "sweeps", 3, sweep_proc)
         cluster.remove_node(lost)  # the first trial, its process and its worker, half way
         cluster.add_node(num_cpus=2)
         output, _ = sweep_proc.communicate(timeout=400)
@@ -177,7 +150,7 @@ def test_a_sweep_that_loses_a_trials_node_retries_it_and_ends_with_the_undisturb
     rows = list(csv.DictReader(open(sweep_dir / "results.csv")))
     assert sorted(r["status"] for r in rows) == ["done", "done"]
     for run_dir in (sweep_dir / "runs").iterdir():
-        server = single_process(load_config(run_dir / "config.yaml"))
+        server = run_without_ray(load_config(run_dir / "config.yaml"))
         saved = load_file(run_dir / "model.safetensors")
         for name, tensor in server.layout.split(server.weights).items():
             np.testing.assert_array_equal(saved[name], tensor.numpy())

@@ -8,6 +8,7 @@ import pytest
 
 from edgeweave.cli import main
 from edgeweave.platform.config import load_config
+from tests.helpers import run_without_ray
 
 pytestmark = pytest.mark.integration
 
@@ -109,18 +110,7 @@ def test_taskwise_harvest_through_ray(local_ray, tmp_path, mode):
     # The harvested model equals the same rounds run in one process, without Ray.
     from safetensors.numpy import load_file
 
-    from edgeweave.platform.client import Client
-    from edgeweave.platform.data import load_dataset
-    from edgeweave.platform.partition import partition_data
-    from edgeweave.platform.server import Server
-
-    cfg = load_config(run_dir / "config.yaml")
-    data = load_dataset(cfg.data, cfg.seed)
-    part = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed)
-    server, client = Server(cfg, data, part), Client(cfg, data, part)
-    for r in range(cfg.training.rounds):
-        jobs, _ = server.plan(r)
-        server.update([client.run(r, server.weights, jobs, server.shared)])
+    server = run_without_ray(load_config(run_dir / "config.yaml"))
     saved = load_file(run_dir / "model.safetensors")
     expected = server.layout.split(server.weights)
     for name, tensor in expected.items():
