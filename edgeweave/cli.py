@@ -164,36 +164,53 @@ def cmd_bench(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from edgeweave.platform.bench import device_sequence, run_floor, summary, table, workload
+    from edgeweave.platform.bench import device_sequence, run_floor, summary, table, targets, workload
     from edgeweave.platform.data import load_dataset
     from edgeweave.platform.partition import partition_data
 
     workers = _int_list(args.workers, "--workers")
     populations = _int_list(args.populations, "--populations")
     if args.rounds < 2:
-        raise UserError(f"--rounds = {args.rounds}: must be at least 2 (p95 needs rounds)")
+        raise UserError(f"--rounds = {args.rounds}: must be at least 2 (a first round and a steady one)")
+    for flag, value in (("--samples", args.samples), ("--test-samples", args.test_samples),
+                        ("--per-round", args.per_round)):
+        if value < 1:
+            raise UserError(f"{flag} = {value}: must be at least 1")
     out = Path(args.out or f"runs/bench-{time.strftime('%Y%m%d-%H%M%S')}")
     try:
         out.mkdir(parents=True, exist_ok=False)
     except OSError as e:
         raise UserError(f"--out = {str(out)!r}: cannot create it ({e.strerror})") from None
+    if args.batching:
+        from edgeweave.platform.bench import batching_table, run_batching
+
+        print(f"devices trained one by one and as training.batched=auto decides: {args.rounds} rounds of "
+              f"{args.per_round} devices, one worker, one thread", flush=True)
+        batching = run_batching(args.rounds, args.per_round)
+        (out / "batching.json").write_text(json.dumps(batching, indent=1))
+        md = batching_table(batching)
+        (out / "batching.md").write_text(md + "\n")
+        print(md)
+        print(f"\nbench -> {out / 'batching.md'}, {out / 'batching.json'}")
+        return 0
     from edgeweave.actors.bench import run_platform
 
     rows = []
     plan = [(w, populations[0], True) for w in workers] + [(max(workers), p, False) for p in populations[1:]]
     for i, (w, population, with_floor) in enumerate(plan, 1):
-        cfg = workload(population, args.rounds, args.eval_every)
+        cfg = workload(population, args.rounds, args.eval_every, samples=args.samples, test_samples=args.test_samples)
         data = load_dataset(cfg.data, cfg.seed)
         partition = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed, data.owners)
         if with_floor:
             print(f"[{i}/{len(plan)}] floor: {w} plain PyTorch process(es), {population:,} devices, "
                   f"{args.rounds} rounds", flush=True)
             sequence = device_sequence(cfg, data, partition)
-            rows.append(summary("floor", w, population, cfg, run_floor(cfg, data, partition, sequence, w)))
+            rows.append(summary("floor", w, population, cfg, run_floor(cfg, data, partition, sequence, w),
+                                len(data.y_train)))
         print(f"[{i}/{len(plan)}] platform: {w} worker(s), {population:,} devices, {args.rounds} rounds", flush=True)
-        rows.append(summary("platform", w, population, cfg, run_platform(cfg, data, partition, w)))
+        rows.append(summary("platform", w, population, cfg, run_platform(cfg, data, partition, w), len(data.y_train)))
         (out / "bench.json").write_text(json.dumps(rows, indent=1))  # kept as it grows
-    md = table(rows)
+    md = table(rows) + "\n\n" + "\n".join(f"- {line}" for line in targets(rows))
     (out / "bench.md").write_text(md + "\n")
     print(md)
     print(f"\nbench -> {out / 'bench.md'}, {out / 'bench.json'}")
@@ -229,11 +246,21 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a .py file (relative to the working directory) or importable module of your own parts, "
                           "imported before the config is read (repeatable)")
     bench = sub.add_parser("bench", help="time the platform against plain PyTorch processes on the same work")
-    bench.add_argument("--workers", default="1,2", help="worker counts to compare, e.g. 1,2 (default)")
-    bench.add_argument("--populations", default="1000,10000,100000",
-                       help="device counts; the first is compared with the floor, the rest run the platform only")
-    bench.add_argument("--rounds", type=int, default=50)
+    bench.add_argument("--workers", default="2", help="worker counts to compare, e.g. 1,2 (default 2)")
+    bench.add_argument("--populations", default="1000",
+                       help="device counts, e.g. 1000,10000,100000; the first is compared with the floor, the rest "
+                            "run the platform only (default 1000)")
+    bench.add_argument("--samples", type=int, default=50_000,
+                       help="distinct training samples (default 50000, CIFAR-10's); each device holds 50 of its own "
+                            "while the population fits, a larger one draws from them")
+    bench.add_argument("--test-samples", type=int, default=2_000, help="evaluation images (default 2000)")
+    bench.add_argument("--rounds", type=int, default=30)
     bench.add_argument("--eval-every", type=int, default=10)
+    bench.add_argument("--batching", action="store_true",
+                       help="instead: one worker's device-updates/s with devices trained one by one and batched "
+                            "(training.batched), for a small and a CIFAR-sized model")
+    bench.add_argument("--per-round", type=int, default=16,
+                       help="with --batching: devices of each round, all trained by the one worker (default 16)")
     bench.add_argument("--out", help="directory for bench.json and bench.md (default runs/bench-<time>)")
     bench.set_defaults(func=cmd_bench)
     report = sub.add_parser("report", help="compare finished runs: accuracy against virtual time, a table")

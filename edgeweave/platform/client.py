@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -11,6 +11,7 @@ from torch import nn
 
 from edgeweave.platform.aggregate import Partial
 from edgeweave.platform.arrays import tensor_view
+from edgeweave.platform.batched import train_together
 from edgeweave.platform.config import ExperimentConfig
 from edgeweave.platform.data import ArrayData
 from edgeweave.platform.devices.view import DeviceView
@@ -121,10 +122,104 @@ class Client:
         partial.record(job.device, result.samples, result.steps, result.loss)
 
     def run(self, round_: int, global_weights: np.ndarray, jobs: list[Job], state: Any = None) -> Partial:
-        """Train every job of this share and return one partial aggregate."""
+        """Train every job of this share and return one partial aggregate; the jobs of a batch group
+        (`split_jobs` keeps each whole) train together, where their device half allows, at its first job."""
         self.half.rules.receive(state)
         ctx = DeviceContext(self.facts, state, self.train_full, self.train_plan, self.train_steps)
         partial = Partial.zeros(self.layout.size)
-        for job in jobs:
-            self.half.train(ctx, round_, job, global_weights, partial)
+        groups: dict[Any, list[Job]] = {}
+        for i, job in enumerate(jobs):
+            groups.setdefault(("job", i) if job.group is None else ("group", job.group), []).append(job)
+        for group in groups.values():
+            together = Together(self, round_) if len(group) > 1 else None
+            for job in group:
+                self.half.train(ctx if together is None else together.context(ctx), round_, job, global_weights,
+                                partial)
+            if together is not None:
+                together.flush()
         return partial
+
+
+@dataclass
+class _Queued:
+    job: Job
+    weights: np.ndarray
+    partial: Partial
+    plan: Optional[Plan]
+    targets: Optional[Callable]
+
+
+class Together:
+    """Holds back a batch group's full-model and plain sub-model jobs and trains them in one batched pass.
+
+    Any other call (a per-mini-batch plan, a custom loss, a mask) first trains what is held back, then
+    runs as usual, so updates reach the partial in the jobs' order either way.
+    """
+
+    def __init__(self, client: Client, round_: int) -> None:
+        self.client = client
+        self.round = round_
+        self.queue: list[_Queued] = []
+
+    def context(self, ctx: DeviceContext) -> DeviceContext:
+        return replace(ctx, train_full=self.full, train_plan=self.plan, train_steps=self.steps)
+
+    def full(self, round_: int, job: Job, weights: np.ndarray, partial: Partial) -> None:
+        self.queue.append(_Queued(job, weights, partial, None, None))
+
+    def plan(self, round_: int, job: Job, weights: np.ndarray, partial: Partial, plan: Plan,
+             targets: Optional[Callable] = None, loss_fn: Optional[Callable] = None,
+             allowed: Optional[np.ndarray] = None) -> None:
+        if loss_fn is None and allowed is None:
+            self.queue.append(_Queued(job, weights, partial, plan, targets))
+            return
+        self.flush()
+        self.client.train_plan(round_, job, weights, partial, plan, targets, loss_fn, allowed)
+
+    def steps(self, round_: int, job: Job, weights: np.ndarray, partial: Partial, plan_for_step: Callable,
+              steps: Optional[int] = None, **kwargs: Any) -> None:
+        self.flush()
+        self.client.train_steps(round_, job, weights, partial, plan_for_step, steps, **kwargs)
+
+    def flush(self) -> None:
+        """Train what is held back: together when it is one plan from one set of weights, else in turn."""
+        queue, self.queue = self.queue, []
+        if not queue:
+            return
+        first, c = queue[0], self.client
+        same = all(q.weights is first.weights and q.targets is first.targets and q.job.steps == first.job.steps
+                   and c.facts.samples(q.job) == c.facts.samples(first.job) and _same_plan(q.plan, first.plan)
+                   for q in queue)
+        if len(queue) == 1 or not same:
+            for q in queue:
+                if q.plan is None:
+                    c.train_full(self.round, q.job, q.weights, q.partial)
+                else:
+                    c.train_plan(self.round, q.job, q.weights, q.partial, q.plan, q.targets)
+            return
+        if first.plan is None:
+            model, layout, pos = c.model, c.layout, None
+            c.load(first.weights)
+        else:
+            model, layout, _ = c.submodels.get(first.plan)
+            pos = c.slicer.positions(first.plan)
+            layout.load(model, first.weights[pos])
+        xs, ys = zip(*(c.data_of(q.job) for q in queue))
+        if first.plan is not None:
+            plan = first.plan
+            ys = [(remap_labels(y, plan.classes) if first.targets is None else first.targets(y, plan)).to(c.device)
+                  for y in ys]
+        trained, results = train_together(model, xs, ys, c.settings_of(first.job),
+                                          [c.generator(self.round, q.job) for q in queue], c.data.augment)
+        for q, params, result in zip(queue, trained, results):
+            flat = torch.cat([params[n].reshape(-1) for n in layout.names]).cpu().numpy()
+            q.partial.add(flat, weight=float(c.facts.samples(q.job)), mask=pos)
+            q.partial.record(q.job.device, result.samples, result.steps, result.loss)
+
+
+def _same_plan(a: Optional[Plan], b: Optional[Plan]) -> bool:
+    if a is None or b is None:
+        return a is b
+    same_classes = (a.classes is None and b.classes is None) or (
+        a.classes is not None and b.classes is not None and np.array_equal(a.classes, b.classes))
+    return same_classes and len(a.keep) == len(b.keep) and all(np.array_equal(x, y) for x, y in zip(a.keep, b.keep))

@@ -67,6 +67,10 @@ class TrainingConfig(Params):
     weight_decay: float = Field(0.0, ge=0)
     eval_every: int = Field(1, ge=1)
     eval_batch_size: int = Field(1024, ge=1)
+    # Devices of a round that train the same plan on as many samples are trained in one batched pass
+    # (`auto`, for models whose mini-batch is cheap, platform/batched.py), at most batch_devices at once.
+    batched: Literal["auto", "off"] = "auto"
+    batch_devices: int = Field(8, ge=2)
 
 
 class RayConfig(Params):
@@ -293,7 +297,8 @@ def with_plugins(raw: dict, plugins: Sequence[str]) -> dict:
 # Fields added after checkpoints existed: left out of the dump while at their default, so older
 # configs, and the fingerprints of their checkpoints, read as they did before.
 ADDED_LATER = {("plugins",): ExperimentConfig, ("ray", "start_timeout"): RayConfig,
-               ("ray", "round_timeout"): RayConfig}
+               ("ray", "round_timeout"): RayConfig, ("training", "batched"): TrainingConfig,
+               ("training", "batch_devices"): TrainingConfig}
 
 
 def dump_config(cfg: ExperimentConfig) -> str:

@@ -11,6 +11,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from edgeweave.platform.aggregate import Partial, average, combine
+from edgeweave.platform.batched import batch_groups, batchable
 from edgeweave.platform.checkpoint import RunState
 from edgeweave.platform.config import ExperimentConfig
 from edgeweave.platform.data import ArrayData
@@ -43,6 +44,8 @@ class Server:
         self.slicer = Slicer(self.model, data.input_shape)
         self.slicer.flops(None)  # measured now (torch's counter takes ~1 s to load), not in the first round
         self.weights = self.layout.flatten(self.model)
+        t = cfg.training
+        self.batching = t.batched == "auto" and batchable(self.model, self.slicer.flops(None) * t.batch_size)
         self.view = DeviceView(cfg)
         self.facts = Facts(cfg, self.slicer, self.view, partition, data.y_train, data.num_classes)
         self.half = server_half(cfg)
@@ -112,8 +115,26 @@ class Server:
                             fixed_length=d.round_ends == "deadline")
         self._pending = (round_, jobs, work, timing)
         kept = np.flatnonzero(~timing.dropped)
-        return ([jobs[i] if timing.steps[i] == work.planned[i] else replace(jobs[i], steps=int(timing.steps[i]))
-                 for i in kept], [int(timing.samples[i]) for i in kept])
+        trained = [jobs[i] if timing.steps[i] == work.planned[i] else replace(jobs[i], steps=int(timing.steps[i]))
+                   for i in kept]
+        return self._grouped(round_, trained), [int(timing.samples[i]) for i in kept]
+
+    def _grouped(self, round_: int, jobs: list[Job]) -> list[Job]:
+        """The jobs with their batch groups: those that train the same plan on as many samples for as many
+        steps, when the config's model is cheap enough to batch (decided from the config alone)."""
+        if not self.batching:
+            return jobs
+
+        def key(job: Job) -> Optional[tuple]:
+            if job.pooled:
+                return None
+            plan = self.rules.job_plan(self.facts, round_, job)
+            kept = None if plan is None else (tuple(k.tobytes() for k in plan.keep),
+                                              None if plan.classes is None else plan.classes.tobytes())
+            return kept, self.facts.samples(job), self.facts.steps(job)
+
+        groups = batch_groups([key(j) for j in jobs], self.cfg.training.batch_devices)
+        return [replace(j, group=g) for j, g in zip(jobs, groups)]
 
     def update(self, partials: Sequence[Partial]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """Average the round's partials into the global weights, advance the clock.
@@ -200,13 +221,20 @@ class Server:
 
 
 def split_jobs(jobs: Sequence[Job], sizes: Sequence[int], workers: int) -> list[list[Job]]:
-    """Share jobs between workers, largest first to the least loaded, so shares finish together."""
+    """Share jobs between workers, largest first to the least loaded, so shares finish together.
+
+    A batch group (jobs of one `group`) goes whole to one worker, its jobs side by side: how devices
+    are batched, and so the result, never depends on the number of workers.
+    """
+    units: dict[Any, list[int]] = {}
+    for i, job in enumerate(jobs):
+        units.setdefault(("job", i) if job.group is None else ("group", job.group), []).append(i)
     shares: list[list[Job]] = [[] for _ in range(workers)]
     load = np.zeros(workers)
-    for i in sorted(range(len(jobs)), key=lambda i: -sizes[i]):
+    for unit in sorted(units.values(), key=lambda unit: -sum(sizes[i] for i in unit)):
         w = int(np.argmin(load))
-        shares[w].append(jobs[i])
-        load[w] += sizes[i]
+        shares[w].extend(jobs[i] for i in unit)
+        load[w] += sum(sizes[i] for i in unit)
     return shares
 
 

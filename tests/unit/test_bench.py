@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from edgeweave.platform.bench import device_sequence, rss_bytes, run_floor, summary, table, workload
+from edgeweave.platform.bench import device_sequence, rss_bytes, run_floor, summary, table, targets, workload
 from edgeweave.platform.client import Client
 from edgeweave.platform.data import load_dataset
 from edgeweave.platform.partition import partition_data
@@ -11,10 +11,14 @@ from edgeweave.platform.server import Server
 
 
 def test_default_workload_is_the_documented_one():
-    cfg = workload(100_000, rounds=7)
-    assert (cfg.devices.count, cfg.devices.per_round, cfg.training.batch_size, cfg.training.lr) == (100_000, 10, 10, 0.1)
-    assert cfg.partition.params.samples_per_device == 50 and cfg.data.params.image_size == 32
+    cfg = workload()  # 1,000 devices of 50 samples each, none shared: CIFAR-10's 50,000
+    assert (cfg.devices.count, cfg.devices.per_round, cfg.training.batch_size, cfg.training.lr) == (1000, 10, 10, 0.1)
+    assert (cfg.partition.name, cfg.data.params.train_samples, cfg.data.params.test_samples) == ("iid", 50_000, 2_000)
+    assert cfg.data.params.image_size == 32 and cfg.training.rounds == 30
     assert cfg.training.eval_every == 10 and cfg.training.momentum == 0.0
+    larger = workload(100_000, rounds=7)  # more devices than the samples allow: they draw from the 50,000
+    assert larger.partition.name == "pool" and larger.partition.params.samples_per_device == 50
+    assert larger.data.params.train_samples == 50_000 and larger.devices.count == 100_000
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -32,10 +36,17 @@ def test_floor_equals_the_platform_rounds(make_config, workers):
     assert floor["accuracy"] == pytest.approx(server.evaluate()[0], abs=2e-3)
     assert len(floor["rounds"]) == 2 and floor["startup"] > 0 and floor["peak_rss"] > 0
 
-    row = summary("floor", workers, 8, cfg, floor)
-    assert row["samples_per_s"] > 0 and row["round_p95_s"] >= row["round_p50_s"] * 0.5
-    platform = {**row, "kind": "platform", "wall_s": 2 * row["wall_s"]}
-    assert "| platform | %d | 8 | 2 |" % workers in table([row, platform]) and "2.00x" in table([row, platform])
+    assert len(floor["evaluations"]) == 2 and floor["evaluations"][1] > 0  # the last round evaluates
+    row = summary("floor", workers, 8, cfg, floor, len(data.y_train))
+    assert row["samples_per_s"] > 0 and row["steady_p95_s"] >= row["steady_p50_s"] > 0
+    assert row["evaluation_s"] == pytest.approx(sum(floor["evaluations"]) / 2)  # eval_every 1: both rounds
+    assert row["first_round_s"] == pytest.approx(floor["rounds"][0] - floor["evaluations"][0])
+    platform = {**row, "kind": "platform", "wall_s": 2 * row["wall_s"], "first_round_s": 3 * row["steady_p50_s"]}
+    assert f"| platform | {workers} | 8 | {len(data.y_train):,} | 2 |" in table([row, platform])
+    assert "2.00x" in table([row, platform])
+    line, = targets([row, platform])
+    assert "platform/floor wall 2.00 (missed" in line and "first round/steady p50 3.00 (missed" in line
+    assert "evaluation/floor's 1.00 (met" in line
 
 
 def test_rss_of_this_process_is_read():

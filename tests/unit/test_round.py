@@ -38,15 +38,18 @@ def test_fedavg_round_is_the_sample_weighted_mean_of_local_models(make_config):
     assert metrics["samples"] == total and metrics["devices"] == len(jobs)
 
 
-def test_how_jobs_are_split_between_workers_does_not_change_the_result(make_config):
-    cfg = make_config()
+@pytest.mark.parametrize("batched", ["auto", "off"])
+def test_how_jobs_are_split_between_workers_does_not_change_the_result(make_config, batched):
+    cfg = make_config(training={"batched": batched})
     data, part = setup(cfg)
     one, two = Server(cfg, data, part), Server(cfg, data, part)
-    jobs, _ = one.plan(0)
+    jobs, samples = one.plan(0)
+    assert any(j.group is not None for j in jobs) == (batched == "auto")
     two.plan(0)
     c1, c2 = Client(cfg, data, part), Client(cfg, data, part)
     one.update([c1.run(0, one.weights, jobs)])
-    two.update([c2.run(0, two.weights, jobs[1::2]), c1.run(0, two.weights, jobs[::2])])
+    first, second = split_jobs(jobs, samples, 2)
+    two.update([c2.run(0, two.weights, second), c1.run(0, two.weights, first)])
     np.testing.assert_array_equal(one.weights, two.weights)
 
 

@@ -51,7 +51,9 @@ def test_the_driver_books_what_each_device_trained(make_config, tmp_path, monkey
     data = load_dataset(plain.data, plain.seed)
     real_front(plain, data, front)
     strategy = {k: (str(front) if v == "FRONT" else v) for k, v in STRATEGIES[name].items()}
-    cfg = make_config(devices=devices, strategy=strategy)
+    # One device at a time, so the spies below see each device train (batched devices report the same
+    # steps: test_batched).
+    cfg = make_config(devices=devices, strategy=strategy, training={"batched": "off"})
     part = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed)
     server, client = Server(cfg, data, part), Client(cfg, data, part)
     trained: dict[int, np.ndarray] = {}  # FLOPs of each mini-batch each device trained

@@ -41,6 +41,7 @@ class Job:
     steps: Optional[int] = None  # mini-batches to do, when a deadline cuts the work short
     rate: float = 1.0  # share of each layer's channels the device trains (width methods)
     start: float = 0.0  # virtual time the round started (devices that plan for themselves read it)
+    group: Optional[int] = None  # jobs of one group train together in one batched pass (platform/batched.py)
 
 
 @dataclass(frozen=True)
