@@ -40,8 +40,12 @@ class Partial:
 
 def combine(partials: Iterable[Partial], size: int) -> Partial:
     """Element-wise sum of several partials over `size` elements (zeros when there are none); records concatenated."""
-    out = Partial.zeros(size)
-    for p in partials:
+    partials = list(partials)
+    if not partials:
+        return Partial.zeros(size)
+    first = partials[0]
+    out = Partial(first.sums.copy(), first.counts.copy(), list(first.records))
+    for p in partials[1:]:
         out.sums += p.sums
         out.counts += p.counts
         out.records.extend(p.records)
@@ -50,7 +54,9 @@ def combine(partials: Iterable[Partial], size: int) -> Partial:
 
 def average(previous: np.ndarray, sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """sums / counts where counts > 0; elements that nobody trained keep their previous value."""
-    out = previous.astype(np.float32, copy=True)
     trained = counts > 0
-    out[trained] = (sums[trained] / counts[trained]).astype(np.float32)
+    if trained.all():  # every element trained (a full-model round): no masking
+        return (sums / counts).astype(np.float32)
+    out = previous.astype(np.float32, copy=True)
+    np.copyto(out, sums / np.where(trained, counts, 1.0), casting="same_kind", where=trained)
     return out
