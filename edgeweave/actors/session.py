@@ -60,10 +60,11 @@ class Simulation:
     """The data in the object store once (owned by this process), a driver actor beside it and its worker pool."""
 
     def __init__(self, cfg: ExperimentConfig, data: ArrayData, partition: Partition,
-                 num_workers: Optional[int] = None) -> None:
+                 num_workers: Optional[int] = None, data_ref: Any = None) -> None:
+        """`data_ref`: `data` already in the object store (a sweep's shared copy); else it is put here."""
         self.cfg = cfg
         self.started = connect(cfg)
-        data_ref, part_ref = ray.put(data), ray.put(partition)
+        data_ref, part_ref = ray.put(data) if data_ref is None else data_ref, ray.put(partition)
         threads = max(1, int(cfg.ray.cpus_per_worker))
         # The refs travel inside Spawn as refs; each worker receives them resolved (zero-copy).
         spawn = Spawn(RemoteDeviceWorker, (cfg, data_ref, part_ref, threads), cfg.ray.cpus_per_worker,

@@ -17,6 +17,7 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from edgeweave.actors.session import connect
+from edgeweave.actors.shared_data import data_store
 from edgeweave.platform.config import ExperimentConfig, build_config, dump_config, read_yaml
 from edgeweave.platform.errors import RunFailed, UserError, last_line
 from edgeweave.platform.sinks import wandb_mode, warn
@@ -114,8 +115,10 @@ def log_results_to_wandb(sweep: SweepConfig, cfg: ExperimentConfig, out: Path, t
 
 
 def _trainable(sweep: SweepConfig, base: dict, cfg: ExperimentConfig, out: Path):
+    """The trial function with what every trial shares: the base, the sweep's plugins, one data store."""
     return tune.with_resources(tune.with_parameters(run_trial, base=base, fixed=fixed_overrides(sweep),
-                                                    sweep_dir=str(out), plugins=cfg.loaded_plugins()),
+                                                    sweep_dir=str(out), plugins=cfg.loaded_plugins(),
+                                                    store=data_store()),
                                trial_resources(sweep, cfg))
 
 

@@ -7,9 +7,11 @@ import os
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+import ray
 from ray import tune
 
 from edgeweave.actors.session import Simulation
+from edgeweave.actors.shared_data import shared_dataset
 from edgeweave.platform.checkpoint import load_checkpoint, run_fingerprint
 from edgeweave.platform.config import build_config, dump_config
 from edgeweave.platform.data import load_dataset
@@ -56,13 +58,14 @@ class Reports:
 
 
 def run_trial(params: dict[str, Any], base: dict, fixed: dict[str, Any], sweep_dir: str,
-              plugins: Sequence[Plugin] = ()) -> None:
+              plugins: Sequence[Plugin] = (), store: Any = None) -> None:
     """The function trainable: build the trial's config, run (or continue) it, report each round.
 
     Its run directory is `SWEEP_DIR/runs/TRIAL_ID`, in the sweep's own storage (shared storage
     on a multi-node cluster), not Tune's per-session working directory, so a resumed trial
     finds the metrics its first attempt wrote. `plugins` are the base's as the sweep read them (their
-    source travels with the trial): a trial runs that code, not what the files hold by then.
+    source travels with the trial): a trial runs that code, not what the files hold by then. `store`,
+    the sweep's DataStore, hands out its data set, loaded once per sweep (without one, the trial loads it).
     Tune starts a trial again when its process or node was lost (`trial_retries`); it goes on from
     its last checkpoint. A trial that raised was not lost: an attempt after it fails again at once.
     """
@@ -74,17 +77,18 @@ def run_trial(params: dict[str, Any], base: dict, fixed: dict[str, Any], sweep_d
     if marker.is_file():  # Tune's retries are for lost processes; this trial's own error would come back
         raise RunFailed(marker.read_text())
     try:
-        _run_trial(params, base, fixed, run_dir, plugins)
+        _run_trial(params, base, fixed, run_dir, plugins, store)
     except Exception as e:
         marker.write_text(last_line(e))
         raise
 
 
 def _run_trial(params: dict[str, Any], base: dict, fixed: dict[str, Any], run_dir: Path,
-               plugins: Sequence[Plugin]) -> None:
+               plugins: Sequence[Plugin], store: Any) -> None:
     cfg = build_config(trial_raw(base, {**fixed, "logging.out_dir": str(run_dir.parent)}, params), carried=plugins)
     (run_dir / "config.yaml").write_text(dump_config(cfg))  # before anything can fail: a failed trial keeps it
-    data = load_dataset(cfg.data, cfg.seed)
+    data_ref = None if store is None else shared_dataset(store, cfg)
+    data = load_dataset(cfg.data, cfg.seed) if data_ref is None else ray.get(data_ref)
     check_with_data(cfg, data)  # a deadline no device meets, a model the data cannot feed: the trial fails in one line
     partition = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed, data.owners)
     state = None
@@ -103,7 +107,7 @@ def _run_trial(params: dict[str, Any], base: dict, fixed: dict[str, Any], run_di
             return
         tune.report(report, checkpoint=tune.Checkpoint.from_directory(str(saved)) if saved else None)
 
-    with Simulation(cfg, data, partition) as sim:
+    with Simulation(cfg, data, partition, data_ref=data_ref) as sim:
         sinks = default_sinks(cfg, run_dir, start=state.next_round if state else 0)
         run_rounds(cfg, sim, sinks, run_dir, resume=state, on_round=on_round)
         save_weights(run_dir / "model.safetensors", build_model(cfg.model, data.input_shape, data.num_classes,

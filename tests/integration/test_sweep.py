@@ -210,6 +210,24 @@ def test_a_failing_trial_is_listed_as_failed_and_the_sweep_finishes(tune_ray, tm
     assert "data.root" in marker.read_text()
 
 
+def test_a_sweeps_data_set_is_loaded_and_put_once_for_all_its_trials(tune_ray, tmp_path):
+    from edgeweave.actors.shared_data import data_store, shared_dataset
+
+    cfg = load_config(write_sweep(tmp_path, rounds=1).parent / "base.yaml")
+    store = data_store()
+
+    @ray.remote(num_cpus=0)
+    def trial(cfg):  # a trial elsewhere takes the reference and reads the data through it
+        [ref] = ray.get(store.dataset.remote(cfg))
+        return ref.hex(), len(ray.get(ref).y_train)
+
+    seen = ray.get([trial.remote(cfg) for _ in range(3)])
+    assert len({hex_ for hex_, _ in seen}) == 1 and seen[0][1] > 0 and ray.get(store.loaded.remote()) == 1
+    other = cfg.model_copy(update={"seed": cfg.seed + 1})  # another seed draws other data
+    assert shared_dataset(store, other).hex() != seen[0][0] and ray.get(store.loaded.remote()) == 2
+    ray.kill(store)
+
+
 TUNE_FAILS = """
 import sys
 from pathlib import Path
