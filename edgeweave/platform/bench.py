@@ -110,7 +110,7 @@ def _evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float
 def run_floor(cfg: ExperimentConfig, data: ArrayData, partition: Partition, sequence: Sequence[Sequence[int]],
               workers: int) -> dict[str, Any]:
     """Time the plain-PyTorch floor; returns wall and start-up seconds, per-round times (evaluation included)
-    and evaluation seconds (0 where a round had none), the last accuracy, RSS."""
+    and evaluation seconds (next to nothing where a round had none), the last accuracy, RSS."""
     t0 = time.perf_counter()
     ctx = mp.get_context("spawn")
     torch.set_num_threads(1)
@@ -179,12 +179,13 @@ def _quantile(values: Sequence[float], q: int) -> float:
 
 def summary(kind: str, workers: int, population: int, cfg: ExperimentConfig, result: dict[str, Any],
             samples: int) -> dict[str, Any]:
-    """One table row (`samples`: the distinct training samples): wall and each phase (start-up, first round, steady rounds' p50 / p95 without
-    evaluation, mean evaluation), throughput, memory."""
+    """One table row (`samples`: the distinct training samples): wall and each phase (start-up, first
+    round, steady rounds' p50 / p95 without evaluation, mean evaluation), throughput, memory."""
     rounds, evaluations = result["rounds"], result["evaluations"]
     training = [r - e for r, e in zip(rounds, evaluations)]
     steady = training[1:] or training
-    evaluated = [e for e in evaluations if e > 0]
+    every = cfg.training.eval_every
+    evaluated = [e for r, e in enumerate(evaluations) if (r + 1) % every == 0 or r + 1 == len(evaluations)]
     updates = cfg.devices.per_round * len(rounds)
     train_seconds = result["wall"] - result["startup"]
     early, late = result["rss"][: max(1, len(rounds) // 10)], result["rss"][-max(1, len(rounds) // 10):]
@@ -280,7 +281,8 @@ def run_batching(rounds: int, per_round: int = 16) -> list[dict[str, Any]]:
             sums[mode] = np.concatenate([p.sums / np.maximum(p.counts, 1) for p in partials])
             batched = server.batching
         diff = np.abs(sums["auto"] - sums["off"]) / np.maximum(np.abs(sums["off"]), 1e-3)
-        rows.append({"workload": name, "per_round": per_round, "batch_mflops": server.slicer.flops(None) * 10 / 1e6, "batched": batched,
+        rows.append({"workload": name, "per_round": per_round, "batch_mflops": server.slicer.flops(None) * 10 / 1e6,
+                     "batched": batched,
                      "sequential_per_s": speeds["off"], "auto_per_s": speeds["auto"],
                      "speedup": speeds["auto"] / speeds["off"], "max_rel_diff": float(diff.max())})
     return rows

@@ -49,11 +49,29 @@ class Client:
         self.facts = Facts(cfg, self.slicer, DeviceView(cfg), partition, data.y_train, data.num_classes)
         self.half = device_half(cfg)
         self.settings = sgd_settings(cfg)
+        self._round_weights: tuple[Optional[np.ndarray], Optional[torch.Tensor]] = (None, None)
+        self._data_on_device = self._keep_data_on_gpu(cfg, data)
+
+    def _keep_data_on_gpu(self, cfg: ExperimentConfig, data: ArrayData) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
+        """On a GPU, the training data goes there once when it takes at most half the worker's share of
+        the GPU's memory: each job's samples are then a gather on the GPU, not a copy from the host."""
+        if self.device.type != "cuda":
+            return None
+        share = torch.cuda.get_device_properties(self.device).total_memory * min(1.0, cfg.ray.gpus_per_worker)
+        if data.x_train.nbytes + data.y_train.nbytes > share / 2:
+            return None
+        return tensor_view(data.x_train).to(self.device), tensor_view(data.y_train).to(self.device)
 
     def indices(self, job: Job) -> np.ndarray:
         return self.partition.indices if job.pooled else self.partition.shard(job.device)
 
     def load(self, flat: np.ndarray) -> None:
+        """The global weights into the model; on a GPU they cross once a round, not once per device."""
+        if self.device.type == "cuda":
+            if self._round_weights[0] is not flat:
+                self._round_weights = (flat, tensor_view(flat).to(self.device))
+            self.layout.load(self.model, self._round_weights[1])
+            return
         self.layout.load(self.model, flat)
 
     def weights(self) -> np.ndarray:
@@ -61,6 +79,10 @@ class Client:
 
     def data_of(self, job: Job) -> tuple[torch.Tensor, torch.Tensor]:
         idx = self.indices(job)
+        if self._data_on_device is not None:
+            x, y = self._data_on_device
+            at = torch.from_numpy(np.asarray(idx, np.int64)).to(self.device)
+            return x[at], y[at]
         return (torch.from_numpy(self.data.x_train[idx]).to(self.device),
                 torch.from_numpy(self.data.y_train[idx]).to(self.device))
 

@@ -35,9 +35,9 @@ class FlatLayout:
         """A fresh float32 copy of the model's state."""
         return torch.cat([t.detach().reshape(-1).float().cpu() for t in self._tensors(model)]).numpy()
 
-    def load(self, model: nn.Module, flat: np.ndarray) -> None:
-        """Copy `flat` into the model's own tensors, in place."""
-        src = tensor_view(flat)
+    def load(self, model: nn.Module, flat: np.ndarray | torch.Tensor) -> None:
+        """Copy `flat` (an array, or a tensor already where the model lives) into the model's own tensors."""
+        src = flat if isinstance(flat, torch.Tensor) else tensor_view(flat)
         for t, a, b in zip(self._tensors(model), self.offsets[:-1], self.offsets[1:]):
             t.copy_(src[a:b].view(t.shape))
 

@@ -41,6 +41,26 @@ def batch_order(n: int, s: SGDSettings, g: torch.Generator) -> list[torch.Tensor
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+@torch.no_grad()
+def sgd_step(params: list[torch.Tensor], momentum: list[Optional[torch.Tensor]], s: SGDSettings) -> None:
+    """torch.optim.SGD's step, op for op as its single-tensor path takes it (so the very same numbers),
+    without torch.optim: its first step loads about a second of torch internals in every process.
+    `momentum` holds each parameter's buffer (None until its first step)."""
+    for i, p in enumerate(params):
+        grad = p.grad
+        if grad is None:
+            continue
+        if s.weight_decay:
+            grad = grad.add(p, alpha=s.weight_decay)
+        if s.momentum:
+            if momentum[i] is None:
+                momentum[i] = torch.clone(grad).detach()
+            else:
+                momentum[i].mul_(s.momentum).add_(grad, alpha=1.0)
+            grad = momentum[i]
+        p.add_(grad, alpha=-s.lr)
+
+
 def train_local(
     model: nn.Module,
     x: torch.Tensor,
@@ -57,7 +77,8 @@ def train_local(
     """
     model.train()
     device = device_of(model)
-    opt = torch.optim.SGD(model.parameters(), lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
+    params = list(model.parameters())
+    momentum: list[Optional[torch.Tensor]] = [None] * len(params)
     total, samples, steps = 0.0, 0, 0
     for idx in batch_order(len(y), s, g):
         idx = idx.to(x.device)
@@ -65,9 +86,9 @@ def train_local(
         if augment:
             xb = crop_flip(xb, g)
         loss = loss_fn(model(xb), yb)
-        opt.zero_grad(set_to_none=True)
+        model.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
+        sgd_step(params, momentum, s)
         if after_step is not None:
             after_step()
         total += loss.item()

@@ -40,6 +40,9 @@ def test_floor_equals_the_platform_rounds(make_config, workers):
     row = summary("floor", workers, 8, cfg, floor, len(data.y_train))
     assert row["samples_per_s"] > 0 and row["steady_p95_s"] >= row["steady_p50_s"] > 0
     assert row["evaluation_s"] == pytest.approx(sum(floor["evaluations"]) / 2)  # eval_every 1: both rounds
+    sparse = summary("floor", workers, 8, cfg.model_copy(update={"training": cfg.training.model_copy(
+        update={"eval_every": 5})}), {**floor, "evaluations": [2.0, 0.001, 0.001, 0.001, 3.0, 0.001, 4.0]}, 1)
+    assert sparse["evaluation_s"] == pytest.approx(3.5)  # the rounds that evaluated: the 5th and the last
     assert row["first_round_s"] == pytest.approx(floor["rounds"][0] - floor["evaluations"][0])
     platform = {**row, "kind": "platform", "wall_s": 2 * row["wall_s"], "first_round_s": 3 * row["steady_p50_s"]}
     assert f"| platform | {workers} | 8 | {len(data.y_train):,} | 2 |" in table([row, platform])

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -61,3 +62,27 @@ def test_evaluate_counts_hand_made_predictions():
     y = np.array([0, 1, 1, 1])
     acc, _ = evaluate(model, x, y, batch_size=3)
     assert acc == 0.75
+
+
+@pytest.mark.parametrize("momentum,weight_decay", [(0.0, 0.0), (0.9, 0.0), (0.9, 1e-3), (0.0, 5e-4)])
+def test_sgd_step_gives_torch_optims_very_numbers(momentum, weight_decay):
+    import copy
+
+    import torch.nn.functional as F
+
+    from edgeweave.platform.training import sgd_step
+
+    g = torch.Generator().manual_seed(0)
+    ours = torch.nn.Sequential(torch.nn.Linear(20, 30), torch.nn.ReLU(), torch.nn.Linear(30, 5))
+    theirs = copy.deepcopy(ours)
+    opt = torch.optim.SGD(theirs.parameters(), lr=0.1, momentum=momentum, weight_decay=weight_decay)
+    params, buffers = list(ours.parameters()), [None] * 4
+    for _ in range(5):
+        x, y = torch.randn(8, 20, generator=g), torch.randint(0, 5, (8,), generator=g)
+        opt.zero_grad()
+        F.cross_entropy(theirs(x), y).backward()
+        opt.step()
+        ours.zero_grad()
+        F.cross_entropy(ours(x), y).backward()
+        sgd_step(params, buffers, SGDSettings(0.1, momentum, weight_decay))
+    assert all(torch.equal(a, b) for a, b in zip(ours.parameters(), theirs.parameters()))
