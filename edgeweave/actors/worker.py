@@ -23,6 +23,7 @@ class DeviceWorker:
     def __init__(self, cfg: ExperimentConfig, data: ArrayData, partition: Partition, threads: int) -> None:
         torch.set_num_threads(threads)
         self.client = Client(cfg, data, partition)
+        self.client.warm_up()  # while the driver starts, not in the first round
 
     def pid(self) -> int:
         """The actor's process id (the benchmark reads its memory; answering also means it is up)."""

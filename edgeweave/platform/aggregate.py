@@ -39,7 +39,10 @@ class Partial:
     def add(self, values: np.ndarray, weight: float, mask: Optional[np.ndarray] = None) -> None:
         """Add `weight * values` on the elements in `mask` (all elements when None)."""
         if mask is None:
-            self.sums += weight * values.astype(np.float64)
+            # torch (imported only where devices train): one pass in place, no float64 temporary of the model's size
+            from edgeweave.platform.arrays import tensor_view
+
+            tensor_view(self.sums).add_(tensor_view(np.ascontiguousarray(values)), alpha=weight)
             self.counts += weight
         else:
             self.sums[mask] += weight * values.astype(np.float64)
