@@ -170,6 +170,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     workers = _int_list(args.workers, "--workers")
     populations = _int_list(args.populations, "--populations")
+    if args.repeat < 1:
+        raise UserError(f"--repeat = {args.repeat}: must be at least 1")
     if args.rounds < 2:
         raise UserError(f"--rounds = {args.rounds}: must be at least 2 (a first round and a steady one)")
     for flag, value in (("--samples", args.samples), ("--test-samples", args.test_samples),
@@ -197,6 +199,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     rows = []
     plan = [(w, populations[0], True) for w in workers] + [(max(workers), p, False) for p in populations[1:]]
+    plan = plan * args.repeat  # floor and platform alternate, so a slower spell of the machine hits both
     for i, (w, population, with_floor) in enumerate(plan, 1):
         cfg = workload(population, args.rounds, args.eval_every, samples=args.samples, test_samples=args.test_samples)
         data = load_dataset(cfg.data, cfg.seed)
@@ -210,7 +213,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(f"[{i}/{len(plan)}] platform: {w} worker(s), {population:,} devices, {args.rounds} rounds", flush=True)
         rows.append(summary("platform", w, population, cfg, run_platform(cfg, data, partition, w), len(data.y_train)))
         (out / "bench.json").write_text(json.dumps(rows, indent=1))  # kept as it grows
-    md = table(rows) + "\n\n" + "\n".join(f"- {line}" for line in targets(rows))
+    summary_line = f"Medians of {args.repeat} repeats:\n\n" if args.repeat > 1 else ""
+    md = table(rows) + "\n\n" + summary_line + "\n".join(f"- {line}" for line in targets(rows))
     (out / "bench.md").write_text(md + "\n")
     print(md)
     print(f"\nbench -> {out / 'bench.md'}, {out / 'bench.json'}")
@@ -256,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--test-samples", type=int, default=2_000, help="evaluation images (default 2000)")
     bench.add_argument("--rounds", type=int, default=30)
     bench.add_argument("--eval-every", type=int, default=10)
+    bench.add_argument("--repeat", type=int, default=1,
+                       help="run floor and platform this many times, alternating; targets on the medians")
     bench.add_argument("--batching", action="store_true",
                        help="instead: one worker's device-updates/s with devices trained one by one and batched "
                             "(training.batched), for a small and a CIFAR-sized model")

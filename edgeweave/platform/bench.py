@@ -203,9 +203,19 @@ def summary(kind: str, workers: int, population: int, cfg: ExperimentConfig, res
     }
 
 
+def medians(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (run, workers, devices): the median of each figure over the repeats."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["kind"], r["workers"], r["population"]), []).append(r)
+    return [{k: statistics.median(g[k] for g in group) if isinstance(v, float) else v for k, v in group[0].items()}
+            for group in groups.values()]
+
+
 def targets(rows: Sequence[dict[str, Any]]) -> list[str]:
-    """Each platform row against its floor (same workers and devices): whole wall, first round over its own
-    steady p50, evaluation; with the bounds the platform aims for."""
+    """Each platform row against its floor (same workers and devices; medians over repeats): whole wall,
+    first round over its own steady p50, evaluation; with the bounds the platform aims for."""
+    rows = medians(rows)
     floors = {(r["workers"], r["population"]): r for r in rows if r["kind"] == "floor"}
     lines = []
     for r in rows:

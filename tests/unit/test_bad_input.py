@@ -89,3 +89,15 @@ def test_sweep_over_a_key_that_does_not_exist(tmp_path, capsys):
     assert main(["sweep", str(tmp_path / "s.yaml")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "sweep space devices.speedd = 1: devices.speedd: unknown key" in err
+
+
+@pytest.mark.parametrize("args,line", [
+    (["--rounds", "1"], "--rounds = 1: must be at least 2"),
+    (["--repeat", "0"], "--repeat = 0: must be at least 1"),
+    (["--samples", "0"], "--samples = 0: must be at least 1"),
+    (["--workers", "two"], "--workers"),
+])
+def test_bad_bench_options_get_one_line_and_exit_2_before_anything_runs(tmp_path, capsys, args, line):
+    assert main(["bench", *args, "--out", str(tmp_path / "bench")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and line in err[0] and not (tmp_path / "bench").exists()

@@ -47,7 +47,7 @@ def test_floor_equals_the_platform_rounds(make_config, workers):
     platform = {**row, "kind": "platform", "wall_s": 2 * row["wall_s"], "first_round_s": 3 * row["steady_p50_s"]}
     assert f"| platform | {workers} | 8 | {len(data.y_train):,} | 2 |" in table([row, platform])
     assert "2.00x" in table([row, platform])
-    line, = targets([row, platform])
+    line, = targets([row, platform, {**platform, "wall_s": 4 * row["wall_s"]}, {**platform, "wall_s": row["wall_s"]}])
     assert "platform/floor wall 2.00 (missed" in line and "first round/steady p50 3.00 (missed" in line
     assert "evaluation/floor's 1.00 (met" in line
 
