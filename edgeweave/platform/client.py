@@ -174,6 +174,8 @@ class Client:
 
 @dataclass
 class _Queued:
+    """A training call held back until its batch group trains."""
+
     job: Job
     weights: np.ndarray
     partial: Partial
