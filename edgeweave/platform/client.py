@@ -21,6 +21,8 @@ from edgeweave.platform.partition import Partition
 from edgeweave.platform.seeding import torch_generator
 from edgeweave.platform.sliced_training import SubModels, remap_labels, train_per_batch
 from edgeweave.platform.strategies import Job, device_half
+from edgeweave.platform.strategies.base import DeviceHalf
+from edgeweave.platform.strategies.width import WidthDevice
 from edgeweave.platform.strategies.context import DeviceContext, Facts
 from edgeweave.platform.plans import Plan
 from edgeweave.platform.submodel import Slicer
@@ -48,6 +50,7 @@ class Client:
         self.submodels = SubModels(self.slicer, self.device)
         self.facts = Facts(cfg, self.slicer, DeviceView(cfg), partition, data.y_train, data.num_classes)
         self.half = device_half(cfg)
+        self.in_groups = trains_in_groups(self.half)
         self.settings = sgd_settings(cfg)
         self._round_weights: tuple[Optional[np.ndarray], Optional[torch.Tensor]] = (None, None)
         self._data_on_device = self._keep_data_on_gpu(cfg, data)
@@ -163,13 +166,20 @@ class Client:
         for i, job in enumerate(jobs):
             groups.setdefault(("job", i) if job.group is None else ("group", job.group), []).append(job)
         for group in groups.values():
-            together = Together(self, round_) if len(group) > 1 else None
+            together = Together(self, round_) if len(group) > 1 and self.in_groups else None
             for job in group:
                 self.half.train(ctx if together is None else together.context(ctx), round_, job, global_weights,
                                 partial)
             if together is not None:
                 together.flush()
         return partial
+
+
+def trains_in_groups(half: DeviceHalf) -> bool:
+    """Whether a device half's jobs may train in batch groups: only where its `train` is a built-in one,
+    which does nothing with the partial after its training call (a held-back call adds to the partial
+    only when the group trains); a device half of one's own trains one device after another."""
+    return type(half).train in (DeviceHalf.train, WidthDevice.train)
 
 
 @dataclass

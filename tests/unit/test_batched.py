@@ -92,3 +92,28 @@ def test_groups_are_near_equal_runs_of_one_key():
     sizes = {g: groups.count(g) for g in set(groups) if g is not None}
     assert sorted(sizes.values()) == [5, 6] and groups[10] is None and groups[11] is None  # "b" alone: no group
     assert len({groups[i] for i in range(10)} | {groups[12]}) == 2  # the last "a" joins an "a" group
+
+
+def test_only_built_in_device_halves_train_in_groups(make_config):
+    from edgeweave.platform.client import trains_in_groups
+    from edgeweave.platform.strategies.base import DeviceHalf
+
+    class Clipping(DeviceHalf):  # a device half of one's own reads the partial after training into it
+        def train(self, ctx, round_, job, weights, partial):
+            ctx.train_full(round_, job, weights, partial)
+            partial.sums *= 0.5
+
+    cfg = equal_shards(make_config, training={"batch_size": 10})
+    data, part = built(cfg)
+    server = Server(cfg, data, part)
+    jobs, _ = server.plan(0)
+    assert any(j.group is not None for j in jobs)
+    partials = []
+    for batched in ("auto", "off"):
+        client = Client(cfg.model_copy(update={"training": cfg.training.model_copy(update={"batched": batched})}),
+                        data, part)
+        assert client.in_groups and not trains_in_groups(Clipping(client.half.rules))
+        client.half = Clipping(client.half.rules)
+        client.in_groups = trains_in_groups(client.half)
+        partials.append(client.run(0, server.weights, jobs))  # each update halved right after it was added
+    np.testing.assert_array_equal(partials[0].sums, partials[1].sums)
