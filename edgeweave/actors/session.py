@@ -16,7 +16,7 @@ from edgeweave.actors.worker import RemoteDeviceWorker
 from edgeweave.platform.checkpoint import RunState
 from edgeweave.platform.config import ExperimentConfig
 from edgeweave.platform.data import ArrayData
-from edgeweave.platform.errors import RunFailed
+from edgeweave.platform.errors import RunFailed, RunLost
 from edgeweave.platform.partition import Partition
 
 CALL_TIMEOUT = 600.0  # seconds for the driver's short calls (weights, checkpoints), beyond any round
@@ -91,7 +91,7 @@ class Simulation:
             cause = e.as_instanceof_cause()
             raise RunFailed(str(cause).strip().splitlines()[-1]) from None
         except LOST as e:
-            raise RunFailed(f"the driver actor was lost ({type(e).__name__}: "
+            raise RunLost(f"the driver actor was lost ({type(e).__name__}: "
                             f"{str(e).strip().splitlines()[0] if str(e).strip() else ''})") from None
 
     def round(self, round_: int) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from edgeweave.actors.shared_data import shared_dataset
 from edgeweave.platform.checkpoint import load_checkpoint, run_fingerprint
 from edgeweave.platform.config import build_config, dump_config
 from edgeweave.platform.data import load_dataset
-from edgeweave.platform.errors import RunFailed, last_line
+from edgeweave.platform.errors import RunFailed, last_line, lost
 from edgeweave.platform.server import check_with_data
 from edgeweave.platform.experiment import run_rounds
 from edgeweave.platform.models import build_model
@@ -67,7 +67,8 @@ def run_trial(params: dict[str, Any], base: dict, fixed: dict[str, Any], sweep_d
     source travels with the trial): a trial runs that code, not what the files hold by then. `store`,
     the sweep's DataStore, hands out its data set, loaded once per sweep (without one, the trial loads it).
     Tune starts a trial again when its process or node was lost (`trial_retries`); it goes on from
-    its last checkpoint. A trial that raised was not lost: an attempt after it fails again at once.
+    its last checkpoint; so does one that outlived its lost driver. A trial that raised otherwise was
+    not lost: an attempt after it fails again at once.
     """
     # Tune starts trials in their own directory; configs name files relative to where the sweep began.
     os.chdir(os.environ.get("TUNE_ORIG_WORKING_DIR", os.getcwd()))
@@ -79,7 +80,8 @@ def run_trial(params: dict[str, Any], base: dict, fixed: dict[str, Any], sweep_d
     try:
         _run_trial(params, base, fixed, run_dir, plugins, store)
     except Exception as e:
-        marker.write_text(last_line(e))
+        if not lost(e):  # a lost driver is a lost node the trial's process outlived for a moment: retried
+            marker.write_text(last_line(e))
         raise
 
 

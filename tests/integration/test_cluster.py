@@ -144,8 +144,9 @@ def test_a_sweep_that_loses_a_trials_node_retries_it_and_ends_with_the_undisturb
         output, _ = sweep_proc.communicate(timeout=400)
     finally:
         sweep_proc.kill()
-    assert sweep_proc.returncode == 0, output[-3000:]
     (sweep_dir,) = (tmp_path / "sweeps").iterdir()
+    errors = [e.read_text()[-3000:] for e in (sweep_dir / "trials").glob("run_trial_*/error.txt")]
+    assert sweep_proc.returncode == 0, output[-3000:] + "\n".join(errors)
     assert len(list((sweep_dir / "trials").glob("run_trial_*/error.txt"))) == 1  # Tune retried the lost trial
     rows = list(csv.DictReader(open(sweep_dir / "results.csv")))
     assert sorted(r["status"] for r in rows) == ["done", "done"]

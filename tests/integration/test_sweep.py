@@ -265,3 +265,35 @@ def test_a_failure_of_tune_itself_ends_the_sweep_with_one_line(tune_ray, tmp_pat
     (line,) = [line for line in out.splitlines() if line.startswith("error: ")]
     assert "did not include the specified metric(s) `test_accuracy`" in line and "--resume" in line
     assert "Result: {" not in line
+
+
+def test_a_trial_that_loses_its_driver_goes_on_from_its_checkpoint(tune_ray, tmp_path):
+    # On a cluster the driver's node can go while the trial's process still lives long enough to see it (the
+    # process that dies with the node may write first): that is a lost trial, retried, not a trial that raised.
+    path = write_sweep(tmp_path, rounds=6, checkpoint_every=2, trial_retries=2, scheduler={"name": "fifo"},
+                       set={"training.local_steps": 60, "logging.wandb.mode": "disabled"},
+                       space={"training.lr": {"grid": [0.05]}})
+    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address, "PYTHONPATH": os.getcwd()}
+    proc = subprocess.Popen([sys.executable, "-m", "edgeweave.cli", "sweep", str(path)], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            logged = list((tmp_path / "sweeps").glob("*/runs/*/metrics.jsonl"))
+            if logged and len(logged[0].read_text().splitlines()) >= 3:
+                break
+            assert proc.poll() is None, "the sweep ended before its driver could be lost"
+            time.sleep(0.05)
+        (driver,) = subprocess.run(["pgrep", "-f", "^ray::Driver"], capture_output=True, text=True).stdout.split()
+        os.kill(int(driver), signal.SIGKILL)  # as when its node goes; the trial's process stays
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, out[-3000:]
+    (sweep_dir,) = (tmp_path / "sweeps").iterdir()
+    (row,) = list(csv.DictReader(open(sweep_dir / "results.csv")))
+    assert row["status"] == "done" and row["rounds"] == "6"
+    (run_dir,) = trial_dirs(sweep_dir)
+    assert not (run_dir / "failed.txt").exists()
+    assert [json.loads(line)["round"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()] == list(range(6))
