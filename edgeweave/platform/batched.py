@@ -15,7 +15,7 @@ on how many workers there are.
 
 from __future__ import annotations
 
-from typing import Callable, Hashable, Optional, Sequence
+from typing import Hashable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -24,7 +24,7 @@ from torch import nn
 
 from edgeweave.platform.data.augment import crop_flip
 from edgeweave.platform.sgd import LocalResult, SGDSettings
-from edgeweave.platform.training import batch_order
+from edgeweave.platform.training import batch_order, sgd_step
 
 BATCH_FLOPS = 40e6  # training FLOPs of one full-model mini-batch up to which `auto` batches devices
 
@@ -64,7 +64,6 @@ def train_together(
     s: SGDSettings,
     generators: Sequence[torch.Generator],
     augment: bool = False,
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
 ) -> tuple[list[dict[str, torch.Tensor]], list[LocalResult]]:
     """SGD for each device i on (xs[i], ys[i]) from the model's current weights, all in one pass per step.
 
@@ -79,11 +78,11 @@ def train_together(
     devices = len(ys)
     start = {k: p.detach() for k, p in model.named_parameters()}
     weights = {k: p.unsqueeze(0).repeat(devices, *[1] * p.dim()) for k, p in start.items()}
-    momentum: dict[str, torch.Tensor] = {}
+    momentum: list[Optional[torch.Tensor]] = [None] * len(weights)
     orders = [batch_order(n, s, g) for g in generators]
 
     def loss_of(params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return loss_fn(torch.func.functional_call(model, params, (x,)), y)
+        return F.cross_entropy(torch.func.functional_call(model, params, (x,)), y)
 
     step = torch.func.vmap(torch.func.grad_and_value(loss_of))
     model.train()
@@ -96,11 +95,7 @@ def train_together(
             xb = [crop_flip(x, g) for x, g in zip(xb, generators)]
         grads, losses = step(weights, torch.stack(xb), torch.stack([y[idx] for y, idx in zip(ys, batches)]))
         with torch.no_grad():
-            for name, w in weights.items():
-                d = grads[name] if not s.weight_decay else grads[name] + s.weight_decay * w
-                if s.momentum:
-                    d = momentum[name] = d if name not in momentum else momentum[name] * s.momentum + d
-                weights[name] = w - s.lr * d
+            sgd_step(list(weights.values()), [grads[name] for name in weights], momentum, s)
         total += losses.detach().double().cpu()
         samples += len(batches[0])
     steps = len(orders[0])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -42,12 +42,13 @@ Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @torch.no_grad()
-def sgd_step(params: list[torch.Tensor], momentum: list[Optional[torch.Tensor]], s: SGDSettings) -> None:
-    """torch.optim.SGD's step, op for op as its single-tensor path takes it (so the very same numbers),
-    without torch.optim: its first step loads about a second of torch internals in every process.
-    `momentum` holds each parameter's buffer (None until its first step)."""
-    for i, p in enumerate(params):
-        grad = p.grad
+def sgd_step(params: Sequence[torch.Tensor], grads: Sequence[Optional[torch.Tensor]],
+             momentum: list[Optional[torch.Tensor]], s: SGDSettings) -> None:
+    """torch.optim.SGD's step on `params` in place, op for op as its single-tensor path takes it (so the
+    very same numbers), without torch.optim: its first step loads about a second of torch internals in
+    every process. `momentum` holds each parameter's buffer (None until its first step); a parameter
+    without a gradient stays. Stacked weights of devices trained together take the same step."""
+    for i, (p, grad) in enumerate(zip(params, grads)):
         if grad is None:
             continue
         if s.weight_decay:
@@ -88,7 +89,7 @@ def train_local(
         loss = loss_fn(model(xb), yb)
         model.zero_grad(set_to_none=True)
         loss.backward()
-        sgd_step(params, momentum, s)
+        sgd_step(params, [p.grad for p in params], momentum, s)
         if after_step is not None:
             after_step()
         total += loss.item()

@@ -84,5 +84,5 @@ def test_sgd_step_gives_torch_optims_very_numbers(momentum, weight_decay):
         opt.step()
         ours.zero_grad()
         F.cross_entropy(ours(x), y).backward()
-        sgd_step(params, buffers, SGDSettings(0.1, momentum, weight_decay))
+        sgd_step(params, [p.grad for p in params], buffers, SGDSettings(0.1, momentum, weight_decay))
     assert all(torch.equal(a, b) for a, b in zip(ours.parameters(), theirs.parameters()))
