@@ -9,6 +9,15 @@ from typing import Optional, Sequence
 from edgeweave.platform.errors import RunFailed, UserError
 
 
+def rounds_text(cfg) -> str:
+    """How long the run is: its rounds, or its async server steps and how they are made."""
+    a = cfg.aggregation
+    if a.mode == "sync":
+        return f"{cfg.training.rounds} rounds"
+    return (f"{cfg.training.rounds} async server steps of {a.buffer} updates, "
+            f"{a.concurrency or cfg.devices.per_round} devices training at once")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Validate everything first, then make (or reopen) the run directory, then start Ray and train."""
     from pathlib import Path
@@ -50,7 +59,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if resume is None:
         run_dir = create_run_dir(cfg)
         print(f"edgeweave run {cfg.name}: {cfg.strategy.name} on {cfg.data.name}, "
-              f"{cfg.devices.count} devices, {cfg.training.rounds} rounds -> {run_dir}", flush=True)
+              f"{cfg.devices.count} devices, {rounds_text(cfg)} -> {run_dir}", flush=True)
     else:
         print(f"edgeweave run {cfg.name}: resuming at round {resume.next_round} of {cfg.training.rounds} "
               f"-> {run_dir}", flush=True)

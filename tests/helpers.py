@@ -76,17 +76,17 @@ def run_without_ray(cfg):
     from edgeweave.platform.client import Client
     from edgeweave.platform.data import load_dataset
     from edgeweave.platform.partition import partition_data
-    from edgeweave.platform.server import Server
+    from edgeweave.platform.server import build_server
 
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, int(cfg.ray.cpus_per_worker)))
     try:
         data = load_dataset(cfg.data, cfg.seed)
         part = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed, data.owners)
-        server, client = Server(cfg, data, part), Client(cfg, data, part)
+        server, client = build_server(cfg, data, part), Client(cfg, data, part)
         for r in range(cfg.training.rounds):
-            jobs, _ = server.plan(r)
-            server.update([client.run(r, server.weights, jobs, server.shared)])
+            units = server.plan_units(r)
+            server.fold([[client.run(u.round, u.weights, u.jobs, server.shared)] for u in units])
         return server
     finally:
         torch.set_num_threads(threads)

@@ -1,4 +1,5 @@
-"""The driver actor: runs synchronous rounds over an elastic pool of device workers around one Server."""
+"""The driver actor: runs synchronous rounds (or async server steps) over an elastic pool of device workers
+around one Server."""
 
 from __future__ import annotations
 
@@ -16,15 +17,15 @@ from edgeweave.platform.checkpoint import RunState
 from edgeweave.platform.config import ExperimentConfig
 from edgeweave.platform.data import ArrayData
 from edgeweave.platform.partition import Partition
-from edgeweave.platform.server import Server, split_jobs
-from edgeweave.platform.strategies import Job
+from edgeweave.platform.server import Unit, build_server, split_jobs
 
 POLL = 5.0  # seconds between looks at the cluster while a round waits on its workers
 TIMED = 1000  # rounds whose wall seconds the driver keeps for the cluster benchmark
 
 
 class Driver:
-    """Plans a round, sends the global weights once, gathers one partial per share, evaluates.
+    """Plans a round, sends the global weights once, gathers one partial per share, evaluates. An async
+    server step is the same with one set of weights per model version its updates trained on.
 
     The round's devices are shared between the workers ready at its start. A worker lost in the
     round (killed, crashed, its node gone) leaves the pool and its share is trained again by a
@@ -37,7 +38,7 @@ class Driver:
                  limit: int, starting: list[dict]) -> None:
         """`starting`: the first workers, started by the caller while this actor started (refs kept in a list)."""
         self.cfg = cfg
-        self.server = Server(cfg, data, partition)
+        self.server = build_server(cfg, data, partition)
         self.pool = WorkerPool(spawn, limit, starting=dict(starting[0]))
         # per round (the last TIMED): the driver's own work, its wait on the workers, evaluation
         self.seconds: deque[dict[str, float]] = deque(maxlen=TIMED)
@@ -47,14 +48,14 @@ class Driver:
         self.pool.start(self.cfg.ray.start_timeout)
         return len(self.pool.ready)
 
-    def _train(self, round_: int, jobs: list[Job], samples: list[int], weights_ref: Any,
-               state_ref: Any) -> tuple[list[Partial], int]:
-        """Every share trained by some worker; returns the partials in share order (so their sum does not
-        depend on which worker finished first) and how many workers trained them."""
+    def _train(self, units: list[Unit], weights_refs: list[Any], state_ref: Any) -> tuple[list[list[Partial]], int]:
+        """Every share of every unit trained by some worker; returns each unit's partials in share order (so
+        their sum does not depend on which worker finished first) and how many workers trained them."""
         t = self.cfg.ray
         deadline = time.monotonic() + t.round_timeout
         idle = list(self.pool.ready)
-        shares = [s for s in split_jobs(jobs, samples, max(1, len(idle))) if s]
+        shares = [(u, share) for u, unit in enumerate(units)
+                  for share in split_jobs(unit.jobs, unit.samples, max(1, len(idle))) if share]
         todo = deque(range(len(shares)))
         running: dict[Any, tuple[Member, int]] = {}
         partials: dict[int, Partial] = {}
@@ -64,16 +65,17 @@ class Driver:
                 idle += self.pool.collect()  # a worker started since (a replacement, a new node's)
                 if not idle and not running:
                     idle += self.pool.wait_for_one(min(deadline, time.monotonic() + t.start_timeout),
-                                                   f"round {round_}: every device worker was lost")
+                                                   f"round {units[0].round}: every device worker was lost")
             while todo and idle:
                 member, i = idle.pop(0), todo.popleft()
-                running[member.handle.run.remote(round_, weights_ref, shares[i], state_ref)] = (member, i)
+                u, share = shares[i]
+                running[member.handle.run.remote(units[u].round, weights_refs[u], share, state_ref)] = (member, i)
             if not running:
                 continue
             left = deadline - time.monotonic()
             if left <= 0:
-                raise RuntimeError(f"round {round_}: {len(running)} device worker(s) neither answered nor were "
-                                   f"lost within {t.round_timeout:g} s (ray.round_timeout)")
+                raise RuntimeError(f"round {units[0].round}: {len(running)} device worker(s) neither answered nor "
+                                   f"were lost within {t.round_timeout:g} s (ray.round_timeout)")
             done, _ = ray.wait(list(running), num_returns=1, timeout=min(POLL, left))
             if not done:  # a worker whose node left may take Ray a while to report: look ourselves
                 gone = self.pool.prune()
@@ -88,19 +90,23 @@ class Driver:
                     self.pool.drop(member)
                     todo.append(i)
                     self.pool.grow()  # a replacement where there is room; it joins when it answers
-        return [partials[i] for i in sorted(partials)], len(trained_by)
+        per_unit: list[list[Partial]] = [[] for _ in units]
+        for i in sorted(partials):
+            per_unit[shares[i][0]].append(partials[i])
+        return per_unit, len(trained_by)
 
     def round(self, round_: int) -> dict[str, Any]:
+        """One sync round, or one async server step (`training.rounds` counts either)."""
         t0 = time.perf_counter()
         self.pool.refresh()
-        jobs, samples = self.server.plan(round_)
-        weights_ref = ray.put(self.server.weights)
+        units = self.server.plan_units(round_)
+        weights_refs = [ray.put(unit.weights) for unit in units]  # each version's weights, once
         state = self.server.shared
         state_ref = ray.put(state) if state is not None else None
         t1 = time.perf_counter()
-        partials, workers = self._train(round_, jobs, samples, weights_ref, state_ref)
+        partials, workers = self._train(units, weights_refs, state_ref)
         t2 = time.perf_counter()
-        metrics, records = self.server.update(partials)
+        metrics, records = self.server.fold(partials)
         metrics["test_accuracy"] = metrics["test_loss"] = None
         t = self.cfg.training
         t3 = time.perf_counter()

@@ -2,7 +2,8 @@
 
 A checkpoint is one file, `state.safetensors`, in the run's checkpoint directory: its tensors are
 the global weights and the strategy's arrays (e.g. task plans), its header metadata holds the
-rest as JSON (the next round, the virtual clock, the FLOPs so far, the metrics history, and a
+rest as JSON (the next round, the virtual clock, the FLOPs so far, the metrics history, in async
+aggregation the devices in flight with the model versions they train on, and a
 fingerprint of the config and of the content of the files it names: a front, a trace). Every
 random draw derives from (seed, round, device), so nothing else is needed for a resumed run to
 equal an uninterrupted one. The file is written beside its
@@ -40,6 +41,9 @@ class RunState:
     total_flops: float
     strategy: dict[str, np.ndarray] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
+    # Async aggregation only: the model versions devices in flight train on, and the event loop's state.
+    versions: dict[int, np.ndarray] = field(default_factory=dict)
+    schedule: Optional[dict[str, Any]] = None
 
 
 def fingerprint(config_text: str, inputs: Optional[Mapping[str, bytes]] = None) -> str:
@@ -85,8 +89,11 @@ def save_checkpoint(path: Path, state: RunState, config_fingerprint: str) -> Pat
     path.mkdir(parents=True, exist_ok=True)
     arrays = {"weights": np.ascontiguousarray(state.weights, np.float32)}
     arrays.update({f"strategy/{k}": np.ascontiguousarray(v) for k, v in state.strategy.items()})
+    arrays.update({f"version/{v}": np.ascontiguousarray(w, np.float32) for v, w in state.versions.items()})
     meta = {"format": FORMAT, "config": config_fingerprint, "next_round": state.next_round, "clock": state.clock,
             "total_flops": state.total_flops, "history": state.history}
+    if state.schedule is not None:
+        meta["schedule"] = state.schedule
     tmp = path / f".{STATE}.tmp"
     save_file(arrays, str(tmp), metadata={META: json.dumps(meta)})
     os.replace(tmp, path / STATE)
@@ -109,5 +116,6 @@ def load_checkpoint(path: Path, config_fingerprint: str) -> RunState:
     if meta.get("config") != config_fingerprint:
         raise UserError(_refusal(path, meta.get("config"), config_fingerprint))
     strategy = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("strategy/")}
+    versions = {int(k.split("/", 1)[1]): v for k, v in arrays.items() if k.startswith("version/")}
     return RunState(int(meta["next_round"]), arrays["weights"], float(meta["clock"]), float(meta["total_flops"]),
-                    strategy, list(meta["history"]))
+                    strategy, list(meta["history"]), versions, meta.get("schedule"))

@@ -73,6 +73,17 @@ class TrainingConfig(Params):
     batch_devices: int = Field(8, ge=2)
 
 
+class AggregationConfig(Params):
+    """How updates reach the global model: synchronous rounds, or buffered asynchronous steps (FedBuff)."""
+
+    mode: Literal["sync", "async"] = "sync"
+    buffer: int = Field(10, ge=1)  # async: updates folded in per server step (K)
+    concurrency: Optional[int] = Field(None, ge=1)  # async: devices training at once; default devices.per_round
+    staleness: Literal["constant", "polynomial"] = "polynomial"  # an update s steps old weighs (1+s)^-exponent
+    exponent: float = Field(0.5, ge=0)
+    server_lr: float = Field(1.0, gt=0)  # async: the server's step along the buffered mean update
+
+
 class RayConfig(Params):
     address: Optional[str] = None  # an existing cluster; else RAY_ADDRESS, else a local one
     num_workers: Optional[int] = Field(None, ge=1)  # default: one per free slot, up to a round's devices
@@ -107,6 +118,7 @@ class ExperimentConfig(Params):
     model: Choice
     devices: DevicesConfig
     training: TrainingConfig = TrainingConfig()
+    aggregation: AggregationConfig = AggregationConfig()
     strategy: Choice
     ray: RayConfig = RayConfig()
     logging: LoggingConfig = LoggingConfig()
@@ -224,6 +236,16 @@ def _check_across(cfg: ExperimentConfig, check_strategy: bool) -> None:
     names = [t.name for t in d.tiers]
     if len(set(names)) != len(names):
         raise UserError(f"devices.tiers = {names}: tier names must differ")
+    a = cfg.aggregation
+    if a.mode == "async":
+        if d.over_selection > 0:
+            raise UserError(f"devices.over_selection = {d.over_selection:g}: async aggregation has no rounds to "
+                            "over-select for; set it to 0 or use aggregation.mode: sync")
+        if d.round_ends != "last_finish":
+            raise UserError(f"devices.round_ends = {d.round_ends!r}: async aggregation has no rounds to end; "
+                            "use 'last_finish' or aggregation.mode: sync")
+        if a.concurrency is not None and a.concurrency > d.count:
+            raise UserError(f"aggregation.concurrency = {a.concurrency}: must be at most devices.count ({d.count})")
     if check_strategy:
         method, _ = STRATEGIES.entry(cfg.strategy.name, "strategy.name")
         method.rules.check(cfg.strategy.params, cfg)
@@ -298,7 +320,7 @@ def with_plugins(raw: dict, plugins: Sequence[str]) -> dict:
 # configs, and the fingerprints of their checkpoints, read as they did before.
 ADDED_LATER = {("plugins",): ExperimentConfig, ("ray", "start_timeout"): RayConfig,
                ("ray", "round_timeout"): RayConfig, ("training", "batched"): TrainingConfig,
-               ("training", "batch_devices"): TrainingConfig}
+               ("training", "batch_devices"): TrainingConfig, ("aggregation",): ExperimentConfig}
 
 
 def dump_config(cfg: ExperimentConfig) -> str:
@@ -308,6 +330,8 @@ def dump_config(cfg: ExperimentConfig) -> str:
     for path, model in ADDED_LATER.items():
         *parents, key = path
         default = model.model_fields[key].get_default(call_default_factory=True)
+        if isinstance(default, BaseModel):
+            default = default.model_dump(mode="json")
         section = raw
         for p in parents:
             section = section[p]

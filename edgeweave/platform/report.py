@@ -27,7 +27,12 @@ def read_run(run_dir: Path) -> dict[str, Any]:
     if not metrics:
         raise UserError(f"run = {str(run_dir)!r}: metrics.jsonl is empty")
     devices_file = run_dir / "devices.jsonl"
-    return {"dir": run_dir, "name": cfg.get("name", run_dir.name), "strategy": cfg.get("strategy", {}).get("name", "?"),
+    agg = cfg.get("aggregation") or {}
+    strategy = cfg.get("strategy", {}).get("name", "?")
+    if agg.get("mode") == "async":  # side by side with sync runs of the same method
+        strategy += f", async (buffer {agg.get('buffer', 10)})"
+    return {"dir": run_dir, "name": cfg.get("name", run_dir.name), "strategy": strategy,
+            "asynchronous": agg.get("mode") == "async",
             "metrics": metrics, "devices": device_savings(devices_file) if devices_file.is_file() else []}
 
 
@@ -77,7 +82,7 @@ def plot(runs: Sequence[dict[str, Any]], path: Path, target: float) -> Path:
     for r in runs:
         pts = [m for m in r["metrics"] if m.get("test_accuracy") is not None and m.get("virtual_time") is not None]
         ax.plot([m["virtual_time"] / scale for m in pts], [m["test_accuracy"] for m in pts],
-                label=f"{r['name']} ({r['strategy']})")
+                linestyle="--" if r.get("asynchronous") else "-", label=f"{r['name']} ({r['strategy']})")
     ax.axhline(target, color="0.5", linestyle="--", linewidth=1, label=f"target {target:g}")
     ax.set_xlabel(f"virtual time ({unit})")
     ax.set_ylabel("test accuracy")

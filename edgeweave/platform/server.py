@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -16,6 +16,7 @@ from edgeweave.platform.checkpoint import RunState
 from edgeweave.platform.config import ExperimentConfig
 from edgeweave.platform.data import ArrayData
 from edgeweave.platform.devices.clock import Timing, Workload, time_round
+from edgeweave.platform.devices.timeline import DeviceTimeline
 from edgeweave.platform.devices.view import DeviceView
 from edgeweave.platform.errors import UserError
 from edgeweave.platform.flat import FlatLayout
@@ -136,6 +137,15 @@ class Server:
         groups = batch_groups([key(j) for j in jobs], self.cfg.training.batch_devices)
         return [replace(j, group=g) for j, g in zip(jobs, groups)]
 
+    def plan_units(self, round_: int) -> list["Unit"]:
+        """The round's work as units of jobs trained from one set of weights: one unit in sync rounds."""
+        jobs, samples = self.plan(round_)
+        return [Unit(round_, jobs, samples, self.weights)]
+
+    def fold(self, partials: Sequence[Sequence[Partial]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Fold the partials of each unit `plan_units` gave in; as `update`."""
+        return self.update([p for unit in partials for p in unit])
+
     def update(self, partials: Sequence[Partial]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """Average the round's partials into the global weights, advance the clock.
 
@@ -151,55 +161,31 @@ class Server:
         if finite:  # a diverged round is not folded in: the run stops with the last good weights
             self.weights = weights
         trained = {r["device"]: r for r in total.records}
-        tier_names = [t.name for t in self.cfg.devices.tiers]
         full_flops = self.plan_flops(None)
         start = self.clock
-        records = []
-        for i, job in enumerate(jobs):
-            done = trained.get(job.device, {})
-            tl = work.timelines[i]
-            per_sample = float(tl.step_flops.sum() / timing.samples[i]) if timing.samples[i] else None
-            records.append({
-                "round": round_,
-                "device": job.device,
-                "tier": "central" if job.pooled else tier_names[self.view.tier_of[job.device]],
-                "rate": job.rate,
-                "speed": tl.speed_start,
-                "speed_min": tl.speed_min,
-                "speed_max": tl.speed_max,
-                "steps": int(done.get("steps", 0)),
-                "samples": int(done.get("samples", 0)),
-                "flops": float(timing.flops[i]),  # computed, a mini-batch cut off midway or a dropped update included
-                "trained_flops": 0.0 if timing.dropped[i] else float(tl.step_flops.sum()),  # what its update carries
-                "saving": float(full_flops / per_sample) if per_sample else None,
-                "finish": start + float(timing.finish[i]),
-                "dropped": bool(timing.dropped[i]),
-                # Less than the full local work: cut by the deadline, or stopped by its own choice.
-                "partial": bool(not timing.dropped[i] and timing.steps[i] < work.planned[i]),
-                # Why it did less than its full work: "own choice", "deadline", "offline", "late".
-                "stopped": timing.stopped[i],
-                "loss": done.get("loss"),
-            })
+        records = [device_record(round_, job, work.timelines[i], self._tier(job), trained.get(job.device, {}),
+                                 full_flops, flops=float(timing.flops[i]), finish=start + float(timing.finish[i]),
+                                 dropped=bool(timing.dropped[i]),
+                                 partial=bool(not timing.dropped[i] and timing.steps[i] < work.planned[i]),
+                                 stopped=timing.stopped[i], samples=int(timing.samples[i]))
+                   for i, job in enumerate(jobs)]
         round_flops = float(timing.flops.sum())
         self.clock = start + (timing.duration if timing.duration > 0 else self.cfg.devices.idle_wait)
         self.total_flops += round_flops
-        losses = [r["loss"] for r in records if r["loss"] is not None]
-        metrics = {
-            "round": round_,
-            "devices": len(trained),
-            "dropped": int(timing.dropped.sum()),
-            "samples": int(sum(r["samples"] for r in records)),
-            "train_loss": float(np.mean(losses)) if losses else None,
-            "virtual_start": start,
-            "virtual_time": self.clock,
-            "flops": round_flops,
-            "cumulative_flops": self.total_flops,
-        }
-        bad_loss = any(not math.isfinite(x) for x in losses)
-        if not finite or bad_loss:
-            metrics["non_finite"] = "the global weights" if not finite else "the training loss"
+        metrics = step_metrics(round_, records, len(trained), start, self.clock, round_flops, self.total_flops)
+        self._flag_non_finite(metrics, finite)
         self._pending = None
         return metrics, records
+
+    def _tier(self, job: Job) -> str:
+        return "central" if job.pooled else self.cfg.devices.tiers[self.view.tier_of[job.device]].name
+
+    @staticmethod
+    def _flag_non_finite(metrics: dict[str, Any], finite: bool) -> None:
+        """Mark a step whose weights or training loss became NaN or infinite (the run stops there)."""
+        bad_loss = metrics["train_loss"] is not None and not math.isfinite(metrics["train_loss"])
+        if not finite or bad_loss:
+            metrics["non_finite"] = "the global weights" if not finite else "the training loss"
 
     def snapshot(self, next_round: int, history: list[dict[str, Any]]) -> RunState:
         """The run's state between rounds, for a checkpoint."""
@@ -218,6 +204,59 @@ class Server:
     def evaluate(self) -> tuple[float, float]:
         self.layout.load(self.model, self.weights)
         return evaluate(self.model, self.data.x_test, self.data.y_test, self.cfg.training.eval_batch_size)
+
+
+@dataclass(frozen=True)
+class Unit:
+    """Jobs trained from one set of weights: a sync round's, or an async step's updates of one model version."""
+
+    round: int  # what the device halves see as the round: the sync round, or the async model version
+    jobs: list[Job]
+    samples: list[int]  # samples each job trains (to share the work out fairly)
+    weights: np.ndarray = field(repr=False)
+
+
+def device_record(round_: int, job: Job, tl: DeviceTimeline, tier: str, done: dict[str, Any], full_flops: float,
+                  flops: float, finish: float, dropped: bool, partial: bool, stopped: Optional[str],
+                  samples: int) -> dict[str, Any]:
+    """One sampled device's record of a round or step: what it was given, what it computed and trained."""
+    per_sample = float(tl.step_flops.sum() / samples) if samples else None
+    return {
+        "round": round_,
+        "device": job.device,
+        "tier": tier,
+        "rate": job.rate,
+        "speed": tl.speed_start,
+        "speed_min": tl.speed_min,
+        "speed_max": tl.speed_max,
+        "steps": int(done.get("steps", 0)),
+        "samples": int(done.get("samples", 0)),
+        "flops": flops,  # computed, a mini-batch cut off midway or a dropped update included
+        "trained_flops": 0.0 if dropped else float(tl.step_flops.sum()),  # what its update carries
+        "saving": float(full_flops / per_sample) if per_sample else None,
+        "finish": finish,
+        "dropped": dropped,
+        "partial": partial,  # less than the full local work: cut by the deadline, or stopped by its own choice
+        "stopped": stopped,  # why it did less than its full work: "own choice", "deadline", "offline", "late"
+        "loss": done.get("loss"),
+    }
+
+
+def step_metrics(round_: int, records: Sequence[dict[str, Any]], trained: int, start: float, end: float,
+                 flops: float, total_flops: float) -> dict[str, Any]:
+    """A round's (or server step's) metrics from its device records; `trained`: devices whose update came in."""
+    losses = [r["loss"] for r in records if r["loss"] is not None]
+    return {
+        "round": round_,
+        "devices": trained,
+        "dropped": sum(1 for r in records if r["dropped"]),
+        "samples": int(sum(r["samples"] for r in records)),
+        "train_loss": float(np.mean(losses)) if losses else None,
+        "virtual_start": start,
+        "virtual_time": end,
+        "flops": flops,
+        "cumulative_flops": total_flops,
+    }
 
 
 def split_jobs(jobs: Sequence[Job], sizes: Sequence[int], workers: int) -> list[list[Job]]:
@@ -271,3 +310,12 @@ def check_with_data(cfg: ExperimentConfig, data: ArrayData) -> None:
     check_deadline(cfg, data)
     rules, _, _ = method_halves(cfg)
     rules.check_data(cfg.strategy.params, cfg, data, model_slicer(cfg, data))
+
+
+def build_server(cfg: ExperimentConfig, data: ArrayData, partition: Partition) -> Server:
+    """The driver's server for the config's aggregation: synchronous rounds, or async steps (asynchronous.py)."""
+    if cfg.aggregation.mode == "async":
+        from edgeweave.platform.asynchronous import AsyncServer  # it builds on this module
+
+        return AsyncServer(cfg, data, partition)
+    return Server(cfg, data, partition)

@@ -37,26 +37,34 @@ class ConsoleSink(_NoImages):
 
     def __init__(self, cfg: ExperimentConfig, run_dir: Path, start: int = 0) -> None:
         self.run_dir = run_dir
+        self.unit = "step" if cfg.aggregation.mode == "async" else "round"
+        self.staleness: list[float] = []  # async: each server step's mean staleness
         self.bar = None
         if cfg.logging.progress:
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=cfg.training.rounds, initial=start, desc=cfg.name, unit="round",
+            self.bar = tqdm(total=cfg.training.rounds, initial=start, desc=cfg.name, unit=self.unit,
                             dynamic_ncols=True, file=sys.stderr)
 
     def log(self, metrics: dict[str, Any]) -> None:
+        if metrics.get("staleness_mean") is not None:
+            self.staleness.append(metrics["staleness_mean"])
         if self.bar is not None:
             self.bar.update(1)
             if metrics.get("test_accuracy") is not None:
-                self.bar.set_postfix(acc=f"{metrics['test_accuracy']:.4f}", loss=f"{metrics['test_loss']:.3f}")
+                shown = {"acc": f"{metrics['test_accuracy']:.4f}", "loss": f"{metrics['test_loss']:.3f}"}
+                if self.staleness:
+                    shown["stale"] = f"{self.staleness[-1]:.2f}"
+                self.bar.set_postfix(shown)
 
     def close(self, summary: dict[str, Any]) -> None:
         if self.bar is not None:
             self.bar.close()
         if "failed" in summary:  # the command prints the one line that says why
             return
+        stale = f", mean staleness {sum(self.staleness) / len(self.staleness):.2f}" if self.staleness else ""
         print(
-            f"{summary['name']}: {summary['strategy']} finished {summary['rounds']} rounds, "
+            f"{summary['name']}: {summary['strategy']} finished {summary['rounds']} {self.unit}s{stale}, "
             f"test accuracy {summary['test_accuracy']:.4f}, test loss {summary['test_loss']:.4f}, "
             f"virtual time {summary['virtual_time'] / 3600:.2f} h, {summary['cumulative_flops']:.3g} FLOPs, "
             f"{summary['wall_seconds']:.1f} s wall -> {self.run_dir}",

@@ -2,10 +2,27 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from edgeweave.platform.strategies.base import STRATEGIES, Job, Method, RoundPlan, Rules, ServerHalf
+from edgeweave.platform.errors import UserError
+from edgeweave.platform.registry import Params
 from edgeweave.platform.strategies.context import ServerContext
+
+if TYPE_CHECKING:
+    from edgeweave.platform.config import ExperimentConfig
+
+
+class CentralRules(Rules):
+    """No devices: one pooled job per round."""
+
+    @classmethod
+    def check(cls, params: Params, cfg: "ExperimentConfig") -> None:
+        if cfg.aggregation.mode == "async":
+            raise UserError("aggregation.mode = 'async': strategy central trains the pooled data in one job per "
+                            "round, with no devices to run asynchronously; use aggregation.mode: sync")
 
 
 class CentralServer(ServerHalf):
@@ -15,4 +32,4 @@ class CentralServer(ServerHalf):
         return RoundPlan([Job(device=-1, pooled=True)])
 
 
-STRATEGIES.add("central", Method(Rules, CentralServer))
+STRATEGIES.add("central", Method(CentralRules, CentralServer))

@@ -132,6 +132,10 @@ class TaskwiseRules(Rules):
         if params.tasks == "explicit" and not params.assignment:
             raise UserError("strategy.tasks = 'explicit': needs strategy.assignment, task ids per device")
         _check_tasks(params, cfg)
+        if cfg.aggregation.mode == "async" and params.mode == "attributed" and params.warmup_rounds > 0:
+            raise UserError(f"strategy.warmup_rounds = {params.warmup_rounds}: in async aggregation the task plans "
+                            "replace the model while devices still train the warm-up's; set it to 0 (plans from "
+                            "the initial model) or use aggregation.mode: sync")
         declared = declared_classes(cfg)
         if declared is not None:
             _check_classes(params, declared, f"data {cfg.data.name}")
