@@ -92,7 +92,9 @@ def plot_devices(cfg: ExperimentConfig, history: Sequence[dict[str, Any]], devic
             ax.step(starts / scale, np.where(avail, np.nan, speed), where="post", color="0.8")
             for r in records:
                 if r["device"] == dev:
-                    t, v = round_speed(view, dev, r["round"], starts[rounds.index(r["round"])], r["finish"])
+                    # an async device starts on its own, on the model version it trains (its resources' round)
+                    start = r["start"] if "start" in r else starts[rounds.index(r["round"])]
+                    t, v = round_speed(view, dev, r.get("version", r["round"]), start, r["finish"])
                     ax.step(t / scale, v, where="post", color=LINES[j % len(LINES)], lw=2.2)
                     colour, marker = OUTCOMES[outcome(r)]
                     ax.scatter(r["finish"] / scale, v[-1], color=colour, marker=marker, s=22, zorder=3)

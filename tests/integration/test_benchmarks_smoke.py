@@ -12,6 +12,7 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 # script -> (where its --out goes, the result file it must write), relative to the test's tmp_path
 SCRIPTS = {
+    "async_vs_sync.py": ("async", "async/async_vs_sync.md"),
     "cluster.py": ("cluster", "cluster/cluster.md"),
     "distreal_paper.py": ("paper", "paper/table.md"),
     "distreal_vs_baselines.py": ("compare", "compare/report.md"),

@@ -31,8 +31,11 @@ def metrics_of(run_dir):
     return [{k: v for k, v in m.items() if k not in ("wall_seconds", "workers", "workers_lost")} for m in rows]
 
 
-def test_killed_run_resumes_to_the_uninterrupted_result(local_ray, tmp_path):
-    raw = tiny_raw(tmp_path, training={"rounds": 6, "local_steps": 20}, logging={"checkpoint_every": 1})
+@pytest.mark.parametrize("aggregation", [{}, {"mode": "async", "buffer": 2, "concurrency": 3}], ids=["sync", "async"])
+def test_killed_run_resumes_to_the_uninterrupted_result(local_ray, tmp_path, aggregation):
+    # Async: the checkpoint holds the devices in flight and the model versions they train on.
+    raw = tiny_raw(tmp_path, training={"rounds": 6, "local_steps": 20}, logging={"checkpoint_every": 1},
+                   aggregation=aggregation)
     path = tmp_path / "exp.yaml"
     path.write_text(yaml.safe_dump(raw))
     assert main(["run", str(path), "--set", f"logging.out_dir={tmp_path / 'whole'}"]) == 0

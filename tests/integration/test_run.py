@@ -87,6 +87,19 @@ def test_result_does_not_depend_on_worker_count_and_repeats(local_ray, tmp_path)
     assert acc1 > 0.15  # it learns (chance is 0.1; DISTREAL runs 3 short rounds)
 
 
+def test_async_steps_do_not_depend_on_worker_count_and_equal_the_run_without_ray(local_ray, tmp_path):
+    # Width devices (HeteroFL by tier) on shifting resources: updates of several model versions in each step.
+    from tests.helpers import run_without_ray
+    from tests.unit.test_async import async_raw
+
+    cfg = build_config(async_raw(tmp_path, strategy={"name": "heterofl"}, training={"rounds": 5}))
+    acc1, w1 = final_state(cfg, 1)
+    acc2, w2 = final_state(cfg, 2)
+    np.testing.assert_allclose(w1, w2, atol=1e-6)
+    np.testing.assert_allclose(w2, run_without_ray(cfg).weights, atol=1e-6)
+    assert acc1 == pytest.approx(acc2, abs=1e-5)
+
+
 def test_bad_config_never_starts_a_run(local_ray, tmp_path, capsys):
     path = tmp_path / "exp.yaml"
     path.write_text(yaml.safe_dump(tiny_raw(tmp_path)))

@@ -29,6 +29,10 @@ CASES = [  # (id, extra arguments after the config, text the one line must hold)
      "data.root"),
     ("unwritable output", ["--set", "logging.out_dir=/proc/edgeweave"], "logging.out_dir = '/proc/edgeweave'"),
     ("malformed trace", ["--set", "devices.resources={name: trace, path: TRACE}"], "devices.resources.path"),
+    ("unknown aggregation mode", ["--set", "aggregation={mode: buffered}"], "aggregation.mode = 'buffered'"),
+    ("async buffer of 0", ["--set", "aggregation={mode: async, buffer: 0}"], "aggregation.buffer = 0"),
+    ("async central", ["--set", "aggregation={mode: async}", "--set", "strategy={name: central}"],
+     "aggregation.mode = 'async': strategy central trains the pooled data"),
 ]
 
 
