@@ -102,15 +102,17 @@ class AsyncServer(Server):
         """Play the clock to the step's K-th arrival (or until nobody is left training); returns the
         arrived updates to train, one unit per model version, each in arrival order.
 
-        When no device can start and none is training, the step lasts `devices.idle_wait` and folds
-        whatever arrived (possibly nothing), as a synchronous round nobody could join."""
+        When no device can start and none is training, the step folds what arrived at once; when
+        nothing arrived either, it lasts `devices.idle_wait` and folds nothing, as a synchronous round
+        nobody could join."""
         start = now = self.clock
         ended: list[Flight] = []
         arrived = 0
         while arrived < self.buffer:
             self._dispatch(now)
             if not self.flights:
-                now += self.cfg.devices.idle_wait
+                if not arrived:
+                    now += self.cfg.devices.idle_wait
                 break
             flight = min(self.flights, key=lambda f: (f.finish, f.job.device))
             self.flights.remove(flight)

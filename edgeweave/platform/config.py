@@ -244,6 +244,9 @@ def _check_across(cfg: ExperimentConfig, check_strategy: bool) -> None:
         if d.round_ends != "last_finish":
             raise UserError(f"devices.round_ends = {d.round_ends!r}: async aggregation has no rounds to end; "
                             "use 'last_finish' or aggregation.mode: sync")
+        if a.buffer > d.count:
+            raise UserError(f"aggregation.buffer = {a.buffer}: must be at most devices.count ({d.count}); a device "
+                            "trains at most once per model version")
         if a.concurrency is not None and a.concurrency > d.count:
             raise UserError(f"aggregation.concurrency = {a.concurrency}: must be at most devices.count ({d.count})")
     if check_strategy:

@@ -71,6 +71,18 @@ def test_events_come_in_virtual_time_order_and_each_step_folds_k_updates_of_thei
     assert len(server.flights) == 4 and set(server.versions) == {f.version for f in server.flights} | {8}
 
 
+def test_a_step_that_runs_out_of_devices_folds_what_arrived_without_waiting(tmp_path):
+    # Every device may start once per version: a buffer of all 12 fills only if none is offline.
+    cfg = build_config(async_raw(tmp_path, aggregation={"buffer": 12, "concurrency": 12}))
+    data, part = parts(cfg)
+    server, client = build_server(cfg, data, part), Client(cfg, data, part)
+    steps = []
+    run_steps(server, client, 0, 4, steps)
+    assert any(0 < m["devices"] < 12 for m, _ in steps)
+    for metrics, recs in steps:
+        assert metrics["virtual_time"] == max(r["finish"] for r in recs)  # no idle wait after the last arrival
+
+
 def test_a_step_folds_staleness_weighted_deltas_from_each_updates_own_version(tmp_path):
     cfg = build_config(async_raw(tmp_path, aggregation={"server_lr": 0.7, "exponent": 0.5}))
     data, part = parts(cfg)
@@ -148,6 +160,7 @@ def test_distreal_runs_async_with_the_deadline_as_each_devices_time_budget(tmp_p
     ({"devices": {"over_selection": 0.5}}, "devices.over_selection = 0.5"),
     ({"devices": {"round_ends": "deadline", "deadline": 5, "stragglers": "drop"}}, "devices.round_ends = 'deadline'"),
     ({"aggregation": {"concurrency": 13}}, "aggregation.concurrency = 13"),
+    ({"aggregation": {"buffer": 13}}, "aggregation.buffer = 13: must be at most devices.count (12)"),
     ({"aggregation": {"mode": "later"}}, "aggregation.mode = 'later'"),
 ])
 def test_what_async_mode_cannot_run_is_refused_in_one_line(tmp_path, change, field):
