@@ -14,8 +14,8 @@ def rounds_text(cfg) -> str:
     a = cfg.aggregation
     if a.mode == "sync":
         return f"{cfg.training.rounds} rounds"
-    return (f"{cfg.training.rounds} async server steps of {a.buffer} updates, "
-            f"{a.concurrency or cfg.devices.per_round} devices training at once")
+    buffer, concurrency = a.sizes(cfg.devices)
+    return f"{cfg.training.rounds} async server steps of {buffer} updates, {concurrency} devices training at once"
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -61,7 +61,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"edgeweave run {cfg.name}: {cfg.strategy.name} on {cfg.data.name}, "
               f"{cfg.devices.count} devices, {rounds_text(cfg)} -> {run_dir}", flush=True)
     else:
-        print(f"edgeweave run {cfg.name}: resuming at round {resume.next_round} of {cfg.training.rounds} "
+        unit = "step" if cfg.aggregation.mode == "async" else "round"
+        print(f"edgeweave run {cfg.name}: resuming at {unit} {resume.next_round} of {cfg.training.rounds} "
               f"-> {run_dir}", flush=True)
     with Simulation(cfg, data, partition) as sim:
         sinks = default_sinks(cfg, run_dir, start=resume.next_round if resume else 0)

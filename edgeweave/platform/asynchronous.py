@@ -58,14 +58,13 @@ class AsyncServer(Server):
 
     def __init__(self, cfg: ExperimentConfig, data: ArrayData, partition: Partition) -> None:
         super().__init__(cfg, data, partition)
-        a = cfg.aggregation
-        self.buffer = a.buffer
-        self.concurrency = a.concurrency or cfg.devices.per_round
+        self.buffer, self.concurrency = cfg.aggregation.sizes(cfg.devices)
         self.version = 0  # server steps folded in so far
         self.versions: dict[int, np.ndarray] = {0: self.weights}  # every version a device in flight trains on
         self.flights: list[Flight] = []
         self.started: set[int] = set()  # devices that started on the current version
         self.dispatches = 0  # times devices were drawn to start
+        self.with_data = np.flatnonzero(self.shard_sizes > 0)
         self._step: Optional[tuple[int, float, list[Flight], list[Unit]]] = None
 
     def _dispatch(self, now: float) -> None:
@@ -98,23 +97,45 @@ class AsyncServer(Server):
         timeline = self.rules.device_round(self.facts, version, job)
         self.flights.append(Flight(job, version, job.start + timeline.finish, timeline))
 
-    def plan_units(self, step: int) -> list[Unit]:
-        """Play the clock to the step's K-th arrival (or until nobody is left training); returns the
-        arrived updates to train, one unit per model version, each in arrival order.
+    def _wake(self, now: float) -> float:
+        """When a free slot may next be filled: the earliest time after `now` at which a device that could
+        take it (not training, not yet started on this version, with data) may change state; inf if none."""
+        if len(self.flights) >= self.concurrency:
+            return np.inf
+        busy = [f.job.device for f in self.flights] + sorted(self.started)
+        ids = np.setdiff1d(self.with_data, np.array(busy, np.int64))
+        return float(self.view.resources.next_change(ids, self.version, now).min()) if len(ids) else np.inf
 
-        When no device can start and none is training, the step folds what arrived at once; when
-        nothing arrived either, it lasts `devices.idle_wait` and folds nothing, as a synchronous round
-        nobody could join."""
+    def plan_units(self, step: int) -> list[Unit]:
+        """Play the clock to the step's K-th arrival; returns the arrived updates to train, one unit per
+        model version, each in arrival order.
+
+        A free slot is filled when a device can take it: at an arrival, or when a device's resources
+        change (it comes back online). When nobody is training, the server waits at most
+        `devices.idle_wait` for a device to start, then folds what arrived (possibly nothing, as a
+        synchronous round nobody could join); when every device has already started on this version,
+        it folds what arrived at once."""
         start = now = self.clock
         ended: list[Flight] = []
         arrived = 0
+        idle_since: Optional[float] = None  # since when nobody has been training
         while arrived < self.buffer:
             self._dispatch(now)
+            wake = self._wake(now)
             if not self.flights:
-                if not arrived:
-                    now += self.cfg.devices.idle_wait
-                break
+                idle_since = now if idle_since is None else idle_since
+                if wake == np.inf and arrived:  # nobody can start on this version any more: fold now
+                    break
+                if wake >= idle_since + self.cfg.devices.idle_wait:  # the server waits this long at most
+                    now = idle_since + self.cfg.devices.idle_wait
+                    break
+                now = wake
+                continue
+            idle_since = None
             flight = min(self.flights, key=lambda f: (f.finish, f.job.device))
+            if wake < flight.finish:
+                now = wake
+                continue
             self.flights.remove(flight)
             now = max(now, flight.finish)
             ended.append(flight)
@@ -140,8 +161,9 @@ class AsyncServer(Server):
         a = self.cfg.aggregation
         delta = np.zeros(self.layout.size, np.float64)
         counts = np.zeros(self.layout.size, np.float64)
-        done: dict[int, dict] = {}
-        staleness: dict[int, int] = {}
+        # keyed by (version, device): a device may arrive twice in a step, from an older version and this one
+        done: dict[tuple[int, int], dict] = {}
+        staleness: dict[tuple[int, int], int] = {}
         for unit, unit_partials in zip(units, partials):
             total = combine(unit_partials, self.layout.size)
             stale = self.version - unit.round
@@ -149,7 +171,7 @@ class AsyncServer(Server):
             delta += w * (total.sums - total.counts * self.versions[unit.round])
             counts += total.counts
             for r in total.records:
-                done[r["device"]], staleness[r["device"]] = r, stale
+                done[unit.round, r["device"]], staleness[unit.round, r["device"]] = r, stale
         trained = counts > 0
         weights = (self.weights + a.server_lr * np.divide(delta, counts, out=np.zeros_like(delta), where=trained)
                    ).astype(np.float32)
@@ -158,12 +180,13 @@ class AsyncServer(Server):
         full_flops = self.plan_flops(None)
         for f in ended:
             tl = f.timeline
-            record = device_record(step, f.job, tl, self._tier(f.job), done.get(f.job.device, {}), full_flops,
+            key = (f.version, f.job.device)
+            record = device_record(step, f.job, tl, self._tier(f.job), done.get(key, {}), full_flops,
                                    flops=tl.spent, finish=f.finish, dropped=f.lost,
                                    partial=bool(not f.lost and tl.steps < self.facts.full_steps(f.job)),
                                    stopped=tl.stopped, samples=samples_in_steps(
                                        self.facts.samples(f.job), self.cfg.training.batch_size, tl.steps))
-            record.update(version=f.version, start=f.job.start, staleness=staleness.get(f.job.device))
+            record.update(version=f.version, start=f.job.start, staleness=staleness.get(key))
             records.append(record)
         flops = float(sum(tl.spent for tl in (f.timeline for f in ended)))
         self.total_flops += flops

@@ -76,8 +76,14 @@ class TrainingConfig(Params):
 class AggregationConfig(Params):
     """How updates reach the global model: synchronous rounds, or buffered asynchronous steps (FedBuff)."""
 
+    def sizes(self, devices: DevicesConfig) -> tuple[int, int]:
+        """(buffer, concurrency) of an async run, defaults resolved: devices.per_round train at once, half
+        of them make a step."""
+        concurrency = self.concurrency or devices.per_round
+        return self.buffer or max(1, concurrency // 2), concurrency
+
     mode: Literal["sync", "async"] = "sync"
-    buffer: int = Field(10, ge=1)  # async: updates folded in per server step (K)
+    buffer: Optional[int] = Field(None, ge=1)  # async: updates folded in per server step (K); default concurrency/2
     concurrency: Optional[int] = Field(None, ge=1)  # async: devices training at once; default devices.per_round
     staleness: Literal["constant", "polynomial"] = "polynomial"  # an update s steps old weighs (1+s)^-exponent
     exponent: float = Field(0.5, ge=0)
@@ -237,6 +243,10 @@ def _check_across(cfg: ExperimentConfig, check_strategy: bool) -> None:
     if len(set(names)) != len(names):
         raise UserError(f"devices.tiers = {names}: tier names must differ")
     a = cfg.aggregation
+    ignored = [k for k, f in type(a).model_fields.items() if k != "mode" and getattr(a, k) != f.get_default()]
+    if a.mode == "sync" and ignored:
+        raise UserError(f"aggregation.{ignored[0]} = {getattr(a, ignored[0])!r}: only async aggregation uses it; "
+                        "add aggregation.mode: async, or leave it out")
     if a.mode == "async":
         if d.over_selection > 0:
             raise UserError(f"devices.over_selection = {d.over_selection:g}: async aggregation has no rounds to "
@@ -244,7 +254,7 @@ def _check_across(cfg: ExperimentConfig, check_strategy: bool) -> None:
         if d.round_ends != "last_finish":
             raise UserError(f"devices.round_ends = {d.round_ends!r}: async aggregation has no rounds to end; "
                             "use 'last_finish' or aggregation.mode: sync")
-        if a.buffer > d.count:
+        if a.buffer is not None and a.buffer > d.count:
             raise UserError(f"aggregation.buffer = {a.buffer}: must be at most devices.count ({d.count}); a device "
                             "trains at most once per model version")
         if a.concurrency is not None and a.concurrency > d.count:

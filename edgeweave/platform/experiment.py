@@ -54,6 +54,12 @@ def _how_to_go_on(run_dir: Path, saved: Optional[int]) -> str:
     return f"the checkpoint from round {saved} is intact: edgeweave run --resume {run_dir}"
 
 
+def _mean_staleness(history: list[dict[str, Any]]) -> dict[str, float]:
+    """Async runs: the mean over server steps of their mean staleness (resumed steps included); else nothing."""
+    values = [m["staleness_mean"] for m in history if m.get("staleness_mean") is not None]
+    return {"staleness_mean": float(np.mean(values))} if values else {}
+
+
 def run_rounds(cfg: ExperimentConfig, runner: RoundRunner, sinks: Sinks, run_dir: Path,
                resume: Optional[RunState] = None,
                on_round: Optional[Callable[[dict[str, Any], Optional[Path]], None]] = None) -> dict[str, Any]:
@@ -121,6 +127,7 @@ def run_rounds(cfg: ExperimentConfig, runner: RoundRunner, sinks: Sinks, run_dir
         "virtual_time": last["virtual_time"],
         "cumulative_flops": last["cumulative_flops"],
         "wall_seconds": round(time.perf_counter() - start, 2),
+        **_mean_staleness(history),
         "run_dir": str(run_dir),
     }
     sinks.close(summary)

@@ -70,6 +70,8 @@ def plot_devices(cfg: ExperimentConfig, history: Sequence[dict[str, Any]], devic
     unavailable) and the outcome of each round they took part in. Right: the outcomes of all
     device-rounds, by tier."""
     d = cfg.devices
+    asynchronous = cfg.aggregation.mode == "async"
+    rounds_word = "server step" if asynchronous else "round"
     view = DeviceView(cfg)
     records = [json.loads(line) for line in devices_jsonl.read_text().splitlines() if line]
     counts = Counter((r["tier"], outcome(r)) for r in records)
@@ -102,8 +104,8 @@ def plot_devices(cfg: ExperimentConfig, history: Sequence[dict[str, Any]], devic
         ax.set_ylim(bottom=0)
         ax.legend(fontsize=7, loc="lower left")
         if k == 0:
-            ax.set_title("speed at round starts (grey: unavailable); thick: within the rounds taken part in, "
-                         "to the finish (marker)", fontsize=9)
+            ax.set_title(f"speed at {rounds_word} starts (grey: unavailable); thick: from each start to the "
+                         "finish (marker)", fontsize=9)
         if k == len(d.tiers) - 1:
             ax.set_xlabel(f"virtual time ({unit})")
     bars = fig.add_subplot(grid[:, 1])
@@ -113,7 +115,7 @@ def plot_devices(cfg: ExperimentConfig, history: Sequence[dict[str, Any]], devic
         vals = np.array([counts.get((n, kind), 0) for n in names])
         bars.bar(names, vals, bottom=bottom, color=colour, label=kind)
         bottom += vals
-    bars.set_ylabel("device-rounds")
+    bars.set_ylabel("device updates" if asynchronous else "device-rounds")
     deadline = f"{d.deadline:g} s" if d.deadline else "none"
     bars.set_title(f"outcomes: stragglers {d.stragglers}, deadline {deadline}")
     bars.legend()

@@ -30,7 +30,7 @@ def read_run(run_dir: Path) -> dict[str, Any]:
     agg = cfg.get("aggregation") or {}
     strategy = cfg.get("strategy", {}).get("name", "?")
     if agg.get("mode") == "async":  # side by side with sync runs of the same method
-        strategy += f", async (buffer {agg.get('buffer', 10)})"
+        strategy += ", async" + (f" (buffer {agg['buffer']})" if agg.get("buffer") else "")
     return {"dir": run_dir, "name": cfg.get("name", run_dir.name), "strategy": strategy,
             "asynchronous": agg.get("mode") == "async",
             "metrics": metrics, "devices": device_savings(devices_file) if devices_file.is_file() else []}

@@ -38,7 +38,6 @@ class ConsoleSink(_NoImages):
     def __init__(self, cfg: ExperimentConfig, run_dir: Path, start: int = 0) -> None:
         self.run_dir = run_dir
         self.unit = "step" if cfg.aggregation.mode == "async" else "round"
-        self.staleness: list[float] = []  # async: each server step's mean staleness
         self.bar = None
         if cfg.logging.progress:
             from tqdm.auto import tqdm
@@ -47,14 +46,12 @@ class ConsoleSink(_NoImages):
                             dynamic_ncols=True, file=sys.stderr)
 
     def log(self, metrics: dict[str, Any]) -> None:
-        if metrics.get("staleness_mean") is not None:
-            self.staleness.append(metrics["staleness_mean"])
         if self.bar is not None:
             self.bar.update(1)
             if metrics.get("test_accuracy") is not None:
                 shown = {"acc": f"{metrics['test_accuracy']:.4f}", "loss": f"{metrics['test_loss']:.3f}"}
-                if self.staleness:
-                    shown["stale"] = f"{self.staleness[-1]:.2f}"
+                if metrics.get("staleness_mean") is not None:
+                    shown["stale"] = f"{metrics['staleness_mean']:.2f}"
                 self.bar.set_postfix(shown)
 
     def close(self, summary: dict[str, Any]) -> None:
@@ -62,7 +59,7 @@ class ConsoleSink(_NoImages):
             self.bar.close()
         if "failed" in summary:  # the command prints the one line that says why
             return
-        stale = f", mean staleness {sum(self.staleness) / len(self.staleness):.2f}" if self.staleness else ""
+        stale = f", mean staleness {summary['staleness_mean']:.2f}" if "staleness_mean" in summary else ""
         print(
             f"{summary['name']}: {summary['strategy']} finished {summary['rounds']} {self.unit}s{stale}, "
             f"test accuracy {summary['test_accuracy']:.4f}, test loss {summary['test_loss']:.4f}, "

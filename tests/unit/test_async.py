@@ -71,16 +71,52 @@ def test_events_come_in_virtual_time_order_and_each_step_folds_k_updates_of_thei
     assert len(server.flights) == 4 and set(server.versions) == {f.version for f in server.flights} | {8}
 
 
-def test_a_step_that_runs_out_of_devices_folds_what_arrived_without_waiting(tmp_path):
-    # Every device may start once per version: a buffer of all 12 fills only if none is offline.
+def test_a_device_that_comes_back_online_takes_a_free_slot_then(tmp_path):
+    # All 12 may train at once, but some are offline when a version begins: they start when their markov
+    # state next changes (every 5 s of virtual time), not at the next arrival.
     cfg = build_config(async_raw(tmp_path, aggregation={"buffer": 12, "concurrency": 12}))
     data, part = parts(cfg)
     server, client = build_server(cfg, data, part), Client(cfg, data, part)
     steps = []
     run_steps(server, client, 0, 4, steps)
-    assert any(0 < m["devices"] < 12 for m, _ in steps)
+    starts = [r["start"] for _, recs in steps for r in recs]
+    assert any(t % 5 == 0 and t not in [r["finish"] for _, recs in steps for r in recs] for t in starts if t > 0)
     for metrics, recs in steps:
-        assert metrics["virtual_time"] == max(r["finish"] for r in recs)  # no idle wait after the last arrival
+        assert metrics["virtual_time"] == max(r["finish"] for r in recs)
+
+
+def test_a_step_with_every_device_started_folds_what_arrived_at_once(tmp_path):
+    # Availability drawn per model version: the devices offline now stay offline until the next version,
+    # so once the others arrived the step folds them at once (no idle wait).
+    raw = async_raw(tmp_path, aggregation={"buffer": 12, "concurrency": 12},
+                    devices={"resources": {"name": "uniform", "availability": 0.6}})
+    cfg = build_config(raw)
+    data, part = parts(cfg)
+    server, client = build_server(cfg, data, part), Client(cfg, data, part)
+    steps = []
+    run_steps(server, client, 0, 3, steps)
+    assert all(0 < m["devices"] < 12 for m, _ in steps)
+    for metrics, recs in steps:
+        assert metrics["virtual_time"] == max(r["finish"] for r in recs)
+
+
+def test_a_device_may_arrive_twice_in_a_step_and_both_updates_count(tmp_path):
+    # A fast device that arrives from an older version starts again on the current one and can arrive
+    # again before the buffer fills: two records, two staleness values, both counted.
+    cfg = build_config(async_raw(tmp_path, aggregation={"buffer": 8, "concurrency": 3},
+                                 devices={"resources": {}}, training={"rounds": 6}))
+    data, part = parts(cfg)
+    server, client = build_server(cfg, data, part), Client(cfg, data, part)
+    steps = []
+    run_steps(server, client, 0, 6, steps)
+    twice = [(m, recs) for m, recs in steps if len({r["device"] for r in recs}) < len(recs)]
+    assert twice
+    for metrics, recs in twice:
+        assert metrics["devices"] == len([r for r in recs if not r["dropped"]])
+        stale = [r["staleness"] for r in recs if not r["dropped"]]
+        assert metrics["staleness_mean"] == pytest.approx(np.mean(stale))
+        assert all(r["staleness"] == metrics["round"] - r["version"] for r in recs if not r["dropped"])
+        assert metrics["train_loss"] == pytest.approx(np.mean([r["loss"] for r in recs if not r["dropped"]]))
 
 
 def test_a_step_folds_staleness_weighted_deltas_from_each_updates_own_version(tmp_path):

@@ -31,6 +31,8 @@ CASES = [  # (id, extra arguments after the config, text the one line must hold)
     ("malformed trace", ["--set", "devices.resources={name: trace, path: TRACE}"], "devices.resources.path"),
     ("unknown aggregation mode", ["--set", "aggregation={mode: buffered}"], "aggregation.mode = 'buffered'"),
     ("async buffer of 0", ["--set", "aggregation={mode: async, buffer: 0}"], "aggregation.buffer = 0"),
+    ("async setting in a sync run", ["--set", "aggregation={buffer: 5}"],
+     "aggregation.buffer = 5: only async aggregation uses it"),
     ("async central", ["--set", "aggregation={mode: async}", "--set", "strategy={name: central}"],
      "aggregation.mode = 'async': strategy central trains the pooled data"),
 ]
