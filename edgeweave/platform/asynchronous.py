@@ -191,7 +191,7 @@ class AsyncServer(Server):
         flops = float(sum(tl.spent for tl in (f.timeline for f in ended)))
         self.total_flops += flops
         metrics = step_metrics(step, records, len(done), start, self.clock, flops, self.total_flops)
-        stale = [s for s in staleness.values()]
+        stale = list(staleness.values())
         metrics.update(staleness_mean=float(np.mean(stale)) if stale else None,
                        staleness_max=int(max(stale)) if stale else None)
         if finite:

@@ -76,18 +76,18 @@ class TrainingConfig(Params):
 class AggregationConfig(Params):
     """How updates reach the global model: synchronous rounds, or buffered asynchronous steps (FedBuff)."""
 
-    def sizes(self, devices: DevicesConfig) -> tuple[int, int]:
-        """(buffer, concurrency) of an async run, defaults resolved: devices.per_round train at once, half
-        of them make a step."""
-        concurrency = self.concurrency or devices.per_round
-        return self.buffer or max(1, concurrency // 2), concurrency
-
     mode: Literal["sync", "async"] = "sync"
     buffer: Optional[int] = Field(None, ge=1)  # async: updates folded in per server step (K); default concurrency/2
     concurrency: Optional[int] = Field(None, ge=1)  # async: devices training at once; default devices.per_round
     staleness: Literal["constant", "polynomial"] = "polynomial"  # an update s steps old weighs (1+s)^-exponent
     exponent: float = Field(0.5, ge=0)
     server_lr: float = Field(1.0, gt=0)  # async: the server's step along the buffered mean update
+
+    def sizes(self, devices: DevicesConfig) -> tuple[int, int]:
+        """(buffer, concurrency) of an async run, defaults resolved: devices.per_round train at once, half
+        of them make a step."""
+        concurrency = self.concurrency or devices.per_round
+        return self.buffer or max(1, concurrency // 2), concurrency
 
 
 class RayConfig(Params):
