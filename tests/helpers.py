@@ -90,3 +90,17 @@ def run_without_ray(cfg):
         return server
     finally:
         torch.set_num_threads(threads)
+
+
+def wait_for_rounds(root, pattern: str, rounds: int, proc, timeout: float = 300) -> None:
+    """Until the first file under `root` matching `pattern` (a metrics.jsonl) holds `rounds` rounds; the
+    process `proc` that writes it must still run (it is about to be interrupted)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        logged = list(root.glob(pattern))
+        if logged and len(logged[0].read_text().splitlines()) >= rounds:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "it ended before it could be interrupted"

@@ -226,15 +226,13 @@ class Together:
         self.client.train_steps(round_, job, weights, partial, plan_for_step, steps, **kwargs)
 
     def flush(self) -> None:
-        """Train what is held back: together when it is one plan from one set of weights, else in turn."""
+        """Train what is held back together. The server grouped these jobs by plan, samples and steps, and
+        a group trains from one set of weights (a round's, or one model version's in an async step)."""
         queue, self.queue = self.queue, []
         if not queue:
             return
         first, c = queue[0], self.client
-        same = all(q.weights is first.weights and q.targets is first.targets and q.job.steps == first.job.steps
-                   and c.facts.samples(q.job) == c.facts.samples(first.job) and _same_plan(q.plan, first.plan)
-                   for q in queue)
-        if len(queue) == 1 or not same:
+        if len(queue) == 1:
             for q in queue:
                 if q.plan is None:
                     c.train_full(self.round, q.job, q.weights, q.partial)
@@ -259,11 +257,3 @@ class Together:
             flat = torch.cat([params[n].reshape(-1) for n in layout.names]).cpu().numpy()
             q.partial.add(flat, weight=float(c.facts.samples(q.job)), mask=pos)
             q.partial.record(q.job.device, result.samples, result.steps, result.loss)
-
-
-def _same_plan(a: Optional[Plan], b: Optional[Plan]) -> bool:
-    if a is None or b is None:
-        return a is b
-    same_classes = (a.classes is None and b.classes is None) or (
-        a.classes is not None and b.classes is not None and np.array_equal(a.classes, b.classes))
-    return same_classes and len(a.keep) == len(b.keep) and all(np.array_equal(x, y) for x, y in zip(a.keep, b.keep))

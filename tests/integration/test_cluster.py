@@ -22,7 +22,7 @@ from edgeweave.actors.session import Simulation
 from edgeweave.platform.config import build_config, load_config
 from edgeweave.platform.data import load_dataset
 from edgeweave.platform.partition import partition_data
-from tests.helpers import all_cpus_free, run_without_ray, tiny_raw
+from tests.helpers import all_cpus_free, run_without_ray, tiny_raw, wait_for_rounds
 
 pytestmark = pytest.mark.integration
 
@@ -46,17 +46,6 @@ def second_node(cluster: Cluster):
         others = [cluster.add_node(num_cpus=1)]
         cluster.wait_for_nodes()
     return others[0]
-
-
-def wait_for_rounds(pattern: str, root, rounds: int, proc: subprocess.Popen, timeout: float = 300) -> None:
-    """Until the first metrics.jsonl under `root` matching `pattern` has `rounds` rounds; the process must still run."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None:
-        logged = list(root.glob(pattern))
-        if logged and len(logged[0].read_text().splitlines()) >= rounds:
-            break
-        time.sleep(0.01)
-    assert proc.poll() is None, "it ended before the node could be removed"
 
 
 def ready_workers(sim: Simulation, count: int, timeout: float = 90.0) -> list[str]:
@@ -106,7 +95,7 @@ def test_the_plugin_example_through_the_cli_loses_a_node_at_round_2_and_ends_as_
                             "logging.progress=false", "--set", "logging.wandb.mode=disabled"],
                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        wait_for_rounds("*/metrics.jsonl", out, 2, run)
+        wait_for_rounds(out, "*/metrics.jsonl", 2, run)
         cluster.remove_node(lost)
         output, _ = run.communicate(timeout=300)
     finally:
@@ -138,7 +127,7 @@ def test_a_sweep_that_loses_a_trials_node_retries_it_and_ends_with_the_undisturb
     sweep_proc = subprocess.Popen([sys.executable, "-m", "edgeweave.cli", "sweep", str(tmp_path / "sweep.yaml")],
                                   env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        wait_for_rounds("*/runs/*/metrics.jsonl", tmp_path / "sweeps", 3, sweep_proc)
+        wait_for_rounds(tmp_path / "sweeps", "*/runs/*/metrics.jsonl", 3, sweep_proc)
         cluster.remove_node(lost)  # the first trial, its process and its worker, half way
         cluster.add_node(num_cpus=2)
         output, _ = sweep_proc.communicate(timeout=400)

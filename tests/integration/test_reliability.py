@@ -20,7 +20,7 @@ from edgeweave.platform.checkpoint import fingerprint, load_checkpoint
 from edgeweave.platform.config import build_config
 from edgeweave.platform.data import load_dataset
 from edgeweave.platform.partition import partition_data
-from tests.helpers import all_cpus_free, tiny_raw
+from tests.helpers import all_cpus_free, tiny_raw, wait_for_rounds
 
 pytestmark = pytest.mark.integration
 
@@ -47,13 +47,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(local_ray, tmp_path, agg
                              f"logging.out_dir={tmp_path / 'cut'}"], env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.time() + 180
-        while time.time() < deadline:
-            logged = list((tmp_path / "cut").glob("*/metrics.jsonl"))
-            if logged and len(logged[0].read_text().splitlines()) >= 3:
-                break
-            assert proc.poll() is None, "the run ended before it could be killed"
-            time.sleep(0.05)
+        wait_for_rounds(tmp_path / "cut", "*/metrics.jsonl", 3, proc)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     finally:

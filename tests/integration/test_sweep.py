@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 
 from edgeweave.cli import main
 from edgeweave.platform.config import load_config
-from tests.helpers import read_wandb_offline, tiny_raw
+from tests.helpers import read_wandb_offline, tiny_raw, wait_for_rounds
 from tests.integration.conftest import local_cluster
 
 pytestmark = pytest.mark.integration
@@ -277,13 +277,7 @@ def test_a_trial_that_loses_its_driver_goes_on_from_its_checkpoint(tune_ray, tmp
     proc = subprocess.Popen([sys.executable, "-m", "edgeweave.cli", "sweep", str(path)], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline = time.time() + 240
-        while time.time() < deadline:
-            logged = list((tmp_path / "sweeps").glob("*/runs/*/metrics.jsonl"))
-            if logged and len(logged[0].read_text().splitlines()) >= 3:
-                break
-            assert proc.poll() is None, "the sweep ended before its driver could be lost"
-            time.sleep(0.05)
+        wait_for_rounds(tmp_path / "sweeps", "*/runs/*/metrics.jsonl", 3, proc)
         (driver,) = subprocess.run(["pgrep", "-f", "^ray::Driver"], capture_output=True, text=True).stdout.split()
         os.kill(int(driver), signal.SIGKILL)  # as when its node goes; the trial's process stays
         out, _ = proc.communicate(timeout=300)
