@@ -95,7 +95,7 @@ class AsyncServer(Server):
 
     def _fly(self, job: Job, version: int) -> None:
         timeline = self.rules.device_round(self.facts, version, job)
-        self.flights.append(Flight(job, version, job.start + timeline.finish, timeline))
+        self.flights.append(Flight(job, version, timeline.finish, timeline))
 
     def _wake(self, now: float) -> float:
         """When a free slot may next be filled: the earliest time after `now` at which a device that could

@@ -68,7 +68,7 @@ class Server:
         """Virtual seconds the job's full work would take at the device's speed now (download, train,
         upload): what a device knows when it commits to a plan at the round's start."""
         steps = self.facts.full_steps(job)
-        flops = self.rules.step_flops(self.facts, round_, job, steps) * self.facts.batch_sizes(job, steps)
+        flops = self.rules.sample_flops(self.facts, round_, job, steps) * self.facts.batch_sizes(job, steps)
         _, speed = self.view.state(np.array([job.device]), round_, self.clock)
         comm = self.model_bytes(round_, job) / float(self.view.bandwidth(np.array([job.device]))[0])
         return float(2 * comm + flops.sum() / speed[0])
@@ -112,7 +112,7 @@ class Server:
         self.shared = decided.shared
         jobs = [replace(j, start=self.clock) for j in decided.jobs]
         work = self.workload(round_, jobs)
-        timing = time_round(work, d.stragglers, d.deadline, keep=d.per_round if want > d.per_round else None,
+        timing = time_round(work, self.clock, d.stragglers, d.deadline, keep=d.per_round if want > d.per_round else None,
                             fixed_length=d.round_ends == "deadline")
         self._pending = (round_, jobs, work, timing)
         kept = np.flatnonzero(~timing.dropped)
@@ -164,13 +164,13 @@ class Server:
         full_flops = self.plan_flops(None)
         start = self.clock
         records = [device_record(round_, job, work.timelines[i], self._tier(job), trained.get(job.device, {}),
-                                 full_flops, flops=float(timing.flops[i]), finish=start + float(timing.finish[i]),
+                                 full_flops, flops=float(timing.flops[i]), finish=float(timing.finish[i]),
                                  dropped=bool(timing.dropped[i]),
                                  partial=bool(not timing.dropped[i] and timing.steps[i] < work.planned[i]),
                                  stopped=timing.stopped[i], samples=int(timing.samples[i]))
                    for i, job in enumerate(jobs)]
         round_flops = float(timing.flops.sum())
-        self.clock = start + (timing.duration if timing.duration > 0 else self.cfg.devices.idle_wait)
+        self.clock = timing.end if timing.end > start else start + self.cfg.devices.idle_wait
         self.total_flops += round_flops
         metrics = step_metrics(round_, records, len(trained), start, self.clock, round_flops, self.total_flops)
         self._flag_non_finite(metrics, finite)

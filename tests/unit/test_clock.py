@@ -22,20 +22,20 @@ def workload(policy, deadline, step_flops=None, speeds=(40.0, 20.0, 10.0)):
 
 
 def play(policy, deadline, keep=None, fixed_length=False, **change):
-    return time_round(workload(policy, deadline, **change), policy, deadline, keep=keep, fixed_length=fixed_length)
+    return time_round(workload(policy, deadline, **change), 0.0, policy, deadline, keep=keep, fixed_length=fixed_length)
 
 
 def test_wait_lasts_as_long_as_the_slowest():
     t = play("wait", None)
     np.testing.assert_allclose(t.finish, [3, 4, 6])
-    assert t.duration == 6
+    assert t.end == 6
     assert list(t.steps) == [4, 4, 4] and list(t.samples) == [40, 40, 40]
     np.testing.assert_allclose(t.flops, [40, 40, 40])
     assert not t.dropped.any() and t.stopped == [None, None, None]
 
 
 def test_wait_ignores_a_deadline():
-    assert play("wait", 3.5).duration == 6
+    assert play("wait", 3.5).end == 6
 
 
 def test_drop_never_trains_late_devices_but_counts_their_work():
@@ -45,11 +45,11 @@ def test_drop_never_trains_late_devices_but_counts_their_work():
     # Device 2 computed from the end of its 1 s download until its update could no longer
     # arrive by the deadline (3.5 s) at 10 FLOP/s.
     np.testing.assert_allclose(t.flops, [40, 40, 25])
-    assert t.duration == 4.5
+    assert t.end == 4.5
 
 
 def test_drop_with_everyone_on_time_ends_at_the_last_finish():
-    assert play("drop", 10).duration == 6
+    assert play("drop", 10).end == 6
 
 
 def test_partial_keeps_the_steps_finished_when_the_deadline_cuts():
@@ -59,7 +59,7 @@ def test_partial_keeps_the_steps_finished_when_the_deadline_cuts():
     np.testing.assert_allclose(t.finish, [3, 4, 4.5])
     np.testing.assert_allclose(t.flops, [40, 40, 25])
     assert not t.dropped.any() and t.stopped == [None, None, "deadline"]
-    assert t.duration == 4.5
+    assert t.end == 4.5
 
 
 def test_partial_drops_a_device_that_finishes_no_step():
@@ -67,19 +67,19 @@ def test_partial_drops_a_device_that_finishes_no_step():
     # 1.5 s of compute: device 0 finishes 2 steps (the second exactly at the limit), device 1 one, device 2 none.
     assert list(t.steps) == [2, 1, 0]
     assert list(t.dropped) == [False, False, True]
-    assert t.duration == 2.5
+    assert t.end == 2.5
 
 
 def test_fixed_length_rounds_last_until_the_deadline():
-    assert play("partial", 7.0, fixed_length=True).duration == 7.0
-    assert play("drop", 4.5, fixed_length=True).duration == 4.5
-    assert play("wait", 7.0, fixed_length=True).duration == 6  # wait ignores it
+    assert play("partial", 7.0, fixed_length=True).end == 7.0
+    assert play("drop", 4.5, fixed_length=True).end == 4.5
+    assert play("wait", 7.0, fixed_length=True).end == 6  # wait ignores it
 
 
 def test_over_selection_keeps_the_first_finishers():
     t = play("wait", None, keep=2)
     assert list(t.dropped) == [False, False, True] and t.stopped[2] == "late"
-    assert t.duration == 4
+    assert t.end == 4
     # The cut-off device worked from its download's end (1 s) to the cut-off (4 s) at 10 FLOP/s.
     np.testing.assert_allclose(t.flops, [40, 40, 30])
 
@@ -102,9 +102,9 @@ def test_partial_cuts_after_the_last_mini_batch_that_fits_when_costs_differ():
 
 def test_a_round_without_devices_takes_no_time_and_trains_nothing():
     for policy, deadline in (("wait", None), ("drop", 3.0), ("partial", 3.0)):
-        t = time_round(Workload(np.zeros(0, np.int64), np.zeros(0, np.int64), 10, np.zeros(0, np.int64), []),
+        t = time_round(Workload(np.zeros(0, np.int64), np.zeros(0, np.int64), 10, np.zeros(0, np.int64), []), 0.0,
                        policy, deadline)
-        assert t.duration == 0 and len(t.steps) == 0 and t.flops.sum() == 0
+        assert t.end == 0 and len(t.steps) == 0 and t.flops.sum() == 0
 
 
 @pytest.mark.parametrize("n, batch, steps, expected", [(40, 10, 4, [10] * 4), (45, 10, 7, [10, 10, 10, 10, 5, 10, 10]),
@@ -144,9 +144,9 @@ def test_a_device_that_goes_offline_mid_round(policy, steps, lost):
     # Four steps end by 3.75 s; the fifth is halfway (5 FLOPs) when the device goes offline at 4 s.
     assert tl.steps == steps and tl.stopped == "offline" and tl.lost == lost
     assert tl.finish == pytest.approx(4.0) and tl.spent == pytest.approx(45.0)
-    t = time_round(Workload(np.array([0]), np.array([50]), 10, np.array([5]), [tl]), policy, 10.0)
+    t = time_round(Workload(np.array([0]), np.array([50]), 10, np.array([5]), [tl]), 0.0, policy, 10.0)
     assert list(t.steps) == [0 if lost else 4] and t.flops[0] == pytest.approx(45.0)
-    assert t.duration == (0.0 if lost else pytest.approx(4.0))  # nobody waits for a device known to be gone
+    assert t.end == (0.0 if lost else pytest.approx(4.0))  # nobody waits for a device known to be gone
 
 
 def test_offline_during_the_upload_loses_the_update_under_every_policy():

@@ -73,7 +73,7 @@ def test_fjord_draws_ordered_widths_up_to_p_max(make_config):
     # Each mini-batch costs its own width's FLOPs: p_max 0.5 mixes 0.25 and 0.5, so the job's
     # mean lies strictly between the two (charging p_max for every step would not).
     width_flops = {r: server.plan_flops(uniform_plan(server.slicer, lambda i, w: nested(w, r))) for r in (0.25, 0.5)}
-    flops = server.rules.step_flops(server.facts, 0, Job(1, rate=0.5), 200)
+    flops = server.rules.sample_flops(server.facts, 0, Job(1, rate=0.5), 200)
     np.testing.assert_array_equal(flops, [width_flops[r] for r in rates])
     assert width_flops[0.25] < flops.mean() < width_flops[0.5]
 

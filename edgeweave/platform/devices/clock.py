@@ -51,33 +51,35 @@ class Timing:
     steps: np.ndarray
     samples: np.ndarray
     flops: np.ndarray  # FLOPs computed, dropped devices included (they worked until cut off)
-    finish: np.ndarray  # seconds after the round's start
+    finish: np.ndarray  # absolute virtual seconds
     dropped: np.ndarray
     stopped: list[Optional[str]]  # None, "own choice", "deadline", "offline", or "late" (over-selection)
-    duration: float
+    end: float  # absolute virtual seconds; the round's start when nothing took any time
 
 
-def time_round(w: Workload, policy: str, deadline: Optional[float], keep: Optional[int] = None,
+def time_round(w: Workload, start: float, policy: str, deadline: Optional[float], keep: Optional[int] = None,
                fixed_length: bool = False) -> Timing:
-    """Put the round together: over-selection (`keep` first finishers), the round's end, what each computed.
+    """Put the round that began at `start` together: over-selection (`keep` first finishers), the round's
+    end, what each computed. `deadline` is seconds after `start`.
 
     With `fixed_length` (and a deadline, and a policy other than `wait`) every round lasts until
     the deadline, as when the driver only collects updates at the deadline.
     """
     tls = w.timelines
+    due = None if deadline is None else start + deadline  # the timelines computed theirs the same way
     finish = np.array([tl.finish for tl in tls], np.float64)
     dropped = np.array([tl.lost for tl in tls], bool)
     stopped = [tl.stopped for tl in tls]
-    end = float(finish[~dropped].max(initial=0.0))
-    if deadline is not None and any(tl.lost and tl.stopped == "deadline" for tl in tls):
-        end = max(end, deadline)  # the driver waited until the deadline for updates that never came
+    end = float(finish[~dropped].max(initial=start))
+    if due is not None and any(tl.lost and tl.stopped == "deadline" for tl in tls):
+        end = max(end, due)  # the driver waited until the deadline for updates that never came
     if keep is not None and (~dropped).sum() > keep:
         order = np.flatnonzero(~dropped)[np.argsort(finish[~dropped], kind="stable")]
         for i in order[keep:]:
             dropped[i], stopped[i] = True, "late"
         end = float(finish[order[keep - 1]])
-    if fixed_length and deadline is not None and policy != "wait":
-        end = max(end, deadline)
+    if fixed_length and due is not None and policy != "wait":
+        end = max(end, due)
     offline = np.array([s == "offline" for s in stopped], bool)
     # Devices cut off by the round's end computed until then; one gone offline, until it went.
     flops = np.array([tl.spent_by(end) if cut and not off else tl.spent

@@ -6,7 +6,9 @@ bandwidth, and a device that becomes unavailable stops where it is. The device's
 to train (a fixed plan, or DISTREAL's vector per mini-batch) is a rule asked before each
 mini-batch with the speed it has at that moment and the time it has left. The driver (for the
 clock) and the device (to know what to train) both call `device_timeline`, so they cannot
-disagree. Pure arithmetic on floats, checkable by hand.
+disagree. Every time here is absolute virtual seconds, the resource models' own time base: a
+segment's end is used as it came, never converted, so the clock always lands exactly on it.
+Pure arithmetic on floats, checkable by hand.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Callable, Optional
 import numpy as np
 
 Segment = Callable[[float], tuple[bool, float, float]]
-"""virtual time t -> (available, speed in FLOP/s, the next time its state may change, > t)."""
+"""absolute virtual time t -> (available, speed in FLOP/s, the next time its state may change, > t)."""
 
 StepRule = Callable[[int, float, Optional[float]], Optional[tuple[float, int]]]
 """(mini-batch k, speed now, compute seconds left before the upload must start or None) ->
@@ -26,9 +28,13 @@ StepRule = Callable[[int, float, Optional[float]], Optional[tuple[float, int]]]
 TOLERANCE = 1e-9  # relative: a mini-batch that ends exactly at a limit fits
 
 
-def fixed_rule(step_flops: np.ndarray) -> StepRule:
-    """A plan committed at the round's start: mini-batch k costs step_flops[k] whatever happens."""
-    costs = np.asarray(step_flops, np.float64)
+class ClockStalled(RuntimeError):
+    """A resource model answered a time at which the clock cannot advance: a bug, never a silent loop."""
+
+
+def fixed_rule(batch_flops: np.ndarray) -> StepRule:
+    """A plan committed at the round's start: mini-batch k costs batch_flops[k] FLOPs whatever happens."""
+    costs = np.asarray(batch_flops, np.float64)
     return lambda k, speed, left: (float(costs[k]), -1)
 
 
@@ -39,8 +45,10 @@ def constant(speed: float) -> Segment:
 
 @dataclass(frozen=True)
 class DeviceTimeline:
-    """What one device did in one round; times are seconds after the round's start."""
+    """What one device did in one round; every time is absolute virtual seconds."""
 
+    start: float  # when its download began
+    comm: float  # seconds each transfer lasts
     step_flops: np.ndarray  # FLOPs of each mini-batch it finished
     choices: np.ndarray  # the rule's choice for each of them
     step_end: np.ndarray  # when each finished
@@ -64,48 +72,61 @@ class DeviceTimeline:
         return self.spent_by(np.inf)
 
     def spent_by(self, t: float) -> float:
-        """FLOPs computed up to `t` seconds after the round's start."""
+        """FLOPs computed up to virtual time `t`."""
         ends = np.append(self.work_start[1:], self.compute_end)
         seconds = np.clip(np.minimum(ends, t) - self.work_start, 0.0, None)
         return float((seconds * self.work_speed).sum())
 
 
-def _transfer(segment: Segment, start: float, t: float, seconds: float) -> tuple[bool, float]:
+def _at(segment: Segment, t: float) -> tuple[bool, float, float]:
+    """The segment at t, checked: its state must hold until a time later than t."""
+    available, speed, until = segment(t)
+    if not until > t:
+        raise ClockStalled(f"the resource model's next change after t = {t!r} is {until!r}, not a later time")
+    if available and not speed > 0:
+        raise ClockStalled(f"the resource model gives speed {speed!r} at t = {t!r}: an available device needs > 0")
+    return available, speed, until
+
+
+def _transfer(segment: Segment, t: float, seconds: float) -> tuple[bool, float]:
     """Move data for `seconds` from t: (stayed available throughout, the time it ended or went offline)."""
     end = t + seconds
     while True:
-        available, _, until = segment(start + t)
+        available, _, until = _at(segment, t)
         if not available:
             return False, t
-        if until - start >= end:
+        if until >= end:
             return True, end
-        t = until - start
+        t = until  # strictly later: _at checked it
 
 
 def device_timeline(segment: Segment, start: float, comm: float, planned: int, rule: StepRule,
                     deadline: Optional[float], policy: str) -> DeviceTimeline:
-    """Play one device-round: download (`comm` seconds), up to `planned` mini-batches chosen by `rule`, upload.
+    """Play one device-round from `start`: download (`comm` seconds), up to `planned` mini-batches chosen
+    by `rule`, upload.
 
-    With a deadline and policy `drop` or `partial`, compute stops when the upload could no longer
-    end by the deadline: `partial` keeps the mini-batches finished by then, `drop` loses the
-    update. A device that goes offline loses its update, except under `partial`, where the
-    mini-batches it finished count (it sends them as it leaves). The rule always sees the time
-    left before the deadline's upload (a device aims at the deadline even when the driver waits).
+    `deadline` is seconds after `start`. With a deadline and policy `drop` or `partial`, compute stops
+    when the upload could no longer end by the deadline: `partial` keeps the mini-batches finished by
+    then, `drop` loses the update. A device that goes offline loses its update, except under
+    `partial`, where the mini-batches it finished count (it sends them as it leaves). The rule always
+    sees the time left before the deadline's upload (a device aims at the deadline even when the
+    driver waits). Every step moves the clock to a strictly later time or ends the work, so the
+    timeline always terminates.
     """
-    window = deadline - comm if deadline is not None and policy in ("drop", "partial") else np.inf
-    aim = None if deadline is None else deadline - comm
-    _, speed_start, _ = segment(start)
+    aim = None if deadline is None else start + deadline - comm  # absolute: when the upload must start
+    window = aim if aim is not None and policy in ("drop", "partial") else np.inf
+    _, speed_start, _ = _at(segment, start)
     flops: list[float] = []
     choices: list[int] = []
     ends: list[float] = []
     work_start: list[float] = []
     work_speed: list[float] = []
     stopped: Optional[str] = None
-    ok, t = _transfer(segment, start, 0.0, comm)
+    ok, t = _transfer(segment, start, comm)
     if not ok:
         stopped = "offline"
     while stopped is None and len(flops) < planned:
-        available, speed, until = segment(start + t)
+        available, speed, _ = _at(segment, t)
         if not available:
             stopped = "offline"
             break
@@ -116,14 +137,17 @@ def device_timeline(segment: Segment, start: float, comm: float, planned: int, r
         cost, choice = pick
         left = cost
         while left > 0:
-            available, speed, until = segment(start + t)
+            available, speed, until = _at(segment, t)
             if not available:
                 stopped = "offline"
                 break
-            limit = min(until - start, window)
+            limit = min(until, window)
+            if limit <= t:  # the deadline has come (until > t always)
+                stopped = "deadline"
+                break
             work_start.append(t)
             work_speed.append(speed)
-            if t + left / speed <= limit + TOLERANCE * max(limit, 1.0):
+            if t + left / speed <= limit + TOLERANCE * max(abs(limit), 1.0):
                 t, left = t + left / speed, 0.0
             else:
                 left -= (limit - t) * speed
@@ -144,10 +168,11 @@ def device_timeline(segment: Segment, start: float, comm: float, planned: int, r
     elif stopped == "deadline" and policy == "drop":
         lost, finish = True, t
     else:
-        ok, finish = _transfer(segment, start, t, comm)
+        ok, finish = _transfer(segment, t, comm)
         if not ok:
             stopped, lost = "offline", True
     speeds = work_speed or [speed_start]
-    return DeviceTimeline(np.array(flops, np.float64), np.array(choices, np.int64), np.array(ends, np.float64),
-                          float(finish), stopped, lost, float(speed_start), float(min(speeds)), float(max(speeds)),
-                          np.array(work_start, np.float64), np.array(work_speed, np.float64), float(compute_end))
+    return DeviceTimeline(float(start), float(comm), np.array(flops, np.float64), np.array(choices, np.int64),
+                          np.array(ends, np.float64), float(finish), stopped, lost, float(speed_start),
+                          float(min(speeds)), float(max(speeds)), np.array(work_start, np.float64),
+                          np.array(work_speed, np.float64), float(compute_end))

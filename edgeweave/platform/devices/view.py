@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgeweave.platform.devices.resources import build_resources
-from edgeweave.platform.devices.timeline import DeviceTimeline, Segment, StepRule, device_timeline
+from edgeweave.platform.devices.timeline import ClockStalled, DeviceTimeline, Segment, StepRule, device_timeline
 from edgeweave.platform.devices.tiers import assign_tiers
 
 
@@ -34,23 +34,24 @@ class DeviceView:
         return self.tier_bandwidth[self.tier_of[ids]]
 
     def segment(self, device: int, round_: int) -> Segment:
-        """The device's (available, speed, next change) at any time of the round, for its timeline."""
+        """The device's (available, speed, next change) at any absolute time of the round, for its timeline."""
         ids = np.array([device])
         base = self.cfg.devices.flops_per_second * self.tier_speed[self.tier_of[device]]
 
         def at(t: float) -> tuple[bool, float, float]:
             available, multiplier = self.resources.state(ids, round_, t)
             until = float(self.resources.next_change(ids, round_, t)[0])
-            if not until > t:  # a plugin's bug would otherwise stall the timeline
-                raise ValueError(f"devices.resources = {self.cfg.devices.resources.name!r}: next_change at t = {t!r} "
-                                 f"is {until!r}, not a later time")
             return bool(available[0]), float(base * multiplier[0]), until
         return at
 
     def timeline(self, round_: int, device: int, start: float, model_bytes: float, planned: int,
                  rule: StepRule) -> DeviceTimeline:
-        """The device's round under the config's deadline and straggler policy: the one computation
-        the driver (for the clock) and the device (for what it trains) both run."""
+        """The device's round from `start` under the config's deadline and straggler policy: the one
+        computation the driver (for the clock) and the device (for what it trains) both run."""
         d = self.cfg.devices
         comm = model_bytes / float(self.bandwidth(np.array([device]))[0])
-        return device_timeline(self.segment(device, round_), start, comm, planned, rule, d.deadline, d.stragglers)
+        try:
+            return device_timeline(self.segment(device, round_), start, comm, planned, rule, d.deadline, d.stragglers)
+        except ClockStalled as e:
+            raise ClockStalled(f"device {device}, round {round_}, devices.resources = {d.resources.name!r}: {e}") \
+                from None

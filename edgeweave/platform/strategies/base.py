@@ -82,14 +82,14 @@ class Rules:
         plan = self.job_plan(facts, round_, job)
         return 4.0 * (facts.model_size if plan is None else facts.slicer.count(plan))
 
-    def step_flops(self, facts: "Facts", round_: int, job: Job, steps: int) -> np.ndarray:
+    def sample_flops(self, facts: "Facts", round_: int, job: Job, steps: int) -> np.ndarray:
         """Training FLOPs per sample of each of the job's `steps` mini-batches, from the real (sub-)model."""
         return np.full(steps, float(facts.slicer.flops(self.job_plan(facts, round_, job))), np.float64)
 
     def step_rule(self, facts: "Facts", round_: int, job: Job, steps: int) -> StepRule:
         """How the device picks each of its `steps` mini-batches as it trains. By default the plan it
-        committed to at the round's start (`step_flops`); DISTREAL chooses from moment to moment."""
-        return fixed_rule(self.step_flops(facts, round_, job, steps) * facts.batch_sizes(job, steps))
+        committed to at the round's start (`sample_flops`); DISTREAL chooses from moment to moment."""
+        return fixed_rule(self.sample_flops(facts, round_, job, steps) * facts.batch_sizes(job, steps))
 
     def device_round(self, facts: "Facts", round_: int, job: Job) -> DeviceTimeline:
         """The job's device-round as it plays out: the one computation behind the driver's clock and

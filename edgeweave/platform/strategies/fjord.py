@@ -35,7 +35,7 @@ class FjORDRules(WidthRules):
                  for r in map(float, np.unique(rates))}
         return [plans[float(r)] for r in rates]
 
-    def step_flops(self, facts: Facts, round_: int, job: Job, steps: int) -> np.ndarray:
+    def sample_flops(self, facts: Facts, round_: int, job: Job, steps: int) -> np.ndarray:
         """Each mini-batch costs its own width's FLOPs, so a deadline cuts after the steps that fit."""
         return np.array([facts.slicer.flops(p) for p in self.step_plans(facts, round_, job, steps)], np.float64)
 

@@ -31,8 +31,26 @@ class ResourceModel(ABC):
         return np.full(len(ids), np.inf)
 
 
+def slot_start(k: int, period: float) -> float:
+    """Where slot k of a model that changes every `period` seconds begins: k * period, as one float product."""
+    return float(k * period)
+
+
+def slot_of(t: float, period: float) -> int:
+    """The slot holding t: the k with slot_start(k) <= t < slot_start(k + 1), exactly.
+
+    `t // period` alone can disagree with `slot_start` by one in the last place (29.7 // 0.3 is 98,
+    yet 99 * 0.3 == 29.7), and a model whose state reads one while its next change reads the other
+    skips a slot or stalls a timeline. Both are derived from the same products here.
+    """
+    k = int(np.floor(t / period))
+    while slot_start(k + 1, period) <= t:
+        k += 1
+    while slot_start(k, period) > t:
+        k -= 1
+    return k
+
+
 def next_boundary(t: float, period: float) -> float:
-    """The first multiple of `period` strictly after t."""
-    k = np.floor(t / period) + 1
-    nxt = k * period
-    return float(nxt if nxt > t else (k + 1) * period)
+    """The start of the slot after the one holding t: strictly after t, and `slot_of` of it is that slot."""
+    return slot_start(slot_of(t, period) + 1, period)

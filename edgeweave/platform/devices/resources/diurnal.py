@@ -6,7 +6,7 @@ import numpy as np
 from pydantic import Field
 
 from edgeweave.platform.devices import hashing
-from edgeweave.platform.devices.resources.base import RESOURCES, ResourceModel, next_boundary
+from edgeweave.platform.devices.resources.base import RESOURCES, ResourceModel, next_boundary, slot_of, slot_start
 from edgeweave.platform.registry import Params
 
 
@@ -29,9 +29,10 @@ class Diurnal(ResourceModel):
 
     def state(self, ids: np.ndarray, round_: int, t: float) -> tuple[np.ndarray, np.ndarray]:
         p = self.params
-        c = self.cycle(ids, (t // p.slot) * p.slot)  # held for a slot, so a device's timeline has steps
+        k = slot_of(t, p.slot)
+        c = self.cycle(ids, slot_start(k, p.slot))  # held for a slot, so a device's timeline has steps
         chance = np.clip(p.mean + p.amplitude * c, 0.0, 1.0)
-        available = hashing.uniform(self.seed, ids, int(t // p.slot), 41) < chance
+        available = hashing.uniform(self.seed, ids, k, 41) < chance
         speed = p.slow + (1.0 - p.slow) * (c + 1.0) / 2.0
         return available, speed
 

@@ -13,7 +13,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from edgeweave.platform.devices import hashing
-from edgeweave.platform.devices.resources.base import RESOURCES, ResourceModel, next_boundary
+from edgeweave.platform.devices.resources.base import RESOURCES, ResourceModel, next_boundary, slot_of
 from edgeweave.platform.registry import Params
 
 
@@ -56,7 +56,7 @@ class Markov(ResourceModel):
 
     def state(self, ids: np.ndarray, round_: int, t: float) -> tuple[np.ndarray, np.ndarray]:
         p = self.params
-        step = int(t // p.period)
+        step = slot_of(t, p.period)
         on = chain_state(self.seed, ids, step, p.p_off, p.p_on, 20)
         fast = chain_state(self.seed, ids, step, p.p_slow, p.p_fast, 30)
         return on, np.where(fast, 1.0, p.slow)

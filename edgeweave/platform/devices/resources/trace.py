@@ -18,7 +18,7 @@ from typing import ClassVar, Optional
 import numpy as np
 from pydantic import Field
 
-from edgeweave.platform.devices.resources.base import RESOURCES, ResourceModel, next_boundary
+from edgeweave.platform.devices.resources.base import RESOURCES, ResourceModel, slot_of, slot_start
 from edgeweave.platform.errors import UserError
 from edgeweave.platform.inputs import FileParams
 
@@ -86,6 +86,10 @@ class Trace(ResourceModel):
             raise _bad(path, "empty", "the trace has no rows")
         if any(r[3] <= 0 for r in rows):
             raise _bad(path, "speed", "every speed multiplier must be > 0")
+        outside = [r[1] for r in rows if params.cycle and not 0 <= r[1] < params.cycle]
+        if outside:
+            raise _bad(path, "time", f"{outside[0]:g} is outside the cycle: with devices.resources.cycle = "
+                                     f"{params.cycle:g}, every time must be in [0, {params.cycle:g})")
         rows.sort()
         dev = np.array([r[0] for r in rows])
         self.series_ids, starts = np.unique(dev, return_index=True)
@@ -94,24 +98,35 @@ class Trace(ResourceModel):
         self.available = np.array([r[2] for r in rows])
         self.speed = np.array([r[3] for r in rows])
 
+    def _row(self, s: int, t: float) -> tuple[int, float]:
+        """(the row series s holds at t, the next time it may change) for absolute time t.
+
+        With a cycle, the rows of cycle c begin at slot_start(c) + their time, capped at the next
+        cycle's start: `state` and `next_change` read the same change points, so the state at a
+        change is always the next row's (reading `t % cycle` against `t - t % cycle` rounds apart).
+        """
+        times = self.time[self.offsets[s]:self.offsets[s + 1]]
+        cycle = self.params.cycle
+        if cycle:
+            c = slot_of(t, cycle)
+            end = slot_start(c + 1, cycle)
+            points = np.minimum(slot_start(c, cycle) + times, end)
+        else:
+            end, points = np.inf, times
+        k = int(np.searchsorted(points, t, side="right"))  # rows begun by t; the next begins after it
+        return self.offsets[s] + max(k - 1, 0), float(points[k]) if k < len(points) else end
+
+    def _rows(self, ids: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray]:
+        """`_row` for each device, computed once per series the devices follow."""
+        series, back = np.unique(np.asarray(ids) % len(self.series_ids), return_inverse=True)
+        rows = [self._row(int(s), t) for s in series]
+        pos = np.array([r for r, _ in rows], np.int64).reshape(-1)
+        nxt = np.array([n for _, n in rows], np.float64).reshape(-1)
+        return pos[back], nxt[back]
+
     def state(self, ids: np.ndarray, round_: int, t: float) -> tuple[np.ndarray, np.ndarray]:
-        if self.params.cycle:
-            t = t % self.params.cycle
-        series = np.asarray(ids) % len(self.series_ids)
-        pos = np.empty(len(series), np.int64)
-        for i, s in enumerate(series):
-            a, b = self.offsets[s], self.offsets[s + 1]
-            pos[i] = a + max(int(np.searchsorted(self.time[a:b], t, side="right")) - 1, 0)
+        pos, _ = self._rows(ids, t)
         return self.available[pos], self.speed[pos]
 
     def next_change(self, ids: np.ndarray, round_: int, t: float) -> np.ndarray:
-        cycle = self.params.cycle
-        base, tt = (t - t % cycle, t % cycle) if cycle else (0.0, t)
-        series = np.asarray(ids) % len(self.series_ids)
-        out = np.empty(len(series))
-        for i, s in enumerate(series):
-            times = self.time[self.offsets[s]:self.offsets[s + 1]]
-            k = int(np.searchsorted(times, tt, side="right"))
-            nxt = times[k] if k < len(times) else (cycle if cycle else np.inf)  # a cycle wraps to its start
-            out[i] = base + nxt
-        return np.where(out > t, out, next_boundary(t, cycle) if cycle else np.inf)
+        return self._rows(ids, t)[1]

@@ -8,7 +8,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from edgeweave.platform.devices import hashing
-from edgeweave.platform.devices.resources.base import RESOURCES, ResourceModel, next_boundary
+from edgeweave.platform.devices.resources.base import RESOURCES, ResourceModel, next_boundary, slot_of
 from edgeweave.platform.registry import Params
 
 
@@ -31,7 +31,7 @@ class Uniform(ResourceModel):
     (or per `period` of virtual time: then they change while a device trains)."""
 
     def _draw(self, round_: int, t: float) -> int:
-        return round_ if self.params.period is None else int(t // self.params.period)
+        return round_ if self.params.period is None else slot_of(t, self.params.period)
 
     def state(self, ids: np.ndarray, round_: int, t: float) -> tuple[np.ndarray, np.ndarray]:
         p = self.params
