@@ -24,7 +24,8 @@ from edgeweave.platform.checkpoint import RunState
 from edgeweave.platform.config import ExperimentConfig
 from edgeweave.platform.data import ArrayData
 from edgeweave.platform.devices.clock import samples_in_steps
-from edgeweave.platform.devices.timeline import DeviceTimeline
+from edgeweave.platform.devices.timeline import ClockStalled, DeviceTimeline
+from edgeweave.platform.invariants import InvariantBroken, check_in_flight
 from edgeweave.platform.partition import Partition
 from edgeweave.platform.sampling import sample_available
 from edgeweave.platform.seeding import SERVER, rng
@@ -65,6 +66,7 @@ class AsyncServer(Server):
         self.started: set[int] = set()  # devices that started on the current version
         self.dispatches = 0  # times devices were drawn to start
         self.with_data = np.flatnonzero(self.shard_sizes > 0)
+        self.arrived: dict[int, set[int]] = {}  # devices arrived per version still in use: one arrival a dispatch
         self._step: Optional[tuple[int, float, list[Flight], list[Unit]]] = None
 
     def _dispatch(self, now: float) -> None:
@@ -104,7 +106,25 @@ class AsyncServer(Server):
             return np.inf
         busy = [f.job.device for f in self.flights] + sorted(self.started)
         ids = np.setdiff1d(self.with_data, np.array(busy, np.int64))
-        return float(self.view.resources.next_change(ids, self.version, now).min()) if len(ids) else np.inf
+        if not len(ids):
+            return np.inf
+        wake = float(self.view.resources.next_change(ids, self.version, now).min())
+        if not wake > now:  # the event loop would stand still
+            raise ClockStalled(f"devices.resources = {self.cfg.devices.resources.name!r}: the next change after "
+                               f"t = {now!r} is {wake!r}, not a later time")
+        return wake
+
+    def _arrive(self, step: int, flight: Flight, now: float) -> None:
+        """Take a flight's arrival at `now`, checking it is not in the past and the first of its dispatch."""
+        device = flight.job.device
+        if flight.finish < now:
+            raise InvariantBroken(f"invariant 'the clock never goes back' broken at step {step}, device {device}: "
+                                  f"its update arrives at {flight.finish!r}, the clock stands at {now!r}")
+        seen = self.arrived.setdefault(flight.version, set())
+        if device in seen:
+            raise InvariantBroken(f"invariant 'each arrives once per dispatch' broken at step {step}, device "
+                                  f"{device}: a second arrival of its update on version {flight.version}")
+        seen.add(device)
 
     def plan_units(self, step: int) -> list[Unit]:
         """Play the clock to the step's K-th arrival; returns the arrived updates to train, one unit per
@@ -121,6 +141,7 @@ class AsyncServer(Server):
         idle_since: Optional[float] = None  # since when nobody has been training
         while arrived < self.buffer:
             self._dispatch(now)
+            check_in_flight(step, len(self.flights), self.concurrency)
             wake = self._wake(now)
             if not self.flights:
                 idle_since = now if idle_since is None else idle_since
@@ -137,7 +158,8 @@ class AsyncServer(Server):
                 now = wake
                 continue
             self.flights.remove(flight)
-            now = max(now, flight.finish)
+            self._arrive(step, flight, now)
+            now = flight.finish
             ended.append(flight)
             arrived += not flight.lost
         units: dict[int, Unit] = {}
@@ -191,6 +213,8 @@ class AsyncServer(Server):
         flops = float(sum(tl.spent for tl in (f.timeline for f in ended)))
         self.total_flops += flops
         metrics = step_metrics(step, records, len(done), start, self.clock, flops, self.total_flops)
+        self.checks.step(step, metrics, records, [f.timeline for f in ended],
+                         [self.facts.segment(f.version, f.job) for f in ended])
         stale = list(staleness.values())
         metrics.update(staleness_mean=float(np.mean(stale)) if stale else None,
                        staleness_max=int(max(stale)) if stale else None)
@@ -201,6 +225,7 @@ class AsyncServer(Server):
             self.started = set()
             in_use = {f.version for f in self.flights} | {self.version}
             self.versions = {v: w for v, w in self.versions.items() if v in in_use}
+            self.arrived = {v: d for v, d in self.arrived.items() if v in in_use}
         metrics.update(version=self.version, in_flight=len(self.flights))
         self._flag_non_finite(metrics, finite)
         self._step = None

@@ -20,6 +20,7 @@ from edgeweave.platform.devices.timeline import DeviceTimeline
 from edgeweave.platform.devices.view import DeviceView
 from edgeweave.platform.errors import UserError
 from edgeweave.platform.flat import FlatLayout
+from edgeweave.platform.invariants import RunChecks
 from edgeweave.platform.models import build_model
 from edgeweave.platform.partition import Partition
 from edgeweave.platform.sampling import sample_available
@@ -55,6 +56,7 @@ class Server:
         self.total_flops = 0.0
         self.shared: Any = None  # the round's shared state, as the last plan made it
         self._pending: Optional[tuple[int, list[Job], Workload, Timing]] = None
+        self.checks = RunChecks(self.clock, self.total_flops)
 
     def plan_flops(self, plan: Optional[Plan]) -> int:
         """Training FLOPs per sample of the full model (plan None) or of a sub-model plan, cached."""
@@ -112,8 +114,8 @@ class Server:
         self.shared = decided.shared
         jobs = [replace(j, start=self.clock) for j in decided.jobs]
         work = self.workload(round_, jobs)
-        timing = time_round(work, self.clock, d.stragglers, d.deadline, keep=d.per_round if want > d.per_round else None,
-                            fixed_length=d.round_ends == "deadline")
+        timing = time_round(work, self.clock, d.stragglers, d.deadline,
+                            keep=d.per_round if want > d.per_round else None, fixed_length=d.round_ends == "deadline")
         self._pending = (round_, jobs, work, timing)
         kept = np.flatnonzero(~timing.dropped)
         trained = [jobs[i] if timing.steps[i] == work.planned[i] else replace(jobs[i], steps=int(timing.steps[i]))
@@ -173,6 +175,7 @@ class Server:
         self.clock = timing.end if timing.end > start else start + self.cfg.devices.idle_wait
         self.total_flops += round_flops
         metrics = step_metrics(round_, records, len(trained), start, self.clock, round_flops, self.total_flops)
+        self.checks.step(round_, metrics, records, work.timelines, [self.facts.segment(round_, j) for j in jobs])
         self._flag_non_finite(metrics, finite)
         self._pending = None
         return metrics, records
@@ -199,6 +202,7 @@ class Server:
                             f"{self.weights.size}")
         self.weights = state.weights.astype(np.float32, copy=True)
         self.clock, self.total_flops = state.clock, state.total_flops
+        self.checks = RunChecks(self.clock, self.total_flops)
         self.half.load_state(state.strategy)
 
     def evaluate(self) -> tuple[float, float]:

@@ -16,7 +16,7 @@ import numpy as np
 
 from edgeweave.platform.aggregate import Partial
 from edgeweave.platform.devices.clock import batch_sizes
-from edgeweave.platform.devices.timeline import DeviceTimeline, StepRule, constant, device_timeline
+from edgeweave.platform.devices.timeline import DeviceTimeline, Segment, StepRule, constant, device_timeline
 from edgeweave.platform.sgd import local_steps, sgd_settings
 
 if TYPE_CHECKING:
@@ -80,9 +80,13 @@ class Facts:
         """
         planned = self.full_steps(job)
         if job.pooled:
-            d = self.cfg.devices
-            return device_timeline(constant(d.flops_per_second), job.start, 0.0, planned, rule, None, d.stragglers)
+            return device_timeline(self.segment(round_, job), job.start, 0.0, planned, rule, None,
+                                   self.cfg.devices.stragglers)
         return self.view.timeline(round_, job.device, job.start, model_bytes, planned, rule)
+
+    def segment(self, round_: int, job: "Job") -> Segment:
+        """What the job's device has at any virtual time of the round: the resource model its timeline reads."""
+        return constant(self.cfg.devices.flops_per_second) if job.pooled else self.view.segment(job.device, round_)
 
 
 @dataclass(frozen=True)
