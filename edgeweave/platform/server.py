@@ -16,6 +16,7 @@ from edgeweave.platform.checkpoint import RunState
 from edgeweave.platform.config import ExperimentConfig
 from edgeweave.platform.data import ArrayData
 from edgeweave.platform.devices.clock import Timing, Workload, time_round
+from edgeweave.platform.devices.resources import build_resources
 from edgeweave.platform.devices.timeline import DeviceTimeline
 from edgeweave.platform.devices.view import DeviceView
 from edgeweave.platform.errors import UserError
@@ -289,24 +290,26 @@ def model_slicer(cfg: ExperimentConfig, data: ArrayData) -> Slicer:
 def check_deadline(cfg: ExperimentConfig, data: ArrayData) -> None:
     """A deadline the fastest device cannot meet is bad input, caught before any output.
 
-    Some tier must move and train, at full speed, the least work the method can give its
-    devices (the full model for FedAvg, the tier's width, DISTREAL's cheapest vector): one
-    mini-batch and the weights both ways.
+    Some tier must move and train, at the fastest its resource model ever lets a device run, the
+    least work the method can give its devices (the full model for FedAvg, the tier's width,
+    DISTREAL's cheapest vector): one mini-batch and the weights both ways.
     """
     d = cfg.devices
     if d.deadline is None:
         return
     rules, _, _ = method_halves(cfg)
     slicer = model_slicer(cfg, data)
+    peak = build_resources(d.resources, cfg.seed).peak()
     needs = []
     for t in d.tiers:
         weights, step = rules.cheapest_job(slicer, cfg.training.batch_size, t.name)
-        needs.append((2 * 4.0 * weights / t.bandwidth + step / (d.flops_per_second * t.speed), t.name, weights))
+        needs.append((2 * 4.0 * weights / t.bandwidth + step / (d.flops_per_second * t.speed * peak), t.name, weights))
     need, tier, weights = min(needs)
     if need > d.deadline:
+        at = "" if peak == 1.0 else f" at the resource model's fastest (x{peak:g})"
         raise UserError(f"devices.deadline = {d.deadline:g}: no device can meet it; the quickest tier ({tier}) "
-                        f"needs {need:.3g} s to move its least work ({weights:,} weights each way) and train one "
-                        f"mini-batch of it")
+                        f"needs {need:.3g} s{at} to move its least work ({weights:,} weights each way) and train "
+                        f"one mini-batch of it")
 
 
 def check_with_data(cfg: ExperimentConfig, data: ArrayData) -> None:

@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from edgeweave.platform.client import Client
 from edgeweave.platform.data import load_dataset
@@ -198,3 +200,24 @@ def test_the_deadline_check_pairs_each_tier_with_its_own_width(make_config):
     with pytest.raises(UserError, match="no device can meet it; the quickest tier"):
         check_deadline(with_deadline(between), data)
     check_deadline(with_deadline(quickest * 1.01), data)
+
+
+@given(multiplier=st.integers(1, 999).map(lambda n: n / 1000), margin=st.floats(1.01, 50))
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_the_deadline_check_counts_the_resource_models_fastest_multiplier(make_config, multiplier, margin):
+    """A constant multiplier below 1 slows every device: a deadline met only at full speed is refused."""
+    from edgeweave.platform.server import check_deadline, model_slicer
+
+    cfg = make_config(devices={"tiers": [{"name": "only", "share": 1.0, "speed": 1.0, "bandwidth": 1e15}],
+                               "resources": {"name": "constant", "multiplier": multiplier}})
+    data = load_dataset(cfg.data, cfg.seed)
+    need = model_slicer(cfg, data).flops(None) * cfg.training.batch_size / cfg.devices.flops_per_second
+
+    def with_deadline(seconds):
+        return cfg.model_copy(update={"devices": cfg.devices.model_copy(update={"deadline": seconds})})
+
+    slowed = need / multiplier
+    if need * margin < slowed:  # met at full speed, not at the multiplier
+        with pytest.raises(UserError, match=rf"at the resource model's fastest \(x{multiplier:g}\)"):
+            check_deadline(with_deadline(need * margin), data)
+    check_deadline(with_deadline(slowed * margin), data)

@@ -22,6 +22,11 @@ class ResourceModel(ABC):
     def state(self, ids: np.ndarray, round_: int, t: float) -> tuple[np.ndarray, np.ndarray]:
         """(available: bool array, speed multiplier: float array) for `ids` at round and time t."""
 
+    def peak(self) -> float:
+        """The largest speed multiplier any device can have: the deadline check's best case. Models whose
+        multipliers can exceed 1 override it."""
+        return 1.0
+
     def next_change(self, ids: np.ndarray, round_: int, t: float) -> np.ndarray:
         """The earliest virtual time after t at which each device's state may change within the round.
 

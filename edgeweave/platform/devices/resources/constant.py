@@ -19,3 +19,6 @@ class Constant(ResourceModel):
 
     def state(self, ids: np.ndarray, round_: int, t: float) -> tuple[np.ndarray, np.ndarray]:
         return np.ones(len(ids), bool), np.full(len(ids), self.params.multiplier)
+
+    def peak(self) -> float:
+        return self.params.multiplier

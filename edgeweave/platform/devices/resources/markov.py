@@ -61,5 +61,8 @@ class Markov(ResourceModel):
         fast = chain_state(self.seed, ids, step, p.p_slow, p.p_fast, 30)
         return on, np.where(fast, 1.0, p.slow)
 
+    def peak(self) -> float:
+        return max(1.0, self.params.slow)
+
     def next_change(self, ids: np.ndarray, round_: int, t: float) -> np.ndarray:
         return np.full(len(ids), next_boundary(t, self.params.period))

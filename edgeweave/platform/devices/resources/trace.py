@@ -98,6 +98,9 @@ class Trace(ResourceModel):
         self.available = np.array([r[2] for r in rows])
         self.speed = np.array([r[3] for r in rows])
 
+    def peak(self) -> float:
+        return float(self.speed.max())
+
     def _row(self, s: int, t: float) -> tuple[int, float]:
         """(the row series s holds at t, the next time it may change) for absolute time t.
 

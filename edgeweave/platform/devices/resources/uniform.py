@@ -40,6 +40,9 @@ class Uniform(ResourceModel):
         available = hashing.uniform(self.seed, ids, k, 11) < p.availability
         return available, p.low + (p.high - p.low) * u
 
+    def peak(self) -> float:
+        return self.params.high
+
     def next_change(self, ids: np.ndarray, round_: int, t: float) -> np.ndarray:
         if self.params.period is None:
             return super().next_change(ids, round_, t)
