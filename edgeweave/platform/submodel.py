@@ -7,7 +7,8 @@ keeps. `extract` is then one gather into a real smaller model (smaller tensors, 
 Prunable layers are every conv and every hidden linear layer, in order. The input layer's input
 channels are always all kept; the classifier's outputs are all classes, or a plan's class subset
 (label split). The first linear layer's inputs follow the last conv's kept channels, times the
-pixels of its output.
+pixels of its output. A sub-model's layers carry every setting of the original's (dilation, padding
+mode, batch norm's eps and momentum, ...), so the full plan's sub-model is the original network.
 """
 
 from __future__ import annotations
@@ -55,13 +56,16 @@ class Slicer:
         model.train(was_training)
         self.pixels = pixels  # per channel of the last conv's output: the first linear's fan-in
         self.widths: list[int] = []
+        self.grouped: dict[int, tuple[str, Optional[int], int]] = {}  # layer: (name, layer feeding it, groups)
         owner: dict[str, tuple[Optional[int], Optional[int], int]] = {}
         prev: Optional[int] = None
         for i, m in enumerate(model.features):
             if isinstance(m, nn.Conv2d):
                 layer = len(self.widths)
                 self.widths.append(m.out_channels)
-                owner[f"features.{i}.weight"] = (layer, prev, 1)
+                if m.groups != 1:  # its weight's dim 1 is one group's inputs: all kept (see `_check_grouped`)
+                    self.grouped[layer] = (f"features.{i}", prev, m.groups)
+                owner[f"features.{i}.weight"] = (layer, None if m.groups != 1 else prev, 1)
                 owner[f"features.{i}.bias"] = (layer, None, 1)
                 prev = layer
             elif isinstance(m, nn.BatchNorm2d):
@@ -91,6 +95,20 @@ class Slicer:
     def full_plan(self) -> Plan:
         return Plan(tuple(np.arange(w) for w in self.widths))
 
+    def _check_grouped(self, plan: Plan) -> None:
+        """Refuse a plan that thins a grouped conv or the layer feeding it, naming the conv.
+
+        A grouped conv's weight pairs each output with the inputs of its own group only, so keeping
+        some channels is no gather of rows and columns: the sub-model would mix other groups' inputs.
+        """
+        for layer, (name, source, groups) in self.grouped.items():
+            for thinned in (layer, source):
+                if thinned is not None and len(plan.keep[thinned]) != self.widths[thinned]:
+                    what = "its output channels" if thinned == layer else "the channels of the layer feeding it"
+                    raise ValueError(f"{name} is a grouped convolution (groups={groups}), which a sub-model cannot "
+                                     f"slice; the plan keeps {len(plan.keep[thinned])} of {self.widths[thinned]} of "
+                                     f"{what}: keep both whole")
+
     def _rows(self, plan: Plan, layer: Optional[int], size: int) -> np.ndarray:
         if layer is None:
             return np.arange(size)
@@ -100,6 +118,7 @@ class Slicer:
 
     def count(self, plan: Plan) -> int:
         """How many elements the plan's sub-model has (what `positions` would return, by arithmetic)."""
+        self._check_grouped(plan)
         total = 0
         for s in self.slices:
             n = len(self._rows(plan, s.out_layer, s.shape[0]))
@@ -119,6 +138,7 @@ class Slicer:
         Only the plan's small per-layer channel lists cross to the device; the positions, as many
         as the sub-model has elements, are computed there.
         """
+        self._check_grouped(plan)
         device = torch.device("cpu") if device is None else torch.device(device)
         rows: dict[tuple[Optional[int], int], torch.Tensor] = {}
 
@@ -150,6 +170,7 @@ class Slicer:
         `scale_kept` multiplies what each layer receives from a thinned layer by full width over kept
         width, as inverted dropout does, so activations keep their full-model scale in training.
         """
+        self._check_grouped(plan)
         widths = list(plan.widths())
         n_classes = self.num_classes if plan.classes is None else len(plan.classes)
         features: list[nn.Module] = []
@@ -157,12 +178,10 @@ class Slicer:
         for m in self.model.features:
             if isinstance(m, nn.Conv2d):
                 out = widths[layer]
-                features.append(nn.utils.skip_init(
-                    nn.Conv2d, channels or m.in_channels, out, m.kernel_size, stride=m.stride,
-                    padding=m.padding, bias=m.bias is not None))
+                features.append(_conv_like(m, channels or m.in_channels, out))
                 layer, channels = layer + 1, out
             elif isinstance(m, nn.BatchNorm2d):
-                features.append(nn.BatchNorm2d(channels, track_running_stats=m.track_running_stats))
+                features.append(_batch_norm_like(m, channels or m.num_features))
             else:
                 features.append(m)
         classifier: list[nn.Module] = []
@@ -184,3 +203,16 @@ class Slicer:
                 if kept != full:  # the layer after `source` takes its (kept) outputs
                     layers[source + 1].register_forward_pre_hook(lambda m, args, f=full / kept: (args[0] * f,))
         return model
+
+
+def _conv_like(m: nn.Conv2d, in_channels: int, out_channels: int) -> nn.Conv2d:
+    """An uninitialised conv with every setting of `m` but its channel counts."""
+    return nn.utils.skip_init(nn.Conv2d, in_channels, out_channels, m.kernel_size, stride=m.stride,
+                              padding=m.padding, dilation=m.dilation, groups=m.groups, bias=m.bias is not None,
+                              padding_mode=m.padding_mode)
+
+
+def _batch_norm_like(m: nn.BatchNorm2d, channels: int) -> nn.BatchNorm2d:
+    """A batch norm over `channels` with every setting of `m` (eps, momentum, affine, running statistics)."""
+    return nn.BatchNorm2d(channels, eps=m.eps, momentum=m.momentum, affine=m.affine,
+                          track_running_stats=m.track_running_stats)

@@ -212,3 +212,76 @@ def test_index_on_a_device_is_the_positions(tmp_path, name):
     index = slicer.index(plan, torch.device("cpu"))
     assert index.dtype == torch.int64 and index.device.type == "cpu"
     assert np.array_equal(index.numpy(), slicer.positions(plan))
+
+
+def plugin_net() -> nn.Module:
+    """A plugin's network with settings the zoo never uses: dilation, reflect padding, stride, no conv
+    or linear bias, batch norm with its own eps and momentum, one without affine or momentum."""
+    from edgeweave.platform.models.layers import ConvNet
+    features = nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=2, dilation=2, padding_mode="reflect", bias=False),
+        nn.BatchNorm2d(6, eps=0.1, momentum=0.5), nn.ReLU(),
+        nn.Conv2d(6, 8, 3, stride=2, dilation=2),  # 12x12 -> 4x4
+        nn.BatchNorm2d(8, affine=False, momentum=None), nn.ReLU(), nn.MaxPool2d(2))
+    model = ConvNet(features, nn.Sequential(nn.Linear(8 * 2 * 2, 12, bias=False), nn.ReLU(), nn.Linear(12, 5)))
+    with torch.no_grad():  # running statistics that differ from a fresh layer's
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-1, 1)
+                m.running_var.uniform_(0.5, 2)
+    return model
+
+
+def leaves(model: nn.Module) -> list[str]:
+    return [repr(m) for m in model.modules() if not list(m.children())]
+
+
+def test_full_width_sub_model_keeps_every_layer_setting_so_equals_the_original():
+    """Dilation, padding mode, stride, bias, batch norm's eps, momentum and affine all carry over:
+    the full plan's sub-model computes what the original does, in training and evaluation, and costs the same."""
+    torch.manual_seed(0)
+    shape = (3, 12, 12)
+    model = plugin_net()
+    slicer, layout = Slicer(model, shape), FlatLayout(model)
+    sub = slicer.build(slicer.full_plan())
+    assert leaves(sub) == leaves(model)
+    sub_layout = FlatLayout(sub)
+    assert sub_layout.names == layout.names and sub_layout.shapes == layout.shapes
+    sub_layout.load(sub, layout.flatten(model))
+    x = torch.randn(4, *shape)
+    with torch.no_grad():
+        np.testing.assert_allclose(sub.eval()(x).numpy(), model.eval()(x).numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(sub.train()(x).numpy(), model.train()(x).numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(sub_layout.flatten(sub), layout.flatten(model), rtol=1e-6)  # momentum's update
+    assert slicer.flops(None) == measure_flops_per_sample(model, shape, 5)
+
+
+def grouped_net() -> nn.Module:
+    from edgeweave.platform.models.layers import ConvNet
+    features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1, groups=4),
+                             nn.ReLU(), nn.Conv2d(8, 6, 1), nn.ReLU(), nn.MaxPool2d(2))
+    return ConvNet(features, nn.Sequential(nn.Linear(6 * 4 * 4, 4)))
+
+
+def test_a_grouped_conv_is_kept_whole_or_refused_by_name():
+    """A grouped conv's weight holds each output's own group of inputs only, so slicing its channels (or its
+    input's) is no channel gather; its full width works, thinning it or its input raises naming the layer."""
+    torch.manual_seed(0)
+    shape = (3, 8, 8)
+    model = grouped_net()
+    slicer, layout = Slicer(model, shape), FlatLayout(model)
+    full = slicer.full_plan()
+    assert np.array_equal(slicer.positions(full), np.arange(layout.size)) and slicer.count(full) == layout.size
+    sub = slicer.build(full)
+    assert leaves(sub) == leaves(model)
+    FlatLayout(sub).load(sub, layout.flatten(model))
+    x = torch.randn(2, *shape)
+    with torch.no_grad():
+        np.testing.assert_allclose(sub.eval()(x).numpy(), model.eval()(x).numpy(), rtol=1e-5, atol=1e-6)
+    after = uniform_plan(slicer, lambda i, w: nested(w, 0.5) if i == 2 else np.arange(w))  # reads it whole
+    assert slicer.count(after) == len(slicer.positions(after)) < layout.size
+    for thinned in (0, 1):  # its input, itself
+        plan = uniform_plan(slicer, lambda i, w: nested(w, 0.5) if i == thinned else np.arange(w))
+        for use in (slicer.build, slicer.positions, slicer.count):
+            with pytest.raises(ValueError, match=r"features\.2 .*groups=4"):
+                use(plan)
