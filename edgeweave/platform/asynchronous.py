@@ -28,11 +28,10 @@ from edgeweave.platform.devices.timeline import ClockStalled, DeviceTimeline
 from edgeweave.platform.invariants import InvariantBroken, check_in_flight
 from edgeweave.platform.partition import Partition
 from edgeweave.platform.sampling import sample_available
-from edgeweave.platform.seeding import SERVER, rng
+from edgeweave.platform.seeding import SERVER, Stream, rng
 from edgeweave.platform.server import Server, Unit, device_record, step_metrics
 from edgeweave.platform.strategies import Job
 
-DISPATCH_STREAM = 7  # the driver's draws of which devices start, apart from the sync rounds' sampling
 
 
 @dataclass(frozen=True)
@@ -81,7 +80,7 @@ class AsyncServer(Server):
             return available & (self.shard_sizes[ids] > 0) & ~np.isin(ids, busy)
 
         devices = sample_available(self.cfg.devices.count, free, eligible,
-                                   rng(self.cfg.seed, self.dispatches, SERVER, DISPATCH_STREAM))
+                                   rng(self.cfg.seed, self.dispatches, SERVER, Stream.DISPATCH))
         self.dispatches += 1
         if not len(devices):
             return

@@ -21,7 +21,7 @@ from edgeweave.platform.data import ArrayData
 from edgeweave.platform.flat import FlatLayout
 from edgeweave.platform.front import Front, made_for, non_dominated
 from edgeweave.platform.models import build_model
-from edgeweave.platform.seeding import SERVER, rng
+from edgeweave.platform.seeding import SERVER, Stream, rng, torch_generator
 from edgeweave.platform.sliced_training import SubModels, train_per_batch
 from edgeweave.platform.plans import dropout_plan
 from edgeweave.platform.submodel import Slicer
@@ -41,7 +41,7 @@ class Explorer:
         self.made_for = made_for(cfg, data.input_shape, data.num_classes)
         self.start = warm_start(cfg, data, p.dse_warm_rounds) if p.dse_warm_rounds else self.layout.flatten(self.model)
         self.models = SubModels(self.slicer)
-        order = rng(cfg.seed, -1, SERVER, 60).permutation(len(data.y_train))
+        order = rng(cfg.seed, -1, SERVER, Stream.DSE_HOLD_OUT).permutation(len(data.y_train))
         n_val = max(1, int(len(order) * p.held_out))
         val, train = order[:n_val], order[n_val:]
         self.x_train, self.y_train = torch.from_numpy(data.x_train[train]), torch.from_numpy(data.y_train[train])
@@ -65,9 +65,9 @@ class Explorer:
         losses = []
         for s in range(self.p.dse_seeds):
             weights = torch.from_numpy(self.start.copy())
-            gens = [rng(self.cfg.seed, s, SERVER, 70 + k) for k in range(self.p.dse_steps)]
+            gens = [rng(self.cfg.seed, s, SERVER, Stream.DSE_DROPOUT, k) for k in range(self.p.dse_steps)]
             train_per_batch(self.models, weights, self.x_train, self.y_train, self.settings,
-                            torch.Generator().manual_seed(1000 * self.cfg.seed + s),
+                            torch_generator(self.cfg.seed, s, SERVER, Stream.DSE_BATCHES),
                             lambda k: dropout_plan(self.slicer, vector, gens[k]), scale_kept=self.p.scale_kept)
             self.layout.load(self.model, weights.numpy())
             losses.append(evaluate(self.model, self.x_val, self.y_val)[1])
@@ -150,7 +150,7 @@ def explore(explorer: Explorer, on_evaluation: Optional[Callable[[], None]] = No
                     on_evaluation()
             out["F"] = np.array(rows)
 
-    g = rng(explorer.cfg.seed, -1, SERVER, 80)
+    g = rng(explorer.cfg.seed, -1, SERVER, Stream.DSE_POPULATION)
     first = np.vstack([np.zeros((1, n), int), g.integers(0, len(grid), size=(p.population - 1, n))])
     algorithm = NSGA2(pop_size=p.population, sampling=first,
                       crossover=SBX(prob=0.9, eta=15, vtype=float, repair=RoundingRepair()),

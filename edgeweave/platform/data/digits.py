@@ -7,7 +7,7 @@ from pydantic import Field
 
 from edgeweave.platform.data.base import DATASETS, ArrayData, normalise, stratified_split
 from edgeweave.platform.registry import Params
-from edgeweave.platform.seeding import SERVER, rng
+from edgeweave.platform.seeding import SERVER, Stream, rng
 
 
 class DigitsParams(Params):
@@ -27,6 +27,6 @@ class Digits:
         bunch = load_digits()
         x = (bunch.images.astype(np.float32) / 16.0)[:, None, :, :]
         y = bunch.target.astype(np.int64)
-        train, test = stratified_split(y, self.params.test_fraction, rng(seed, -1, SERVER, 1))
+        train, test = stratified_split(y, self.params.test_fraction, rng(seed, -1, SERVER, Stream.DATA_SPLIT))
         x_train, x_test = normalise(x[train], x[test])
         return ArrayData(x_train, y[train], x_test, y[test], num_classes=10)

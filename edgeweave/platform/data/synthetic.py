@@ -7,7 +7,7 @@ from pydantic import Field
 
 from edgeweave.platform.data.base import DATASETS, ArrayData, normalise
 from edgeweave.platform.registry import Params
-from edgeweave.platform.seeding import SERVER, rng
+from edgeweave.platform.seeding import SERVER, Stream, rng
 
 
 class SyntheticParams(Params):
@@ -51,7 +51,7 @@ class Synthetic:
         return x, y
 
     def load(self, seed: int) -> ArrayData:
-        g = rng(seed, -1, SERVER, 2)
+        g = rng(seed, -1, SERVER, Stream.SYNTHETIC_DATA)
         protos = self._prototypes(g)
         x_train, y_train = self._draw(protos, self.params.train_samples, g)
         x_test, y_test = self._draw(protos, self.params.test_samples, g)

@@ -6,7 +6,7 @@ import numpy as np
 from pydantic import Field
 
 from edgeweave.platform.registry import Params
-from edgeweave.platform.seeding import SERVER, rng
+from edgeweave.platform.seeding import SERVER, Stream, rng
 
 
 class Tier(Params):
@@ -30,4 +30,4 @@ def assign_tiers(count: int, shares: list[float], seed: int) -> np.ndarray:
     rest = np.argsort(-(p * count - quota), kind="stable")[: count - quota.sum()]
     quota[rest] += 1
     tiers = np.repeat(np.arange(len(p), dtype=np.int8), quota)
-    return rng(seed, -1, SERVER, 5).permutation(tiers)
+    return rng(seed, -1, SERVER, Stream.TIERS).permutation(tiers)

@@ -5,7 +5,7 @@ from typing import Optional
 import numpy as np
 
 from edgeweave.platform.partition.base import PARTITIONERS, Partition
-from edgeweave.platform.seeding import SERVER, rng
+from edgeweave.platform.seeding import SERVER, Stream, rng
 
 for _name in ("classes", "dirichlet", "iid", "natural", "pool", "shards"):  # one module each, imported when named
     PARTITIONERS.declare(_name, f"{__name__}.{_name}")
@@ -18,7 +18,7 @@ def partition_data(choice, labels: np.ndarray, num_devices: int, seed: int,
     """Split the training samples between `num_devices` devices as the config's policy says; a policy
     that reads who made each sample (`natural`) gets `owners`."""
     policy = PARTITIONERS.build(choice.name, choice.params)
-    g = rng(seed, -1, SERVER, 3)
+    g = rng(seed, -1, SERVER, Stream.PARTITION)
     if getattr(policy, "uses_owners", False):
         return Partition.from_shards(policy.split(labels, num_devices, g, owners))
     return Partition.from_shards(policy.split(labels, num_devices, g))

@@ -22,7 +22,7 @@ from edgeweave.platform.errors import UserError
 from edgeweave.platform.front import Front, check_front, front_rule, parse_front
 from edgeweave.platform.inputs import FileParams
 from edgeweave.platform.plans import Plan, dropout_plan
-from edgeweave.platform.seeding import rng
+from edgeweave.platform.seeding import Stream, rng
 from edgeweave.platform.strategies.base import STRATEGIES, DeviceHalf, Job, Method, Rules
 from edgeweave.platform.strategies.context import DeviceContext, Facts
 
@@ -120,7 +120,8 @@ class DistrealDevice(DeviceHalf):
                                f"the device's own timeline has {steps}")
 
         def plan_for_step(k: int) -> Plan:
-            return dropout_plan(facts.slicer, vectors[k], rng(rules.cfg.seed, round_, job.device, 300 + k))
+            g = rng(rules.cfg.seed, round_, job.device, Stream.DISTREAL_DROPOUT, k)
+            return dropout_plan(facts.slicer, vectors[k], g)
 
         ctx.train_steps(round_, job, weights, partial, plan_for_step, steps=steps, scale_kept=rules.params.scale_kept)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgeweave.platform.plans import random_subset
-from edgeweave.platform.seeding import rng
+from edgeweave.platform.seeding import Stream, rng
 from edgeweave.platform.strategies.base import STRATEGIES
 from edgeweave.platform.strategies.width import WidthParams, WidthRules, width_method
 
@@ -14,7 +14,7 @@ class FederatedDropoutRules(WidthRules):
     """A fresh random sub-model per device per round, drawn from (seed, round, device, layer)."""
 
     def channels(self, layer: int, width: int, rate: float, round_: int, device: int) -> np.ndarray:
-        return random_subset(width, rate, rng(self.cfg.seed, round_, device, 100 + layer))
+        return random_subset(width, rate, rng(self.cfg.seed, round_, device, Stream.FD_CHANNELS, layer))
 
 
 STRATEGIES.add("fd", width_method(FederatedDropoutRules), WidthParams)

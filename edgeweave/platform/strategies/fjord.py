@@ -10,7 +10,7 @@ import numpy as np
 
 from edgeweave.platform.aggregate import Partial
 from edgeweave.platform.plans import Plan, nested, uniform_plan
-from edgeweave.platform.seeding import rng
+from edgeweave.platform.seeding import Stream, rng
 from edgeweave.platform.strategies.base import STRATEGIES, DeviceHalf, Job, Method
 from edgeweave.platform.strategies.context import DeviceContext, Facts
 from edgeweave.platform.strategies.width import WidthParams, WidthRules, WidthServer
@@ -25,7 +25,8 @@ class FjORDRules(WidthRules):
     def step_rates(self, round_: int, job: Job, steps: int) -> np.ndarray:
         """The width of each mini-batch, drawn from (seed, round, device)."""
         options = np.array([r for r in self.params.allowed if r <= job.rate] or [min(self.params.allowed)])
-        return options[rng(self.cfg.seed, round_, job.device, 200).integers(0, len(options), size=steps)]
+        g = rng(self.cfg.seed, round_, job.device, Stream.FJORD_WIDTHS)
+        return options[g.integers(0, len(options), size=steps)]
 
     def step_plans(self, facts: Facts, round_: int, job: Job, steps: int) -> list[Plan]:
         """Each mini-batch's sub-model (one plan object per width, shared by its mini-batches)."""

@@ -23,7 +23,7 @@ from edgeweave.platform.errors import UserError
 from edgeweave.platform.front import Front, check_front, front_rule, parse_front
 from edgeweave.platform.inputs import FileParams
 from edgeweave.platform.plans import Plan, thin
-from edgeweave.platform.seeding import rng
+from edgeweave.platform.seeding import Stream, rng
 from edgeweave.platform.strategies.base import STRATEGIES, DeviceHalf, Job, Method, RoundPlan, Rules, ServerHalf
 from edgeweave.platform.strategies.context import DeviceContext, Facts, ServerContext
 from edgeweave.platform.taskwise import allowed_mask, attributed_plans, class_groups, grouped_plans, union
@@ -212,7 +212,8 @@ class TaskwiseRules(Rules):
             n = max(1, int(np.ceil(n * facts.view.tier_speed[facts.view.tier_of[device]])))
         if p.tasks == "sampled":
             n = min(n, int((held > 0).sum()))
-            drawn = rng(self.cfg.seed, round_, device, 500).choice(len(held), n, replace=False, p=held / held.sum())
+            g = rng(self.cfg.seed, round_, device, Stream.TASKWISE_TASKS)
+            drawn = g.choice(len(held), n, replace=False, p=held / held.sum())
             return sorted(drawn.tolist())
         return sorted(np.argsort(-held, kind="stable")[:n].tolist())
 
@@ -301,7 +302,8 @@ class TaskwiseDevice(DeviceHalf):
         vectors = rules.own_front(facts, plan).vectors[timeline.choices]  # its own order, by cost here
         seed = rules.cfg.seed
         ctx.train_steps(round_, job, weights, partial, steps=timeline.steps,
-                        plan_for_step=lambda k: thin(plan, vectors[k], rng(seed, round_, job.device, 400 + k)), **task)
+                        plan_for_step=lambda k: thin(plan, vectors[k],
+                                                     rng(seed, round_, job.device, Stream.TASKWISE_THIN, k)), **task)
 
 
 STRATEGIES.add("taskwise", Method(TaskwiseRules, TaskwiseServer, TaskwiseDevice), TaskwiseParams)
