@@ -8,6 +8,7 @@ from typing import Any, Optional
 
 import numpy as np
 import ray
+from ray._private import ray_constants
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy, PlacementGroupSchedulingStrategy
 
 from edgeweave.actors.driver import RemoteDriver
@@ -20,6 +21,7 @@ from edgeweave.platform.errors import RunFailed, RunLost
 from edgeweave.platform.partition import Partition
 
 CALL_TIMEOUT = 600.0  # seconds for the driver's short calls (weights, checkpoints), beyond any round
+LOOPBACK = "127.0.0.1"  # the one address a Ray started here uses: none of its processes reaches another host
 
 
 def connect(cfg: ExperimentConfig) -> bool:
@@ -33,9 +35,30 @@ def connect(cfg: ExperimentConfig) -> bool:
     if address:
         ray.init(address=address, logging_level=logging.WARNING)
         return False
-    ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING,
-             dashboard_host="127.0.0.1")
+    start_local()
     return True
+
+
+def start_local(**options: Any) -> None:
+    """Start a one-machine Ray whose processes all listen and talk on the loopback address only.
+
+    Ray on Linux swaps a node address of 127.0.0.1 for the host's routable one (found by routing towards
+    a public DNS server) unless its multi-host switch is off, as on macOS and Windows. The switch is a
+    constant read at import, so it is off only while Ray starts here (the processes Ray starts are given
+    the address); a node that took another address all the same is stopped with one line.
+    """
+    multi_host = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        ray.init(address="local", _node_ip_address=LOOPBACK, include_dashboard=False, dashboard_host=LOOPBACK,
+                 logging_level=logging.WARNING, **options)
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = multi_host
+    node = ray.util.get_node_ip_address()
+    if node != LOOPBACK:
+        ray.shutdown()
+        raise RuntimeError(f"the local Ray took the node address {node}, not {LOOPBACK}: Ray {ray.__version__} "
+                           f"picks it otherwise than edgeweave expects")
 
 
 def pool_limit(cfg: ExperimentConfig) -> int:

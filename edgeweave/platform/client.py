@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Optional
 
@@ -30,6 +31,29 @@ from edgeweave.platform.sgd import LocalResult, SGDSettings, sgd_settings
 from edgeweave.platform.training import train_local
 
 
+def pick_device(cfg: ExperimentConfig) -> torch.device:
+    """CUDA where the worker was given a share of a GPU and sees one (set up by `deterministic_cuda`), else the CPU."""
+    if cfg.ray.gpus_per_worker > 0 and torch.cuda.is_available():
+        deterministic_cuda()
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def deterministic_cuda() -> None:
+    """Plain float32 and deterministic kernels for this process's CUDA work, so a GPU run repeats itself.
+
+    TF32 rounds matmul and conv inputs to 10 mantissa bits, and cuDNN's benchmark picks kernels by timing.
+    cuBLAS is deterministic only with a fixed workspace, read from the environment at its first use, so
+    this runs before the worker's first CUDA op. Ops with no deterministic CUDA kernel warn, not stop the run.
+    """
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
 class Client:
     """Holds the data (zero-copy arrays), the partition and one model; trains jobs one after another.
 
@@ -41,8 +65,7 @@ class Client:
         self.cfg = cfg
         self.data = data
         self.partition = partition
-        use_gpu = cfg.ray.gpus_per_worker > 0 and torch.cuda.is_available()
-        self.device = torch.device("cuda" if use_gpu else "cpu")
+        self.device = pick_device(cfg)
         self.model = build_model(cfg.model, data.input_shape, data.num_classes, cfg.seed).to(self.device)
         self.layout = FlatLayout(self.model)
         self.slicer = Slicer(self.model, data.input_shape)
