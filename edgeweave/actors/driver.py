@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -143,10 +144,12 @@ class Driver:
         return self.server.weights
 
     def snapshot(self, next_round: int, history: list[dict[str, Any]]) -> RunState:
-        return self.server.snapshot(next_round, history)
+        """The server's state and the driver's own: the workers lost so far (metrics count on from there)."""
+        return replace(self.server.snapshot(next_round, history), workers_lost=self.pool.lost)
 
     def restore(self, state: RunState) -> None:
         self.server.restore(state)
+        self.pool.lost = state.workers_lost
 
 
 RemoteDriver = ray.remote(Driver)

@@ -2,13 +2,13 @@
 
 A checkpoint is one file, `state.safetensors`, in the run's checkpoint directory: its tensors are
 the global weights and the strategy's arrays (e.g. task plans), its header metadata holds the
-rest as JSON (the next round, the virtual clock, the FLOPs so far, the metrics history, in async
-aggregation the devices in flight with the model versions they train on, and a
-fingerprint of the config and of the content of the files it names: a front, a trace). Every
-random draw derives from (seed, round, device), so nothing else is needed for a resumed run to
-equal an uninterrupted one. The file is written beside its
-final name and renamed into place: a run killed mid-save keeps the previous checkpoint whole,
-and weights and round can never come from two different saves.
+rest as JSON (the next round, the virtual clock, the FLOPs so far, the metrics history, the device
+workers lost so far, in async aggregation the devices in flight with the model versions they
+train on, and a fingerprint of the config and of the content of the files it names: a front, a
+trace). Every random draw derives from (seed, round, device), so nothing else is needed for a
+resumed run to equal an uninterrupted one. The file is written beside its final name, synced,
+and renamed into place (`replace_durably`): a run killed mid-save, or a machine that loses power,
+keeps the previous checkpoint whole, and weights and round can never come from two different saves.
 """
 
 from __future__ import annotations
@@ -18,17 +18,45 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
+import yaml
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
 from edgeweave.platform.errors import UserError
 
-FORMAT = "edgeweave-checkpoint/2"
+FORMAT = "edgeweave-checkpoint/3"  # 3: fingerprints leave ray.* out, and hold the workers lost so far
 STATE = "state.safetensors"
 META = "edgeweave"  # the header metadata key holding the JSON
+# Where and how a run goes, not what it computes: a resume may move to another cluster, worker count,
+# output folder or progress display (every draw derives from seed, round and device, not from workers).
+NOT_FINGERPRINTED = (("ray",), ("logging", "out_dir"), ("logging", "progress"))
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's (or a folder's) content to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def replace_durably(path: Path, write: Callable[[Path], Any]) -> None:
+    """Replace `path` whole or not at all, for good: `write` fills a temporary file beside it, which is synced,
+    renamed over `path`, and the folder synced, so neither a kill nor a power loss leaves half a file, nor a
+    rename the disk never recorded."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        write(tmp)
+        _fsync(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync(path.parent)
 
 
 @dataclass
@@ -44,14 +72,22 @@ class RunState:
     # Async aggregation only: the model versions devices in flight train on, and the event loop's state.
     versions: dict[int, np.ndarray] = field(default_factory=dict)
     schedule: Optional[dict[str, Any]] = None
+    workers_lost: int = 0  # device workers lost so far (the driver's count; the server knows no workers)
 
 
 def fingerprint(config_text: str, inputs: Optional[Mapping[str, bytes]] = None) -> str:
-    """What ties a checkpoint to its run: the resolved config, minus where outputs go, then one
+    """What ties a checkpoint to its run: the resolved config, minus NOT_FINGERPRINTED, then one
     `field=digest` word per input file the config names (its content, as the run read it)."""
-    lines = [line for line in config_text.splitlines() if not line.lstrip().startswith(("out_dir:", "progress:"))]
+    config = yaml.safe_load(config_text)
     inputs = inputs or {}
-    words = [hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]]
+    # an input file counts by its content, not by where it lies: a moved checkout resumes
+    for *parents, key in NOT_FINGERPRINTED + tuple(tuple(name.split(".")) for name in inputs):
+        section = config
+        for p in parents:
+            section = section.get(p) if isinstance(section, dict) else None
+        if isinstance(section, dict):
+            section.pop(key, None)
+    words = [hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]]
     words += [f"{field}={hashlib.sha256(inputs[field]).hexdigest()[:16]}" for field in sorted(inputs)]
     return " ".join(words)
 
@@ -91,12 +127,10 @@ def save_checkpoint(path: Path, state: RunState, config_fingerprint: str) -> Pat
     arrays.update({f"strategy/{k}": np.ascontiguousarray(v) for k, v in state.strategy.items()})
     arrays.update({f"version/{v}": np.ascontiguousarray(w, np.float32) for v, w in state.versions.items()})
     meta = {"format": FORMAT, "config": config_fingerprint, "next_round": state.next_round, "clock": state.clock,
-            "total_flops": state.total_flops, "history": state.history}
+            "total_flops": state.total_flops, "history": state.history, "workers_lost": state.workers_lost}
     if state.schedule is not None:
         meta["schedule"] = state.schedule
-    tmp = path / f".{STATE}.tmp"
-    save_file(arrays, str(tmp), metadata={META: json.dumps(meta)})
-    os.replace(tmp, path / STATE)
+    replace_durably(path / STATE, lambda tmp: save_file(arrays, str(tmp), metadata={META: json.dumps(meta)}))
     return path
 
 
@@ -111,11 +145,15 @@ def load_checkpoint(path: Path, config_fingerprint: str) -> RunState:
     except Exception as e:  # noqa: BLE001 - any parse failure means the file is damaged
         raise UserError(f"checkpoint = {str(path)!r}: unreadable ({type(e).__name__}); "
                         "expected an edgeweave checkpoint") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT or "weights" not in arrays:
+    written = meta.get("format") if isinstance(meta, dict) else None
+    if isinstance(written, str) and written.startswith(FORMAT.split("/")[0] + "/") and written != FORMAT:
+        raise UserError(f"checkpoint = {str(path)!r}: written by another edgeweave version (format {written}; "
+                        f"this one reads {FORMAT}); resume it with the version that wrote it, or start a new run")
+    if written != FORMAT or "weights" not in arrays:
         raise UserError(f"checkpoint = {str(path)!r}: not an edgeweave checkpoint (format {FORMAT})")
     if meta.get("config") != config_fingerprint:
         raise UserError(_refusal(path, meta.get("config"), config_fingerprint))
     strategy = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("strategy/")}
     versions = {int(k.split("/", 1)[1]): v for k, v in arrays.items() if k.startswith("version/")}
     return RunState(int(meta["next_round"]), arrays["weights"], float(meta["clock"]), float(meta["total_flops"]),
-                    strategy, list(meta["history"]), versions, meta.get("schedule"))
+                    strategy, list(meta["history"]), versions, meta.get("schedule"), int(meta["workers_lost"]))

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional, Protocol
 
 import numpy as np
 
-from edgeweave.platform.checkpoint import RunState, run_fingerprint, save_checkpoint
+from edgeweave.platform.checkpoint import RunState, replace_durably, run_fingerprint, save_checkpoint
 from edgeweave.platform.config import ExperimentConfig
 from edgeweave.platform.errors import RunFailed
 from edgeweave.platform.plots import plot_accuracy, plot_devices
+from edgeweave.platform.rundir import LOGS
 from edgeweave.platform.sinks import JsonlSink, Sinks
 
 CHECKPOINT = "checkpoint"  # the run directory's checkpoint, replaced every `logging.checkpoint_every` rounds
@@ -43,9 +43,8 @@ def keep_rounds_before(path: Path, next_round: int) -> None:
     if path.is_file():
         lines = [line for line in path.read_text().splitlines()
                  if (r := _round_of(line)) is not None and r < next_round]
-        tmp = path.with_name(f".{path.name}.tmp")  # written beside and renamed: a kill mid-write loses nothing
-        tmp.write_text("".join(line + "\n" for line in lines))
-        os.replace(tmp, path)
+        # written beside, synced and renamed: a kill or a power loss mid-write loses nothing
+        replace_durably(path, lambda tmp: tmp.write_text("".join(line + "\n" for line in lines)))
 
 
 def _how_to_go_on(run_dir: Path, saved: Optional[int]) -> str:
@@ -74,8 +73,8 @@ def run_rounds(cfg: ExperimentConfig, runner: RoundRunner, sinks: Sinks, run_dir
     if resume is not None:
         runner.restore(resume)
         history, first = list(resume.history), resume.next_round
-        for log in ("metrics.jsonl", "devices.jsonl"):  # rounds after the checkpoint are redone
-            keep_rounds_before(run_dir / log, first)
+    for log in LOGS:  # rounds from `first` on are (re)done: an earlier attempt's lines of them go
+        keep_rounds_before(run_dir / log, first)
     devices_log = JsonlSink(run_dir / "devices.jsonl")
     every, stamp = cfg.logging.checkpoint_every, run_fingerprint(cfg)
     saved = first if resume is not None else None  # the round the last checkpoint goes on from

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -10,9 +9,12 @@ import numpy as np
 from safetensors.torch import save_file
 from torch import nn
 
+from edgeweave.platform.checkpoint import replace_durably
 from edgeweave.platform.config import ExperimentConfig, dump_config
 from edgeweave.platform.errors import UserError
 from edgeweave.platform.flat import FlatLayout
+
+LOGS = ("metrics.jsonl", "devices.jsonl")  # the run directory's per-round logs, appended to round by round
 
 
 def create_run_dir(cfg: ExperimentConfig) -> Path:
@@ -27,7 +29,8 @@ def create_run_dir(cfg: ExperimentConfig) -> Path:
                 path.mkdir()
             except FileExistsError:
                 continue
-            (path / "config.yaml").write_text(dump_config(cfg))
+            text = dump_config(cfg)  # what --resume reads back: on disk before the run goes on
+            replace_durably(path / "config.yaml", lambda tmp: tmp.write_text(text))
             return path
     except OSError as e:
         raise UserError(f"logging.out_dir = {cfg.logging.out_dir!r}: cannot write there ({e.strerror})") from None
@@ -37,13 +40,8 @@ def create_run_dir(cfg: ExperimentConfig) -> Path:
 def save_weights(path: Path, model: nn.Module, flat: np.ndarray) -> None:
     """The final model's full state dict as safetensors (loads without executing code).
 
-    Written beside `path` and renamed over it, so a reader or a crash never sees half a file.
+    Written beside `path` and renamed over it (`replace_durably`), so a reader or a crash never sees half a file.
     """
     FlatLayout(model).load(model, flat)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    tensors = {k: v.contiguous() for k, v in model.state_dict().items()}
+    replace_durably(path, lambda tmp: save_file(tensors, str(tmp)))
