@@ -50,7 +50,7 @@ SHIPPED = {"FRONT": Path("configs/fronts/synthetic_vgg11.json"),  # the fronts s
            "SCALED": Path("configs/fronts/synthetic_vgg11_scaled.json")}
 BUDGET = "rate_by: budget, allowed: [1.0, 0.75, 0.5, 0.25]"
 RUNS = {  # each entry's overrides; the fronts are filled in once searched
-    "fedavg-wait": ["strategy={name: fedavg}", "devices.stragglers=wait"],
+    "fedavg-wait": ["strategy={name: fedavg}", "devices.stragglers=wait", "devices.round_ends=last_finish"],
     "fedavg-drop": ["strategy={name: fedavg}", "devices.stragglers=drop"],
     "fedavg-partial": ["strategy={name: fedavg}"],
     "fd-budget": [f"strategy={{name: fd, rates: {{strong: 1.0, medium: 1.0, weak: 1.0}}, {BUDGET}}}"],

@@ -25,7 +25,7 @@ BASE = "configs/distreal_digits.yaml"
 TIERS = "rates: {strong: 1.0, medium: 0.5, weak: 0.25}"
 # Each entry replaces the whole strategy section (and, for fedavg, sets the straggler policy).
 RUNS = {
-    "fedavg-wait": ["strategy={name: fedavg}", "devices.stragglers=wait"],
+    "fedavg-wait": ["strategy={name: fedavg}", "devices.stragglers=wait", "devices.round_ends=last_finish"],
     "fedavg-drop": ["strategy={name: fedavg}", "devices.stragglers=drop"],
     "fedavg-partial": ["strategy={name: fedavg}", "devices.stragglers=partial"],
     "fd-uniform": ["strategy={name: fd, rates: {strong: 0.5, medium: 0.5, weak: 0.5}}"],

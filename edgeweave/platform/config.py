@@ -17,6 +17,7 @@ from edgeweave.platform.data import DATASETS
 from edgeweave.platform.devices.resources import RESOURCES
 from edgeweave.platform.devices.tiers import DEFAULT_TIERS, Tier
 from edgeweave.platform.errors import UserError
+from edgeweave.platform.inputs import absolute_inputs
 from edgeweave.platform.models import MODELS
 from edgeweave.platform.partition import PARTITIONERS
 from edgeweave.platform.plugins import Loaded, Plugin, load, resolve
@@ -118,7 +119,7 @@ class LoggingConfig(Params):
 class ExperimentConfig(Params):
     plugins: list[str] = Field(default_factory=list)  # users' modules, imported before the rest is read
     name: str = Field("run", pattern=r"^[A-Za-z0-9_.-]+$")
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, lt=2**32)  # one word of every random key
     data: Choice
     partition: Choice
     model: Choice
@@ -199,8 +200,9 @@ def build_config(raw: Any, check_strategy: bool = True, base: Optional[Path] = N
 
     Its `plugins` are imported first (plugin files relative to `base`, the config's folder, else
     to the working directory; those among `carried`, the plugins that travelled with a sweep,
-    from there). `check_strategy=False` skips the strategy's own checks against
-    the rest of the config (the DSE uses it: the front it is about to write cannot be checked yet).
+    from there); its input files are found the same way (`with_input_paths`). `check_strategy=False`
+    skips the strategy's own checks against the rest of the config (the DSE uses it: the front it is
+    about to write cannot be checked yet).
     """
     if not isinstance(raw, dict):
         raise UserError(f"config = {type(raw).__name__}: must be a mapping of sections")
@@ -210,6 +212,7 @@ def build_config(raw: Any, check_strategy: bool = True, base: Optional[Path] = N
         raise UserError(f"plugins = {specs!r}: must be a list of module names or .py paths")
     plugins = load(resolve(specs, base, carried))
     raw["plugins"] = [p.spec for p in plugins]
+    raw = with_input_paths(raw, base)
     for path, (registry, default) in PLUGGABLE.items():
         parent = raw
         for i, part in enumerate(path[:-1]):
@@ -230,6 +233,23 @@ def build_config(raw: Any, check_strategy: bool = True, base: Optional[Path] = N
     return cfg  # type: ignore[return-value]
 
 
+def with_input_paths(raw: dict, base: Optional[Path]) -> dict:
+    """The raw config with the input files its sections name (a front, a trace) as absolute paths, relative ones
+    found from `base`, the config's folder, else from the working directory, as plugins are: a resumed run, a
+    sweep's trials and `edgeweave dse` then find the same files from any folder."""
+    raw = copy.deepcopy(raw)
+    for path, (registry, default) in PLUGGABLE.items():
+        parent: Any = raw
+        for part in path[:-1]:
+            parent = parent.get(part) if isinstance(parent, dict) else None
+        body = parent.get(path[-1]) if isinstance(parent, dict) else None
+        if not isinstance(body, dict) or body.get(registry.key, default) not in registry.names():
+            continue  # nothing to find, or a mistake build_config names
+        _, params = registry.entry(body.get(registry.key, default), ".".join(path))
+        parent[path[-1]] = absolute_inputs(params, body, base)
+    return raw
+
+
 def _check_across(cfg: ExperimentConfig, check_strategy: bool) -> None:
     if cfg.devices.per_round > cfg.devices.count:
         raise UserError(
@@ -239,6 +259,10 @@ def _check_across(cfg: ExperimentConfig, check_strategy: bool) -> None:
     d = cfg.devices
     if d.stragglers != "wait" and d.deadline is None:
         raise UserError(f"devices.stragglers = {d.stragglers!r}: needs devices.deadline in seconds (or use 'wait')")
+    if d.round_ends == "deadline" and d.stragglers == "wait":
+        raise UserError("devices.round_ends = 'deadline': devices.stragglers = 'wait' waits for every device, so "
+                        "rounds would end at the last finish; use stragglers drop or partial, or round_ends: "
+                        "last_finish")
     names = [t.name for t in d.tiers]
     if len(set(names)) != len(names):
         raise UserError(f"devices.tiers = {names}: tier names must differ")
@@ -330,7 +354,7 @@ def with_plugins(raw: dict, plugins: Sequence[str]) -> dict:
 
 
 # Fields added after checkpoints existed: left out of the dump while at their default, so older
-# configs, and the fingerprints of their checkpoints, read as they did before.
+# configs read as they did before (their checkpoints, of an earlier format, are refused by it).
 ADDED_LATER = {("plugins",): ExperimentConfig, ("ray", "start_timeout"): RayConfig,
                ("ray", "round_timeout"): RayConfig, ("training", "batched"): TrainingConfig,
                ("training", "batch_devices"): TrainingConfig, ("aggregation",): ExperimentConfig}

@@ -14,7 +14,8 @@ from typing import Any, Literal, Optional, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from edgeweave.platform.config import ExperimentConfig, build_config, read_yaml, set_key, with_plugins
+from edgeweave.platform.config import (ExperimentConfig, build_config, read_yaml, set_key, with_input_paths,
+                                       with_plugins)
 from edgeweave.platform.plugins import load, resolve
 from edgeweave.platform.errors import UserError
 
@@ -125,6 +126,7 @@ def load_sweep(path: str | Path, plugins: Sequence[str] = ()) -> tuple[SweepConf
     if not isinstance(own, list):
         raise UserError(f"plugins = {own!r}: must be a list of module names or .py paths")
     base["plugins"] = [p.spec for p in load(resolve(own, Path(sweep.base).parent))]  # their errors name them
+    base = with_input_paths(base, Path(sweep.base).parent)  # its fronts and traces, found as build_config would
     if sweep.metric not in METRICS:
         raise UserError(f"sweep metric = {sweep.metric!r}: valid: {', '.join(METRICS)}")
     check_space(sweep, base)

@@ -59,6 +59,9 @@ class WidthRules(Rules):
         if missing:
             raise UserError(
                 f"strategy.rates = {dict(params.rates)}: no rate for tier {missing[0]!r}; tiers: {', '.join(tiers)}")
+        if params.rate_by == "budget" and cfg.devices.deadline is None:
+            raise UserError("strategy.rate_by = 'budget': needs devices.deadline in seconds (a device's budget is the "
+                            "work that fits before it); set devices.deadline, or use rate_by: tier")
 
     @abstractmethod
     def channels(self, layer: int, width: int, rate: float, round_: int, device: int) -> np.ndarray:
