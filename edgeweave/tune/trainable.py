@@ -11,7 +11,7 @@ import ray
 from ray import tune
 
 from edgeweave.actors.session import Simulation
-from edgeweave.actors.shared_data import shared_dataset
+from edgeweave.actors.shared_data import release_dataset, shared_dataset
 from edgeweave.platform.checkpoint import load_checkpoint, run_fingerprint
 from edgeweave.platform.config import build_config, dump_config
 from edgeweave.platform.data import load_dataset
@@ -65,7 +65,8 @@ def run_trial(params: dict[str, Any], base: dict, fixed: dict[str, Any], sweep_d
     on a multi-node cluster), not Tune's per-session working directory, so a resumed trial
     finds the metrics its first attempt wrote. `plugins` are the base's as the sweep read them (their
     source travels with the trial): a trial runs that code, not what the files hold by then. `store`,
-    the sweep's DataStore, hands out its data set, loaded once per sweep (without one, the trial loads it).
+    the sweep's DataStore, hands out its data set, shared with the trials that use it at the same time and
+    given back when the trial ends, lost or not (without one, the trial loads it).
     Tune starts a trial again when its process or node was lost (`trial_retries`); it goes on from
     its last checkpoint; so does one that outlived its lost driver. A trial that raised otherwise was
     not lost: an attempt after it fails again at once.
@@ -83,13 +84,16 @@ def run_trial(params: dict[str, Any], base: dict, fixed: dict[str, Any], sweep_d
         if not lost(e):  # a lost driver is a lost node the trial's process outlived for a moment: retried
             marker.write_text(last_line(e))
         raise
+    finally:  # the trial is done with its data set, whatever happened
+        if store is not None:
+            release_dataset(store, run_dir.name)
 
 
 def _run_trial(params: dict[str, Any], base: dict, fixed: dict[str, Any], run_dir: Path,
                plugins: Sequence[Plugin], store: Any) -> None:
     cfg = build_config(trial_raw(base, {**fixed, "logging.out_dir": str(run_dir.parent)}, params), carried=plugins)
     (run_dir / "config.yaml").write_text(dump_config(cfg))  # before anything can fail: a failed trial keeps it
-    data_ref = None if store is None else shared_dataset(store, cfg)
+    data_ref = None if store is None else shared_dataset(store, cfg, trial=run_dir.name)
     data = load_dataset(cfg.data, cfg.seed) if data_ref is None else ray.get(data_ref)
     check_with_data(cfg, data)  # a deadline no device meets, a model the data cannot feed: the trial fails in one line
     partition = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed, data.owners)
@@ -98,7 +102,6 @@ def _run_trial(params: dict[str, Any], base: dict, fixed: dict[str, Any], run_di
     if checkpoint is not None:
         with checkpoint.as_directory() as path:
             state = load_checkpoint(Path(path), run_fingerprint(cfg))
-
     reports = Reports(state.history if state is not None else ())
     last: list[tuple[dict[str, Any], Optional[Path]]] = []
 

@@ -210,21 +210,26 @@ def test_a_failing_trial_is_listed_as_failed_and_the_sweep_finishes(tune_ray, tm
     assert "data.root" in marker.read_text()
 
 
-def test_a_sweeps_data_set_is_loaded_and_put_once_for_all_its_trials(tune_ray, tmp_path):
-    from edgeweave.actors.shared_data import data_store, shared_dataset
+def test_a_sweeps_data_set_is_loaded_once_for_the_trials_that_use_it_and_dropped_after(tune_ray, tmp_path):
+    from edgeweave.actors.shared_data import data_store, release_dataset, shared_dataset
 
     cfg = load_config(write_sweep(tmp_path, rounds=1).parent / "base.yaml")
     store = data_store()
 
     @ray.remote(num_cpus=0)
-    def trial(cfg):  # a trial elsewhere takes the reference and reads the data through it
-        [ref] = ray.get(store.dataset.remote(cfg))
+    def trial(cfg, name):  # a trial elsewhere takes the reference and reads the data through it
+        [ref] = ray.get(store.dataset.remote(cfg, name))
         return ref.hex(), len(ray.get(ref).y_train)
 
-    seen = ray.get([trial.remote(cfg) for _ in range(3)])
+    seen = ray.get([trial.remote(cfg, f"t{i}") for i in range(3)])
     assert len({hex_ for hex_, _ in seen}) == 1 and seen[0][1] > 0 and ray.get(store.loaded.remote()) == 1
     other = cfg.model_copy(update={"seed": cfg.seed + 1})  # another seed draws other data
-    assert shared_dataset(store, other).hex() != seen[0][0] and ray.get(store.loaded.remote()) == 2
+    assert shared_dataset(store, other, "t3").hex() != seen[0][0] and ray.get(store.loaded.remote()) == 2
+    for i in range(3):  # the trials of the first data set end; the other's still runs
+        release_dataset(store, f"t{i}")
+    assert ray.get(store.held.remote()) == 1
+    release_dataset(store, "t3")
+    assert ray.get(store.held.remote()) == 0  # nothing kept once no trial needs it
     ray.kill(store)
 
 
@@ -291,3 +296,44 @@ def test_a_trial_that_loses_its_driver_goes_on_from_its_checkpoint(tune_ray, tmp
     (run_dir,) = trial_dirs(sweep_dir)
     assert not (run_dir / "failed.txt").exists()
     assert [json.loads(line)["round"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()] == list(range(6))
+
+
+def test_a_trial_run_again_from_scratch_starts_its_logs_empty(tune_ray, tmp_path, monkeypatch):
+    # Tune runs a trial lost before its first checkpoint again from scratch, in the same run directory:
+    # its logs read rounds 0, 1, 0, 1, 2 and the plots and `edgeweave report` counted the lost rounds twice.
+    # The trainable runs here in-process, with Tune's session calls stood in for.
+    from ray import tune
+
+    from edgeweave.actors.shared_data import data_store
+    from edgeweave.platform.errors import RunLost
+    from edgeweave.tune.trainable import run_trial
+
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    rounds, reports = 3, []
+
+    def report(metrics, checkpoint=None):
+        if lost and metrics["round"] == 1:
+            raise RunLost("the trial's node left")  # after round 1 was logged, before any checkpoint
+        reports.append(metrics["round"])
+
+    monkeypatch.setattr(tune, "get_context", lambda: type("Context", (), {"get_trial_id": lambda self: "t0"})())
+    monkeypatch.setattr(tune, "get_checkpoint", lambda: None)  # no checkpoint yet: Tune starts the trial afresh
+    monkeypatch.setattr(tune, "report", report)
+    fixed = {"ray.num_workers": 1, "logging.progress": False, "logging.checkpoint_every": 10,
+             "logging.wandb.mode": "disabled"}
+    base = tiny_raw(tmp_path, training={"rounds": rounds})
+    store, lost = data_store(), True
+    with pytest.raises(RunLost):
+        run_trial({}, base, fixed, str(tmp_path / "sweep"), store=store)
+    run_dir = tmp_path / "sweep" / "runs" / "t0"
+    assert [json.loads(line)["round"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()] == [0, 1]
+    assert ray.get(store.held.remote()) == 0  # a trial that ends, lost or not, gives its data set back
+    lost, reports[:] = False, []
+    run_trial({}, base, fixed, str(tmp_path / "sweep"), store=store)
+    assert ray.get(store.held.remote()) == 0 and ray.get(store.loaded.remote()) == 2
+    ray.kill(store)
+    assert reports == list(range(rounds))
+    assert [json.loads(line)["round"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()] == [0, 1, 2]
+    records = [json.loads(line) for line in (run_dir / "devices.jsonl").read_text().splitlines()]
+    assert [r["round"] for r in records] == sorted(r["round"] for r in records)
+    assert len({(r["round"], r["device"]) for r in records}) == len(records) and records[-1]["round"] == 2
