@@ -17,7 +17,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from edgeweave.platform.devices.timeline import DeviceTimeline, Segment
+from edgeweave.platform.devices.timeline import DeviceTimeline, Segment, held
 
 REL = 1e-9  # relative tolerance of sums of floats taken in another order
 
@@ -50,6 +50,7 @@ def check_timeline(tl: DeviceTimeline, segment: Segment, round_: int, device: in
                           f"compute starts at {tl.work_start[0]!r}, its download ends at {tl.start + tl.comm!r}")
         if (np.diff(tl.work_start) < 0).any() or ends[-1] < tl.work_start[-1]:
             raise _broken("the clock never goes back", round_, device, "its compute stretches go back in time")
+    segment = held(segment)
     for t0, t1, speed in zip(tl.work_start, ends, tl.work_speed):
         available, given, until = segment(float(t0))
         if not available or given != speed:
@@ -60,14 +61,17 @@ def check_timeline(tl: DeviceTimeline, segment: Segment, round_: int, device: in
             raise _broken("steps at the speeds the resource model gave", round_, device,
                           f"it computed at {speed!r} FLOP/s until {t1!r}, past the model's change at {until!r}")
     done = np.cumsum(tl.step_flops)
-    fastest = float(tl.work_speed.max(initial=0.0))
-    for k, (end, flops) in enumerate(zip(tl.step_end, done)):
-        # FLOPs rebuilt from absolute times carry their rounding: a few units in the last place of each stretch
-        slack = REL * flops + 4 * len(tl.work_start) * fastest * float(np.spacing(max(abs(end), 1.0)))
-        if abs(tl.spent_by(float(end)) - flops) > slack:
-            raise _broken("finish = start + transfers + steps", round_, device,
-                          f"mini-batch {k} ends at {end!r} with {tl.spent_by(float(end))!r} FLOPs computed, "
-                          f"not the {flops!r} of its mini-batches")
+    computed = np.cumsum((ends - tl.work_start) * tl.work_speed)  # by the end of each stretch
+    at_end = computed[np.minimum(np.searchsorted(ends, tl.step_end), len(ends) - 1)] if len(ends) else computed
+    # FLOPs rebuilt from absolute times carry their rounding: a few units in the last place of each stretch
+    slack = REL * done + 4 * len(ends) * float(tl.work_speed.max(initial=0.0)) * np.spacing(np.maximum(
+        np.abs(tl.step_end), 1.0))
+    off = np.flatnonzero(np.abs(at_end - done) > slack)
+    if len(off):
+        k = int(off[0])
+        raise _broken("finish = start + transfers + steps", round_, device,
+                      f"mini-batch {k} ends at {tl.step_end[k]!r} with {at_end[k]!r} FLOPs computed, "
+                      f"not the {done[k]!r} of its mini-batches")
     upload = 0.0 if tl.stopped == "offline" else tl.comm  # under `partial` a device going offline sends as it goes
     if not tl.lost and tl.finish != tl.compute_end + upload:
         raise _broken("finish = start + transfers + steps", round_, device,

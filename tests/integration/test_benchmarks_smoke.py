@@ -16,6 +16,7 @@ SCRIPTS = {
     "cluster.py": ("cluster", "cluster/cluster.md"),
     "distreal_paper.py": ("paper", "paper/table.md"),
     "distreal_vs_baselines.py": ("compare", "compare/report.md"),
+    "invariants.py": ("invariants.json", "invariants.json"),
     "population.py": ("population.json", "population.json"),
     "slicing.py": ("slicing.json", "slicing.json"),
     "soak.py": ("soak.json", "soak.json"),

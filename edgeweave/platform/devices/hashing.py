@@ -22,8 +22,31 @@ def _mix(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(31))
 
 
+_MASK = (1 << 64) - 1
+
+
+def _mix_int(x: int) -> int:
+    """`_mix` on one Python int: a device's timeline asks about one device at a time, where NumPy's
+    per-call overhead is most of the cost."""
+    x ^= x >> 30
+    x = (x * 0xBF58476D1CE4E5B9) & _MASK
+    x ^= x >> 27
+    x = (x * 0x94D049BB133111EB) & _MASK
+    return x ^ (x >> 31)
+
+
+def _uniform_one(seed: int, device: int, slot: int, stream: int) -> float:
+    x = _mix_int((seed * int(_K[0]) + stream * int(_K[3])) & _MASK)
+    x = _mix_int(x ^ ((device * int(_K[1])) & _MASK))
+    x = _mix_int(x ^ (((slot & _MASK) * int(_K[2])) & _MASK))
+    return (x >> 11) * 2.0**-53
+
+
 def uniform(seed: int, ids: np.ndarray, slot, stream: int) -> np.ndarray:
     """Uniform [0, 1) draws, one per (device id, slot) pair after broadcasting."""
+    ids = np.asarray(ids)
+    if ids.size == 1 and np.ndim(slot) == 0:  # the same numbers, without NumPy's overhead
+        return np.full(ids.shape, _uniform_one(int(seed), int(ids.reshape(-1)[0]), int(slot), int(stream)))
     with np.errstate(over="ignore"):
         x = _mix(np.asarray(seed, np.uint64) * _K[0] + np.uint64(stream) * _K[3])
         x = _mix(x ^ (np.asarray(ids).astype(np.uint64) * _K[1]))

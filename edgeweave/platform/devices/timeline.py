@@ -88,16 +88,29 @@ def _at(segment: Segment, t: float) -> tuple[bool, float, float]:
     return available, speed, until
 
 
+def held(segment: Segment) -> Segment:
+    """`segment`, checked (`_at`), asked again only once t leaves the stretch its last answer holds for: the
+    state is constant from the time asked until the next change, so the answer there is the same."""
+    last: list = [np.inf, None]  # the time last asked, its answer
+
+    def at(t: float) -> tuple[bool, float, float]:
+        if last[1] is None or not last[0] <= t < last[1][2]:
+            last[0], last[1] = t, _at(segment, t)
+        return last[1]
+    return at
+
+
 def _transfer(segment: Segment, t: float, seconds: float) -> tuple[bool, float]:
-    """Move data for `seconds` from t: (stayed available throughout, the time it ended or went offline)."""
+    """Move data for `seconds` from t over a `held` segment: (stayed available throughout, the time it ended or
+    went offline)."""
     end = t + seconds
     while True:
-        available, _, until = _at(segment, t)
+        available, _, until = segment(t)
         if not available:
             return False, t
         if until >= end:
             return True, end
-        t = until  # strictly later: _at checked it
+        t = until  # strictly later: `held` checked it
 
 
 def device_timeline(segment: Segment, start: float, comm: float, planned: int, rule: StepRule,
@@ -113,9 +126,10 @@ def device_timeline(segment: Segment, start: float, comm: float, planned: int, r
     driver waits). Every step moves the clock to a strictly later time or ends the work, so the
     timeline always terminates.
     """
+    segment = held(segment)
     aim = None if deadline is None else start + deadline - comm  # absolute: when the upload must start
     window = aim if aim is not None and policy in ("drop", "partial") else np.inf
-    _, speed_start, _ = _at(segment, start)
+    _, speed_start, _ = segment(start)
     flops: list[float] = []
     choices: list[int] = []
     ends: list[float] = []
@@ -126,7 +140,7 @@ def device_timeline(segment: Segment, start: float, comm: float, planned: int, r
     if not ok:
         stopped = "offline"
     while stopped is None and len(flops) < planned:
-        available, speed, _ = _at(segment, t)
+        available, speed, _ = segment(t)
         if not available:
             stopped = "offline"
             break
@@ -137,7 +151,7 @@ def device_timeline(segment: Segment, start: float, comm: float, planned: int, r
         cost, choice = pick
         left = cost
         while left > 0:
-            available, speed, until = _at(segment, t)
+            available, speed, until = segment(t)
             if not available:
                 stopped = "offline"
                 break
