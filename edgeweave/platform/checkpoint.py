@@ -51,12 +51,17 @@ def replace_durably(path: Path, write: Callable[[Path], Any]) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         write(tmp)
-        _fsync(tmp)
-        os.replace(tmp, path)
+        rename_durably(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync(path.parent)
+
+
+def rename_durably(written: Path, final: Path) -> None:
+    """Sync a file written in full, rename it over `final` and sync the folder: the disk records both."""
+    _fsync(written)
+    os.replace(written, final)
+    _fsync(final.parent)
 
 
 @dataclass

@@ -9,13 +9,13 @@ what it was made for (model and parameters, input shape, classes, batch size), w
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
 
+from edgeweave.platform.checkpoint import rename_durably
 from edgeweave.platform.config import ExperimentConfig
 from edgeweave.platform.data import ArrayData
 from edgeweave.platform.flat import FlatLayout
@@ -168,7 +168,7 @@ def store(front: Front, evaluated: list[dict], out: Path, plot: Callable[[Path],
         front.save(tmp, evaluated)
         plot(tmp.with_suffix(".png"))
         for written, final in pairs:
-            os.replace(written, final)
+            rename_durably(written, final)
     finally:
         for written, _ in pairs:
             written.unlink(missing_ok=True)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import IO, Any, Optional, Protocol, Sequence
 
+from edgeweave.platform.checkpoint import replace_durably
 from edgeweave.platform.config import ExperimentConfig, WandbConfig
 
 WANDB_ID = "wandb-id"  # the run directory's W&B run id, read back by a resumed run
@@ -114,9 +115,7 @@ def wandb_run_id(run_dir: Path, start: int) -> tuple[str, bool]:
     if start > 0 and path.is_file() and (stored := path.read_text().strip()):
         return stored, True
     run_id = secrets.token_hex(6)  # like W&B's own ids: short, lower case, no `/ \\ # ? % :`
-    tmp = run_dir / f".{WANDB_ID}.tmp"
-    tmp.write_text(run_id + "\n")
-    os.replace(tmp, path)
+    replace_durably(path, lambda tmp: tmp.write_text(run_id + "\n"))
     return run_id, False
 
 

@@ -55,3 +55,17 @@ def test_a_log_trimmed_for_a_resume_is_synced_with_its_folder(synced, tmp_path):
     log.write_text('{"round": 0}\n{"round": 1}\n')
     keep_rounds_before(log, 1)
     assert_durable(synced, log)
+
+
+def test_a_front_and_the_wandb_id_are_synced_with_their_folder(synced, tmp_path):
+    from edgeweave.platform.dse import store
+    from edgeweave.platform.front import Front
+    from edgeweave.platform.sinks import WANDB_ID, wandb_run_id
+
+    wandb_run_id(tmp_path, 0)
+    assert_durable(synced, tmp_path / WANDB_ID)
+    synced.clear()
+    front = Front(np.array([[0.0, 0.5]]), np.array([1.0]), np.array([2.0]), {})
+    store(front, [], tmp_path / "front.json", lambda path: path.write_bytes(b"png"))
+    written = [tmp_path / f".front.tmp{suffix}" for suffix in (".csv", ".png", ".json")]  # the json, read by runs, last
+    assert synced == [p for w in written for p in (w, tmp_path)]
