@@ -34,7 +34,7 @@ def main() -> None:
         w.writerow(["device", "time", "available", "speed"])
         for d in range(args.devices):
             t, on = 0.0, bool(g.random() < args.on_mean / (args.on_mean + args.off_mean))
-            while t < end:
+            while round(t, 1) < end:  # a trace's times lie in [0, cycle): a row at `end` would be outside it
                 w.writerow([d, round(t, 1), int(on), float(g.choice([1.0, 0.7, 0.4])) if on else 1.0])
                 t += g.exponential(args.on_mean if on else args.off_mean)
                 on = not on

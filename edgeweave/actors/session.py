@@ -33,32 +33,41 @@ def connect(cfg: ExperimentConfig) -> bool:
         return False
     address = cfg.ray.address or os.environ.get("RAY_ADDRESS")
     if address:
-        ray.init(address=address, logging_level=logging.WARNING)
+        if address.split(":")[0] in (LOOPBACK, "localhost"):  # a Ray started on the loopback, by start_local
+            _on_loopback(address=address, logging_level=logging.WARNING)
+        else:
+            ray.init(address=address, logging_level=logging.WARNING)
         return False
     start_local()
     return True
 
 
 def start_local(**options: Any) -> None:
-    """Start a one-machine Ray whose processes all listen and talk on the loopback address only.
+    """Start a one-machine Ray whose processes all listen and talk on the loopback address only."""
+    _on_loopback(address="local", include_dashboard=False, dashboard_host=LOOPBACK, logging_level=logging.WARNING,
+                 **options)
+
+
+def _on_loopback(**options: Any) -> None:
+    """`ray.init` with this process's node address 127.0.0.1: to start a Ray there, or to join one that is.
 
     Ray on Linux swaps a node address of 127.0.0.1 for the host's routable one (found by routing towards
-    a public DNS server) unless its multi-host switch is off, as on macOS and Windows. The switch is a
+    a public DNS server) unless its multi-host switch is off, as on macOS and Windows; a driver joining a
+    loopback Ray from the routable address would wait forever for a node there. The switch is a
     constant read at import, so it is off only while Ray starts here (the processes Ray starts are given
     the address); a node that took another address all the same is stopped with one line.
     """
     multi_host = ray_constants.ENABLE_RAY_CLUSTER
     ray_constants.ENABLE_RAY_CLUSTER = False
     try:
-        ray.init(address="local", _node_ip_address=LOOPBACK, include_dashboard=False, dashboard_host=LOOPBACK,
-                 logging_level=logging.WARNING, **options)
+        ray.init(_node_ip_address=LOOPBACK, **options)
     finally:
         ray_constants.ENABLE_RAY_CLUSTER = multi_host
     node = ray.util.get_node_ip_address()
     if node != LOOPBACK:
         ray.shutdown()
-        raise RuntimeError(f"the local Ray took the node address {node}, not {LOOPBACK}: Ray {ray.__version__} "
-                           f"picks it otherwise than edgeweave expects")
+        raise RunFailed(f"the local Ray took the node address {node}, not {LOOPBACK}: Ray {ray.__version__} "
+                        f"picks it otherwise than edgeweave expects")
 
 
 def pool_limit(cfg: ExperimentConfig) -> int:

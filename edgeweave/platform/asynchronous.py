@@ -64,7 +64,7 @@ class AsyncServer(Server):
         self.flights: list[Flight] = []
         self.started: set[int] = set()  # devices that started on the current version
         self.dispatches = 0  # times devices were drawn to start
-        self.with_data = np.flatnonzero(self.shard_sizes > 0)
+        self.with_data = self.shard_sizes > 0  # a mask over the population
         self.arrived: dict[int, set[int]] = {}  # devices arrived per version still in use: one arrival a dispatch
         self._step: Optional[tuple[int, float, list[Flight], list[Unit]]] = None
 
@@ -103,11 +103,9 @@ class AsyncServer(Server):
         take it (not training, not yet started on this version, with data) may change state; inf if none."""
         if len(self.flights) >= self.concurrency:
             return np.inf
-        busy = [f.job.device for f in self.flights] + sorted(self.started)
-        ids = np.setdiff1d(self.with_data, np.array(busy, np.int64))
-        if not len(ids):
-            return np.inf
-        wake = float(self.view.resources.next_change(ids, self.version, now).min())
+        idle = self.with_data.copy()
+        idle[[f.job.device for f in self.flights] + sorted(self.started)] = False
+        wake = self.view.resources.earliest_change(np.flatnonzero(idle), self.version, now)
         if not wake > now:  # the event loop would stand still
             raise ClockStalled(f"devices.resources = {self.cfg.devices.resources.name!r}: the next change after "
                                f"t = {now!r} is {wake!r}, not a later time")
@@ -213,7 +211,8 @@ class AsyncServer(Server):
         self.total_flops += flops
         metrics = step_metrics(step, records, len(done), start, self.clock, flops, self.total_flops)
         self.checks.step(step, metrics, records, [f.timeline for f in ended],
-                         [self.facts.segment(f.version, f.job) for f in ended])
+                         [self.facts.segment(f.version, f.job) for f in ended],
+                         [self.facts.samples(f.job) for f in ended])
         stale = list(staleness.values())
         metrics.update(staleness_mean=float(np.mean(stale)) if stale else None,
                        staleness_max=int(max(stale)) if stale else None)

@@ -17,7 +17,8 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from edgeweave.platform.devices.timeline import DeviceTimeline, Segment, held
+from edgeweave.platform.devices.clock import samples_in_steps
+from edgeweave.platform.devices.timeline import DeviceTimeline, Segment, fits, held
 
 REL = 1e-9  # relative tolerance of sums of floats taken in another order
 
@@ -57,7 +58,7 @@ def check_timeline(tl: DeviceTimeline, segment: Segment, round_: int, device: in
             raise _broken("steps at the speeds the resource model gave", round_, device,
                           f"at t = {t0!r} it computed at {speed!r} FLOP/s, the model gives "
                           f"{given if available else 'no availability'!r}")
-        if t1 > until and not _close(t1, until, until):
+        if not fits(float(t0), float(t1 - t0), until):
             raise _broken("steps at the speeds the resource model gave", round_, device,
                           f"it computed at {speed!r} FLOP/s until {t1!r}, past the model's change at {until!r}")
     done = np.cumsum(tl.step_flops)
@@ -84,28 +85,36 @@ def check_timeline(tl: DeviceTimeline, segment: Segment, round_: int, device: in
 class RunChecks:
     """The invariants of one run, checked after each round or server step; holds the clock it last saw."""
 
-    def __init__(self, clock: float, total_flops: float) -> None:
+    def __init__(self, clock: float, total_flops: float, batch: int) -> None:
         self.clock = clock
         self.total_flops = total_flops
+        self.batch = batch
 
     def step(self, round_: int, metrics: dict[str, Any], records: Sequence[dict[str, Any]],
-             timelines: Sequence[DeviceTimeline], segments: Sequence[Segment]) -> None:
-        """The clock and the books of one round (or server step): one record, timeline and segment (what the
-        device's resource model gives, as its timeline read it) per device that took part."""
+             timelines: Sequence[DeviceTimeline], segments: Sequence[Segment], shards: Sequence[int]) -> None:
+        """The clock and the books of one round (or server step): one record, timeline, segment (what the
+        device's resource model gives, as its timeline read it) and shard size per device that took part."""
         start, end = metrics["virtual_start"], metrics["virtual_time"]
         if start != self.clock or end < start:
             raise _broken("the clock never goes back", round_, None,
                           f"the step runs from {start!r} to {end!r}, the clock stood at {self.clock!r}")
-        for record, tl, segment in zip(records, timelines, segments, strict=True):
+        for record, tl, segment, shard in zip(records, timelines, segments, shards, strict=True):
             device = record["device"]
             check_timeline(tl, segment, record["round"], device)
             if record["finish"] > end:
                 raise _broken("the clock never goes back", round_, device,
                               f"it finishes at {record['finish']!r}, after the step's end at {end!r}")
             steps = 0 if record["dropped"] else tl.steps
-            if record["steps"] != steps:
+            samples = samples_in_steps(shard, self.batch, steps)
+            if record["steps"] != steps or record["samples"] != samples:
                 raise _broken("records are what was trained", round_, device,
-                              f"it trained {record['steps']} mini-batches, its timeline has {steps}")
+                              f"it trained {record['steps']} mini-batches of {record['samples']} samples, its "
+                              f"timeline has {steps} of {samples}")
+            # what it computed: its timeline's FLOPs, up to the step's end when the step cut it off
+            if not (_close(record["flops"], tl.spent, tl.spent) if not record["dropped"]
+                    else record["flops"] <= tl.spent * (1 + REL)):
+                raise _broken("records add up to the metrics", round_, device,
+                              f"its record says {record['flops']!r} FLOPs computed, its timeline {tl.spent!r}")
         flops = sum(r["flops"] for r in records)
         if not _close(flops, metrics["flops"], flops):
             raise _broken("records add up to the metrics", round_, None,

@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from edgeweave.platform.config import ExperimentConfig  # noqa: E402
+from edgeweave.platform.devices.timeline import held  # noqa: E402
 from edgeweave.platform.devices.view import DeviceView  # noqa: E402
 
 OUTCOMES = {"full": ("tab:green", "o"), "partial": ("tab:orange", "^"), "dropped": ("tab:red", "x")}
@@ -27,7 +28,7 @@ def outcome(record: dict[str, Any]) -> str:
 def round_speed(view: DeviceView, device: int, round_: int, start: float, finish: float,
                 limit: int = 400) -> tuple[np.ndarray, np.ndarray]:
     """The device's speed from the round's start to its finish, change by change (at most `limit`)."""
-    segment = view.segment(device, round_)
+    segment = held(view.segment(device, round_))  # checked: a model that does not move on raises
     times, speeds, t = [], [], start
     while t < finish and len(times) < limit:
         _, speed, until = segment(t)

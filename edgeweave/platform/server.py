@@ -57,7 +57,7 @@ class Server:
         self.total_flops = 0.0
         self.shared: Any = None  # the round's shared state, as the last plan made it
         self._pending: Optional[tuple[int, list[Job], Workload, Timing]] = None
-        self.checks = RunChecks(self.clock, self.total_flops)
+        self.checks = RunChecks(self.clock, self.total_flops, self.cfg.training.batch_size)
 
     def plan_flops(self, plan: Optional[Plan]) -> int:
         """Training FLOPs per sample of the full model (plan None) or of a sub-model plan, cached."""
@@ -176,7 +176,8 @@ class Server:
         self.clock = timing.end if timing.end > start else start + self.cfg.devices.idle_wait
         self.total_flops += round_flops
         metrics = step_metrics(round_, records, len(trained), start, self.clock, round_flops, self.total_flops)
-        self.checks.step(round_, metrics, records, work.timelines, [self.facts.segment(round_, j) for j in jobs])
+        self.checks.step(round_, metrics, records, work.timelines, [self.facts.segment(round_, j) for j in jobs],
+                         work.shard)
         self._flag_non_finite(metrics, finite)
         self._pending = None
         return metrics, records
@@ -203,7 +204,7 @@ class Server:
                             f"{self.weights.size}")
         self.weights = state.weights.astype(np.float32, copy=True)
         self.clock, self.total_flops = state.clock, state.total_flops
-        self.checks = RunChecks(self.clock, self.total_flops)
+        self.checks = RunChecks(self.clock, self.total_flops, self.cfg.training.batch_size)
         self.half.load_state(state.strategy)
 
     def evaluate(self) -> tuple[float, float]:

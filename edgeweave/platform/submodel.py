@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgeweave.platform.errors import UserError
 from edgeweave.platform.flat import FlatLayout
 from edgeweave.platform.plans import Plan
 from edgeweave.platform.flops import FlopsCache
@@ -105,7 +106,7 @@ class Slicer:
             for thinned in (layer, source):
                 if thinned is not None and len(plan.keep[thinned]) != self.widths[thinned]:
                     what = "its output channels" if thinned == layer else "the channels of the layer feeding it"
-                    raise ValueError(f"{name} is a grouped convolution (groups={groups}), which a sub-model cannot "
+                    raise UserError(f"model: {name} is a grouped convolution (groups={groups}), which a sub-model cannot "
                                      f"slice; the plan keeps {len(plan.keep[thinned])} of {self.widths[thinned]} of "
                                      f"{what}: keep both whole")
 

@@ -154,3 +154,13 @@ def test_offline_during_the_upload_loses_the_update_under_every_policy():
     for policy in ("wait", "drop", "partial"):
         tl = device_timeline(shifting(rows), 0.0, 1.0, 3, fixed_rule(np.full(3, 10.0)), None, policy)
         assert tl.lost and tl.stopped == "offline" and tl.finish == pytest.approx(4.5)
+
+
+def test_a_method_overriding_the_renamed_step_flops_is_refused_at_once():
+    """`Rules.step_flops` became `sample_flops`: a plugin's override under the old name would be ignored."""
+    from edgeweave.platform.strategies.base import Rules
+
+    with pytest.raises(TypeError, match="Mine.step_flops: renamed sample_flops"):
+        class Mine(Rules):
+            def step_flops(self, facts, round_, job, steps):
+                return np.ones(steps)

@@ -31,7 +31,7 @@ def one_round(tmp_path, **devices):
     data, part = parts(cfg)
     server, client = build_server(cfg, data, part), Client(cfg, data, part)
     server.clock = 13.241086654122158
-    server.checks = RunChecks(server.clock, 0.0)
+    server.checks = RunChecks(server.clock, 0.0, cfg.training.batch_size)
     jobs, _ = server.plan(0)
     _, _, work, _ = server._pending
     metrics, records = server.update([client.run(0, server.weights, jobs)])
@@ -66,18 +66,22 @@ def test_books_that_do_not_add_up_are_caught(tmp_path):
     start = metrics["virtual_start"]
 
     def check(m=metrics, recs=records):
-        RunChecks(start, 0.0).step(0, m, recs, work.timelines, segments)
+        RunChecks(start, 0.0, work.batch).step(0, m, recs, work.timelines, segments, work.shard)
 
     check()
     with pytest.raises(InvariantBroken, match="'records add up to the metrics' broken at round 0: the devices' FLOPs"):
         check(m={**metrics, "flops": metrics["flops"] * 1.01})
-    with pytest.raises(InvariantBroken, match="the devices' samples add up to"):
-        check(recs=[{**records[0], "samples": records[0]["samples"] + 1}] + records[1:])
     kept = next(r for r in records if not r["dropped"])
+    with pytest.raises(InvariantBroken, match=f"'records are what was trained' broken at round 0, device "
+                                              f"{kept['device']}: it trained .* of {kept['samples'] + 3} samples"):
+        check(recs=[{**r, "samples": r["samples"] + 3} if r is kept else r for r in records])
+    with pytest.raises(InvariantBroken, match=f"'records add up to the metrics' broken at round 0, device "
+                                              f"{kept['device']}: its record says"):
+        check(recs=[{**r, "flops": r["flops"] * 1.5} if r is kept else r for r in records])
     with pytest.raises(InvariantBroken, match=f"'records are what was trained' broken at round 0, device {kept['device']}"):
         check(recs=[{**r, "steps": r["steps"] + 1} if r is kept else r for r in records])
     with pytest.raises(InvariantBroken, match="'the clock never goes back' broken at round 0: the step runs from"):
-        RunChecks(start + 1.0, 0.0).step(0, metrics, records, work.timelines, segments)
+        RunChecks(start + 1.0, 0.0, work.batch).step(0, metrics, records, work.timelines, segments, work.shard)
 
 
 def test_async_in_flight_and_arrivals_are_checked(tmp_path):

@@ -9,6 +9,7 @@ import ray
 from ray._private import ray_constants, services
 
 from edgeweave.actors import session
+from edgeweave.platform.errors import RunFailed
 
 LOOPBACK = "127.0.0.1"
 
@@ -55,7 +56,7 @@ def test_a_local_ray_on_another_address_is_stopped_with_one_line(fake_ray, monke
     stopped = []
     monkeypatch.setattr(ray, "shutdown", lambda: stopped.append(True))
     monkeypatch.setattr(ray.util, "get_node_ip_address", lambda: "192.0.2.7")
-    with pytest.raises(RuntimeError, match="192.0.2.7, not 127.0.0.1"):
+    with pytest.raises(RunFailed, match="192.0.2.7, not 127.0.0.1"):
         session.connect(cfg)
     assert stopped == [True]
 
@@ -65,3 +66,12 @@ def test_joining_a_configured_cluster_is_left_to_it(fake_ray, monkeypatch):
     monkeypatch.setenv("RAY_ADDRESS", "10.0.0.5:6379")
     assert session.connect(cfg) is False
     assert fake.kwargs["address"] == "10.0.0.5:6379" and "_node_ip_address" not in fake.kwargs
+
+
+def test_joining_a_loopback_ray_joins_from_the_loopback(fake_ray, monkeypatch):
+    """Another process's loopback Ray (RAY_ADDRESS=127.0.0.1:port) has its only node at 127.0.0.1: a driver
+    that took the routable address would wait for a node there forever."""
+    fake, cfg = fake_ray
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:41719")
+    assert session.connect(cfg) is False
+    assert fake.kwargs["address"] == "127.0.0.1:41719" and fake.node == LOOPBACK

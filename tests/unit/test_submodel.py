@@ -6,6 +6,7 @@ from torch.overrides import TorchFunctionMode
 
 from edgeweave.platform.aggregate import Partial, average, combine
 from edgeweave.platform.config import build_config
+from edgeweave.platform.errors import UserError
 from edgeweave.platform.flat import FlatLayout
 from edgeweave.platform.flops import measure_flops_per_sample
 from edgeweave.platform.models import build_model
@@ -283,5 +284,5 @@ def test_a_grouped_conv_is_kept_whole_or_refused_by_name():
     for thinned in (0, 1):  # its input, itself
         plan = uniform_plan(slicer, lambda i, w: nested(w, 0.5) if i == thinned else np.arange(w))
         for use in (slicer.build, slicer.positions, slicer.count):
-            with pytest.raises(ValueError, match=r"features\.2 .*groups=4"):
+            with pytest.raises(UserError, match=r"features\.2 .*groups=4"):
                 use(plan)

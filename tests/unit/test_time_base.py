@@ -17,7 +17,7 @@ from edgeweave.platform.config import build_config
 from edgeweave.platform.devices.resources import build_resources
 from edgeweave.platform.devices.resources.base import slot_of, slot_start
 from edgeweave.platform.devices.resources.markov import chain_state
-from edgeweave.platform.devices.timeline import ClockStalled, device_timeline, fixed_rule
+from edgeweave.platform.devices.timeline import ClockStalled, constant, device_timeline, fixed_rule
 from edgeweave.platform.errors import UserError
 from edgeweave.platform.invariants import check_timeline
 from tests.helpers import tiny_raw
@@ -192,3 +192,29 @@ def test_one_devices_draw_is_the_vectorised_draw(seed, device, slot, stream):
 
     many = hashing.uniform(seed, np.array([device, device + 1]), np.array([slot, slot]), stream)
     assert hashing.uniform(seed, np.array([device]), slot, stream)[0] == many[0]
+
+
+@pytest.mark.parametrize("start", [0.0, 1e5, 1e7, 13.241086654122158 * 1e5])
+def test_a_device_round_plays_the_same_whenever_it_starts(start):
+    """A mini-batch 0.5 % longer than the deadline allows does not fit, at t = 0 as at t = 1e7 (where a
+    tolerance relative to the clock's reading would be 10 ms)."""
+    tl = device_timeline(constant(1e6), start, 0.0, 1, fixed_rule([1.005e6]), 1.0, "partial")
+    assert tl.steps == 0 and tl.stopped == "deadline"
+    fitting = device_timeline(constant(1e6), start, 0.0, 1, fixed_rule([0.995e6]), 1.0, "partial")
+    assert fitting.steps == 1 and fitting.finish <= start + 1.0
+
+
+@given(trace=traces(), t=times, devices=st.lists(st.integers(0, 50), max_size=8), cyclic=st.booleans())
+@FAST
+def test_the_earliest_change_of_many_devices_is_the_least_of_theirs(tmp_path, trace, t, devices, cyclic):
+    """What an async server waits for, answered from every row at once, is the min over the devices."""
+    times_, cycle = trace
+    path = tmp_path / "many.csv"
+    path.write_text("device,time,available,speed\n" + "".join(
+        f"{s},{x!r},{(i + s) % 2},{1 + i}\n" for s in range(3) for i, x in enumerate(times_[s:] or times_)))
+    params = {"cycle": cycle} if cyclic else {}
+    ids = np.array(devices, np.int64)
+    for m in (resources(tmp_path, name="trace", path=str(path), **params),
+              resources(tmp_path, name="markov", period=cycle / 7), resources(tmp_path, name="uniform", period=0.3)):
+        expected = float(m.next_change(ids, 0, t).min()) if len(ids) else np.inf
+        assert m.earliest_change(ids, 0, t) == expected

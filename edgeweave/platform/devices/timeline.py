@@ -25,7 +25,14 @@ StepRule = Callable[[int, float, Optional[float]], Optional[tuple[float, int]]]
 """(mini-batch k, speed now, compute seconds left before the upload must start or None) ->
 (the mini-batch's FLOPs, the choice it trains), or None when the device chooses to stop."""
 
-TOLERANCE = 1e-9  # relative: a mini-batch that ends exactly at a limit fits
+TOLERANCE = 1e-9  # relative to a stretch's length: a mini-batch that ends exactly at a limit fits
+
+
+def fits(t: float, seconds: float, limit: float) -> bool:
+    """Whether work of `seconds` from t ends by `limit`, up to the rounding of the sum: a few units in the
+    last place of the time and TOLERANCE of the work's length (never of the clock's reading, so a
+    device-round plays the same whenever it starts)."""
+    return limit == np.inf or t + seconds <= limit + 4 * np.spacing(abs(limit)) + TOLERANCE * seconds
 
 
 class ClockStalled(RuntimeError):
@@ -161,7 +168,7 @@ def device_timeline(segment: Segment, start: float, comm: float, planned: int, r
                 break
             work_start.append(t)
             work_speed.append(speed)
-            if t + left / speed <= limit + TOLERANCE * max(abs(limit), 1.0):
+            if fits(t, left / speed, limit):
                 t, left = t + left / speed, 0.0
             else:
                 left -= (limit - t) * speed

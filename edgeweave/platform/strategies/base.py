@@ -56,6 +56,12 @@ class RoundPlan:
 class Rules:
     """What both halves compute alike, from the facts every process shares."""
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "step_flops" in vars(cls):  # renamed: an override under the old name would be silently ignored
+            raise TypeError(f"{cls.__qualname__}.step_flops: renamed sample_flops (training FLOPs per sample of "
+                            "each mini-batch); rename the method")
+
     def __init__(self, params: Params, cfg: "ExperimentConfig") -> None:
         self.params = params
         self.cfg = cfg

@@ -22,6 +22,11 @@ class ResourceModel(ABC):
     def state(self, ids: np.ndarray, round_: int, t: float) -> tuple[np.ndarray, np.ndarray]:
         """(available: bool array, speed multiplier: float array) for `ids` at round and time t."""
 
+    def earliest_change(self, ids: np.ndarray, round_: int, t: float) -> float:
+        """The first time after t at which any of `ids` may change state (inf if none may, or no ids): what an
+        async server waits for when a slot is free. Models override it to answer without a pass per device."""
+        return float(self.next_change(ids, round_, t).min()) if len(ids) else np.inf
+
     def peak(self) -> float:
         """The largest speed multiplier any device can have: the deadline check's best case. Models whose
         multipliers can exceed 1 override it."""

@@ -38,3 +38,6 @@ class Diurnal(ResourceModel):
 
     def next_change(self, ids: np.ndarray, round_: int, t: float) -> np.ndarray:
         return np.full(len(ids), next_boundary(t, self.params.slot))
+
+    def earliest_change(self, ids: np.ndarray, round_: int, t: float) -> float:
+        return next_boundary(t, self.params.slot) if len(ids) else np.inf

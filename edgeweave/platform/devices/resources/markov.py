@@ -66,3 +66,6 @@ class Markov(ResourceModel):
 
     def next_change(self, ids: np.ndarray, round_: int, t: float) -> np.ndarray:
         return np.full(len(ids), next_boundary(t, self.params.period))
+
+    def earliest_change(self, ids: np.ndarray, round_: int, t: float) -> float:
+        return next_boundary(t, self.params.period) if len(ids) else np.inf

@@ -97,6 +97,7 @@ class Trace(ResourceModel):
         self.time = np.array([r[1] for r in rows])
         self.available = np.array([r[2] for r in rows])
         self.speed = np.array([r[3] for r in rows])
+        self.series_of_row = np.repeat(np.arange(len(starts)), np.diff(self.offsets))
 
     def peak(self) -> float:
         return float(self.speed.max())
@@ -126,6 +127,22 @@ class Trace(ResourceModel):
         pos = np.array([r for r, _ in rows], np.int64).reshape(-1)
         nxt = np.array([n for _, n in rows], np.float64).reshape(-1)
         return pos[back], nxt[back]
+
+    def earliest_change(self, ids: np.ndarray, round_: int, t: float) -> float:
+        """The min of `next_change` over `ids`, from every row at once: the same change points as `_row`."""
+        if not len(ids):
+            return np.inf
+        followed = np.zeros(len(self.series_ids), bool)
+        followed[np.asarray(ids) % len(self.series_ids)] = True
+        cycle = self.params.cycle
+        if cycle:
+            c = slot_of(t, cycle)
+            end = slot_start(c + 1, cycle)
+            points = np.minimum(slot_start(c, cycle) + self.time, end)
+        else:
+            end, points = np.inf, self.time
+        later = points[followed[self.series_of_row] & (points > t)]
+        return float(min(later.min(initial=np.inf), end))
 
     def state(self, ids: np.ndarray, round_: int, t: float) -> tuple[np.ndarray, np.ndarray]:
         pos, _ = self._rows(ids, t)

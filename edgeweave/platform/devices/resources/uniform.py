@@ -47,3 +47,8 @@ class Uniform(ResourceModel):
         if self.params.period is None:
             return super().next_change(ids, round_, t)
         return np.full(len(ids), next_boundary(t, self.params.period))
+
+    def earliest_change(self, ids: np.ndarray, round_: int, t: float) -> float:
+        if self.params.period is None or not len(ids):
+            return np.inf
+        return next_boundary(t, self.params.period)
