@@ -1,18 +1,16 @@
 """Integration fixtures: one real local Ray per test module, always shut down."""
 
+import logging
 from contextlib import contextmanager
 
 import pytest
 import ray
 
-from edgeweave.actors.session import start_local
-
 
 @contextmanager
 def local_cluster(num_cpus: int):
-    """A fresh local Ray with `num_cpus` logical CPUs on the loopback address, as runs start it; shut down
-    whatever happens."""
-    start_local(num_cpus=num_cpus)
+    """A fresh local Ray with `num_cpus` logical CPUs, shut down whatever happens."""
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING)
     try:
         yield
     finally:
