@@ -3,8 +3,10 @@
 The checks (`edgeweave/platform/invariants.py`) re-read the resource model once per stretch of
 constant speed each device ran, and add up the records. Here the quickstart's devices (digits,
 10 of 20 per round) train with resources that change every 0.3 s of virtual time (markov) and on
-the shipped trace, in sync rounds and in async steps, without Ray; every round's checks are timed
-apart from the rest of the round. Writes a Markdown table to stdout and JSON to --out.
+the shipped trace, in sync rounds and in async steps, and so does `edgeweave bench`'s workload
+(1,000 devices of 50 CIFAR-shaped samples, the two-conv CNN; not under --smoke-test), without Ray;
+every round's checks are timed apart from the rest of the round. Writes a Markdown table to stdout
+and JSON to --out.
 
     python benchmarks/invariants.py [--rounds 30] [--out invariants.json] [--smoke-test]
 """
@@ -17,8 +19,9 @@ import statistics
 import time
 from pathlib import Path
 
+from edgeweave.platform.bench import workload
 from edgeweave.platform.client import Client
-from edgeweave.platform.config import load_config
+from edgeweave.platform.config import ExperimentConfig, load_config
 from edgeweave.platform.data import load_dataset
 from edgeweave.platform.partition import partition_data
 from edgeweave.platform.server import build_server
@@ -34,10 +37,16 @@ CASES = {  # name: (config, overrides)
 }
 
 
-def measure(config: str, overrides: list[str], rounds: int) -> dict[str, float]:
+BENCH = "edgeweave bench workload, constant"
+
+
+def shipped(config: str, overrides: list[str], rounds: int) -> ExperimentConfig:
+    return load_config(ROOT / "configs" / config, [*overrides, f"training.rounds={rounds}", "logging.progress=false",
+                                                   "logging.wandb.mode=disabled"])
+
+
+def measure(cfg: ExperimentConfig, rounds: int) -> dict[str, float]:
     """Median wall milliseconds per round of the whole round and of its checks, and the checks' share."""
-    cfg = load_config(ROOT / "configs" / config, [*overrides, f"training.rounds={rounds}", "logging.progress=false",
-                                                  "logging.wandb.mode=disabled"])
     data = load_dataset(cfg.data, cfg.seed)
     part = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed, data.owners)
     server, client = build_server(cfg, data, part), Client(cfg, data, part)
@@ -68,7 +77,9 @@ def main() -> None:
     parser.add_argument("--smoke-test", action="store_true", help="3 rounds each: checks that it runs")
     args = parser.parse_args()
     rounds = 3 if args.smoke_test else args.rounds
-    results = {name: measure(config, overrides, rounds) for name, (config, overrides) in CASES.items()}
+    results = {name: measure(shipped(config, overrides, rounds), rounds) for name, (config, overrides) in CASES.items()}
+    if not args.smoke_test:
+        results[BENCH] = measure(workload(rounds=rounds), rounds)
     print("| resources, aggregation | round (median ms) | checks (median ms) | checks' share of the time |")
     print("|---|---:|---:|---:|")
     for name, r in results.items():
