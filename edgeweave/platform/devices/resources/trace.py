@@ -102,21 +102,23 @@ class Trace(ResourceModel):
     def peak(self) -> float:
         return float(self.speed.max())
 
-    def _row(self, s: int, t: float) -> tuple[int, float]:
-        """(the row series s holds at t, the next time it may change) for absolute time t.
+    def _points(self, times: np.ndarray, t: float) -> tuple[np.ndarray, float]:
+        """(the absolute times at which rows of `times` begin, around t; when the next cycle begins).
 
         With a cycle, the rows of cycle c begin at slot_start(c) + their time, capped at the next
         cycle's start: `state` and `next_change` read the same change points, so the state at a
         change is always the next row's (reading `t % cycle` against `t - t % cycle` rounds apart).
         """
-        times = self.time[self.offsets[s]:self.offsets[s + 1]]
         cycle = self.params.cycle
-        if cycle:
-            c = slot_of(t, cycle)
-            end = slot_start(c + 1, cycle)
-            points = np.minimum(slot_start(c, cycle) + times, end)
-        else:
-            end, points = np.inf, times
+        if not cycle:
+            return times, np.inf
+        c = slot_of(t, cycle)
+        end = slot_start(c + 1, cycle)
+        return np.minimum(slot_start(c, cycle) + times, end), end
+
+    def _row(self, s: int, t: float) -> tuple[int, float]:
+        """(the row series s holds at t, the next time it may change) for absolute time t."""
+        points, end = self._points(self.time[self.offsets[s]:self.offsets[s + 1]], t)
         k = int(np.searchsorted(points, t, side="right"))  # rows begun by t; the next begins after it
         return self.offsets[s] + max(k - 1, 0), float(points[k]) if k < len(points) else end
 
@@ -134,13 +136,7 @@ class Trace(ResourceModel):
             return np.inf
         followed = np.zeros(len(self.series_ids), bool)
         followed[np.asarray(ids) % len(self.series_ids)] = True
-        cycle = self.params.cycle
-        if cycle:
-            c = slot_of(t, cycle)
-            end = slot_start(c + 1, cycle)
-            points = np.minimum(slot_start(c, cycle) + self.time, end)
-        else:
-            end, points = np.inf, self.time
+        points, end = self._points(self.time, t)
         later = points[followed[self.series_of_row] & (points > t)]
         return float(min(later.min(initial=np.inf), end))
 
