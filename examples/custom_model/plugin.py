@@ -57,25 +57,33 @@ class Battery(ResourceModel):
 
     params: BatteryParams
 
-    def _phase(self, ids: np.ndarray, t: float) -> tuple[np.ndarray, float]:
+    def _cycle(self, ids: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray]:
+        """Each device's current charge cycle as absolute virtual times: (its start <= t, its end > t).
+
+        A cycle starts at k * cycle - offset. `state` and `next_change` both compare t with edges computed
+        from it, never with a phase `(t + offset) % cycle`, which rounds apart from `t + ahead`: the state at
+        an announced change must already be the next one, or a timeline skips or stalls.
+        """
         p = self.params
         cycle = p.capacity + p.recharge
         offset = hashing.uniform(self.seed, ids, 0, 77) * cycle
-        return (t + offset) % cycle, cycle
+        k = np.floor((t + offset) / cycle)
+        for _ in range(2):  # the division rounds: settle k so that start <= t < end, exactly
+            k = np.where(k * cycle - offset > t, k - 1, k)
+            k = np.where((k + 1) * cycle - offset <= t, k + 1, k)
+        return k * cycle - offset, (k + 1) * cycle - offset
 
     def state(self, ids: np.ndarray, round_: int, t: float) -> tuple[np.ndarray, np.ndarray]:
         p = self.params
-        phase, _ = self._phase(ids, t)
-        available = phase < p.capacity
-        speed = np.where(phase < 2 * p.capacity / 3, 1.0, p.low)
+        start, _ = self._cycle(ids, t)
+        available = t < start + p.capacity
+        speed = np.where(t < start + 2 * p.capacity / 3, 1.0, p.low)
         return available, speed
 
     def next_change(self, ids: np.ndarray, round_: int, t: float) -> np.ndarray:
         """The next of: two thirds of the charge, empty, recharged; so a device slows down, goes
         offline or comes back at the exact moment, also in the middle of a round."""
         p = self.params
-        phase, cycle = self._phase(ids, t)
-        edges = np.array([2 * p.capacity / 3, p.capacity, cycle])
-        ahead = edges[None, :] - phase[:, None]
-        ahead = np.where(ahead > 1e-9, ahead, np.inf).min(axis=1)
-        return np.maximum(t + ahead, np.nextafter(t, np.inf))
+        start, end = self._cycle(ids, t)
+        saving, empty = start + 2 * p.capacity / 3, start + p.capacity
+        return np.where(saving > t, saving, np.where(empty > t, empty, end))

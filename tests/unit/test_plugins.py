@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edgeweave.cli import main
 from edgeweave.platform.checkpoint import run_fingerprint
@@ -189,3 +191,30 @@ def test_an_unpickled_config_imports_its_plugins_first(tmp_path, monkeypatch):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["HalvesParams", "0.75", "Halves"]
+
+
+@given(start=st.floats(0, 1e6), capacity=st.integers(1, 10**5).map(lambda n: n / 10),
+       recharge=st.integers(1, 10**5).map(lambda n: n / 10), device=st.integers(0, 10**6))
+@settings(max_examples=60, deadline=None)
+def test_the_example_battery_changes_state_at_every_change_it_announces(start, capacity, recharge, device):
+    """Full speed, power saving, offline, full speed again: each announced change is the next state,
+    never the old one (state and next_change read the same absolute edges, as a plugin must)."""
+    from edgeweave.platform.devices.resources import build_resources
+
+    cfg = load_config(EXAMPLE / "config.yaml", [f"devices.resources.capacity={capacity}",
+                                                f"devices.resources.recharge={recharge}"])
+    battery = build_resources(cfg.devices.resources, 3)
+    ids = np.array([device])
+
+    def phase(t):
+        available, speed = battery.state(ids, 0, t)
+        return 2 if not available[0] else int(speed[0] != 1.0)  # 0 full, 1 power saving, 2 offline
+
+    t, now = start, phase(start)
+    for _ in range(7):
+        change = float(battery.next_change(ids, 0, t)[0])
+        assert change > t
+        assert phase(np.nextafter(change, -np.inf)) == now  # held until the change
+        nxt = phase(change)
+        assert nxt == (now + 1) % 3, (t, change, now, nxt)
+        t, now = change, nxt
