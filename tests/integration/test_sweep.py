@@ -114,7 +114,7 @@ def test_bad_sweep_files_get_one_line_and_exit_2(tmp_path, capsys):
 
 
 def test_interrupted_sweep_resumes_from_checkpoints(tune_ray, tmp_path):
-    rounds = 8
+    rounds = 24  # rounds take ~0.1 s: enough of them that Ctrl+C lands inside the first trial
     path = write_sweep(tmp_path, rounds=rounds, checkpoint_every=2, max_concurrent_trials=1,
                        space={"training.lr": {"grid": [0.02, 0.1]}})
     env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": os.getcwd()}
@@ -124,7 +124,7 @@ def test_interrupted_sweep_resumes_from_checkpoints(tune_ray, tmp_path):
         deadline = time.time() + 240
         while time.time() < deadline and not list((tmp_path / "sweeps").glob("*/trials/run_trial_*/checkpoint_000000")):
             assert proc.poll() is None, "the sweep ended before it could be interrupted"
-            time.sleep(0.5)
+            time.sleep(0.1)
         proc.send_signal(signal.SIGINT)  # Ctrl+C: Tune saves its state and stops
         assert proc.wait(timeout=120) == 1  # interrupted, says how to resume
     finally:
