@@ -76,6 +76,7 @@ def cmd_dse(args: argparse.Namespace) -> int:
     """Search the Pareto front of per-layer dropout vectors for a `distreal` config and store it."""
     from pathlib import Path
 
+    import numpy as np
     from tqdm.auto import tqdm
 
     from edgeweave.platform.config import load_config
@@ -103,6 +104,12 @@ def cmd_dse(args: argparse.Namespace) -> int:
     print("|---|---:|---:|")
     for v, f, sc in zip(front.vectors, front.flops_per_batch, front.score):
         print(f"| {', '.join(f'{x:g}' for x in v)} | {f:.3g} | {sc:.4f} |")
+    spread = [np.std(e["seed_scores"]) for e in evaluated if len(e["seed_scores"]) > 1]
+    if spread:
+        none = next(e["seed_scores"] for e in evaluated if not any(e["vector"]))
+        print(f"score of no dropout over {len(none)} seeds: {np.mean(none):.4f} ± {np.std(none):.4f} "
+              f"(min {min(none):.4f}, max {max(none):.4f}); median spread (std) over the {len(spread)} vectors: "
+              f"{np.median(spread):.4f}")
     return 0
 
 

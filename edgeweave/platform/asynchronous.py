@@ -192,8 +192,8 @@ class AsyncServer(Server):
             for r in total.records:
                 done[unit.round, r["device"]], staleness[unit.round, r["device"]] = r, stale
         trained = counts > 0
-        weights = (self.weights + a.server_lr * np.divide(delta, counts, out=np.zeros_like(delta), where=trained)
-                   ).astype(np.float32)
+        weights = self.keep_statistics((self.weights + a.server_lr * np.divide(delta, counts, out=np.zeros_like(delta),
+                                                                                where=trained)).astype(np.float32))
         finite = bool(np.isfinite(weights).all())
         records = []
         full_flops = self.plan_flops(None)

@@ -70,7 +70,7 @@ class Client:
         self.layout = FlatLayout(self.model)
         self.slicer = Slicer(self.model, data.input_shape)
         self.slicer.flops(None)  # measured now, while the driver starts too, not in the first round
-        self.submodels = SubModels(self.slicer, self.device)
+        self.submodels = SubModels(self.slicer, self.device, getattr(cfg.model.params, "norm", None))
         self.facts = Facts(cfg, self.slicer, DeviceView(cfg), partition, data.y_train, data.num_classes)
         self.half = device_half(cfg)
         self.in_groups = trains_in_groups(self.half)
@@ -151,10 +151,10 @@ class Client:
 
     def train_plan(self, round_: int, job: Job, weights: np.ndarray, partial: Partial, plan: Plan,
                    targets: Optional[Callable] = None, loss_fn: Optional[Callable] = None,
-                   allowed: Optional[np.ndarray] = None) -> None:
+                   allowed: Optional[np.ndarray] = None, scale_kept: bool = False) -> None:
         pos = self.slicer.positions(plan)
         own = np.ones(len(pos), bool) if allowed is None else allowed[pos]
-        model, layout, _ = self.submodels.get(plan)
+        model, layout, _ = self.submodels.get(plan, scale_kept)
         layout.load(model, weights[pos])
         project = None
         if not own.all():  # elements outside `allowed` stay zero, as in the global model
@@ -164,7 +164,9 @@ class Client:
         labels = (lambda y: remap_labels(y, plan.classes)) if targets is None else (lambda y: targets(y, plan))
         result = self.train(round_, job, model=model, targets=labels, after_step=project,
                             **({} if loss_fn is None else {"loss_fn": loss_fn}))
-        partial.add(layout.flatten(model)[own], weight=float(self.facts.samples(job)), mask=pos[own])
+        reported = self.submodels.reported(plan)
+        sent = own if reported is None else own & reported.cpu().numpy()  # per_width: not a thinned layer's statistics
+        partial.add(layout.flatten(model)[sent], weight=float(self.facts.samples(job)), mask=pos[sent])
         partial.record(job.device, result.samples, result.steps, result.loss)
 
     def train_steps(self, round_: int, job: Job, weights: np.ndarray, partial: Partial,
@@ -214,6 +216,7 @@ class _Queued:
     partial: Partial
     plan: Optional[Plan]
     targets: Optional[Callable]
+    scale_kept: bool = False
 
 
 class Together:
@@ -236,12 +239,12 @@ class Together:
 
     def plan(self, round_: int, job: Job, weights: np.ndarray, partial: Partial, plan: Plan,
              targets: Optional[Callable] = None, loss_fn: Optional[Callable] = None,
-             allowed: Optional[np.ndarray] = None) -> None:
+             allowed: Optional[np.ndarray] = None, scale_kept: bool = False) -> None:
         if loss_fn is None and allowed is None:
-            self.queue.append(_Queued(job, weights, partial, plan, targets))
+            self.queue.append(_Queued(job, weights, partial, plan, targets, scale_kept))
             return
         self.flush()
-        self.client.train_plan(round_, job, weights, partial, plan, targets, loss_fn, allowed)
+        self.client.train_plan(round_, job, weights, partial, plan, targets, loss_fn, allowed, scale_kept)
 
     def steps(self, round_: int, job: Job, weights: np.ndarray, partial: Partial, plan_for_step: Callable,
               steps: Optional[int] = None, **kwargs: Any) -> None:
@@ -260,13 +263,13 @@ class Together:
                 if q.plan is None:
                     c.train_full(self.round, q.job, q.weights, q.partial)
                 else:
-                    c.train_plan(self.round, q.job, q.weights, q.partial, q.plan, q.targets)
+                    c.train_plan(self.round, q.job, q.weights, q.partial, q.plan, q.targets, scale_kept=q.scale_kept)
             return
         if first.plan is None:
             model, layout, pos = c.model, c.layout, None
             c.load(first.weights)
         else:
-            model, layout, _ = c.submodels.get(first.plan)
+            model, layout, _ = c.submodels.get(first.plan, first.scale_kept)
             pos = c.slicer.positions(first.plan)
             layout.load(model, first.weights[pos])
         xs, ys = zip(*(c.data_of(q.job) for q in queue))

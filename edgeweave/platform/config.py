@@ -227,10 +227,21 @@ def build_config(raw: Any, check_strategy: bool = True, base: Optional[Path] = N
         _, params_model = registry.entry(name, f"{section}.{registry.key}")
         params = _validate(params_model, body, section)
         parent[path[-1]] = Choice(key=registry.key, name=name, params=params)
+    raw["model"] = _with_paper_norm(raw["model"], raw["strategy"])
     cfg = _validate(ExperimentConfig, raw, "")
     cfg._plugins = plugins  # type: ignore[attr-defined]
     _check_across(cfg, check_strategy)  # type: ignore[arg-type]
     return cfg  # type: ignore[return-value]
+
+
+def _with_paper_norm(model: Choice, strategy: Choice) -> Choice:
+    """The model with `norm` filled in from the method's paper where the config leaves it out (a model
+    whose parameters have no `norm` keeps its batch norm as built)."""
+    if "norm" not in type(model.params).model_fields or model.params.norm is not None:
+        return model
+    method, _ = STRATEGIES.entry(strategy.name, "strategy.name")
+    params = model.params.model_copy(update={"norm": method.rules.paper_norm})
+    return Choice(key=model.key, name=model.name, params=params)
 
 
 def with_input_paths(raw: dict, base: Optional[Path]) -> dict:

@@ -2,9 +2,12 @@
 
 Objective one is the exact training FLOPs of a mini-batch; objective two the convergence
 score: the validation loss after a short fixed number of mini-batches from the model's fixed
-initial weights, on a held-out part of the training data, averaged over a few seeds. The front
-is the non-dominated set of every vector evaluated, repeatable from the config's seed. It records
-what it was made for (model and parameters, input shape, classes, batch size), which runs check.
+initial weights (or the weights after a few FedAvg rounds), on a held-out part of the training
+data, averaged over a few seeds, trained and evaluated as the run will: the same batch-norm policy
+(`model.norm`, its statistics recomputed before evaluation under `static`) and the same scaling of
+kept filters. The front is the non-dominated set of every vector evaluated, repeatable from the
+config's seed. It records what it was made for (model and parameters, the policy included, input
+shape, classes, batch size), which runs check.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from edgeweave.platform.data import ArrayData
 from edgeweave.platform.flat import FlatLayout
 from edgeweave.platform.front import Front, made_for, non_dominated
 from edgeweave.platform.models import build_model
+from edgeweave.platform.norm import recompute_statistics
 from edgeweave.platform.seeding import SERVER, Stream, rng, torch_generator
 from edgeweave.platform.sliced_training import SubModels, train_per_batch
 from edgeweave.platform.plans import dropout_plan
@@ -40,16 +44,21 @@ class Explorer:
         self.layout = FlatLayout(self.model)
         self.made_for = made_for(cfg, data.input_shape, data.num_classes)
         self.start = warm_start(cfg, data, p.dse_warm_rounds) if p.dse_warm_rounds else self.layout.flatten(self.model)
-        self.models = SubModels(self.slicer)
+        self.norm = getattr(cfg.model.params, "norm", None)
+        self.models = SubModels(self.slicer, norm=self.norm)
         order = rng(cfg.seed, -1, SERVER, Stream.DSE_HOLD_OUT).permutation(len(data.y_train))
         n_val = max(1, int(len(order) * p.held_out))
         val, train = order[:n_val], order[n_val:]
         self.x_train, self.y_train = torch.from_numpy(data.x_train[train]), torch.from_numpy(data.y_train[train])
         self.x_val, self.y_val = data.x_train[val], data.y_train[val]
+        stats = rng(cfg.seed, -1, SERVER, Stream.NORM_STATISTICS)  # `static`: the statistics' samples, as a run's
+        count = min(len(train), getattr(cfg.model.params, "norm_samples", len(train)))
+        self.x_statistics = data.x_train[np.sort(stats.choice(train, size=count, replace=False))]
         self.grid = np.round(np.arange(0.0, p.grid_max + 1e-9, p.grid_step), 6)
         t = cfg.training
         self.settings = SGDSettings(t.lr, t.momentum, t.weight_decay, t.batch_size, steps=p.dse_steps)
         self.cache: dict[tuple[float, ...], tuple[float, float]] = {}
+        self.seed_scores: dict[tuple[float, ...], list[float]] = {}  # each vector's score per seed
 
     @property
     def layers(self) -> int:
@@ -62,16 +71,22 @@ class Explorer:
 
     def score(self, vector: tuple[float, ...]) -> float:
         """Mean validation loss after the fixed training budget, over the configured seeds."""
-        losses = []
-        for s in range(self.p.dse_seeds):
-            weights = torch.from_numpy(self.start.copy())
-            gens = [rng(self.cfg.seed, s, SERVER, Stream.DSE_DROPOUT, k) for k in range(self.p.dse_steps)]
-            train_per_batch(self.models, weights, self.x_train, self.y_train, self.settings,
-                            torch_generator(self.cfg.seed, s, SERVER, Stream.DSE_BATCHES),
-                            lambda k: dropout_plan(self.slicer, vector, gens[k]), scale_kept=self.p.scale_kept)
-            self.layout.load(self.model, weights.numpy())
-            losses.append(evaluate(self.model, self.x_val, self.y_val)[1])
+        losses = [self.seed_score(vector, s) for s in range(self.p.dse_seeds)]
+        self.seed_scores[tuple(float(v) for v in vector)] = losses
         return float(np.mean(losses))
+
+    def seed_score(self, vector: tuple[float, ...], seed: int) -> float:
+        """Validation loss after `dse_steps` mini-batches with this vector, from the start weights, with the
+        draws of score seed `seed`, evaluated as the run evaluates its global model (`Server.evaluate`)."""
+        weights = torch.from_numpy(self.start.copy())
+        gens = [rng(self.cfg.seed, seed, SERVER, Stream.DSE_DROPOUT, k) for k in range(self.p.dse_steps)]
+        train_per_batch(self.models, weights, self.x_train, self.y_train, self.settings,
+                        torch_generator(self.cfg.seed, seed, SERVER, Stream.DSE_BATCHES),
+                        lambda k: dropout_plan(self.slicer, vector, gens[k]), scale_kept=self.p.scale_kept)
+        self.layout.load(self.model, weights.numpy())
+        if self.norm == "static":
+            recompute_statistics(self.model, self.x_statistics, self.cfg.training.eval_batch_size)
+        return evaluate(self.model, self.x_val, self.y_val)[1]
 
     def evaluate(self, vector: tuple[float, ...]) -> tuple[float, float]:
         key = tuple(float(v) for v in vector)
@@ -86,12 +101,14 @@ class Explorer:
         score = np.array([self.cache[k][1] for k in keys])
         best = non_dominated(cost, score)
         meta = {**self.made_for, "data": self.cfg.data.name, "layers": self.layers, "seed": self.cfg.seed,
-                "grid": self.grid.tolist(), "scale_kept": self.p.scale_kept,
+                "grid": self.grid.tolist(), "scale_kept": self.p.scale_kept, "norm": self.norm,
                 "score": f"validation loss after {self.p.dse_steps} mini-batches, mean of {self.p.dse_seeds} seeds, "
                          + (f"from the weights after {self.p.dse_warm_rounds} FedAvg rounds" if self.p.dse_warm_rounds
                             else "from the initial weights")
-                         + (", kept filters scaled by 1/(1-d)" if self.p.scale_kept else "")}
-        evaluated = [{"vector": list(k), "flops_per_batch": c, "score": s} for k, c, s in zip(keys, cost, score)]
+                         + (", kept filters scaled by 1/(1-d)" if self.p.scale_kept else "")
+                         + f", batch norm {self.norm}"}
+        evaluated = [{"vector": list(k), "flops_per_batch": c, "score": s, "seed_scores": self.seed_scores.get(k, [])}
+                     for k, c, s in zip(keys, cost, score)]
         return Front(np.array([keys[i] for i in best]), cost[best], score[best], meta), evaluated
 
 

@@ -20,6 +20,7 @@ from edgeweave.platform.devices.timeline import StepRule
 from edgeweave.platform.errors import UserError
 
 MADE_FOR = ("model", "model_params", "input_shape", "num_classes", "batch_size")  # keys `made_for` writes
+NORM_FIELDS = ("norm", "norm_samples")  # model parameters recorded apart: they matter only where a model normalises
 
 
 @dataclass(frozen=True)
@@ -54,10 +55,12 @@ class Front:
 
 
 def made_for(cfg, input_shape: Sequence[int], num_classes: int) -> dict[str, Any]:
-    """What a front's costs and scores hold for: the model and its parameters, the data's shape, the batch."""
-    return {"model": cfg.model.name, "model_params": cfg.model.params.model_dump(mode="json"),
+    """What a front's costs and scores hold for: the model and its parameters, the data's shape, the batch,
+    and the batch-norm policy its vectors were scored under."""
+    params = cfg.model.params.model_dump(mode="json")
+    return {"model": cfg.model.name, "model_params": {k: v for k, v in params.items() if k not in NORM_FIELDS},
             "input_shape": [int(n) for n in input_shape], "num_classes": int(num_classes),
-            "batch_size": cfg.training.batch_size}
+            "batch_size": cfg.training.batch_size, "norm": params.get("norm")}
 
 
 def parse_front(content: Optional[bytes], path: str, field: str = "strategy.front") -> Front:
@@ -83,9 +86,10 @@ def load_front(path: str | Path, field: str = "strategy.front") -> Front:
     return parse_front(p.read_bytes() if p.is_file() else None, str(path), field)
 
 
-def check_front(front: Front | str | Path, cfg, field: str, data=None) -> Front:
-    """A front must have been made for the config's model, its parameters and batch size, and (given
-    the data) for the data's input shape and classes; the first difference is one line naming it."""
+def check_front(front: Front | str | Path, cfg, field: str, data=None, model=None) -> Front:
+    """A front must have been made for the config's model, its parameters and batch size, (given the
+    data) for the data's input shape and classes, and (given the built model, when it has batch norm)
+    under the config's `model.norm`; the first difference is one line naming it."""
     if not isinstance(front, Front):
         front = load_front(front, field)
     where = f"{field} = {front.source!r}"
@@ -95,7 +99,7 @@ def check_front(front: Front | str | Path, cfg, field: str, data=None) -> Front:
                         f"edgeweave made it); make it again with `edgeweave dse CONFIG --force`")
     made = front.meta
     theirs_params = made["model_params"] if isinstance(made["model_params"], dict) else {}
-    ours_params = cfg.model.params.model_dump(mode="json")
+    ours_params = {k: v for k, v in cfg.model.params.model_dump(mode="json").items() if k not in NORM_FIELDS}
     diffs = [("model.name =", made["model"], "this config has", cfg.model.name)]
     diffs += [(f"model.{k} =", theirs_params.get(k), "this config has", ours_params.get(k))
               for k in sorted(set(theirs_params) | set(ours_params))]
@@ -108,7 +112,21 @@ def check_front(front: Front | str | Path, cfg, field: str, data=None) -> Front:
         if theirs != ours:
             raise UserError(f"{where}: made for {name} {theirs!r}, but {who} {ours!r}; "
                             "make a front for this config with `edgeweave dse CONFIG`")
+    norm = getattr(cfg.model.params, "norm", None)
+    if model is not None and normalises(model) and made.get("norm") != norm:
+        searched = "without a batch-norm policy (an older edgeweave)" if made.get("norm") is None else \
+            f"under model.norm = {made['norm']!r}"
+        raise UserError(f"{where}: scored {searched}, but this config trains with model.norm = {norm!r}: its scores "
+                        "rank vectors for other batch-norm statistics; make a front for this config with "
+                        "`edgeweave dse CONFIG`")
     return front
+
+
+def normalises(model) -> bool:
+    """Whether a built model has batch-norm layers (the only ones `model.norm` changes)."""
+    from edgeweave.platform.norm import is_batch_norm
+
+    return any(is_batch_norm(m) for m in model.modules())
 
 
 def front_rule(front: Front, sizes: np.ndarray, batch: int, per_round: bool = False) -> StepRule:

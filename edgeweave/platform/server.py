@@ -25,7 +25,8 @@ from edgeweave.platform.invariants import RunChecks
 from edgeweave.platform.models import build_model
 from edgeweave.platform.partition import Partition
 from edgeweave.platform.sampling import sample_available
-from edgeweave.platform.seeding import SERVER, rng
+from edgeweave.platform.norm import recompute_statistics, statistics_mask
+from edgeweave.platform.seeding import SERVER, Stream, rng
 from edgeweave.platform.strategies import Job, server_half
 from edgeweave.platform.strategies.base import method_halves
 from edgeweave.platform.strategies.context import Facts, ServerContext
@@ -58,6 +59,8 @@ class Server:
         self.shared: Any = None  # the round's shared state, as the last plan made it
         self._pending: Optional[tuple[int, list[Job], Workload, Timing]] = None
         self.checks = RunChecks(self.clock, self.total_flops, self.cfg.training.batch_size)
+        self.norm = getattr(cfg.model.params, "norm", None)
+        self.statistics = statistics_mask(self.layout) if self.norm == "static" else None
 
     def plan_flops(self, plan: Optional[Plan]) -> int:
         """Training FLOPs per sample of the full model (plan None) or of a sub-model plan, cached."""
@@ -159,7 +162,7 @@ class Server:
         """
         round_, jobs, work, timing = self._pending
         total = combine(partials, self.layout.size)
-        weights = average(self.weights, total.sums, total.counts)
+        weights = self.keep_statistics(average(self.weights, total.sums, total.counts))
         finite = bool(np.isfinite(weights).all())
         if finite:  # a diverged round is not folded in: the run stops with the last good weights
             self.weights = weights
@@ -207,9 +210,28 @@ class Server:
         self.checks = RunChecks(self.clock, self.total_flops, self.cfg.training.batch_size)
         self.half.load_state(state.strategy)
 
+    def keep_statistics(self, weights: np.ndarray) -> np.ndarray:
+        """`norm: static`: the new weights with the global batch-norm statistics as they were (no device's
+        reach them; `evaluate` recomputes them); other policies: the weights unchanged."""
+        if self.statistics is not None:
+            np.copyto(weights, self.weights, where=self.statistics)
+        return weights
+
     def evaluate(self) -> tuple[float, float]:
+        """Test accuracy and loss of the global model; under `norm: static` its batch-norm statistics are first
+        recomputed through it from a fixed sample of the devices' training data and kept in the weights."""
         self.layout.load(self.model, self.weights)
+        if self.statistics is not None:
+            recompute_statistics(self.model, self.data.x_train[self._statistics_sample()],
+                                 self.cfg.training.eval_batch_size)
+            np.copyto(self.weights, self.layout.flatten(self.model), where=self.statistics)
         return evaluate(self.model, self.data.x_test, self.data.y_test, self.cfg.training.eval_batch_size)
+
+    def _statistics_sample(self) -> np.ndarray:
+        """`model.norm_samples` of the devices' training samples, the same ones at every evaluation."""
+        held = self.partition.indices
+        count = min(len(held), self.cfg.model.params.norm_samples)
+        return np.sort(rng(self.cfg.seed, -1, SERVER, Stream.NORM_STATISTICS).choice(held, size=count, replace=False))
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from edgeweave.platform.arrays import tensor_view
 from edgeweave.platform.data.augment import crop_flip
 from edgeweave.platform.flat import FlatLayout
+from edgeweave.platform.norm import is_batch_norm
 from edgeweave.platform.plans import Plan
 from edgeweave.platform.submodel import Slicer
 from edgeweave.platform.sgd import LocalResult, SGDSettings
@@ -25,12 +26,18 @@ from edgeweave.platform.training import Loss, batch_order
 
 
 class SubModels:
-    """One model instance and layout per sub-model shape, reused across batches and devices."""
+    """One model instance and layout per sub-model shape, reused across batches and devices.
 
-    def __init__(self, slicer: Slicer, device: torch.device = torch.device("cpu")) -> None:
+    Under `norm: per_width` a sub-model's batch norms after a thinned layer keep their running statistics
+    as they came (momentum 0) and `reported` leaves them out of what the device sends back.
+    """
+
+    def __init__(self, slicer: Slicer, device: torch.device = torch.device("cpu"), norm: Optional[str] = None) -> None:
         self.slicer = slicer
         self.device = torch.device(device)
+        self.per_width = norm == "per_width"
         self._models: dict[tuple, tuple[torch.nn.Module, FlatLayout, torch.Tensor]] = {}
+        self._reported: dict[tuple, Optional[torch.Tensor]] = {}
 
     def get(self, plan: Plan, scale_kept: bool = False) -> tuple[torch.nn.Module, FlatLayout, torch.Tensor]:
         """(model, layout, parameter mask over the layout's elements) for the plan's shape, on `device`;
@@ -38,12 +45,32 @@ class SubModels:
         key = plan.signature(), scale_kept
         if key not in self._models:
             model = self.slicer.build(plan, scale_kept).to(self.device)
+            if self.per_width:
+                self._hold_thinned_statistics(plan, model)
             layout = FlatLayout(model)
             params = {n for n, _ in model.named_parameters()}
             mask = torch.cat([torch.full((int(np.prod(s)),), n in params, device=self.device)
                               for n, s in zip(layout.names, layout.shapes)])
             self._models[key] = (model, layout, mask)
         return self._models[key]
+
+    def reported(self, plan: Plan) -> Optional[torch.Tensor]:
+        """Which of the plan's sub-model elements a device reports (on `device`); None: all of them."""
+        key = plan.signature()
+        if key not in self._reported:
+            held = self.slicer.thinned_statistics(plan) if self.per_width else None
+            self._reported[key] = None if held is None or not held.any() else torch.from_numpy(~held).to(self.device)
+        return self._reported[key]
+
+    def _hold_thinned_statistics(self, plan: Plan, model: torch.nn.Module) -> None:
+        """Momentum 0 for each batch norm after a conv that, or an earlier conv of which, is thinned."""
+        thinned, layer = False, -1
+        for m in model.features:
+            if isinstance(m, torch.nn.Conv2d):
+                layer += 1
+                thinned = thinned or len(plan.keep[layer]) != self.slicer.widths[layer]
+            elif is_batch_norm(m) and thinned:
+                m.momentum = 0.0
 
 
 def remap_labels(y: torch.Tensor, classes: Optional[np.ndarray]) -> torch.Tensor:
@@ -123,7 +150,10 @@ def train_per_batch(
         if keep is not None:
             new = torch.where(keep[pos], new, torch.zeros_like(new))
         work[pos] = new
-        touched[pos] = True if keep is None else keep[pos]
+        report = models.reported(plan)
+        if keep is not None:
+            report = keep[pos] if report is None else report & keep[pos]
+        touched[pos] = True if report is None else touched[pos] | report
         total += loss.item()
         samples += len(idx)
         steps += 1

@@ -25,6 +25,7 @@ from edgeweave.platform.flat import FlatLayout
 from edgeweave.platform.plans import Plan
 from edgeweave.platform.flops import FlopsCache
 from edgeweave.platform.models.layers import ConvNet
+from edgeweave.platform.norm import STATISTICS
 from edgeweave.platform.training import device_of
 
 
@@ -120,14 +121,7 @@ class Slicer:
     def count(self, plan: Plan) -> int:
         """How many elements the plan's sub-model has (what `positions` would return, by arithmetic)."""
         self._check_grouped(plan)
-        total = 0
-        for s in self.slices:
-            n = len(self._rows(plan, s.out_layer, s.shape[0]))
-            if len(s.shape) > 1:
-                n *= len(self._rows(plan, s.in_layer, s.shape[1] // s.in_pixels)) * s.in_pixels
-                n *= int(np.prod(s.shape[2:]))
-            total += n
-        return total
+        return sum(self._elements(plan, s) for s in self.slices)
 
     def positions(self, plan: Plan) -> np.ndarray:
         """Flat positions of the sub-model's elements, in the sub-model's own layout order."""
@@ -164,6 +158,26 @@ class Slicer:
             grid = (out[:, None] * s.shape[1] + cols[None, :]) * inner
             parts.append((s.offset + grid[:, :, None] + torch.arange(inner, device=device)[None, None, :]).reshape(-1))
         return torch.cat(parts)  # int64 throughout
+
+    def thinned_statistics(self, plan: Plan) -> np.ndarray:
+        """Which of the plan's sub-model elements (in its layout order) are running statistics gathered
+        on a thinned network: those of a batch norm after a conv that, or an earlier conv of which, keeps
+        fewer channels than the full model (`model.norm: per_width` keeps them from the global model)."""
+        thinned = np.cumsum([len(k) != w for k, w in zip(plan.keep[: self.num_convs], self.widths)]) > 0
+        parts = []
+        for s in self.slices:
+            n = self._elements(plan, s)
+            flag = (s.name.rsplit(".", 1)[-1] in STATISTICS and s.out_layer is not None
+                    and bool(thinned[s.out_layer]))
+            parts.append(np.full(n, flag))
+        return np.concatenate(parts)
+
+    def _elements(self, plan: Plan, s: _Slice) -> int:
+        n = len(self._rows(plan, s.out_layer, s.shape[0]))
+        if len(s.shape) > 1:
+            n *= len(self._rows(plan, s.in_layer, s.shape[1] // s.in_pixels)) * s.in_pixels
+            n *= int(np.prod(s.shape[2:]))
+        return n
 
     def build(self, plan: Plan, scale_kept: bool = False) -> nn.Module:
         """A real model with the plan's widths, on the CPU (uninitialised: `extract` fills it).

@@ -11,7 +11,7 @@ from edgeweave.platform.data import load_dataset
 from edgeweave.platform.dse import Explorer, explore
 from edgeweave.platform.errors import UserError
 from edgeweave.platform.devices.timeline import constant, device_timeline
-from edgeweave.platform.front import Front, front_rule, load_front, non_dominated
+from edgeweave.platform.front import Front, front_rule, load_front, made_for, non_dominated
 from edgeweave.platform.models import build_model
 from edgeweave.platform.seeding import rng
 from edgeweave.platform.plans import dropout_plan
@@ -156,9 +156,7 @@ def real_front(cfg, data, path, vectors=DENSE, scale_kept=False):
     slicer = Slicer(build_model(cfg.model, data.input_shape, data.num_classes, cfg.seed), data.input_shape)
     b = cfg.training.batch_size
     costs = [slicer.flops(dropout_plan(slicer, v, np.random.default_rng(0))) * b for v in vectors]
-    meta = {"model": cfg.model.name, "model_params": cfg.model.params.model_dump(mode="json"),
-            "input_shape": list(data.input_shape), "num_classes": data.num_classes, "batch_size": b,
-            **({"scale_kept": True} if scale_kept else {})}
+    meta = {**made_for(cfg, data.input_shape, data.num_classes), **({"scale_kept": True} if scale_kept else {})}
     Front(np.array(vectors, np.float64), np.array(costs, np.float64), np.arange(len(vectors), 0, -1.0),
           meta).save(path)
     return path

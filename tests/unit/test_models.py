@@ -44,22 +44,3 @@ def test_initial_weights_come_from_the_seed_only(tmp_path):
     assert torch.equal(pa, pb) and not torch.equal(pa, pc)
 
 
-def test_vgg_batch_norm_is_optional(tmp_path):
-    with_bn = build_model(model_choice(tmp_path, name="vgg11", width=0.125), (3, 32, 32), 10, 0)
-    without = build_model(model_choice(tmp_path, name="vgg11", width=0.125, batch_norm=False), (3, 32, 32), 10, 0)
-    assert any(isinstance(l, torch.nn.BatchNorm2d) for l in with_bn.modules())
-    assert not any(isinstance(l, torch.nn.BatchNorm2d) for l in without.modules())
-
-
-def test_static_batch_norm_keeps_no_running_statistics(tmp_path):
-    from edgeweave.platform.flat import FlatLayout
-    from edgeweave.platform.plans import nested, uniform_plan
-    from edgeweave.platform.submodel import Slicer
-
-    m = build_model(model_choice(tmp_path, name="vgg11", width=0.125, static_bn=True), (3, 32, 32), 10, 0)
-    bns = [l for l in m.modules() if isinstance(l, torch.nn.BatchNorm2d)]
-    assert bns and all(not b.track_running_stats for b in bns)
-    assert not any("running" in n for n in FlatLayout(m).names)
-    slicer = Slicer(m, (3, 32, 32))
-    sub = slicer.build(uniform_plan(slicer, lambda i, w: nested(w, 0.5)))
-    assert FlatLayout(sub).size == len(slicer.positions(uniform_plan(slicer, lambda i, w: nested(w, 0.5))))

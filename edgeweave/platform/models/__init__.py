@@ -16,9 +16,13 @@ __all__ = ["MODELS", "build_model"]
 
 
 def build_model(choice, input_shape: tuple[int, int, int], num_classes: int, seed: int) -> nn.Module:
-    """Build the configured model with initial weights drawn from `seed` (global RNG untouched)."""
+    """Build the configured model with initial weights drawn from `seed` (global RNG untouched), its batch
+    norm set up for the config's `model.norm` (`apply_norm`; a plugin model's own batch norm included)."""
     import torch  # here, not at import: a config is validated without torch
+
+    from edgeweave.platform.norm import apply_norm
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return MODELS.build(choice.name, choice.params).build(input_shape, num_classes)
+        model = MODELS.build(choice.name, choice.params).build(input_shape, num_classes)
+    return apply_norm(model, getattr(choice.params, "norm", None))

@@ -4,8 +4,11 @@ The layers the zoo's networks are built from are in `layers`; a model file impor
 
 from __future__ import annotations
 
+from typing import Optional
+
 from pydantic import Field
 
+from edgeweave.platform.norm import Norm
 from edgeweave.platform.registry import Params, Registry
 
 MODELS: Registry = Registry("model")
@@ -13,6 +16,12 @@ MODELS: Registry = Registry("model")
 
 class ModelParams(Params):
     width: float = Field(1.0, gt=0)  # multiplies every hidden layer's channels or units
+    norm: Optional[Norm] = None  # batch norm's policy (platform/norm.py); None: the method's paper's
+    norm_samples: int = Field(2000, ge=1)  # training samples `static` recomputes the statistics from
+
+    def has_batch_norm(self) -> bool:
+        """Whether a model that normalises builds its batch-norm layers (`norm: none` removes them)."""
+        return self.norm != "none"
 
 
 def scaled(channels: int, width: float) -> int:

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
 @MODELS.register("kws_cnn", ModelParams)
 class KwsCNN:
-    """Four batch-normed 3x3 conv layers (32-64-64-128) with pooling, and a 128-unit head."""
+    """Four batch-normed (`norm: none`: plain) 3x3 conv layers (32-64-64-128) with pooling, and a 128-unit head."""
 
     def __init__(self, params: ModelParams) -> None:
         self.params = params
@@ -22,5 +22,5 @@ class KwsCNN:
 
         w = self.params.width
         features, c, pixels = conv_stack([32, "M", 64, "M", 64, "M", 128, "M"], input_shape[0], input_shape[1:],
-                                         w, batch_norm=True)
+                                         w, batch_norm=self.params.has_batch_norm())
         return ConvNet(features, mlp_head(c * pixels, [scaled(128, w)], num_classes))

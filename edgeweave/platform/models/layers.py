@@ -10,13 +10,12 @@ from edgeweave.platform.models.base import scaled
 
 def conv_stack(
     spec: list[int | str], in_channels: int, size: tuple[int, int], width: float, batch_norm: bool,
-    static_bn: bool = False,
 ) -> tuple[nn.Sequential, int, int]:
     """3x3 conv layers and 'M' max-pools; a pool is skipped once the input is 1 pixel high or wide.
 
     Returns the stack, its output channels and its output pixels (height x width), so the same
-    spec serves 32x32 CIFAR, 8x8 digits and 40x101 spectrograms. `static_bn` keeps no running statistics (HeteroFL's
-    static batch norm): batch statistics are used in training and evaluation alike.
+    spec serves 32x32 CIFAR, 8x8 digits and 40x101 spectrograms. With `batch_norm` each conv (then
+    without bias) feeds a batch norm; how its statistics are kept is the run's `model.norm`.
     """
     layers: list[nn.Module] = []
     c, (h, w) = in_channels, size
@@ -29,7 +28,7 @@ def conv_stack(
         out = scaled(int(item), width)
         layers.append(nn.Conv2d(c, out, 3, padding=1, bias=not batch_norm))
         if batch_norm:
-            layers.append(nn.BatchNorm2d(out, track_running_stats=not static_bn))
+            layers.append(nn.BatchNorm2d(out))
         layers.append(nn.ReLU(inplace=True))
         c = out
     return nn.Sequential(*layers), c, h * w

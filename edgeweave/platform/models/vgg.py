@@ -1,10 +1,8 @@
-"""VGG-11 and VGG-16 in their CIFAR form: batch-normed 3x3 convs and one linear classifier."""
+"""VGG-11 and VGG-16 in their CIFAR form: batch-normed 3x3 convs (`norm: none`: plain) and one linear classifier."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
-
-from pydantic import Field
 
 from edgeweave.platform.models.base import MODELS, ModelParams
 
@@ -17,15 +15,10 @@ SPECS = {
 }
 
 
-class VGGParams(ModelParams):
-    batch_norm: bool = Field(True)
-    static_bn: bool = Field(False)  # no running statistics (HeteroFL); needs batch_norm
-
-
 class _VGG:
     depth: str
 
-    def __init__(self, params: VGGParams) -> None:
+    def __init__(self, params: ModelParams) -> None:
         self.params = params
 
     def build(self, input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
@@ -33,18 +26,18 @@ class _VGG:
 
         p = self.params
         features, c, pixels = conv_stack(SPECS[self.depth], input_shape[0], input_shape[1:], p.width,
-                                         p.batch_norm, p.static_bn)
+                                         p.has_batch_norm())
         return ConvNet(features, mlp_head(c * pixels, [], num_classes))
 
 
-@MODELS.register("vgg11", VGGParams)
+@MODELS.register("vgg11", ModelParams)
 class VGG11(_VGG):
     """VGG-11 (Simonyan & Zisserman 2015), 8 conv layers."""
 
     depth = "vgg11"
 
 
-@MODELS.register("vgg16", VGGParams)
+@MODELS.register("vgg16", ModelParams)
 class VGG16(_VGG):
     """VGG-16 (Simonyan & Zisserman 2015), 13 conv layers."""
 

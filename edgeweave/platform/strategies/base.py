@@ -14,7 +14,7 @@ config is validated without it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
 import numpy as np
 
@@ -55,6 +55,8 @@ class RoundPlan:
 
 class Rules:
     """What both halves compute alike, from the facts every process shares."""
+
+    paper_norm: ClassVar[str] = "running"  # `model.norm` when the config leaves it out: the paper's (README)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

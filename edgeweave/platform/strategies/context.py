@@ -108,9 +108,10 @@ class TrainFull(Protocol):
 class TrainPlan(Protocol):
     def __call__(self, round_: int, job: "Job", weights: np.ndarray, partial: Partial, plan: "Plan",
                  targets: Optional[Callable[[Any, "Plan"], Any]] = None, loss_fn: Optional[Callable] = None,
-                 allowed: Optional[np.ndarray] = None) -> None:
+                 allowed: Optional[np.ndarray] = None, scale_kept: bool = False) -> None:
         """Train the sub-model `plan` for the whole job. `targets(y, plan)` maps labels (default: the
-        plan's classes, label split); elements outside `allowed` (a mask over the flat weights) stay zero."""
+        plan's classes, label split); elements outside `allowed` (a mask over the flat weights) stay zero;
+        `scale_kept` scales thinned layers' outputs by full over kept width (HeteroFL's scaler)."""
 
 
 class TrainSteps(Protocol):

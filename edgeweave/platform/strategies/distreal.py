@@ -59,6 +59,7 @@ class DistrealRules(Rules):
     """Per-mini-batch dropout vectors from the front, chosen by the device from what it has at the time."""
 
     params: DistrealParams
+    paper_norm = "static"  # batch norm without running statistics, as the authors' code keeps it
 
     def __init__(self, params: DistrealParams, cfg: "ExperimentConfig") -> None:
         super().__init__(params, cfg)
@@ -76,14 +77,14 @@ class DistrealRules(Rules):
     @classmethod
     def check_data(cls, params: DistrealParams, cfg: "ExperimentConfig", data: "ArrayData", slicer: "Slicer") -> None:
         """The front must also fit the loaded data's input shape and classes. Call before the run starts."""
-        check_front(run_front(params), cfg, FIELD, data)
+        check_front(run_front(params), cfg, FIELD, data, slicer.model)
 
     def front(self, facts: Facts) -> Front:
         """The run's front, checked once per process against the data's shape and classes and, at its
         cheapest and dearest points, against the real model's FLOPs (what the metadata cannot see, e.g.
         a changed model)."""
         if self._front is None:
-            front = check_front(run_front(self.params), self.cfg, FIELD, facts)
+            front = check_front(run_front(self.params), self.cfg, FIELD, facts, facts.slicer.model)
             batch = self.cfg.training.batch_size
             for v, recorded in zip(front.vectors[[0, -1]], front.flops_per_batch[[0, -1]]):
                 measured = facts.slicer.flops(dropout_plan(facts.slicer, v, np.random.default_rng(0))) * batch

@@ -11,7 +11,12 @@ from edgeweave.platform.strategies.width import WidthParams, WidthRules, width_m
 
 
 class FederatedDropoutRules(WidthRules):
-    """A fresh random sub-model per device per round, drawn from (seed, round, device, layer)."""
+    """A fresh random sub-model per device per round, drawn from (seed, round, device, layer).
+
+    The paper's models have no batch norm; with one, its statistics are static (recomputed through the
+    full model), so a random sub-model's never reach the global model."""
+
+    paper_norm = "static"
 
     def channels(self, layer: int, width: int, rate: float, round_: int, device: int) -> np.ndarray:
         return random_subset(width, rate, rng(self.cfg.seed, round_, device, Stream.FD_CHANNELS, layer))

@@ -7,10 +7,10 @@ from pydantic import Field
 
 from edgeweave.platform.plans import rolling
 from edgeweave.platform.strategies.base import STRATEGIES
-from edgeweave.platform.strategies.width import WidthParams, WidthRules, width_method
+from edgeweave.platform.strategies.width import ScaledWidthParams, WidthRules, width_method
 
 
-class FedRolexParams(WidthParams):
+class FedRolexParams(ScaledWidthParams):
     step: int = Field(1, ge=1)  # channels the window moves per round
 
 
@@ -18,6 +18,7 @@ class FedRolexRules(WidthRules):
     """In round t a device at rate r keeps channels t*step .. t*step + ceil(r x width) - 1, wrapping."""
 
     params: FedRolexParams
+    paper_norm = "static"  # HeteroFL's static batch norm and scaler: FedRolex builds on its code
 
     def channels(self, layer: int, width: int, rate: float, round_: int, device: int) -> np.ndarray:
         return rolling(width, rate, (round_ * self.params.step) % width)

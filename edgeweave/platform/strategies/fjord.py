@@ -17,7 +17,10 @@ from edgeweave.platform.strategies.width import WidthParams, WidthRules, WidthSe
 
 
 class FjORDRules(WidthRules):
-    """Per mini-batch ordered dropout up to the device's p_max (its tier's or budget's rate)."""
+    """Per mini-batch ordered dropout up to the device's p_max (its tier's or budget's rate); batch-norm
+    statistics per width, the full model's from full-width mini-batches only."""
+
+    paper_norm = "per_width"
 
     def channels(self, layer: int, width: int, rate: float, round_: int, device: int) -> np.ndarray:
         return nested(width, rate)
@@ -48,7 +51,7 @@ class FjORDDevice(DeviceHalf):
 
     def train(self, ctx: DeviceContext, round_: int, job: Job, weights: np.ndarray, partial: Partial) -> None:
         plans = self.rules.step_plans(ctx.facts, round_, job, ctx.facts.steps(job))
-        ctx.train_steps(round_, job, weights, partial, plans.__getitem__)
+        ctx.train_steps(round_, job, weights, partial, plans.__getitem__, scale_kept=self.rules.params.scale_kept)
 
 
 STRATEGIES.add("fjord", Method(FjORDRules, WidthServer, FjORDDevice), WidthParams)

@@ -6,14 +6,17 @@ import numpy as np
 
 from edgeweave.platform.plans import nested
 from edgeweave.platform.strategies.base import STRATEGIES
-from edgeweave.platform.strategies.width import WidthParams, WidthRules, width_method
+from edgeweave.platform.strategies.width import ScaledWidthParams, WidthRules, width_method
 
 
 class HeteroFLRules(WidthRules):
-    """Every device at rate r trains the first ceil(r x width) channels of each layer."""
+    """Every device at rate r trains the first ceil(r x width) channels of each layer, with static batch
+    norm and its outputs scaled by 1/r (the paper's sBN and scaler)."""
+
+    paper_norm = "static"
 
     def channels(self, layer: int, width: int, rate: float, round_: int, device: int) -> np.ndarray:
         return nested(width, rate)
 
 
-STRATEGIES.add("heterofl", width_method(HeteroFLRules), WidthParams)
+STRATEGIES.add("heterofl", width_method(HeteroFLRules), ScaledWidthParams)

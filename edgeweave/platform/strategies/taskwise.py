@@ -119,6 +119,8 @@ def _check_classes(p: TaskwiseParams, num_classes: int, where: str) -> None:
 class TaskwiseRules(Rules):
     """Each device's tasks and their sub-model, from the task plans the server made and shared."""
 
+    paper_norm = "static"  # a task's sub-model is thinned: its statistics are not the whole model's
+
     params: TaskwiseParams
 
     def __init__(self, params: TaskwiseParams, cfg: "ExperimentConfig") -> None:
@@ -150,7 +152,7 @@ class TaskwiseRules(Rules):
         """
         _check_classes(params, data.num_classes, f"data {cfg.data.name}")
         if params.dropout_front:
-            check_front(_dropout_front(params), cfg, DROPOUT_FRONT, data)
+            check_front(_dropout_front(params), cfg, DROPOUT_FRONT, data, slicer.model)
         if params.mode != "grouped":
             return
         grouped = slicer.widths[params.trunk:]

@@ -30,6 +30,7 @@ class WidthParams(Params):
     rate_by: Literal["tier", "budget"] = "tier"
     allowed: list[float] = Field(default_factory=lambda: [1.0, 0.75, 0.5, 0.25], min_length=1)
     label_split: bool = False  # train only the output rows of the classes the device holds
+    scale_kept: bool = False  # scale a thinned layer's outputs by full over kept width in training (a scaler)
 
     @field_validator("rates")
     @classmethod
@@ -45,6 +46,12 @@ class WidthParams(Params):
         if not all(0 < r <= 1 for r in v):
             raise ValueError("allowed rates must be in (0, 1]")
         return sorted(set(v), reverse=True)
+
+
+class ScaledWidthParams(WidthParams):
+    """HeteroFL's and FedRolex's: thinned layers' outputs scaled by 1/rate in training (the paper's scaler)."""
+
+    scale_kept: bool = True
 
 
 class WidthRules(Rules):
@@ -105,7 +112,8 @@ class WidthDevice(DeviceHalf):
     rules: WidthRules
 
     def train(self, ctx: DeviceContext, round_: int, job: Job, weights: np.ndarray, partial: Partial) -> None:
-        ctx.train_plan(round_, job, weights, partial, self.rules.job_plan(ctx.facts, round_, job))
+        ctx.train_plan(round_, job, weights, partial, self.rules.job_plan(ctx.facts, round_, job),
+                       scale_kept=self.rules.params.scale_kept)
 
 
 def width_method(rules: type[WidthRules]) -> Method:
