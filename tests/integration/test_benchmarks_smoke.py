@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = {
     "async_vs_sync.py": ("async", "async/async_vs_sync.md"),
     "cluster.py": ("cluster", "cluster/cluster.md"),
-    "distreal_paper.py": ("paper", "paper/table.md"),
+    "distreal_paper.py": ("paper", "paper/distreal_paper.md"),
     "distreal_vs_baselines.py": ("compare", "compare/report.md"),
     "invariants.py": ("invariants.json", "invariants.json"),
     "population.py": ("population.json", "population.json"),
