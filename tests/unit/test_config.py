@@ -42,7 +42,7 @@ def test_fields_added_later_are_dumped_only_off_their_default(tmp_path):
         ("training.rounds=many", "training.rounds = 'many': Input should be a valid integer"),
         ("strategy.name=fedx", "strategy.name = 'fedx': unknown strategy; valid: central, distreal, fd, fedavg, fedrolex, fjord, heterofl, taskwise"),
         ("partition.policy=random", "partition.policy = 'random': unknown partition policy; valid: classes, dirichlet, iid, natural, pool, shards"),
-        ("data.name=mnist", "data.name = 'mnist': unknown dataset; valid: cifar10, cifar100, digits, femnist, speech_commands, synthetic"),
+        ("data.name=mnist", "data.name = 'mnist': unknown dataset; valid: cifar10, cifar100, digits, femnist, shapes, speech_commands, synthetic"),
         ("model.name=resnet", "model.name = 'resnet': unknown model; valid: alexnet, cnn, kws_cnn, vgg11, vgg16"),
         ("devices.per_round=7", "devices.per_round = 7: must be at most devices.count (6)"),
         ("logging.wandb.mode=cloud", "logging.wandb.mode = 'cloud': Input should be 'offline', 'online' or 'disabled'"),
