@@ -14,7 +14,7 @@ from edgeweave.platform.norm import NORMS, statistics_mask
 from edgeweave.platform.partition import Partition, partition_data
 from edgeweave.platform.plans import dropout_plan, nested, uniform_plan
 from edgeweave.platform.seeding import SERVER, Stream, rng, torch_generator
-from edgeweave.platform.server import Server
+from edgeweave.platform.server import Server, build_server
 from edgeweave.platform.sgd import SGDSettings
 from edgeweave.platform.sliced_training import SubModels, train_per_batch
 from edgeweave.platform.submodel import Slicer
@@ -217,3 +217,20 @@ def test_static_scores_thinned_vectors_far_better_than_running_statistics(tmp_pa
         cfg = build_config(raw, check_strategy=False)
         scores[norm] = Explorer(cfg, load_dataset(cfg.data, cfg.seed)).seed_score((0.5,) * 8, 0)
     assert scores["static"] < scores["running"]
+
+
+def test_static_keeps_devices_statistics_out_of_asynchronous_steps_too(tmp_path):
+    from tests.unit.test_async import async_raw, parts, run_steps
+
+    cfg = build_config(async_raw(tmp_path, model=VGG, strategy={"name": "heterofl"}))
+    assert cfg.model.params.norm == "static"
+    data, part = parts(cfg)
+    server, client = build_server(cfg, data, part), Client(cfg, data, part)
+    stats = statistics_mask(server.layout)
+    before = server.weights.copy()
+    run_steps(server, client, 0, 3)
+    assert server.version > 0 and not np.array_equal(server.weights[~stats], before[~stats])
+    assert np.array_equal(server.weights[stats], before[stats])
+    server.evaluate()
+    assert not np.array_equal(server.weights[stats], before[stats])  # recomputed, and kept with the version
+    assert server.weights is server.versions[server.version]
