@@ -41,6 +41,7 @@ class Stream(enum.IntEnum):
     TASKWISE_THIN = 400  # task-wise decoupling's thinning per mini-batch (index: the mini-batch)
     TASKWISE_TASKS = 500  # task-wise decoupling's sampled tasks of a device
     NORM_STATISTICS = 600  # the training samples `norm: static` recomputes batch-norm statistics from
+    SHAPES_DATA = 700  # the `shapes` data set's classes and samples
 
 
 def rng(seed: int, round_: int, device: int, stream: int = Stream.ROUND,

@@ -18,6 +18,7 @@ SCRIPTS = {
     "distreal_vs_baselines.py": ("compare", "compare/report.md"),
     "invariants.py": ("invariants.json", "invariants.json"),
     "population.py": ("population.json", "population.json"),
+    "shapes_capacity.py": ("shapes.json", "shapes.json"),
     "slicing.py": ("slicing.json", "slicing.json"),
     "soak.py": ("soak.json", "soak.json"),
     "speech_loader.py": ("speech_loader.json", "speech_loader.json"),

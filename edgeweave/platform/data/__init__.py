@@ -3,7 +3,7 @@
 from edgeweave.platform.data.base import DATASETS, ArrayData
 
 for _name, _module in {"cifar10": "cifar", "cifar100": "cifar", "digits": "digits", "femnist": "femnist",
-                      "speech_commands": "speech_commands", "synthetic": "synthetic"}.items():  # imported when a config names the data set
+                      "shapes": "shapes", "speech_commands": "speech_commands", "synthetic": "synthetic"}.items():  # imported when a config names the data set
     DATASETS.declare(_name, f"{__name__}.{_module}")
 
 __all__ = ["DATASETS", "ArrayData", "load_dataset"]
