@@ -195,9 +195,10 @@ def main() -> None:
         for data in datasets:
             base, _ = DATA[data]
             folder = results_root / data
-            uniform = folder / "front_uniform.json"
-            for name in names:  # a bad override fails here, before anything runs
-                load_config(base, [s for s in overrides(name, uniform, common) if "UNIFORM" not in s])
+            uniform = (folder / "front_uniform.json").resolve()  # a front's relative path is the config's
+            for name in names:  # a bad override fails here, before anything runs (a front still to search, after)
+                searched = uniform.is_file() or not any("UNIFORM" in s for s in RUNS[name])
+                load_config(base, overrides(name, uniform, common), check_strategy=searched)
             if any("UNIFORM" in s for n in names for s in RUNS[n]) and not uniform.is_file():
                 run("dse", base, "--out", str(uniform), "--force",
                     *(a for s in [*common, "strategy.uniform_only=true"] for a in ("--set", s)))

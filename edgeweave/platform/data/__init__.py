@@ -1,4 +1,4 @@
-"""Data sets as arrays: digits (bundled), synthetic (from a seed), CIFAR-10/100, FEMNIST, Speech Commands."""
+"""Data sets as arrays: digits (bundled), synthetic and shapes (from a seed), CIFAR-10/100, FEMNIST, Speech Commands."""
 
 from edgeweave.platform.data.base import DATASETS, ArrayData
 
