@@ -22,7 +22,7 @@ from edgeweave.platform.checkpoint import rename_durably
 from edgeweave.platform.config import ExperimentConfig
 from edgeweave.platform.data import ArrayData
 from edgeweave.platform.flat import FlatLayout
-from edgeweave.platform.front import Front, made_for, non_dominated
+from edgeweave.platform.front import Front, made_for, non_dominated, normalises
 from edgeweave.platform.models import build_model
 from edgeweave.platform.norm import recompute_statistics
 from edgeweave.platform.seeding import SERVER, Stream, rng, torch_generator
@@ -42,7 +42,7 @@ class Explorer:
         self.model = build_model(cfg.model, data.input_shape, data.num_classes, cfg.seed)
         self.slicer = Slicer(self.model, data.input_shape)
         self.layout = FlatLayout(self.model)
-        self.made_for = made_for(cfg, data.input_shape, data.num_classes)
+        self.made_for = {**made_for(cfg, data.input_shape, data.num_classes), "batch_norm": normalises(self.model)}
         self.start = warm_start(cfg, data, p.dse_warm_rounds) if p.dse_warm_rounds else self.layout.flatten(self.model)
         self.norm = getattr(cfg.model.params, "norm", None)
         self.models = SubModels(self.slicer, norm=self.norm)

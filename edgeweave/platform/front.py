@@ -57,10 +57,11 @@ class Front:
 def made_for(cfg, input_shape: Sequence[int], num_classes: int) -> dict[str, Any]:
     """What a front's costs and scores hold for: the model and its parameters, the data's shape, the batch,
     and the batch-norm policy its vectors were scored under."""
-    params = cfg.model.params.model_dump(mode="json")
+    params, t = cfg.model.params.model_dump(mode="json"), cfg.training
     return {"model": cfg.model.name, "model_params": {k: v for k, v in params.items() if k not in NORM_FIELDS},
             "input_shape": [int(n) for n in input_shape], "num_classes": int(num_classes),
-            "batch_size": cfg.training.batch_size, "norm": params.get("norm")}
+            "batch_size": t.batch_size, "norm": params.get("norm"),
+            "training": {"lr": t.lr, "momentum": t.momentum, "weight_decay": t.weight_decay}}
 
 
 def parse_front(content: Optional[bytes], path: str, field: str = "strategy.front") -> Front:
@@ -104,6 +105,8 @@ def check_front(front: Front | str | Path, cfg, field: str, data=None, model=Non
     diffs += [(f"model.{k} =", theirs_params.get(k), "this config has", ours_params.get(k))
               for k in sorted(set(theirs_params) | set(ours_params))]
     diffs += [("training.batch_size =", made["batch_size"], "this config has", cfg.training.batch_size)]
+    trained = made.get("training") if isinstance(made.get("training"), dict) else {}  # recorded since the policy
+    diffs += [(f"training.{k} =", trained[k], "this config has", getattr(cfg.training, k)) for k in sorted(trained)]
     if data is not None:
         data_has = f"data {cfg.data.name!r} has"
         diffs += [("input shape", made["input_shape"], data_has, [int(n) for n in data.input_shape]),
@@ -113,6 +116,11 @@ def check_front(front: Front | str | Path, cfg, field: str, data=None, model=Non
             raise UserError(f"{where}: made for {name} {theirs!r}, but {who} {ours!r}; "
                             "make a front for this config with `edgeweave dse CONFIG`")
     norm = getattr(cfg.model.params, "norm", None)
+    if model is not None and "batch_norm" in made and made["batch_norm"] != normalises(model):
+        had = "with" if made["batch_norm"] else "without"
+        raise UserError(f"{where}: scored on the model {had} batch norm, but this config's has "
+                        f"{'none' if made['batch_norm'] else 'batch norm'} (model.norm = {norm!r}); make a front "
+                        "for this config with `edgeweave dse CONFIG`")
     if model is not None and normalises(model) and made.get("norm") != norm:
         searched = "without a batch-norm policy (an older edgeweave)" if made.get("norm") is None else \
             f"under model.norm = {made['norm']!r}"

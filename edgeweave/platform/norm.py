@@ -78,15 +78,17 @@ def recompute_statistics(model: "nn.Module", x: np.ndarray, batch_size: int = 50
     if not norms or len(x) == 0:
         return
     saved = [m.momentum for m in norms]
-    was_training = model.training
+    modes = {m: m.training for m in model.modules()}
+    model.eval()  # only the batch norms gather: a plugin's dropout layers draw nothing here
     for m in norms:
         m.reset_running_stats()
         m.momentum = None  # a cumulative average: every batch counts alike
-    model.train()
+        m.train()
     device = device_of(model)
     with torch.no_grad():
         for i in range(0, len(x), batch_size):
             model(tensor_view(x[i : i + batch_size]).to(device))
     for m, momentum in zip(norms, saved):
         m.momentum = momentum
-    model.train(was_training)
+    for m, training in modes.items():
+        m.train(training)

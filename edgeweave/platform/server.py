@@ -94,8 +94,12 @@ class Server:
         return ServerContext(self.facts, weights, self.data, self.job_seconds, self._model_at)
 
     def _model_at(self, weights: np.ndarray) -> Any:
+        """A copy of the model holding `weights`, its batch-norm statistics as `evaluate` would have them (under
+        `static`, recomputed: never whatever the last evaluation left, so the evaluation schedule changes nothing)."""
         model = copy.deepcopy(self.model)
         self.layout.load(model, weights)
+        if self.statistics is not None:
+            recompute_statistics(model, self.data.x_train[self._statistics_sample()], self.cfg.training.eval_batch_size)
         return model
 
     def plan(self, round_: int) -> tuple[list[Job], list[int]]:

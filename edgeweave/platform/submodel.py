@@ -182,8 +182,8 @@ class Slicer:
     def build(self, plan: Plan, scale_kept: bool = False) -> nn.Module:
         """A real model with the plan's widths, on the CPU (uninitialised: `extract` fills it).
 
-        `scale_kept` multiplies what each layer receives from a thinned layer by full width over kept
-        width, as inverted dropout does, so activations keep their full-model scale in training.
+        `scale_kept` multiplies a thinned layer's outputs by full width over kept width (HeteroFL's scaler, after
+        the conv and before its batch norm; inverted dropout), so activations keep their full-model scale.
         """
         self._check_grouped(plan)
         widths = list(plan.widths())
@@ -215,8 +215,8 @@ class Slicer:
         if scale_kept:
             layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
             for source, (full, kept) in enumerate(zip(self.widths, widths)):
-                if kept != full:  # the layer after `source` takes its (kept) outputs
-                    layers[source + 1].register_forward_pre_hook(lambda m, args, f=full / kept: (args[0] * f,))
+                if kept != full:
+                    layers[source].register_forward_hook(lambda m, args, out, f=full / kept: out * f)
         return model
 
 

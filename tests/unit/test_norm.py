@@ -234,3 +234,64 @@ def test_static_keeps_devices_statistics_out_of_asynchronous_steps_too(tmp_path)
     server.evaluate()
     assert not np.array_equal(server.weights[stats], before[stats])  # recomputed, and kept with the version
     assert server.weights is server.versions[server.version]
+
+
+def test_under_static_when_the_model_is_evaluated_changes_nothing_the_run_trains(tmp_path):
+    """Task-wise attribution scores filters on a copy of the global model: under `static` that copy must carry
+    statistics recomputed as at evaluation, not those of whichever evaluation came last (or none)."""
+    raw = tiny_raw(tmp_path, model=VGG, strategy={"name": "taskwise", "mode": "attributed", "warmup_rounds": 1,
+                                                   "groups": 2})
+    cfg = build_config(raw)
+    assert cfg.model.params.norm == "static"
+    data = load_dataset(cfg.data, cfg.seed)
+    part = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed)
+    trained = []
+    for evaluate_each_round in (True, False):
+        server, client = Server(cfg, data, part), Client(cfg, data, part)
+        for r in range(3):
+            jobs, _ = server.plan(r)
+            server.update([client.run(r, server.weights, jobs, server.shared)])
+            if evaluate_each_round:
+                server.evaluate()
+        trained.append(server.weights[~statistics_mask(server.layout)])
+    assert np.array_equal(*trained)
+
+
+@pytest.mark.parametrize("name, cancels", [("vgg11", True), ("cnn", False)])
+def test_the_scaler_scales_a_thinned_layers_output_before_its_batch_norm(tmp_path, name, cancels):
+    """HeteroFL's scaler sits between a conv and its batch norm, which divides it out in training; in a model
+    without batch norm it scales what the next layer receives."""
+    cfg = build_config(tiny_raw(tmp_path, model={"name": name, "width": 0.25}))
+    model = build_model(cfg.model, (1, 8, 8), 10, seed=0)
+    slicer, layout = Slicer(model, (1, 8, 8)), FlatLayout(model)
+    half = uniform_plan(slicer, lambda i, w: nested(w, 0.5))
+    x = torch.randn(8, 1, 8, 8)
+    outs = []
+    for scaled in (False, True):
+        sub = slicer.build(half, scale_kept=scaled)
+        FlatLayout(sub).load(sub, layout.flatten(model)[slicer.positions(half)])
+        outs.append(sub.train()(x).detach())
+    gap = float((outs[0] - outs[1]).abs().max() / outs[0].abs().max())
+    assert (gap < 0.01) if cancels else (gap > 0.1)  # up to batch norm's eps
+
+
+def test_a_front_scored_another_way_is_refused(tmp_path):
+    """A front records the training it was scored with and whether its model had batch norm; a run that
+    trains otherwise is refused in one line."""
+    from edgeweave.platform.errors import UserError
+    from edgeweave.platform.front import Front, check_front, made_for
+
+    cfg = build_config(tiny_raw(tmp_path, model={**VGG, "norm": "static"}))
+    model = build_model(cfg.model, (1, 8, 8), 10, seed=0)
+    front = Front(np.zeros((1, 8)), np.ones(1), np.ones(1), {**made_for(cfg, (1, 8, 8), 10), "batch_norm": True})
+    assert check_front(front, cfg, "strategy.front", model=model) is front
+    faster = build_config(tiny_raw(tmp_path, model={**VGG, "norm": "static"}, training={"lr": 0.5}))
+    with pytest.raises(UserError, match=r"made for training.lr = 0.05, but this config has 0.5"):
+        check_front(front, faster, "strategy.front", model=model)
+    plain = build_config(tiny_raw(tmp_path, model={**VGG, "norm": "none"}))
+    with pytest.raises(UserError, match=r"scored on the model with batch norm, but this config's has none"):
+        check_front(front, plain, "strategy.front", model=build_model(plain.model, (1, 8, 8), 10, seed=0))
+    running = build_config(tiny_raw(tmp_path, model={**VGG, "norm": "running"}))
+    with pytest.raises(UserError, match=r"scored under model.norm = 'static', but this config trains with "
+                                        r"model.norm = 'running'"):
+        check_front(front, running, "strategy.front", model=model)

@@ -20,9 +20,14 @@ def build_model(choice, input_shape: tuple[int, int, int], num_classes: int, see
     norm set up for the config's `model.norm` (`apply_norm`; a plugin model's own batch norm included)."""
     import torch  # here, not at import: a config is validated without torch
 
-    from edgeweave.platform.norm import apply_norm
+    from edgeweave.platform.errors import UserError
+    from edgeweave.platform.norm import apply_norm, is_batch_norm
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = MODELS.build(choice.name, choice.params).build(input_shape, num_classes)
+    if "norm" not in type(choice.params).model_fields and any(is_batch_norm(m) for m in model.modules()):
+        raise UserError(f"model.name = {choice.name!r}: it has batch-norm layers, but its parameters "
+                        f"({type(choice.params).__name__}) have no `norm`; subclass ModelParams so that model.norm "
+                        "can say whose statistics the global model keeps")
     return apply_norm(model, getattr(choice.params, "norm", None))
