@@ -202,8 +202,12 @@ def main() -> None:
             if any("UNIFORM" in s for n in names for s in RUNS[n]) and not uniform.is_file():
                 run("dse", base, "--out", str(uniform), "--force",
                     *(a for s in [*common, "strategy.uniform_only=true"] for a in ("--set", s)))
-            per_data[data] = {name: [one_run(data, base, name, seed, overrides(name, uniform, common), folder, scratch)
-                                     for seed in range(seeds)] for name in names}
+            done: dict[str, list[dict]] = {name: [] for name in names}
+            for seed in range(seeds):  # seed by seed: a benchmark stopped early leaves whole seeds behind
+                for name in names:
+                    done[name].append(one_run(data, base, name, seed, overrides(name, uniform, common), folder,
+                                              scratch))
+            per_data[data] = done
     finally:
         ray.shutdown()
     text = "".join(f"### {data}\n\n{table(results, DATA[data][1])}\n" for data, results in per_data.items())
