@@ -23,7 +23,7 @@ only k seeds got there), of the final accuracy (mean of the last three evaluatio
 change over the last quarter of the run (how far it still moves); the plot, mean accuracy against
 virtual time per data set.
 
-    python benchmarks/distreal_paper.py [--seeds 5] [--data shapes synthetic] [--only RUN ...] [--smoke-test]
+    python benchmarks/distreal_paper.py [--seeds 5] [--data shapes synthetic] [--only RUN ...] [--table-only] [--smoke-test]
 """
 
 from __future__ import annotations
@@ -101,8 +101,10 @@ def summary(name: str, data: str, seed: int, config_hash: str, metrics: list[dic
             "wall_seconds": round(wall, 1)}
 
 
-def one_run(data: str, base: str, name: str, seed: int, sets: list[str], folder: Path, scratch: Path) -> dict:
-    """The run's summary: read when `folder` holds one for the same config, else run and written."""
+def one_run(data: str, base: str, name: str, seed: int, sets: list[str], folder: Path, scratch: Path,
+            run_missing: bool = True) -> Optional[dict]:
+    """The run's summary: read when `folder` holds one for the same config, else run and written (None when
+    there is none and `run_missing` is false)."""
     cfg = load_config(base, [*sets, f"seed={seed}"])
     config_hash = run_fingerprint(cfg)
     path = folder / name / f"seed{seed}.json"
@@ -110,6 +112,8 @@ def one_run(data: str, base: str, name: str, seed: int, sets: list[str], folder:
         kept = json.loads(path.read_text())
         if kept.get("config_hash") == config_hash:
             return kept
+    if not run_missing:
+        return None
     where = scratch / data / name / f"seed{seed}"
     print(f"== {data}: {name}, seed {seed}", flush=True)
     t0 = time.perf_counter()
@@ -136,15 +140,15 @@ def mean_spread(values: Sequence[Optional[float]], digits: int = 0) -> str:
 
 def table(results: dict[str, list[dict]], targets: Sequence[float]) -> str:
     """The Markdown table of one data set, in RUNS order."""
-    head = ("| run | " + " | ".join(f"virtual s to {t:g}" for t in targets)
+    head = ("| run | seeds | " + " | ".join(f"virtual s to {t:g}" for t in targets)
             + " | final accuracy | change over the last quarter | GFLOPs |")
-    lines = [head, "|---|" + "---:|" * (len(targets) + 3)]
+    lines = [head, "|---|" + "---:|" * (len(targets) + 4)]
     for name, seeds in results.items():
         cells = [mean_spread([time_to(s["curve"], t) for s in seeds]) for t in targets]
         finals = [s["final_accuracy"] for s in seeds]
         moves = [s["last_quarter_change"] for s in seeds]
         label = f"{name} (paper's baseline)" if name in PAPER_BASELINES else name
-        lines.append(f"| {label} | " + " | ".join(cells) + f" | {np.mean(finals):.3f} ± {np.std(finals):.3f} | "
+        lines.append(f"| {label} | {len(seeds)} | " + " | ".join(cells) + f" | {np.mean(finals):.3f} ± {np.std(finals):.3f} | "
                      f"{np.mean(moves):+.3f} | {np.mean([s['total_flops'] for s in seeds]) / 1e9:.0f} |")
     return "\n".join(lines) + "\n"
 
@@ -178,6 +182,8 @@ def main() -> None:
     p.add_argument("--only", nargs="+", choices=list(RUNS), help="run only these")
     p.add_argument("--results", type=Path, default=RESULTS, help="where the per-run summaries are kept")
     p.add_argument("--out", type=Path, default=Path("docs"), help="where the table and the plot go")
+    p.add_argument("--table-only", action="store_true",
+                   help="run nothing: the table and plot of the summaries already kept for these configs")
     p.add_argument("--smoke-test", action="store_true",
                    help="two runs of 2 rounds on 20 devices, one seed; summaries under --out/results")
     args = p.parse_args()
@@ -199,15 +205,16 @@ def main() -> None:
             for name in names:  # a bad override fails here, before anything runs (a front still to search, after)
                 searched = uniform.is_file() or not any("UNIFORM" in s for s in RUNS[name])
                 load_config(base, overrides(name, uniform, common), check_strategy=searched)
-            if any("UNIFORM" in s for n in names for s in RUNS[n]) and not uniform.is_file():
+            if any("UNIFORM" in s for n in names for s in RUNS[n]) and not uniform.is_file() and not args.table_only:
                 run("dse", base, "--out", str(uniform), "--force",
                     *(a for s in [*common, "strategy.uniform_only=true"] for a in ("--set", s)))
             done: dict[str, list[dict]] = {name: [] for name in names}
             for seed in range(seeds):  # seed by seed: a benchmark stopped early leaves whole seeds behind
                 for name in names:
-                    done[name].append(one_run(data, base, name, seed, overrides(name, uniform, common), folder,
-                                              scratch))
-            per_data[data] = done
+                    kept = one_run(data, base, name, seed, overrides(name, uniform, common), folder, scratch,
+                                   run_missing=not args.table_only)
+                    done[name] += [kept] if kept else []
+            per_data[data] = {name: seeds_of for name, seeds_of in done.items() if seeds_of}
     finally:
         ray.shutdown()
     text = "".join(f"### {data}\n\n{table(results, DATA[data][1])}\n" for data, results in per_data.items())
