@@ -295,3 +295,23 @@ def test_a_front_scored_another_way_is_refused(tmp_path):
     with pytest.raises(UserError, match=r"scored under model.norm = 'static', but this config trains with "
                                         r"model.norm = 'running'"):
         check_front(front, running, "strategy.front", model=model)
+
+
+def test_a_resumed_static_run_equals_an_uninterrupted_one(tmp_path):
+    """Statistics recomputed at evaluation are a function of the weights alone: a run restored from its state
+    after round 1 ends with the same weights, statistics included, as one that never stopped."""
+    cfg, data, part = setup(tmp_path, {"name": "heterofl"}, devices={"count": 6, "per_round": 4})
+
+    def rounds(server, client, first, last):
+        for r in range(first, last):
+            jobs, _ = server.plan(r)
+            server.update([client.run(r, server.weights, jobs, server.shared)])
+            server.evaluate()
+        return server
+
+    whole = rounds(Server(cfg, data, part), Client(cfg, data, part), 0, 3)
+    first = rounds(Server(cfg, data, part), Client(cfg, data, part), 0, 1)
+    resumed = Server(cfg, data, part)
+    resumed.restore(first.snapshot(1, []))
+    rounds(resumed, Client(cfg, data, part), 1, 3)
+    assert np.array_equal(whole.weights, resumed.weights) and whole.clock == resumed.clock
