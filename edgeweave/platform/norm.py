@@ -19,7 +19,7 @@ global model's running statistics come from:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal, Optional
+from typing import TYPE_CHECKING, Literal, Optional, get_args
 
 import numpy as np
 
@@ -29,11 +29,12 @@ if TYPE_CHECKING:
     from edgeweave.platform.flat import FlatLayout
 
 Norm = Literal["running", "static", "per_width", "none"]
-NORMS: tuple[str, ...] = ("running", "static", "per_width", "none")
+NORMS: tuple[str, ...] = get_args(Norm)
 STATISTICS = ("running_mean", "running_var")
 
 
 def is_batch_norm(m: "nn.Module") -> bool:
+    """Any of torch's batch norms (1d, 2d, 3d, lazy)."""
     from torch import nn
 
     return isinstance(m, nn.modules.batchnorm._BatchNorm)
