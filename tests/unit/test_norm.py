@@ -315,3 +315,31 @@ def test_a_resumed_static_run_equals_an_uninterrupted_one(tmp_path):
     resumed.restore(first.snapshot(1, []))
     rounds(resumed, Client(cfg, data, part), 1, 3)
     assert np.array_equal(whole.weights, resumed.weights) and whole.clock == resumed.clock
+
+
+def test_a_plugin_model_with_batch_norm_and_no_norm_field_is_refused_in_one_line(tmp_path):
+    """Its thinned sub-models' statistics would reach the global model whatever the method: refused."""
+    from edgeweave.platform.config import Choice
+    from edgeweave.platform.errors import UserError
+    from edgeweave.platform.models import MODELS
+    from edgeweave.platform.models.layers import ConvNet
+    from edgeweave.platform.registry import Params, Registry
+
+    class Plain(Params):
+        width: float = 1.0
+
+    class Normed:
+        def __init__(self, params):
+            self.params = params
+
+        def build(self, input_shape, num_classes):
+            features = torch.nn.Sequential(torch.nn.Conv2d(input_shape[0], 4, 3, padding=1), torch.nn.BatchNorm2d(4))
+            return ConvNet(features, torch.nn.Sequential(torch.nn.Linear(4 * 64, num_classes)))
+
+    MODELS.add("normed_without_norm", Normed, Plain, module="test_norm_plugin")
+    try:
+        with pytest.raises(UserError, match=r"^model.name = 'normed_without_norm': it has batch-norm layers, but its "
+                                            r"parameters \(Plain\) have no `norm`; subclass ModelParams"):
+            build_model(Choice(key="name", name="normed_without_norm", params=Plain()), (1, 8, 8), 10, seed=0)
+    finally:
+        Registry.forget("test_norm_plugin")
