@@ -101,7 +101,7 @@ class Explorer:
         score = np.array([self.cache[k][1] for k in keys])
         best = non_dominated(cost, score)
         meta = {**self.made_for, "data": self.cfg.data.name, "layers": self.layers, "seed": self.cfg.seed,
-                "grid": self.grid.tolist(), "scale_kept": self.p.scale_kept, "norm": self.norm,
+                "grid": self.grid.tolist(), "scale_kept": self.p.scale_kept,
                 "score": f"validation loss after {self.p.dse_steps} mini-batches, mean of {self.p.dse_seeds} seeds, "
                          + (f"from the weights after {self.p.dse_warm_rounds} FedAvg rounds" if self.p.dse_warm_rounds
                             else "from the initial weights")
