@@ -165,7 +165,8 @@ def plot(per_data: dict[str, dict[str, list[dict]]], targets: dict[str, Sequence
             ax.plot(t, acc, style, label=name, linewidth=2.4 if name == "distreal" else 1.3)
         for target in targets[data]:
             ax.axhline(target, color="0.6", linestyle=":", linewidth=1)
-        ax.set_title(f"{data}: mean of {len(next(iter(results.values())))} seeds")
+        counts = sorted({len(s) for s in results.values()})
+        ax.set_title(f"{data}: mean of {'-'.join(map(str, [counts[0], counts[-1]][: len(counts)]))} seeds a run")
         ax.set_xlabel("virtual time (s)")
         ax.set_ylabel("test accuracy")
         ax.grid(alpha=0.3)
