@@ -24,7 +24,7 @@ from edgeweave.platform.data import ArrayData
 from edgeweave.platform.flat import FlatLayout
 from edgeweave.platform.front import Front, made_for, non_dominated, normalises
 from edgeweave.platform.models import build_model
-from edgeweave.platform.norm import recompute_statistics
+from edgeweave.platform.norm import recompute_statistics, statistics_rows
 from edgeweave.platform.seeding import SERVER, Stream, rng, torch_generator
 from edgeweave.platform.sliced_training import SubModels, train_per_batch
 from edgeweave.platform.plans import dropout_plan
@@ -51,9 +51,8 @@ class Explorer:
         val, train = order[:n_val], order[n_val:]
         self.x_train, self.y_train = torch.from_numpy(data.x_train[train]), torch.from_numpy(data.y_train[train])
         self.x_val, self.y_val = data.x_train[val], data.y_train[val]
-        stats = rng(cfg.seed, -1, SERVER, Stream.NORM_STATISTICS)  # `static`: the statistics' samples, as a run's
-        count = min(len(train), getattr(cfg.model.params, "norm_samples", len(train)))
-        self.x_statistics = data.x_train[np.sort(stats.choice(train, size=count, replace=False))]
+        count = getattr(cfg.model.params, "norm_samples", len(train))  # `static`: the statistics' rows, as a run's
+        self.x_statistics = data.x_train[statistics_rows(cfg.seed, train, count)]
         self.grid = np.round(np.arange(0.0, p.grid_max + 1e-9, p.grid_step), 6)
         t = cfg.training
         self.settings = SGDSettings(t.lr, t.momentum, t.weight_decay, t.batch_size, steps=p.dse_steps)

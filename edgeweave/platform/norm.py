@@ -67,6 +67,15 @@ def statistics_mask(layout: "FlatLayout") -> np.ndarray:
     return mask
 
 
+def statistics_rows(seed: int, held: np.ndarray, count: int) -> np.ndarray:
+    """The training rows `static` recomputes statistics from: `count` of `held` (all when fewer), drawn once
+    from the seed, in order; the server and the DSE draw them alike."""
+    from edgeweave.platform.seeding import SERVER, Stream, rng
+
+    g = rng(seed, -1, SERVER, Stream.NORM_STATISTICS)
+    return np.sort(g.choice(held, size=min(len(held), count), replace=False))
+
+
 def recompute_statistics(model: "nn.Module", x: np.ndarray, batch_size: int = 500) -> None:
     """Replace every batch norm's running statistics by the average of its batch statistics over `x`,
     passed through the full model in batches (HeteroFL's procedure after training: momentum None)."""

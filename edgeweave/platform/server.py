@@ -25,8 +25,8 @@ from edgeweave.platform.invariants import RunChecks
 from edgeweave.platform.models import build_model
 from edgeweave.platform.partition import Partition
 from edgeweave.platform.sampling import sample_available
-from edgeweave.platform.norm import recompute_statistics, statistics_mask
-from edgeweave.platform.seeding import SERVER, Stream, rng
+from edgeweave.platform.norm import recompute_statistics, statistics_mask, statistics_rows
+from edgeweave.platform.seeding import SERVER, rng
 from edgeweave.platform.strategies import Job, server_half
 from edgeweave.platform.strategies.base import method_halves
 from edgeweave.platform.strategies.context import Facts, ServerContext
@@ -61,6 +61,9 @@ class Server:
         self.checks = RunChecks(self.clock, self.total_flops, self.cfg.training.batch_size)
         self.norm = getattr(cfg.model.params, "norm", None)
         self.statistics = statistics_mask(self.layout) if self.norm == "static" else None
+        if self.statistics is not None:  # the training rows the statistics are recomputed from, fixed for the run
+            rows = statistics_rows(cfg.seed, partition.indices, cfg.model.params.norm_samples)
+            self.x_statistics = data.x_train[rows]
 
     def plan_flops(self, plan: Optional[Plan]) -> int:
         """Training FLOPs per sample of the full model (plan None) or of a sub-model plan, cached."""
@@ -99,7 +102,7 @@ class Server:
         model = copy.deepcopy(self.model)
         self.layout.load(model, weights)
         if self.statistics is not None:
-            recompute_statistics(model, self.data.x_train[self._statistics_sample()], self.cfg.training.eval_batch_size)
+            recompute_statistics(model, self.x_statistics, self.cfg.training.eval_batch_size)
         return model
 
     def plan(self, round_: int) -> tuple[list[Job], list[int]]:
@@ -226,16 +229,9 @@ class Server:
         recomputed through it from a fixed sample of the devices' training data and kept in the weights."""
         self.layout.load(self.model, self.weights)
         if self.statistics is not None:
-            recompute_statistics(self.model, self.data.x_train[self._statistics_sample()],
-                                 self.cfg.training.eval_batch_size)
+            recompute_statistics(self.model, self.x_statistics, self.cfg.training.eval_batch_size)
             np.copyto(self.weights, self.layout.flatten(self.model), where=self.statistics)
         return evaluate(self.model, self.data.x_test, self.data.y_test, self.cfg.training.eval_batch_size)
-
-    def _statistics_sample(self) -> np.ndarray:
-        """`model.norm_samples` of the devices' training samples, the same ones at every evaluation."""
-        held = self.partition.indices
-        count = min(len(held), self.cfg.model.params.norm_samples)
-        return np.sort(rng(self.cfg.seed, -1, SERVER, Stream.NORM_STATISTICS).choice(held, size=count, replace=False))
 
 
 @dataclass(frozen=True)

@@ -106,7 +106,7 @@ def test_static_keeps_every_devices_statistics_out_and_evaluates_with_recomputed
         assert np.array_equal(server.weights[stats], before[stats])  # no device's statistics got in
         assert not np.array_equal(server.weights[~stats], before[~stats])
         acc, loss = server.evaluate()
-    sample = data.x_train[server._statistics_sample()]
+    sample = server.x_statistics
     assert len(sample) == min(len(part.indices), cfg.model.params.norm_samples)
     reference, model = (build_model(cfg.model, data.input_shape, data.num_classes, cfg.seed) for _ in range(2))
     for m in (reference, model):
