@@ -29,12 +29,10 @@ virtual time per data set.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import shutil
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -45,10 +43,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import ray  # noqa: E402
 
-from edgeweave.cli import main as edgeweave  # noqa: E402
-from edgeweave.platform.checkpoint import run_fingerprint  # noqa: E402
+from common.summaries import mean_spread, one_run, run  # noqa: E402
 from edgeweave.platform.config import load_config  # noqa: E402
-from edgeweave.platform.report import read_run  # noqa: E402
 
 DATA = {  # data set: (its config, default target accuracies)
     "shapes": ("configs/distreal_shapes.yaml", (0.4, 0.5)),
@@ -75,67 +71,12 @@ SMOKE = ["devices.count=20", "devices.per_round=4", "ray.num_workers=1", "data.t
          "strategy.dse_steps=4", "strategy.dse_seeds=1", "strategy.dse_warm_rounds=0"]
 
 
-def run(*argv: str) -> None:
-    """One `edgeweave` command, in this process and on its Ray; a failure stops the benchmark."""
-    code = edgeweave(list(argv))
-    if code:
-        raise SystemExit(f"edgeweave {argv[0]} exited with {code}")
-
-
 def overrides(name: str, uniform: Path, common: Sequence[str]) -> list[str]:
     return [f"name={name}", *common, *(s.replace("UNIFORM", str(uniform)) for s in RUNS[name])]
 
 
-def summary(name: str, data: str, seed: int, config_hash: str, metrics: list[dict[str, Any]],
-            wall: float) -> dict[str, Any]:
-    """What a run leaves in the repository: enough to redraw the table and the plot."""
-    evaluated = [m for m in metrics if m.get("test_accuracy") is not None]
-    curve = [{k: m.get(k) for k in ("round", "virtual_time", "test_accuracy", "test_loss", "cumulative_flops")}
-             for m in evaluated]
-    accs = [m["test_accuracy"] for m in evaluated]
-    quarter = max(1, len(accs) // 4)
-    return {"run": name, "data": data, "seed": seed, "config_hash": config_hash, "rounds": len(metrics),
-            "curve": curve, "final_accuracy": float(np.mean(accs[-3:])),
-            "last_quarter_change": float(np.mean(accs[-3:]) - np.mean(accs[-quarter - 3:-quarter] or accs[:1])),
-            "virtual_time": metrics[-1]["virtual_time"], "total_flops": metrics[-1]["cumulative_flops"],
-            "wall_seconds": round(wall, 1)}
-
-
-def one_run(data: str, base: str, name: str, seed: int, sets: list[str], folder: Path, scratch: Path,
-            run_missing: bool = True) -> Optional[dict]:
-    """The run's summary: read when `folder` holds one for the same config, else run and written (None when
-    there is none and `run_missing` is false)."""
-    cfg = load_config(base, [*sets, f"seed={seed}"])
-    config_hash = run_fingerprint(cfg)
-    path = folder / name / f"seed{seed}.json"
-    if path.is_file():
-        kept = json.loads(path.read_text())
-        if kept.get("config_hash") == config_hash:
-            return kept
-    if not run_missing:
-        return None
-    where = scratch / data / name / f"seed{seed}"
-    print(f"== {data}: {name}, seed {seed}", flush=True)
-    t0 = time.perf_counter()
-    run("run", base, *(a for s in [*sets, f"seed={seed}", f"logging.out_dir={where}"] for a in ("--set", s)))
-    metrics = read_run(max(where.iterdir()))["metrics"]
-    out = summary(name, data, seed, config_hash, metrics, time.perf_counter() - t0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=1) + "\n")
-    return out
-
-
 def time_to(curve: list[dict[str, Any]], target: float) -> Optional[float]:
     return next((c["virtual_time"] for c in curve if (c["test_accuracy"] or 0.0) >= target), None)
-
-
-def mean_spread(values: Sequence[Optional[float]], digits: int = 0) -> str:
-    """'mean ± std (k/n)' over the values reached; '-' when none was."""
-    got = [v for v in values if v is not None]
-    if not got:
-        return f"- (0/{len(values)})"
-    reached = "" if len(got) == len(values) else f" ({len(got)}/{len(values)})"
-    return f"{np.mean(got):.{digits}f} ± {np.std(got):.{digits}f}{reached}"
 
 
 def table(results: dict[str, list[dict]], targets: Sequence[float]) -> str:

@@ -2,9 +2,9 @@
 full-size generated copy of the data set.
 
 Builds once (a complete tree from an earlier run is reused) the data set's own layout with
-synthetic clips: its 35 word folders, 84,843 training clips and validation and testing lists in
-the real proportions (9,981 and 11,005 clips), 16-bit 16 kHz WAV written with scipy, some clips
-shorter than 1 s, and a `_background_noise_` folder. Then loads it through `load_dataset` twice,
+generated spoken-word-like clips (`platform/data/speech_synth.py`): its 35 word folders, 84,843
+training clips and validation and testing lists in the real proportions (9,981 and 11,005 clips),
+16-bit 16 kHz WAV, and a `_background_noise_` folder. Then loads it through `load_dataset` twice,
 each time in a fresh subprocess: first with the loader's feature cache removed (every clip read,
 features computed and cached), then from the cache. Reports each load's peak resident memory
 (target: under 4 GB) and time, prints a Markdown table, writes the figures as JSON to --out and
@@ -26,65 +26,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+from edgeweave.platform.data.speech_synth import MARKER, generate
 
-WORDS = ("backward bed bird cat dog down eight five follow forward four go happy house learn left marvin nine no "
-         "off on one right seven sheila six stop three tree two up visual wow yes zero").split()
 TRAIN, VALIDATION, TEST = 84843, 9981, 11005  # Speech Commands v0.02: 105,829 clips
-RATE = 16000
-MARKER = ".edgeweave-bench.json"  # written last: its presence means the tree is complete
 
 
 def sizes(train: int) -> dict[str, int]:
     """Clips per split for `train` training clips, the lists in the real set's proportions."""
     return {"train": train, "validation": round(train * VALIDATION / TRAIN), "test": round(train * TEST / TRAIN)}
-
-
-def generate(root: Path, counts: dict[str, int], seed: int = 0) -> float:
-    """Write the layout under `root` (reused when complete with the same counts); seconds spent writing."""
-    from scipy.io import wavfile
-
-    spec = {"version": 1, "words": len(WORDS), **counts}
-    marker = root / MARKER
-    if marker.is_file() and json.loads(marker.read_text()) == spec:
-        return 0.0
-    if root.exists() and any(root.iterdir()):
-        if not (root / ".edgeweave-bench-partial").exists() and not marker.is_file():
-            raise SystemExit(f"{root} holds something that is not a tree this script generated; "
-                             "pass another --root, or a real copy of the data set (it is then measured as it is)")
-        shutil.rmtree(root)  # an unfinished or differently sized generated tree
-    root.mkdir(parents=True)
-    (root / ".edgeweave-bench-partial").touch()
-    t0 = time.perf_counter()
-    g = np.random.default_rng(seed)
-    total = sum(counts.values())
-    order = g.permutation(total)  # which clips go on the testing and the validation lists
-    on_test = set(order[: counts["test"]].tolist())
-    on_validation = set(order[counts["test"] : counts["test"] + counts["validation"]].tolist())
-    testing, validation = [], []
-    t = np.arange(RATE) / RATE
-    for w, word in enumerate(WORDS):
-        (root / word).mkdir()
-        tone = 0.3 * np.sin(2 * np.pi * (200 + 60 * w) * t)
-        for i in range(w, total, len(WORDS)):  # words take turns: clip i belongs to word i % 35
-            n = RATE if g.random() < 0.9 else int(g.integers(RATE // 2, RATE))  # about 10% shorter than 1 s
-            x = tone[:n] * g.uniform(0.3, 1.0) + 0.02 * g.standard_normal(n)
-            name = f"{word}/{hashlib.blake2s(str(i // 3).encode(), digest_size=4).hexdigest()}_nohash_{i % 3}.wav"
-            wavfile.write(root / name, RATE, (np.clip(x, -1, 1) * 32767).astype(np.int16))
-            if i in on_test:
-                testing.append(name)
-            elif i in on_validation:
-                validation.append(name)
-    (root / "_background_noise_").mkdir()
-    for k in range(2):
-        wavfile.write(root / "_background_noise_" / f"noise_{k}.wav", RATE,
-                      (0.1 * g.standard_normal(5 * RATE) * 32767).astype(np.int16))
-    (root / "testing_list.txt").write_text("\n".join(sorted(testing)) + "\n")
-    (root / "validation_list.txt").write_text("\n".join(sorted(validation)) + "\n")
-    (root / "README.md").write_text("Synthetic tones in the layout of Speech Commands v0.02.\n")
-    marker.write_text(json.dumps(spec))
-    (root / ".edgeweave-bench-partial").unlink()
-    return time.perf_counter() - t0
 
 
 def rss_bytes() -> int:
@@ -135,7 +84,8 @@ def measure(root: Path, train: int, generate_tree: bool, target_gb: float) -> di
     from edgeweave.platform.data.speech_commands import CACHE_DIR
 
     counts = sizes(train)
-    generated_s = generate(root, counts) if generate_tree else 0.0
+    t0 = time.perf_counter()
+    generated_s = time.perf_counter() - t0 if generate_tree and generate(root, counts) else 0.0
     if generated_s:
         print(f"generated {sum(counts.values())} clips under {root} in {generated_s:.1f} s", flush=True)
     shutil.rmtree(root / CACHE_DIR, ignore_errors=True)

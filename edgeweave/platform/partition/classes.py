@@ -1,4 +1,8 @@
-"""Explicit classes per device: the samples of a class are shared equally by the devices listing it."""
+"""Explicit classes per device: the samples of a class are shared equally by the devices listing it.
+
+With `elsewhere` > 0 that share of each class's samples is dealt instead to the devices not listing it, so a
+device holds mostly its own classes and a little of every other (devices that prefer their own tasks).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from edgeweave.platform.registry import Params
 
 class ClassesParams(Params):
     classes: list[list[int]] = Field(min_length=1)
+    elsewhere: float = Field(0.0, ge=0, lt=1)  # share of each class's samples dealt to the devices not listing it
 
 
 @PARTITIONERS.register("classes", ClassesParams)
@@ -38,6 +43,10 @@ class Classes:
         parts: list[list[np.ndarray]] = [[] for _ in range(num_devices)]
         for c, devices in sorted(holders.items()):
             idx = g.permutation(np.flatnonzero(labels == c))
-            for d, piece in zip(devices, np.array_split(idx, len(devices))):
+            others = [d for d in range(num_devices) if d not in devices]
+            away = int(round(self.params.elsewhere * len(idx))) if others else 0
+            for d, piece in zip(devices, np.array_split(idx[away:], len(devices))):
+                parts[d].append(piece)
+            for d, piece in zip(others, np.array_split(idx[:away], len(others))):
                 parts[d].append(piece)
         return [np.sort(np.concatenate(p)) if p else np.zeros(0, np.int64) for p in parts]

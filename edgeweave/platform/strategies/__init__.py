@@ -14,6 +14,7 @@ for _name, _module in {
     "fedrolex": "fedrolex",
     "fjord": "fjord",
     "heterofl": "heterofl",
+    "small": "small",
     "taskwise": "taskwise",
 }.items():
     STRATEGIES.declare(_name, f"{__name__}.{_module}")

@@ -1,0 +1,66 @@
+"""`small`, FedAvg on the one width every device can afford, and a global model scored at each width."""
+
+import numpy as np
+import pytest
+
+from edgeweave.platform.client import Client
+from edgeweave.platform.config import build_config
+from edgeweave.platform.data import load_dataset
+from edgeweave.platform.errors import UserError
+from edgeweave.platform.norm import statistics_rows
+from edgeweave.platform.partition import partition_data
+from edgeweave.platform.plans import nested, uniform_plan
+from edgeweave.platform.server import Server
+from edgeweave.platform.taskwise import allowed_mask
+from edgeweave.platform.widths import width_scores
+from tests.helpers import tiny_raw
+
+VGG = {"name": "vgg11", "width": 0.125}
+
+
+def trained(tmp_path, strategy, rounds=2, model=VGG):
+    cfg = build_config(tiny_raw(tmp_path, model=model, strategy=strategy, devices={"count": 6, "per_round": 6}))
+    data = load_dataset(cfg.data, cfg.seed)
+    part = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed)
+    server, client = Server(cfg, data, part), Client(cfg, data, part)
+    rates = []
+    for r in range(rounds):
+        jobs, _ = server.plan(r)
+        rates += [j.rate for j in jobs]
+        server.update([client.run(r, server.weights, jobs, server.shared)])
+    rows = statistics_rows(cfg.seed, part.indices, cfg.model.params.norm_samples)
+    return cfg, data, server, rates, data.x_train[rows]
+
+
+@pytest.mark.parametrize("strategy, rate", [({"name": "small"}, 0.25),  # the smallest tier rate
+                                            ({"name": "small", "rates": {"strong": 1, "medium": 0.7, "weak": 0.6}}, 0.6),
+                                            ({"name": "small", "rate": 0.5}, 0.5)])
+@pytest.mark.parametrize("model", [VGG, {"name": "cnn", "width": 0.5}])
+def test_the_global_model_is_exactly_the_small_model(tmp_path, strategy, rate, model):
+    cfg, data, server, rates, x_stats = trained(tmp_path, strategy, model=model)
+    assert set(rates) == {rate}
+    kept = allowed_mask(server.slicer, server.layout.size, [uniform_plan(server.slicer, lambda i, w: nested(w, rate))])
+    assert not server.weights[~kept].any()  # channels no device trains are held at zero
+    accuracy, loss = server.evaluate()
+    small, _ = width_scores(cfg, data, server.weights, [rate], x_stats)[rate]
+    assert small == accuracy  # the full model answers as the small one does
+
+
+def test_small_refuses_budget_rates_in_one_line(tmp_path):
+    with pytest.raises(UserError, match=r"strategy.rate_by = 'budget': `small` trains one width on every device"):
+        build_config(tiny_raw(tmp_path, model=VGG, strategy={"name": "small", "rate_by": "budget"},
+                              devices={"deadline": 5}))
+
+
+def test_a_nested_model_at_full_width_scores_as_the_server_evaluates_it(tmp_path):
+    cfg, data, server, _, x_stats = trained(tmp_path, {"name": "heterofl"})
+    accuracy, loss = server.evaluate()
+    scores = width_scores(cfg, data, server.weights, [0.25, 0.5, 1.0], x_stats)
+    assert scores[1.0] == pytest.approx((accuracy, loss), rel=1e-5)
+    assert len({s[1] for s in scores.values()}) == 3  # each width its own model
+
+
+def test_a_width_outside_zero_to_one_is_refused(tmp_path):
+    cfg, data, server, _, x_stats = trained(tmp_path, {"name": "heterofl"}, rounds=1)
+    with pytest.raises(UserError, match=r"--widths = 1.5: a width is a rate in \(0, 1\]"):
+        width_scores(cfg, data, server.weights, [0.5, 1.5], x_stats)
