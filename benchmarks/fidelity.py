@@ -249,10 +249,10 @@ ROWS = {
                     "shapes 10, VGG-11 w0.25, 100 devices, markov speed, 8 s deadline (distreal_paper.py)",
                     tuple(("distreal", n) for n in ("distreal", "fd", "heterofl", "fedavg-drop")), judge_distreal),
 }
-# --smoke-test: one seed, 2 rounds on few devices and samples, one run per kind of workload, a scratch folder.
+# --smoke-test: one seed, 2 rounds on few devices and samples, a scratch folder: the HeteroFL row, one task-wise run.
 SMOKE = ["training.rounds=2", "devices.count=10", "devices.per_round=4", "data.train_samples=400",
          "data.test_samples=100", "model.norm_samples=64", "ray.num_workers=1", "training.eval_every=1"]
-SMOKE_RUNS = (("width", "heterofl"), ("alexnet-10", "grouped"), ("alexnet-10", "by-task"))
+SMOKE_RUNS = (("width", "heterofl"), ("width", "small-1"), ("width", "small-0.25"), ("alexnet-10", "by-task"))
 
 
 def width_extra(widths: Sequence[float]) -> Optional[Callable[[Path], dict[str, Any]]]:
@@ -305,7 +305,8 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("docs"), help="where the table and the plots go")
     p.add_argument("--table-only", action="store_true", help="run nothing: the table of the summaries kept")
     p.add_argument("--smoke-test", action="store_true",
-                   help="three short runs, one seed, summaries under --out/results; checks every run's config")
+                   help="the HeteroFL row and one task-wise run, short, one seed, summaries under --out/results; "
+                        "checks every run's config")
     args = p.parse_args()
     rows = {n: ROWS[n] for n in (args.only or ROWS)}
     wanted = list(dict.fromkeys(r for row in rows.values() for r in row.runs if r[0] != "distreal"))

@@ -23,7 +23,7 @@ from tests.helpers import tiny_raw
 VGG = {"name": "vgg11", "width": 0.125}
 SHAPES = {"cnn": (1, 8, 8), "alexnet": (3, 32, 32), "vgg11": (3, 32, 32), "vgg16": (3, 32, 32),
           "kws_cnn": (1, 40, 101)}
-HAS_BN = {"vgg11", "vgg16", "kws_cnn"}
+HAS_BN = {"alexnet", "vgg11", "vgg16", "kws_cnn"}
 
 
 def setup(tmp_path, strategy, norm=None, **sections):
