@@ -138,6 +138,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     for r in runs:  # per-device savings, for runs whose devices trained sub-models
         if any(abs(d["saving"] - 1) > 1e-9 for d in r["devices"]):
             md += f"\n\n### {r['dir'].name}: per-device saving\n\n" + savings_table(r["devices"])
+    if args.widths:
+        from edgeweave.platform.widths import run_width_scores
+
+        md += "\n\n### Final model at each nested width\n\n| run | " + " | ".join(f"{w:g}" for w in args.widths)
+        md += " |\n|---|" + "---:|" * len(args.widths)
+        for r in runs:
+            scores = run_width_scores(r["dir"], args.widths)
+            md += f"\n| {r['dir'].name} | " + " | ".join(f"{scores[float(w)][0]:.4f}" for w in args.widths) + " |"
     out.with_suffix(".md").write_text(md + "\n")
     out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
     print(md)
@@ -292,6 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--reference", metavar="RUN_DIR",
                         help="a run to judge the others' accuracy against, e.g. the same config under central")
     report.add_argument("--out", default="runs/report.png", help="plot path; .md and .json written beside it")
+    report.add_argument("--widths", type=float, nargs="+", metavar="RATE",
+                        help="also score each run's final model at these nested widths (statistics recomputed there)")
     report.set_defaults(func=cmd_report)
     return parser
 

@@ -64,3 +64,23 @@ def test_a_width_outside_zero_to_one_is_refused(tmp_path):
     cfg, data, server, _, x_stats = trained(tmp_path, {"name": "heterofl"}, rounds=1)
     with pytest.raises(UserError, match=r"--widths = 1.5: a width is a rate in \(0, 1\]"):
         width_scores(cfg, data, server.weights, [0.5, 1.5], x_stats)
+
+
+def test_report_scores_a_finished_runs_model_at_each_width(tmp_path, capsys):
+    import json
+
+    from edgeweave.cli import main
+    from edgeweave.platform.config import dump_config
+    from edgeweave.platform.rundir import save_weights
+
+    cfg, data, server, _, x_stats = trained(tmp_path, {"name": "heterofl"})
+    expected = width_scores(cfg, data, server.weights, [0.25, 1.0], x_stats)
+    run = tmp_path / "tiny-run"
+    run.mkdir()
+    (run / "config.yaml").write_text(dump_config(cfg))
+    (run / "metrics.jsonl").write_text(json.dumps({"round": 0, "test_accuracy": 0.5, "virtual_time": 1.0}) + "\n")
+    save_weights(run / "model.safetensors", server.model, server.weights)
+    assert main(["report", str(run), "--widths", "0.25", "1", "--out", str(tmp_path / "rep.png")]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| tiny-run |")]
+    assert rows[-1] == f"| tiny-run | {expected[0.25][0]:.4f} | {expected[1.0][0]:.4f} |"  # the widths table's
+    assert main(["report", str(run), "--widths", "0", "--out", str(tmp_path / "rep.png")]) == 2
