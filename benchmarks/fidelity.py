@@ -62,14 +62,14 @@ def by_task(classes: int) -> str:
 
 
 def taskwise_workload(model: str, classes: int) -> tuple[str, list[str]]:
-    return TASKWISE, [f"model.name={model}", f"data.num_classes={classes}", f"data.train_samples={50 * classes + 4500}"]
+    return TASKWISE, [f"model.name={model}", f"data.num_classes={classes}"]
 
 
 WORKLOADS = {  # folder: (config, overrides)
     "width": (WIDTH, []),
     "alexnet-10": taskwise_workload("alexnet", 10),
-    "alexnet-100": taskwise_workload("alexnet", 100),
     "vgg11-10": taskwise_workload("vgg11", 10),
+    "alexnet-100": taskwise_workload("alexnet", 100),
     "vgg11-100": taskwise_workload("vgg11", 100),
     "kws-10": (KWS, []),
 }
@@ -87,18 +87,22 @@ WIDTH_RUNS = {  # run: (overrides, widths its model is scored at)
 }
 
 
-def taskwise_runs(classes: int) -> dict[str, tuple[list[str], tuple]]:
-    return {
-        "central": (["strategy={name: central}", "training.batch_size=32"], ()),
+def taskwise_runs(classes: int, names: Sequence[str]) -> dict[str, tuple[list[str], tuple]]:
+    runs = {
+        "central": (["strategy={name: central}", "training.batch_size=32", "training.rounds=12",
+                     "training.local_epochs=1"], ()),
         "grouped": ([], ()),
         "attributed": (["strategy.mode=attributed", "strategy.keep=0.3", "strategy.warmup_rounds=1"], ()),
         "by-task": ([by_task(classes), "strategy.tasks=held"], ()),
         "budget": (["strategy.tasks=budget", "strategy.tasks_per_device=3"], ()),
     }
+    return {n: runs[n] for n in names}
 
 
-RUNS = {"width": WIDTH_RUNS, **{w: taskwise_runs(int(w.split("-")[1])) for w in WORKLOADS if w != "width"}}
-RUNS["kws-10"] = {n: RUNS["kws-10"][n] for n in ("central", "grouped", "by-task")}
+ALL = ("central", "grouped", "attributed", "by-task", "budget")
+RUNS = {"width": WIDTH_RUNS, "alexnet-10": taskwise_runs(10, ALL), "vgg11-10": taskwise_runs(10, ALL),
+        "alexnet-100": taskwise_runs(100, ALL[:3]), "vgg11-100": taskwise_runs(100, ALL[:3]),
+        "kws-10": taskwise_runs(10, ("central", "grouped", "by-task"))}
 DISTREAL = Path("benchmarks/results/distreal_paper/shapes")  # DISTREAL's own benchmark's summaries
 RESULTS = Path("benchmarks/results/fidelity")
 Results = dict[tuple[str, str], list[dict[str, Any]]]  # (workload, run) -> one summary per seed

@@ -142,7 +142,7 @@ class Slicer:
                 if layer is None or (layer == -1 and plan.classes is None):
                     rows[layer, size] = torch.arange(size, device=device)
                 else:
-                    small = np.asarray(self._rows(plan, layer, size), np.int64)
+                    small = np.array(self._rows(plan, layer, size), np.int64)  # a copy: shared plans are read-only
                     rows[layer, size] = torch.from_numpy(small).to(device)
             return rows[layer, size]
 

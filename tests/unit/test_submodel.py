@@ -286,3 +286,25 @@ def test_a_grouped_conv_is_kept_whole_or_refused_by_name():
         for use in (slicer.build, slicer.positions, slicer.count):
             with pytest.raises(UserError, match=r"features\.2 .*groups=4"):
                 use(plan)
+
+
+def test_a_plan_received_read_only_indexes_without_a_warning(tmp_path):
+    """Plans shared through the object store arrive as read-only arrays; indexing them must not hand torch a
+    read-only buffer (it warns, once a process, on every worker)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import warnings, numpy as np, torch\n"
+        "from torch import nn\n"
+        "from edgeweave.platform.models.layers import ConvNet\n"
+        "from edgeweave.platform.plans import Plan\n"
+        "from edgeweave.platform.submodel import Slicer\n"
+        "m = ConvNet(nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU()), nn.Sequential(nn.Flatten(), nn.Linear(4 * 16, 3)))\n"
+        "keep = np.array([0, 2]); keep.setflags(write=False)\n"
+        "classes = np.array([0, 2]); classes.setflags(write=False)\n"
+        "warnings.simplefilter('error')\n"
+        "Slicer(m, (1, 4, 4)).index(Plan((keep,), classes))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)  # a fresh process: torch
+    assert proc.returncode == 0, proc.stderr[-2000:]  # warns only once in a process's life
