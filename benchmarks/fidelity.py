@@ -215,7 +215,7 @@ def judge_distreal(r: Results) -> tuple[str, str, dict]:
     bars = {n: stat(r["distreal", n]) for n in names}
     times = {n: [t for t in map(time_to, r["distreal", n]) if t is not None] for n in names}
     measured = ("final " + ", ".join(f"{n} {fmt(bars[n])}" for n in names) + "; virtual s to 0.4: "
-                + ", ".join(f"{n} {np.mean(t):.0f} ({len(t)}/{len(r['distreal', n])})" if t else f"{n} -"
+                + ", ".join(f"{n} {f'{np.mean(t):.0f}' if t else '-'} ({len(t)}/{len(r['distreal', n])})"
                             for n, t in times.items()))
     faster = all(times["distreal"] and (not times[n] or np.mean(times["distreal"]) < np.mean(times[n]))
                  for n in names[1:])

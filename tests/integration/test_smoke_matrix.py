@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from scipy.io import wavfile
 
 from edgeweave.cli import main
 from edgeweave.platform.config import load_config
+from edgeweave.platform.data.speech_synth import WORDS, generate
 from edgeweave.platform.sweep import load_sweep
 from tests.unit.test_femnist import write_leaf
 
@@ -39,17 +39,7 @@ def generated(tmp_path_factory) -> dict[str, Path]:
                  "labels": g.integers(0, 10, size=60).tolist()}
         (cifar / name).write_bytes(pickle.dumps(batch))
     speech = root / "speech_commands"
-    testing, validation = [], []
-    for k, word in enumerate(("down", "go", "no", "yes")):
-        (speech / word).mkdir(parents=True)
-        for i in range(30):
-            t = np.arange(16000) / 16000
-            x = 0.5 * np.sin(2 * np.pi * (300 + 700 * k) * t) + 0.05 * g.standard_normal(16000)
-            wavfile.write(speech / word / f"s{i}_nohash_0.wav", 16000, (x * 32767).astype(np.int16))
-        testing += [f"{word}/s{i}_nohash_0.wav" for i in range(4)]
-        validation += [f"{word}/s{i}_nohash_0.wav" for i in range(4, 8)]
-    (speech / "testing_list.txt").write_text("\n".join(testing) + "\n")
-    (speech / "validation_list.txt").write_text("\n".join(validation) + "\n")
+    generate(speech, {"train": 120, "validation": 12, "test": 36}, WORDS[:10])  # the words configs name first
     write_leaf(root / "femnist", writers=16)
     return {"cifar10": root / "cifar", "speech_commands": speech, "femnist": root / "femnist"}
 

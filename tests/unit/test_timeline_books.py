@@ -25,6 +25,7 @@ STRATEGIES = {
     "heterofl": {"name": "heterofl", "rates": RATES},
     "fjord": {"name": "fjord", "rates": RATES},
     "fedrolex": {"name": "fedrolex", "rates": RATES},
+    "small": {"name": "small", "rates": RATES},
     "heterofl-budget": {"name": "heterofl", "rates": RATES, "rate_by": "budget"},
     "distreal": {"name": "distreal", "front": "FRONT"},
     "taskwise": {"name": "taskwise", "groups": 5, "tasks_per_device": 2},
