@@ -90,7 +90,7 @@ WIDTH_RUNS = {  # run: (overrides, widths its model is scored at)
 def taskwise_runs(classes: int, names: Sequence[str]) -> dict[str, tuple[list[str], tuple]]:
     runs = {
         "central": (["strategy={name: central}", "training.batch_size=32", "training.rounds=12",
-                     "training.local_epochs=1"], ()),
+                     "training.local_epochs=1", "training.eval_every=1"], ()),
         "grouped": ([], ()),
         "attributed": (["strategy.mode=attributed", "strategy.keep=0.3", "strategy.warmup_rounds=1"], ()),
         "by-task": ([by_task(classes), "strategy.tasks=held"], ()),
