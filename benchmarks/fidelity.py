@@ -31,6 +31,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -72,7 +73,10 @@ WORKLOADS = {  # folder: (config, overrides)
     "alexnet-100": taskwise_workload("alexnet", 100),
     "vgg11-100": taskwise_workload("vgg11", 100),
     "kws-10": (KWS, []),
+    "width-160": (WIDTH, ["training.rounds=160", "training.eval_every=8"]),  # four times as long
+    "alexnet-10-60": (TASKWISE, [*taskwise_workload("alexnet", 10)[1], "training.rounds=60"]),  # three times
 }
+TASKWISE_WORKLOADS = ("alexnet-10", "vgg11-10", "alexnet-100", "vgg11-100", "kws-10")
 SPEECH = {"train": 2500, "validation": 100, "test": 600}  # clips of the generated keyword set (ten words)
 WIDTH_RUNS = {  # run: (overrides, widths its model is scored at)
     "small-0.25": (["strategy={name: small, rate: 0.25}"], ()),
@@ -102,7 +106,9 @@ def taskwise_runs(classes: int, names: Sequence[str]) -> dict[str, tuple[list[st
 ALL = ("central", "grouped", "attributed", "by-task", "budget")
 RUNS = {"width": WIDTH_RUNS, "alexnet-10": taskwise_runs(10, ALL), "vgg11-10": taskwise_runs(10, ALL),
         "alexnet-100": taskwise_runs(100, ALL[:3]), "vgg11-100": taskwise_runs(100, ALL[:3]),
-        "kws-10": taskwise_runs(10, ("central", "grouped", "by-task"))}
+        "kws-10": taskwise_runs(10, ("central", "grouped", "by-task")),
+        "width-160": {n: WIDTH_RUNS[n] for n in ("heterofl", "small-1", "small-0.25")},
+        "alexnet-10-60": taskwise_runs(10, ("central", "grouped"))}
 DISTREAL = Path("benchmarks/results/distreal_paper/shapes")  # DISTREAL's own benchmark's summaries
 RESULTS = Path("benchmarks/results/fidelity")
 Results = dict[tuple[str, str], list[dict[str, Any]]]  # (workload, run) -> one summary per seed
@@ -138,8 +144,8 @@ class Row:
     judge: Callable[[Results], tuple[str, str, dict[str, tuple[float, float]]]]  # -> measured, verdict, bars
 
 
-def judge_heterofl(r: Results) -> tuple[str, str, dict]:
-    mix, full, small = (stat(r["width", n]) for n in ("heterofl", "small-1", "small-0.25"))
+def judge_heterofl(r: Results, w: str = "width") -> tuple[str, str, dict]:
+    mix, full, small = (stat(r[w, n]) for n in ("heterofl", "small-1", "small-0.25"))
     bars = {"HeteroFL mix 1/0.5/0.25": mix, "full width alone": full, "small (0.25) alone": small}
     measured = f"mix {fmt(mix)}, full alone {fmt(full)}, small {fmt(small)}"
     if above(mix, small) and full[0] - mix[0] <= 0.02:
@@ -188,9 +194,9 @@ def judge_fd(r: Results) -> tuple[str, str, dict]:
     return f"no dropout {fmt(full)}; " + "; ".join(parts), verdict, bars
 
 
-def judge_taskwise(r: Results) -> tuple[str, str, dict]:
+def judge_taskwise(r: Results, workloads: Sequence[str] = TASKWISE_WORKLOADS) -> tuple[str, str, dict]:
     parts, bars, best_all = [], {}, []
-    for w in [w for w in WORKLOADS if w != "width" and (w, "central") in r]:
+    for w in workloads:
         central = stat(r[w, "central"])
         bars[f"{w} central"] = central
         within = []
@@ -230,6 +236,9 @@ ROWS = {
                     "(CIFAR-10 PreResNet-18 IID, Flower's re-run: a 90.83, a-e 89.98, e 76.53 %)",
                     "shapes 10, VGG-11, tiers 1/0.5/0.25", (("width", "heterofl"), ("width", "small-1"),
                                                             ("width", "small-0.25")), judge_heterofl),
+    "heterofl-160": Row("Diao, Ding, Tarokh, ICLR 2021", "as above, trained four times as long",
+                        "shapes 10, VGG-11, tiers 1/0.5/0.25, 160 rounds",
+                        tuple(("width-160", n) for n in RUNS["width-160"]), partial(judge_heterofl, w="width-160")),
     "fjord": Row("Horváth et al., NeurIPS 2021",
                  "every width of the ordered family is close to a model trained at that width alone, and beats "
                  "HeteroFL and Federated Dropout at each width (ResNet-18, CIFAR-10; figures not readable offline)",
@@ -250,7 +259,11 @@ ROWS = {
                     "up to 11.8x less computation per device at the central server's test accuracy (AlexNet and "
                     "VGG on CIFAR-10, CIFAR-100, keyword spotting)",
                     "shapes 10 and 100, AlexNet and VGG-11 (w0.25); kws_cnn on ten generated words; 10 devices",
-                    tuple((w, n) for w in WORKLOADS if w != "width" for n in RUNS[w]), judge_taskwise),
+                    tuple((w, n) for w in TASKWISE_WORKLOADS for n in RUNS[w]), judge_taskwise),
+    "taskwise-60": Row("Chen & Qin, SEC 2020", "as above, the task-wise run trained three times as long",
+                       "shapes 10, AlexNet (w0.25), grouped, 60 rounds", tuple(("alexnet-10-60", n) for n in
+                                                                           RUNS["alexnet-10-60"]),
+                       partial(judge_taskwise, workloads=("alexnet-10-60",))),
     "distreal": Row("Rapp et al., AAAI 2022",
                     "per-layer dropout chosen per mini-batch converges significantly faster than its baselines "
                     "without losing final accuracy (no figure in the abstract)",
