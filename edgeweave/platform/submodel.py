@@ -220,6 +220,28 @@ class Slicer:
         return model
 
 
+    def at_own_width(self, plan: Plan, flat: np.ndarray) -> np.ndarray:
+        """`flat` with the plan's sub-model initialised as if built at its own widths.
+
+        PyTorch draws a conv's or linear layer's weights and bias within 1/sqrt(fan-in); a slice of a fresh
+        full model keeps the full fan-in's smaller scale, which a deep stack without batch norm cannot learn
+        from. Each kept layer's weights and bias are multiplied by sqrt(full fan-in / kept fan-in).
+        """
+        sub, positions = self.build(plan), self.positions(plan)
+        layout = FlatLayout(sub)
+        layout.load(sub, np.ascontiguousarray(flat[positions]))
+        prunable = lambda m: [x for x in m.modules() if isinstance(x, (nn.Conv2d, nn.Linear))]  # noqa: E731
+        with torch.no_grad():
+            for full, kept in zip(prunable(self.model), prunable(sub)):
+                factor = float(np.sqrt(full.weight[0].numel() / kept.weight[0].numel()))
+                kept.weight.mul_(factor)
+                if kept.bias is not None:
+                    kept.bias.mul_(factor)
+        out = flat.copy()
+        out[positions] = layout.flatten(sub)
+        return out
+
+
 def _conv_like(m: nn.Conv2d, in_channels: int, out_channels: int) -> nn.Conv2d:
     """An uninitialised conv with every setting of `m` but its channel counts."""
     return nn.utils.skip_init(nn.Conv2d, in_channels, out_channels, m.kernel_size, stride=m.stride,

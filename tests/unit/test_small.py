@@ -1,6 +1,7 @@
 """`small`, FedAvg on the one width every device can afford, and a global model scored at each width."""
 
 import numpy as np
+import torch
 import pytest
 
 from edgeweave.platform.client import Client
@@ -84,3 +85,36 @@ def test_report_scores_a_finished_runs_model_at_each_width(tmp_path, capsys):
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| tiny-run |")]
     assert rows[-1] == f"| tiny-run | {expected[0.25][0]:.4f} | {expected[1.0][0]:.4f} |"  # the widths table's
     assert main(["report", str(run), "--widths", "0", "--out", str(tmp_path / "rep.png")]) == 2
+
+
+def test_small_learns_without_batch_norm():
+    """A slice of a fresh full-width cnn keeps the full fan-in's initial scale and stays near chance for rounds;
+    `small` starts as a model built at its width and learns (the quickstart's setting)."""
+    from edgeweave.platform.config import load_config
+
+    cfg = load_config("configs/quickstart.yaml", ["strategy={name: small}", "logging.wandb.mode=disabled"])
+    data = load_dataset(cfg.data, cfg.seed)
+    part = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed)
+    server, client = Server(cfg, data, part), Client(cfg, data, part)
+    best = 0.0
+    for r in range(6):
+        jobs, _ = server.plan(r)
+        server.update([client.run(r, server.weights, jobs, server.shared)])
+        best = max(best, server.evaluate()[0])
+    assert best > 0.25  # digits: chance is 0.1
+
+
+def test_a_slice_starts_at_its_own_widths_initial_scale(tmp_path):
+    cfg = build_config(tiny_raw(tmp_path, model={"name": "cnn", "width": 1.0}))
+    from edgeweave.platform.flat import FlatLayout
+    from edgeweave.platform.models import build_model
+    from edgeweave.platform.submodel import Slicer
+
+    model = build_model(cfg.model, (1, 8, 8), 10, seed=0)
+    slicer, flat = Slicer(model, (1, 8, 8)), FlatLayout(model).flatten(model)
+    plan = uniform_plan(slicer, lambda i, w: nested(w, 0.25))
+    sub = slicer.build(plan)
+    FlatLayout(sub).load(sub, np.ascontiguousarray(slicer.at_own_width(plan, flat)[slicer.positions(plan)]))
+    for m in [x for x in sub.modules() if isinstance(x, (torch.nn.Conv2d, torch.nn.Linear))]:
+        bound = 1 / np.sqrt(m.weight[0].numel())  # PyTorch's default initial bound for this fan-in
+        assert bound * 0.8 < float(m.weight.detach().abs().max()) <= bound * (1 + 1e-6)

@@ -1,8 +1,9 @@
 """The small model (HeteroFL's baseline, Diao et al., ICLR 2021): FedAvg on the one width every device can afford.
 
 Every device trains the same nested sub-model, `rate` of each layer's channels (by default the smallest tier
-rate in `rates`: what the weakest device gets under HeteroFL). The channels outside it are held at zero, so the
-global model is exactly the small model and is evaluated as one.
+rate in `rates`: what the weakest device gets under HeteroFL; `rate` overrides it). It starts as a model built at
+that width (its layers' initial scale follows their own fan-in), and the channels outside it are held at zero, so
+the global model is exactly the small model and is evaluated as one.
 """
 
 from __future__ import annotations
@@ -56,19 +57,21 @@ class SmallRules(WidthRules):
 
 
 class SmallServer(WidthServer):
-    """Every device at the one rate; the first plan zeroes the channels no device will train."""
+    """Every device at the one rate; the first plan zeroes the channels no device will train and scales the
+    kept ones as a model built at that width would start."""
 
     rules: SmallRules
     _kept: Optional[np.ndarray] = None  # the small model's elements in the flat weights
 
     def plan(self, round_: int, devices: np.ndarray, ctx: ServerContext) -> RoundPlan:
-        rate = self.rules.rate
+        rate, slicer = self.rules.rate, ctx.facts.slicer
+        plan = uniform_plan(slicer, lambda i, w: nested(w, rate))
         if self._kept is None:
-            self._kept = allowed_mask(ctx.facts.slicer, ctx.facts.model_size,
-                                      [uniform_plan(ctx.facts.slicer, lambda i, w: nested(w, rate))])
+            self._kept = allowed_mask(slicer, ctx.facts.model_size, [plan])
         kept, weights = self._kept, None
-        if ctx.weights[~kept].any():  # a fresh model (a resumed or later round finds them zero already)
-            weights = np.where(kept, ctx.weights, 0.0).astype(np.float32)
+        if ctx.weights[~kept].any():  # a fresh model (a resumed or later round finds them zero already):
+            # the small model starts as one built at its width, the rest at zero
+            weights = np.where(kept, slicer.at_own_width(plan, ctx.weights), 0.0).astype(np.float32)
         return RoundPlan([Job(int(d), rate=rate) for d in devices], weights=weights)
 
 
