@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from edgeweave.platform.data.speech_synth import MARKER, generate
+from edgeweave.platform.data.speech_synth import LEGACY_MARKER, MARKER, generate
 
 TRAIN, VALIDATION, TEST = 84843, 9981, 11005  # Speech Commands v0.02: 105,829 clips
 
@@ -128,7 +128,7 @@ def main() -> None:
     train = 300 if args.smoke_test else args.train_clips
     with tempfile.TemporaryDirectory(prefix="speech-bench-") as tmp:
         root = args.root or (Path(tmp) / "sc" if args.smoke_test else Path(f"data/speech-commands-synthetic-{train}"))
-        real = (root / "testing_list.txt").is_file() and not (root / MARKER).is_file()
+        real = (root / "testing_list.txt").is_file() and not any((root / m).is_file() for m in (MARKER, LEGACY_MARKER))
         result = measure(root, train, not real, args.target_gb)
     text = table(result)
     print("\n" + text)

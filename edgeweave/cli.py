@@ -123,6 +123,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     if not 0 < args.target <= 1:
         raise UserError(f"--target = {args.target}: must be in (0, 1]")
+    bad = [w for w in args.widths or [] if not 0 < w <= 1]
+    if bad:
+        raise UserError(f"--widths = {bad[0]:g}: a width is a rate in (0, 1]")
     runs = [read_run(Path(d)) for d in args.runs]
     reference = None
     if args.reference:
@@ -146,6 +149,10 @@ def cmd_report(args: argparse.Namespace) -> int:
         for r in runs:
             scores = run_width_scores(r["dir"], args.widths)
             md += f"\n| {r['dir'].name} | " + " | ".join(f"{scores[float(w)][0]:.4f}" for w in args.widths) + " |"
+        other = sorted({r["strategy"].split(",")[0] for r in runs} - {"heterofl", "fjord", "small"})
+        if other:
+            md += (f"\n\n{', '.join(other)}: the left-most slices of these models were never trained as models "
+                   "of their own (only heterofl, fjord and small train nested widths)")
     out.with_suffix(".md").write_text(md + "\n")
     out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
     print(md)

@@ -45,16 +45,17 @@ def summary(name: str, group: str, seed: int, config_hash: str, run_dir: Path, w
 
 
 def one_run(group: str, base: str, name: str, seed: int, sets: Sequence[str], folder: Path, scratch: Path,
-            run_missing: bool = True,
-            extra: Optional[Callable[[Path], dict[str, Any]]] = None) -> Optional[dict[str, Any]]:
-    """The run's summary: read when `folder` holds one for the same config, else run and written (None when
-    there is none and `run_missing` is false). `extra` adds figures read from the finished run's directory."""
+            run_missing: bool = True, extra: Optional[Callable[[Path], dict[str, Any]]] = None,
+            extra_tag: str = "") -> Optional[dict[str, Any]]:
+    """The run's summary: read when `folder` holds one for the same config and the same `extra_tag`, else run and
+    written (None when there is none and `run_missing` is false). `extra` adds figures read from the finished
+    run's directory; `extra_tag` names what it adds, so a summary without them is not taken for one with."""
     cfg = load_config(base, [*sets, f"seed={seed}"])
     config_hash = run_fingerprint(cfg)
     path = folder / name / f"seed{seed}.json"
     if path.is_file():
         kept = json.loads(path.read_text())
-        if kept.get("config_hash") == config_hash:
+        if kept.get("config_hash") == config_hash and kept.get("extra", "") == extra_tag:
             return kept
     if not run_missing:
         return None
@@ -65,7 +66,7 @@ def one_run(group: str, base: str, name: str, seed: int, sets: Sequence[str], fo
     run_dir = max(where.iterdir())
     out = summary(name, group, seed, config_hash, run_dir, time.perf_counter() - t0)
     if extra is not None:
-        out.update(extra(run_dir))
+        out.update(extra(run_dir), extra=extra_tag)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=1) + "\n")
     return out

@@ -55,7 +55,7 @@ def run_width_scores(run_dir: Path, rates: Sequence[float]) -> dict[float, tuple
     data = load_dataset(cfg.data, cfg.seed)
     partition = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed)
     model = build_model(cfg.model, data.input_shape, data.num_classes, cfg.seed)
-    model.load_state_dict({k: v for k, v in load_file(str(weights_file)).items()})
+    model.load_state_dict(load_file(str(weights_file)))
     rows = statistics_rows(cfg.seed, partition.indices, cfg.model.params.norm_samples)
     with torch.no_grad():
         weights = FlatLayout(model).flatten(model)

@@ -85,6 +85,7 @@ def test_report_scores_a_finished_runs_model_at_each_width(tmp_path, capsys):
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| tiny-run |")]
     assert rows[-1] == f"| tiny-run | {expected[0.25][0]:.4f} | {expected[1.0][0]:.4f} |"  # the widths table's
     assert main(["report", str(run), "--widths", "0", "--out", str(tmp_path / "rep.png")]) == 2
+    assert "--widths = 0: a width is a rate in (0, 1]" in capsys.readouterr().err
 
 
 def test_small_learns_without_batch_norm():

@@ -8,6 +8,7 @@ from sklearn.linear_model import LogisticRegression
 from edgeweave.platform.config import build_config
 from edgeweave.platform.data import load_dataset
 from edgeweave.platform.data.speech_synth import WORDS, clip, generate, speaker_voice, word_pattern
+from edgeweave.platform.errors import UserError
 
 
 @pytest.fixture(scope="module")
@@ -22,9 +23,14 @@ def test_the_tree_loads_in_the_real_layout_with_speakers_kept_apart(tree):
     assert d.num_classes == 6 and d.x_train.shape[1:] == (1, 40, 101)
     assert 560 <= len(d.y_train) <= 640 and 200 <= len(d.y_test) <= 260
     assert np.bincount(d.y_train).min() >= 80  # words take turns
-    test_speakers = {p.split("_nohash_")[0] for p in (tree / "testing_list.txt").read_text().split()}
-    train_speakers = {w.name.split("_nohash_")[0] for w in tree.glob("*/*.wav")} - test_speakers
-    assert test_speakers and train_speakers and not test_speakers & train_speakers
+    testing = set((tree / "testing_list.txt").read_text().split())
+    said = {}  # speaker -> their clips
+    for wav in tree.glob("*/*.wav"):
+        if not wav.parent.name.startswith("_"):
+            said.setdefault(wav.name.split("_nohash_")[0], []).append(f"{wav.parent.name}/{wav.name}")
+    on_test = [sum(c in testing for c in clips) for clips in said.values()]
+    assert all(n in (0, len(clips)) for n, clips in zip(on_test, said.values()))  # a speaker is all in or all out
+    assert 0 < sum(n > 0 for n in on_test) < len(said)
     assert len(np.unique(d.owners)) > 100  # three clips a speaker: the natural partition has many owners
 
 
@@ -38,7 +44,7 @@ def test_a_linear_model_learns_the_words_from_unseen_speakers(tree):
 def test_generating_again_reuses_a_complete_tree_and_refuses_a_foreign_folder(tree, tmp_path):
     assert generate(tree, {"train": 600, "validation": 30, "test": 240}, WORDS[:6], seed=4) is False
     (tmp_path / "mine.txt").write_text("keep me")
-    with pytest.raises(SystemExit, match="did not write"):
+    with pytest.raises(UserError, match=r"data.root = .*: holds files this generator did not write"):
         generate(tmp_path, {"train": 30, "validation": 3, "test": 6}, WORDS[:3])
     assert (tmp_path / "mine.txt").read_text() == "keep me"
 
@@ -49,5 +55,6 @@ def test_speakers_say_a_word_differently(word):
     voices = [speaker_voice(s, seed=0) for s in range(2)]
     assert voices[0] != voices[1]
     a, b = (clip(word_pattern(word, 0), v, g) for v in voices)
-    assert a.shape == b.shape == (16000,) and np.abs(a).max() <= 1
-    assert not np.allclose(a, b)
+    assert 12000 <= len(a) <= 16000 and 12000 <= len(b) <= 16000 and np.abs(a).max() <= 1
+    n = min(len(a), len(b))
+    assert not np.allclose(a[:n], b[:n])

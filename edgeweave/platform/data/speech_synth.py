@@ -19,10 +19,13 @@ from typing import Sequence
 
 import numpy as np
 
+from edgeweave.platform.errors import UserError
+
 RATE = 16000
 WORDS = ("backward bed bird cat dog down eight five follow forward four go happy house learn left marvin nine no "
          "off on one right seven sheila six stop three tree two up visual wow yes zero").split()
 MARKER = ".edgeweave-generated.json"  # written last: its presence means the tree is complete
+LEGACY_MARKER = ".edgeweave-bench.json"  # what an earlier version of the generator (plain tones) left
 HARMONICS = 12
 
 
@@ -50,7 +53,8 @@ def speaker_voice(speaker: int, seed: int) -> dict[str, float]:
 
 
 def clip(pattern: Sequence[dict[str, float]], voice: dict[str, float], g: np.random.Generator) -> np.ndarray:
-    """One utterance of a word by a voice, at a random onset within one second, with background noise."""
+    """One utterance of a word by a voice, at a random onset within the clip (one second, one in ten shorter),
+    with background noise."""
     parts = []
     for s in pattern:
         n = int(s["seconds"] / voice["rate"] * RATE)
@@ -68,10 +72,11 @@ def clip(pattern: Sequence[dict[str, float]], voice: dict[str, float], g: np.ran
             noise[np.abs(freqs - voice["formants"] * s["burst"]) > 800] = 0
             voiced[:m] += 2.0 * np.fft.irfft(noise, m) * np.hanning(m)
         parts += [voiced, np.zeros(int(g.uniform(0.02, 0.06) * RATE))]
-    word = np.concatenate(parts)[:RATE]
+    n = RATE if g.random() < 0.9 else int(g.integers(RATE * 3 // 4, RATE))  # some clips shorter, as in the real set
+    word = np.concatenate(parts)[:n]
     word /= np.abs(word).max() + 1e-9
-    x = 0.1 * g.uniform(0.3, 2.0) * g.standard_normal(RATE)
-    start = int(g.integers(0, RATE - len(word) + 1))
+    x = 0.1 * g.uniform(0.3, 2.0) * g.standard_normal(n)
+    start = int(g.integers(0, n - len(word) + 1))
     x[start:start + len(word)] += g.uniform(0.2, 0.9) * word
     return np.clip(x, -1, 1)
 
@@ -81,13 +86,14 @@ def generate(root: Path, counts: dict[str, int], words: Sequence[str] = WORDS, s
     False when a complete tree of the same spec is already there. Refuses to replace what it did not write."""
     from scipy.io import wavfile
 
-    spec = {"version": 2, "words": list(words), "seed": seed, **counts}
+    spec = {"version": 3, "words": list(words), "seed": seed, **counts}
     marker = root / MARKER
     if marker.is_file() and json.loads(marker.read_text()) == spec:
         return False
     if root.exists() and any(root.iterdir()):
-        if not (root / ".edgeweave-partial").exists() and not marker.is_file():
-            raise SystemExit(f"{root} holds something this generator did not write; pass another folder")
+        if not any((root / name).exists() for name in (MARKER, LEGACY_MARKER, ".edgeweave-partial")):
+            raise UserError(f"data.root = {str(root)!r}: holds files this generator did not write; "
+                            "allowed: an empty folder, a new one, or one it generated")
         shutil.rmtree(root)  # an unfinished or different generated tree
     root.mkdir(parents=True)
     (root / ".edgeweave-partial").touch()
