@@ -153,7 +153,7 @@ def test_fresh_updates_with_server_lr_1_fold_to_their_average(tmp_path):
     np.testing.assert_allclose(server.weights, average(unit.weights, total.sums, total.counts), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("strategy", [{"name": "fedavg"}, {"name": "heterofl"}, {"name": "fjord"},
+@pytest.mark.parametrize("strategy", [{"name": "fedavg"}, {"name": "heterofl"}, {"name": "fjord"}, {"name": "small"},
                                       {"name": "taskwise", "groups": 2}])
 def test_a_resumed_async_run_equals_an_uninterrupted_one(tmp_path, strategy):
     cfg = build_config(async_raw(tmp_path, strategy=strategy))

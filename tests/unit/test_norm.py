@@ -297,10 +297,12 @@ def test_a_front_scored_another_way_is_refused(tmp_path):
         check_front(front, running, "strategy.front", model=model)
 
 
-def test_a_resumed_static_run_equals_an_uninterrupted_one(tmp_path):
+@pytest.mark.parametrize("strategy", [{"name": "heterofl"}, {"name": "small"}])
+def test_a_resumed_static_run_equals_an_uninterrupted_one(tmp_path, strategy):
     """Statistics recomputed at evaluation are a function of the weights alone: a run restored from its state
-    after round 1 ends with the same weights, statistics included, as one that never stopped."""
-    cfg, data, part = setup(tmp_path, {"name": "heterofl"}, devices={"count": 6, "per_round": 4})
+    after round 1 ends with the same weights, statistics included, as one that never stopped (`small` too, whose
+    first round rescaled and zeroed the weights a resumed run must not touch again)."""
+    cfg, data, part = setup(tmp_path, strategy, devices={"count": 6, "per_round": 4})
 
     def rounds(server, client, first, last):
         for r in range(first, last):
