@@ -241,8 +241,10 @@ def judge_taskwise(r: Results, pairs: Sequence[tuple[str, str]] = tuple((w, w) f
     some saving within 1 point; else not. A central still rising over its last quarter makes the gap a floor."""
     parts, bars, best_all = [], {}, []
     for cw, w in pairs:
-        central = figure(r[cw, "central"])
-        rising = figure(r[cw, "central"], lambda s: s["last_quarter_change"]).mean
+        seeds = {s["seed"] for n in RUNS[w] if n != "central" for s in r[w, n]}
+        reference = [s for s in r[cw, "central"] if s["seed"] in seeds]  # the seeds the task-wise runs have
+        central = figure(reference)
+        rising = figure(reference, lambda s: s["last_quarter_change"]).mean
         bars[f"{w} central"] = central
         runs = {n: (figure(r[w, n]), figure(r[w, n], lambda s: s["min_saving"]).mean)
                 for n in RUNS[w] if n != "central"}
@@ -366,8 +368,9 @@ def table(rows: dict[str, Row], judged: dict[str, tuple[str, str, dict]], seeds:
              "|---|---|---|---|---|---|"]
     for name, row in rows.items():
         measured, verdict, _ = judged[name]
-        provisional = "" if seeds[name] >= 3 else f" (provisional: {seeds[name]} seed{'s' * (seeds[name] > 1)})"
-        lines.append(f"| {name} | {row.paper} | {row.claim} | {row.workload} | {measured} ({seeds[name]} seeds) | "
+        count = f"{seeds[name]} seed{'s' * (seeds[name] > 1)}"
+        provisional = "" if seeds[name] >= 3 else f" (provisional: {count})"
+        lines.append(f"| {name} | {row.paper} | {row.claim} | {row.workload} | {measured} ({count}) | "
                      f"**{verdict}**{provisional} |")
     return "\n".join(lines) + "\n"
 
