@@ -420,10 +420,10 @@ def main() -> None:
               *(SMOKE if args.smoke_test else [])]
     results_root = args.out / "results" if args.smoke_test else args.results
     scratch = Path(tempfile.mkdtemp(prefix="fidelity-"))
-    smoke_data = {"shapes": SMOKE_SHAPES, "kws": [f"data.root={scratch / 'speech'}"]}  # kws: a small tree of its own
+    smoke_data = {"kws-10": [f"data.root={scratch / 'speech'}"], "digits": []}  # kws: a small tree of its own
 
     def sets(w: str, n: str) -> list[str]:
-        data = smoke_data["kws" if w == "kws-10" else "shapes"] if args.smoke_test else []
+        data = smoke_data.get(w, SMOKE_SHAPES) if args.smoke_test else []
         return [f"name={w}-{n}", *WORKLOADS[w][1], *common, *data, *RUNS[w][n][0]]
 
     for w, n in wanted:  # a bad override fails here, before anything runs
