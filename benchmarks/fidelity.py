@@ -197,7 +197,7 @@ def judge_fjord(r: Results) -> tuple[str, str, dict]:
     fj = {w: final_model(r["width", "fjord"], w) for w in WIDTHS}
     ht = {w: final_model(r["width", "heterofl"], w) for w in WIDTHS}
     fd = final_model(r["width", "fd"])
-    bars = {**{f"FjORD at {w:g}": fj[w] for w in WIDTHS}, **{f"alone at {w:g}": alone[w] for w in WIDTHS},
+    bars = {**{f"FjORD at {w:g}": fj[w] for w in WIDTHS}, **{f"trained alone at {w:g}": alone[w] for w in WIDTHS},
             **{f"HeteroFL at {w:g}": ht[w] for w in WIDTHS}, "FD (full model)": fd}
     measured = ("final models, FjORD / alone / HeteroFL at "
                 + "; ".join(f"{w:g}: {fj[w]} / {alone[w]} / {ht[w]}" for w in WIDTHS) + f"; FD {fd}")
@@ -388,15 +388,31 @@ def runs_table(results: Results) -> str:
 
 
 def plot(name: str, bars: dict[str, Seeds], verdict: str, path: Path) -> None:
-    """The row's figures: mean final accuracy with the seeds' standard deviation."""
+    """The row's figures, mean with the seeds' standard deviation: accuracy against width for figures named
+    "<model> at <width>" (one line a model; any other figure a dashed level), else a bar per figure."""
     fig, ax = plt.subplots(figsize=(max(5.0, 0.7 * len(bars) + 2), 4.2))
-    labels = list(bars)
-    ax.bar(range(len(bars)), [bars[k].mean for k in labels], yerr=[bars[k].std for k in labels], capsize=3,
-           color=[f"C{i % 10}" for i in range(len(bars))])
-    ax.set_xticks(range(len(bars)), labels, rotation=35, ha="right", fontsize=8)
+    lines: dict[str, dict[float, Seeds]] = {}
+    for label, value in bars.items():
+        model, _, width = label.rpartition(" at ")
+        if model and width.replace(".", "", 1).isdigit():
+            lines.setdefault(model, {})[float(width)] = value
+    if lines:
+        for i, (model, by_width) in enumerate(lines.items()):
+            widths = sorted(by_width)
+            ax.errorbar(widths, [by_width[w].mean for w in widths], yerr=[by_width[w].std for w in widths],
+                        marker="o", capsize=3, label=model, color=f"C{i}")
+        for j, (label, value) in enumerate((k, v) for k, v in bars.items() if " at " not in k):
+            ax.axhline(value.mean, linestyle="--", color=f"C{len(lines) + j}", label=label)
+        ax.set_xlabel("width (share of each layer's channels)")
+        ax.legend(fontsize=8)
+    else:
+        labels = list(bars)
+        ax.bar(range(len(bars)), [bars[k].mean for k in labels], yerr=[bars[k].std for k in labels], capsize=3,
+               color=[f"C{i % 10}" for i in range(len(bars))])
+        ax.set_xticks(range(len(bars)), labels, rotation=35, ha="right", fontsize=8)
     ax.set_ylabel("test accuracy")
     ax.set_title(f"{name}: {verdict}")
-    ax.grid(axis="y", alpha=0.3)
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
