@@ -66,7 +66,8 @@ def every(rate: float) -> str:
 def by_task(classes: int) -> str:
     """Device d holds mostly task d's classes (10 tasks of classes/10 each), 20 % of each class elsewhere."""
     k = classes // 10
-    return f"partition={{policy: classes, elsewhere: 0.2, classes: {[list(range(t * k, t * k + k)) for t in range(10)]}}}"
+    lists = [list(range(t * k, t * k + k)) for t in range(10)]
+    return f"partition={{policy: classes, elsewhere: 0.2, classes: {lists}}}"
 
 
 def taskwise_workload(model: str, classes: int) -> tuple[str, list[str]]:

@@ -33,8 +33,11 @@ def trained(tmp_path, strategy, rounds=2, model=VGG):
     return cfg, data, server, rates, data.x_train[rows]
 
 
+TIERS = {"strong": 1, "medium": 0.7, "weak": 0.6}
+
+
 @pytest.mark.parametrize("strategy, rate", [({"name": "small"}, 0.25),  # the smallest tier rate
-                                            ({"name": "small", "rates": {"strong": 1, "medium": 0.7, "weak": 0.6}}, 0.6),
+                                            ({"name": "small", "rates": TIERS}, 0.6),
                                             ({"name": "small", "rate": 0.5}, 0.5)])
 @pytest.mark.parametrize("model", [VGG, {"name": "cnn", "width": 0.5}])
 def test_the_global_model_is_exactly_the_small_model(tmp_path, strategy, rate, model):

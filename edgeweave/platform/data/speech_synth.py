@@ -1,9 +1,9 @@
 """A generated stand-in for Speech Commands v2 in its own layout: spoken-word-like clips that can be learned.
 
 Each word is a fixed sequence of one to three syllables drawn from a few shared sounds: a vowel (a voiced tone
-with harmonics shaped by two formants), a pitch glide, and sometimes an opening noise burst. Each speaker (the clip name's hash, three
-clips a speaker as in the real set) says every word with their own pitch, vocal-tract length and speaking rate;
-every clip adds its own onset, loudness, pitch wobble and background noise. So the class is in the sequence of
+with harmonics shaped by two formants), a pitch glide, and sometimes an opening noise burst. Each speaker (the
+clip name's hash, three clips a speaker as in the real set) says every word with their own pitch, vocal-tract
+length and speaking rate; every clip adds its own onset, loudness, pitch wobble, length and background noise. So the class is in the sequence of
 formants and glides, not in any one band, and a model has to generalise over speakers to find it. The tree has
 the data set's word folders, `SPEAKER_nohash_N.wav` names, testing and validation lists, and a
 `_background_noise_` folder; `speech_commands` loads it as it loads the real one.
@@ -27,8 +27,6 @@ WORDS = ("backward bed bird cat dog down eight five follow forward four go happy
 MARKER = ".edgeweave-generated.json"  # written last: its presence means the tree is complete
 LEGACY_MARKER = ".edgeweave-bench.json"  # what an earlier version of the generator (plain tones) left
 HARMONICS = 12
-
-
 VOWELS = ((280, 2250), (400, 1900), (700, 1200), (450, 850), (320, 900))  # (F1, F2) Hz: i, e, a, o, u
 GLIDES = ((1.0, 1.25), (1.25, 0.9), (1.0, 1.0))  # pitch at a syllable's start and end over its base: rise, fall, flat
 BURSTS = (0.0, 0.0, 3000.0, 4500.0)  # a syllable's opening noise band, none half of the time
