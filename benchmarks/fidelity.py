@@ -23,8 +23,8 @@ marked provisional.
 Every run leaves a JSON summary under `benchmarks/results/fidelity/<workload>/<run>/seed<k>.json` (as
 `distreal_paper.py` does); a summary for the same config is read, not run again, so rows can be measured over
 several sittings, more seeds added, and a row re-checked alone (`--only`). Writes `fidelity.md` (the table and
-the per-run figures) and one plot per row, `fidelity_<row>.png`, under `--out`. On the 2-core machine the 81
-runs of every row took 2 h 42 min of wall time summed (while up to three benchmarks shared the cores).
+the per-run figures) and one plot per row, `fidelity_<row>.png`, under `--out`. On the 2-core machine the 79
+runs of every row took 2 h 33 min of wall time summed (while up to three benchmarks shared the cores).
 
     python benchmarks/fidelity.py [--seeds 3] [--only ROW ...] [--table-only] [--smoke-test] [--out docs]
 """
