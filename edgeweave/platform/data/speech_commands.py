@@ -182,7 +182,9 @@ class SpeechCommands:
             self._fetch(root)
         if not (root / "testing_list.txt").is_file():
             raise UserError(f"data.root = {self.params.root!r}: Speech Commands not found (looked for "
-                            f"{root / 'testing_list.txt'}); set data.download=true, or fetch {URL} and unpack it there")
+                            f"{root / 'testing_list.txt'}); set data.download=true, or fetch {URL} and unpack it "
+                            "there, or write a generated stand-in there "
+                            "(edgeweave.platform.data.speech_synth.generate)")
         found = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("_"))
         words = self.params.words or found
         missing = [w for w in words if w not in found]
