@@ -86,7 +86,8 @@ def run_without_ray(cfg):
         server, client = build_server(cfg, data, part), Client(cfg, data, part)
         for r in range(cfg.training.rounds):
             units = server.plan_units(r)
-            server.fold([[client.run(u.round, u.weights, u.jobs, server.shared)] for u in units])
+            server.fold([[client.run(u.round, u.weights, u.jobs, server.shared, server.stored(u.jobs))]
+                         for u in units])
         return server
     finally:
         torch.set_num_threads(threads)

@@ -57,6 +57,7 @@ class Driver:
         idle = list(self.pool.ready)
         shares = [(u, share) for u, unit in enumerate(units)
                   for share in split_jobs(unit.jobs, unit.samples, max(1, len(idle))) if share]
+        stored = [self.server.stored(share) for _, share in shares]  # what the share's devices kept, if anything
         todo = deque(range(len(shares)))
         running: dict[Any, tuple[Member, int]] = {}
         partials: dict[int, Partial] = {}
@@ -70,7 +71,8 @@ class Driver:
             while todo and idle:
                 member, i = idle.pop(0), todo.popleft()
                 u, share = shares[i]
-                running[member.handle.run.remote(units[u].round, weights_refs[u], share, state_ref)] = (member, i)
+                call = member.handle.run.remote(units[u].round, weights_refs[u], share, state_ref, stored[i])
+                running[call] = (member, i)
             if not running:
                 continue
             left = deadline - time.monotonic()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import ray
@@ -33,8 +33,9 @@ class DeviceWorker:
         """The id of the node this worker runs on (its first answer: the pool takes it in then)."""
         return ray.get_runtime_context().get_node_id()
 
-    def run(self, round_: int, global_weights: np.ndarray, jobs: list[Job], state: Any = None) -> Partial:
-        return self.client.run(round_, global_weights, jobs, state)
+    def run(self, round_: int, global_weights: np.ndarray, jobs: list[Job], state: Any = None,
+            stored: Optional[dict[int, dict[str, np.ndarray]]] = None) -> Partial:
+        return self.client.run(round_, global_weights, jobs, state, stored)
 
 
 RemoteDeviceWorker = ray.remote(DeviceWorker)

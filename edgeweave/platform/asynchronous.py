@@ -174,8 +174,9 @@ class AsyncServer(Server):
         return out
 
     def fold(self, partials: Sequence[Sequence[Partial]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        """Fold the step's updates in: w += server_lr * sum_u s_u (sums_u - counts_u * w_u) / sum_u counts_u,
-        per element (elements nobody trained stay); then a new version begins."""
+        """Fold the step's updates in: the server rule steps along delta = sum_u s_u (sums_u - counts_u * w_u) /
+        sum_u counts_u, per element (elements nobody trained stay; plain: w += lr * delta); then a new version
+        begins. What the devices kept goes to the store, a later version's over an earlier one's."""
         step, start, ended, units = self._step
         a = self.cfg.aggregation
         delta = np.zeros(self.layout.size, np.float64)
@@ -183,17 +184,18 @@ class AsyncServer(Server):
         # keyed by (version, device): a device may arrive twice in a step, from an older version and this one
         done: dict[tuple[int, int], dict] = {}
         staleness: dict[tuple[int, int], int] = {}
+        states: dict[int, dict[str, np.ndarray]] = {}
         for unit, unit_partials in zip(units, partials):
             total = combine(unit_partials, self.layout.size)
             stale = self.version - unit.round
             w = staleness_weight(stale, a.staleness, a.exponent)
             delta += w * (total.sums - total.counts * self.versions[unit.round])
             counts += total.counts
+            states.update(total.states)
             for r in total.records:
                 done[unit.round, r["device"]], staleness[unit.round, r["device"]] = r, stale
         trained = counts > 0
-        weights = self.keep_statistics((self.weights + a.server_lr * np.divide(delta, counts, out=np.zeros_like(delta),
-                                                                                where=trained)).astype(np.float32))
+        weights = self.step(np.divide(delta, counts, out=np.zeros_like(delta), where=trained), trained)
         finite = bool(np.isfinite(weights).all())
         records = []
         full_flops = self.plan_flops(None)
@@ -218,6 +220,7 @@ class AsyncServer(Server):
                        staleness_max=int(max(stale)) if stale else None)
         if finite:
             self.weights = weights
+            self.keep_states(step, states)
             self.version += 1
             self.versions[self.version] = weights
             self.started = set()

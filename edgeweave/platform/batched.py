@@ -78,6 +78,7 @@ def train_together(
     devices = len(ys)
     start = {k: p.detach() for k, p in model.named_parameters()}
     weights = {k: p.unsqueeze(0).repeat(devices, *[1] * p.dim()) for k, p in start.items()}
+    anchors = [w.clone() for w in weights.values()] if s.prox_mu else None
     momentum: list[Optional[torch.Tensor]] = [None] * len(weights)
     orders = [batch_order(n, s, g) for g in generators]
 
@@ -95,7 +96,7 @@ def train_together(
             xb = [crop_flip(x, g) for x, g in zip(xb, generators)]
         grads, losses = step(weights, torch.stack(xb), torch.stack([y[idx] for y, idx in zip(ys, batches)]))
         with torch.no_grad():
-            sgd_step(list(weights.values()), [grads[name] for name in weights], momentum, s)
+            sgd_step(list(weights.values()), [grads[name] for name in weights], momentum, s, anchors)
         total += losses.detach().double().cpu()
         samples += len(batches[0])
     steps = len(orders[0])

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
@@ -78,6 +79,8 @@ class RunState:
     versions: dict[int, np.ndarray] = field(default_factory=dict)
     schedule: Optional[dict[str, Any]] = None
     workers_lost: int = 0  # device workers lost so far (the driver's count; the server knows no workers)
+    rule: dict[str, np.ndarray] = field(default_factory=dict)  # the server update rule's state (its moments)
+    devices: dict[str, np.ndarray] = field(default_factory=dict)  # the device-state store (DeviceStates.state)
 
 
 def fingerprint(config_text: str, inputs: Optional[Mapping[str, bytes]] = None) -> str:
@@ -126,17 +129,43 @@ def _refusal(path: Path, written: Any, wanted: str) -> str:
 
 
 def save_checkpoint(path: Path, state: RunState, config_fingerprint: str) -> Path:
-    """Write the checkpoint directory `path`, replacing its one file in a single rename."""
+    """Write the checkpoint directory `path`, replacing its one file in a single rename. A device-state store
+    goes beside it, one .npy per array streamed to a folder named for the round, which the file names: the
+    rename switches both at once, and the folders of earlier saves go after it."""
     path.mkdir(parents=True, exist_ok=True)
     arrays = {"weights": np.ascontiguousarray(state.weights, np.float32)}
     arrays.update({f"strategy/{k}": np.ascontiguousarray(v) for k, v in state.strategy.items()})
     arrays.update({f"version/{v}": np.ascontiguousarray(w, np.float32) for v, w in state.versions.items()})
+    arrays.update({f"rule/{k}": np.ascontiguousarray(v) for k, v in state.rule.items()})
     meta = {"format": FORMAT, "config": config_fingerprint, "next_round": state.next_round, "clock": state.clock,
             "total_flops": state.total_flops, "history": state.history, "workers_lost": state.workers_lost}
     if state.schedule is not None:
         meta["schedule"] = state.schedule
+    if state.devices:
+        meta["devices"] = _save_devices(path, state.next_round, state.devices)
     replace_durably(path / STATE, lambda tmp: save_file(arrays, str(tmp), metadata={META: json.dumps(meta)}))
+    for old in path.glob(f"{DEVICES}-*"):
+        if old.name != meta.get("devices"):
+            shutil.rmtree(old, ignore_errors=True)
     return path
+
+
+DEVICES = "device-state"  # the folder prefix of a checkpoint's device-state store
+
+
+def _save_devices(path: Path, next_round: int, arrays: dict[str, np.ndarray]) -> str:
+    """Stream each array of the store to `<path>/device-state-<round>/<name>.npy`, synced; returns the folder's name."""
+    name = f"{DEVICES}-{next_round}"
+    tmp = path / f".{name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    for key, values in arrays.items():
+        with open(tmp / f"{key}.npy", "wb") as f:
+            np.lib.format.write_array(f, np.asanyarray(values))
+        _fsync(tmp / f"{key}.npy")
+    shutil.rmtree(path / name, ignore_errors=True)
+    rename_durably(tmp, path / name)
+    return name
 
 
 def load_checkpoint(path: Path, config_fingerprint: str) -> RunState:
@@ -160,5 +189,17 @@ def load_checkpoint(path: Path, config_fingerprint: str) -> RunState:
         raise UserError(_refusal(path, meta.get("config"), config_fingerprint))
     strategy = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("strategy/")}
     versions = {int(k.split("/", 1)[1]): v for k, v in arrays.items() if k.startswith("version/")}
+    rule = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("rule/")}
+    devices = {}
+    if meta.get("devices"):
+        folder = path / meta["devices"]
+        try:  # memory-mapped: a store that lives on disk is copied in without passing through memory whole
+            devices = {f.stem: np.load(f, mmap_mode="r") for f in folder.glob("*.npy")}
+        except (OSError, ValueError):
+            devices = {}
+        if "seen" not in devices:
+            raise UserError(f"checkpoint = {str(path)!r}: its device state ({folder.name}) is missing or damaged; "
+                            "start a new run")
     return RunState(int(meta["next_round"]), arrays["weights"], float(meta["clock"]), float(meta["total_flops"]),
-                    strategy, list(meta["history"]), versions, meta.get("schedule"), int(meta["workers_lost"]))
+                    strategy, list(meta["history"]), versions, meta.get("schedule"), int(meta["workers_lost"]),
+                    rule, devices)

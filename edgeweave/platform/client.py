@@ -143,11 +143,18 @@ class Client:
         return train_local(model if model is not None else self.model, x, y, self.settings_of(job),
                            self.generator(round_, job), augment=self.data.augment, **kwargs)
 
-    def train_full(self, round_: int, job: Job, weights: np.ndarray, partial: Partial) -> None:
+    def train_full(self, round_: int, job: Job, weights: np.ndarray, partial: Partial,
+                   correction: Optional[np.ndarray] = None) -> Optional[np.ndarray]:
         self.load(weights)
-        result = self.train(round_, job)
+        names = [n for n, _ in self.model.named_parameters()]
+        offsets = None
+        if correction is not None:
+            split = self.layout.split(correction)
+            offsets = [split[n].to(self.device) for n in names]
+        result = self.train(round_, job, offsets=offsets)
         partial.add(self.weights(), weight=float(self.facts.samples(job)))
         partial.record(job.device, result.samples, result.steps, result.loss)
+        return None if result.gradient is None else self.layout.gather(dict(zip(names, result.gradient)))
 
     def train_plan(self, round_: int, job: Job, weights: np.ndarray, partial: Partial, plan: Plan,
                    targets: Optional[Callable] = None, loss_fn: Optional[Callable] = None,
@@ -181,11 +188,13 @@ class Client:
         partial.add(work.cpu().numpy()[pos], weight=float(self.facts.samples(job)), mask=pos)
         partial.record(job.device, result.samples, result.steps, result.loss)
 
-    def run(self, round_: int, global_weights: np.ndarray, jobs: list[Job], state: Any = None) -> Partial:
+    def run(self, round_: int, global_weights: np.ndarray, jobs: list[Job], state: Any = None,
+            stored: Optional[dict[int, dict[str, np.ndarray]]] = None) -> Partial:
         """Train every job of this share and return one partial aggregate; the jobs of a batch group
-        (`split_jobs` keeps each whole) train together, where their device half allows, at its first job."""
+        (`split_jobs` keeps each whole) train together, where their device half allows, at its first job.
+        `stored`: the state the share's devices kept (methods that keep some)."""
         self.half.rules.receive(state)
-        ctx = DeviceContext(self.facts, state, self.train_full, self.train_plan, self.train_steps)
+        ctx = DeviceContext(self.facts, state, self.train_full, self.train_plan, self.train_steps, stored or {})
         partial = Partial.zeros(self.layout.size)
         groups: dict[Any, list[Job]] = {}
         for i, job in enumerate(jobs):
@@ -234,8 +243,13 @@ class Together:
     def context(self, ctx: DeviceContext) -> DeviceContext:
         return replace(ctx, train_full=self.full, train_plan=self.plan, train_steps=self.steps)
 
-    def full(self, round_: int, job: Job, weights: np.ndarray, partial: Partial) -> None:
-        self.queue.append(_Queued(job, weights, partial, None, None))
+    def full(self, round_: int, job: Job, weights: np.ndarray, partial: Partial,
+             correction: Optional[np.ndarray] = None) -> Optional[np.ndarray]:
+        if correction is None:
+            self.queue.append(_Queued(job, weights, partial, None, None))
+            return None
+        self.flush()
+        return self.client.train_full(round_, job, weights, partial, correction)
 
     def plan(self, round_: int, job: Job, weights: np.ndarray, partial: Partial, plan: Plan,
              targets: Optional[Callable] = None, loss_fn: Optional[Callable] = None,

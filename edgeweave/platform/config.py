@@ -22,6 +22,7 @@ from edgeweave.platform.models import MODELS
 from edgeweave.platform.partition import PARTITIONERS
 from edgeweave.platform.plugins import Loaded, Plugin, load, resolve
 from edgeweave.platform.registry import Params, Registry
+from edgeweave.platform.server_rules import SERVER_RULES, PlainParams
 from edgeweave.platform.strategies import STRATEGIES
 
 
@@ -66,6 +67,7 @@ class TrainingConfig(Params):
     lr: float = Field(0.05, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
+    prox_mu: float = Field(0.0, ge=0)  # FedProx's proximal term mu/2 ||w - w_global||^2 on what a device trains
     eval_every: int = Field(1, ge=1)
     eval_batch_size: int = Field(1024, ge=1)
     # Devices of a round that train the same plan on as many samples are trained in one batched pass
@@ -82,7 +84,8 @@ class AggregationConfig(Params):
     concurrency: Optional[int] = Field(None, ge=1)  # async: devices training at once; default devices.per_round
     staleness: Literal["constant", "polynomial"] = "polynomial"  # an update s steps old weighs (1+s)^-exponent
     exponent: float = Field(0.5, ge=0)
-    server_lr: float = Field(1.0, gt=0)  # async: the server's step along the buffered mean update
+    # The server's update rule on the averaged update, sync and async (platform/server_rules.py)
+    server: Choice = Field(default_factory=lambda: Choice(key="name", name="plain", params=PlainParams()))
 
     def sizes(self, devices: DevicesConfig) -> tuple[int, int]:
         """(buffer, concurrency) of an async run, defaults resolved: devices.per_round train at once, half
@@ -163,6 +166,7 @@ PLUGGABLE: dict[tuple[str, ...], tuple[Registry, str]] = {
     ("model",): (MODELS, "cnn"),
     ("devices", "resources"): (RESOURCES, "constant"),
     ("strategy",): (STRATEGIES, "fedavg"),
+    ("aggregation", "server"): (SERVER_RULES, "plain"),
 }
 
 
@@ -213,6 +217,9 @@ def build_config(raw: Any, check_strategy: bool = True, base: Optional[Path] = N
     plugins = load(resolve(specs, base, carried))
     raw["plugins"] = [p.spec for p in plugins]
     raw = with_input_paths(raw, base)
+    if isinstance(raw.get("aggregation"), dict) and "server_lr" in raw["aggregation"]:
+        raise UserError(f"aggregation.server_lr = {raw['aggregation']['server_lr']!r}: now aggregation.server.lr "
+                        "(the server's update rule, sync and async): write server: {name: plain, lr: ...}")
     for path, (registry, default) in PLUGGABLE.items():
         parent = raw
         for i, part in enumerate(path[:-1]):
@@ -278,7 +285,8 @@ def _check_across(cfg: ExperimentConfig, check_strategy: bool) -> None:
     if len(set(names)) != len(names):
         raise UserError(f"devices.tiers = {names}: tier names must differ")
     a = cfg.aggregation
-    ignored = [k for k, f in type(a).model_fields.items() if k != "mode" and getattr(a, k) != f.get_default()]
+    ignored = [k for k, f in type(a).model_fields.items()
+               if k not in ("mode", "server") and getattr(a, k) != f.get_default()]
     if a.mode == "sync" and ignored:
         raise UserError(f"aggregation.{ignored[0]} = {getattr(a, ignored[0])!r}: only async aggregation uses it; "
                         "add aggregation.mode: async, or leave it out")
@@ -368,7 +376,8 @@ def with_plugins(raw: dict, plugins: Sequence[str]) -> dict:
 # configs read as they did before (their checkpoints, of an earlier format, are refused by it).
 ADDED_LATER = {("plugins",): ExperimentConfig, ("ray", "start_timeout"): RayConfig,
                ("ray", "round_timeout"): RayConfig, ("training", "batched"): TrainingConfig,
-               ("training", "batch_devices"): TrainingConfig, ("aggregation",): ExperimentConfig}
+               ("training", "batch_devices"): TrainingConfig, ("training", "prox_mu"): TrainingConfig,
+               ("aggregation",): ExperimentConfig, ("aggregation", "server"): AggregationConfig}
 
 
 def dump_config(cfg: ExperimentConfig) -> str:
@@ -382,7 +391,7 @@ def dump_config(cfg: ExperimentConfig) -> str:
             default = default.model_dump(mode="json")
         section = raw
         for p in parents:
-            section = section[p]
+            section = section.get(p, {})
         if section.get(key) == default:
             del section[key]
     return yaml.safe_dump(raw, sort_keys=False)

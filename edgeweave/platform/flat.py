@@ -47,6 +47,20 @@ class FlatLayout:
         return torch.cat([(state[n].grad if state[n].grad is not None else torch.zeros_like(state[n])).reshape(-1)
                           for n in self.names])
 
+    def learned(self, model: nn.Module) -> np.ndarray:
+        """A bool mask over the flat elements: True on parameters, False on buffers (batch-norm statistics)."""
+        params = {n for n, _ in model.named_parameters()}
+        return np.concatenate([np.full(b - a, n in params) for n, a, b in zip(self.names, self.offsets[:-1],
+                                                                              self.offsets[1:])])
+
+    def gather(self, named: dict[str, torch.Tensor]) -> np.ndarray:
+        """Named tensors (some of the layout's) as one flat float32 array, zeros where none is given."""
+        out = np.zeros(self.size, np.float32)
+        for n, a, b in zip(self.names, self.offsets[:-1], self.offsets[1:]):
+            if n in named:
+                out[a:b] = named[n].detach().reshape(-1).float().cpu().numpy()
+        return out
+
     def split(self, flat: np.ndarray) -> dict[str, torch.Tensor]:
         """A flat array (a mask, say) as named tensors of the model's shapes."""
         src = torch.from_numpy(np.asarray(flat))

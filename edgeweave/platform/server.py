@@ -15,6 +15,7 @@ from edgeweave.platform.batched import batch_groups, batchable
 from edgeweave.platform.checkpoint import RunState
 from edgeweave.platform.config import ExperimentConfig
 from edgeweave.platform.data import ArrayData
+from edgeweave.platform.device_state import DeviceStates, place
 from edgeweave.platform.devices.clock import Timing, Workload, time_round
 from edgeweave.platform.devices.resources import build_resources
 from edgeweave.platform.devices.timeline import DeviceTimeline
@@ -27,6 +28,7 @@ from edgeweave.platform.partition import Partition
 from edgeweave.platform.sampling import sample_available
 from edgeweave.platform.norm import recompute_statistics, statistics_mask, statistics_rows
 from edgeweave.platform.seeding import SERVER, rng
+from edgeweave.platform.server_rules import build_rule
 from edgeweave.platform.strategies import Job, server_half
 from edgeweave.platform.strategies.base import method_halves
 from edgeweave.platform.strategies.context import Facts, ServerContext
@@ -54,6 +56,11 @@ class Server:
         self.facts = Facts(cfg, self.slicer, self.view, partition, data.y_train, data.num_classes)
         self.half = server_half(cfg)
         self.rules = self.half.rules
+        rule = cfg.aggregation.server
+        self.rule = build_rule(rule.name, rule.params, self.layout.learned(self.model))
+        arrays = self.rules.device_arrays(self.slicer)
+        self.states = DeviceStates(cfg.devices.count, arrays, f"strategy.name = {cfg.strategy.name!r}") if arrays \
+            else None
         self.clock = 0.0  # virtual seconds at the start of the next round
         self.total_flops = 0.0
         self.shared: Any = None  # the round's shared state, as the last plan made it
@@ -77,7 +84,8 @@ class Server:
         """Virtual seconds the job's full work would take at the device's speed now (download, train,
         upload): what a device knows when it commits to a plan at the round's start."""
         steps = self.facts.full_steps(job)
-        flops = self.rules.sample_flops(self.facts, round_, job, steps) * self.facts.batch_sizes(job, steps)
+        flops = self.rules.sample_flops(self.facts, round_, job, steps) * self.facts.batch_sizes(job, steps) \
+            + self.rules.term_flops(self.facts, round_, job)
         _, speed = self.view.state(np.array([job.device]), round_, self.clock)
         comm = self.model_bytes(round_, job) / float(self.view.bandwidth(np.array([job.device]))[0])
         return float(2 * comm + flops.sum() / speed[0])
@@ -150,6 +158,27 @@ class Server:
         groups = batch_groups([key(j) for j in jobs], self.cfg.training.batch_devices)
         return [replace(j, group=g) for j, g in zip(jobs, groups)]
 
+    def stored(self, jobs: Sequence[Job]) -> dict[int, dict[str, np.ndarray]]:
+        """The state the jobs' devices kept at their last round (none when the method keeps none)."""
+        if self.states is None:
+            return {}
+        return {j.device: self.states.get(j.device) for j in jobs if not j.pooled}
+
+    def keep_states(self, round_: int, states: dict[int, dict[str, np.ndarray]]) -> None:
+        """Write what the devices of a folded round kept into the store, and show the server half the change."""
+        if not states:
+            return
+        changes = {}
+        for device in sorted(states):
+            changes[device] = (self.states.get(device), states[device])
+            self.states.put(device, states[device])
+        self.half.absorb(round_, changes)
+
+    def step(self, delta: np.ndarray, trained: np.ndarray) -> np.ndarray:
+        """The new global weights: the server rule's step along the averaged update (zero where nobody
+        trained), the global batch-norm statistics kept under `norm: static`."""
+        return self.keep_statistics(self.rule.step(self.weights, delta, trained))
+
     def plan_units(self, round_: int) -> list["Unit"]:
         """The round's work as units of jobs trained from one set of weights: one unit in sync rounds."""
         jobs, samples = self.plan(round_)
@@ -169,10 +198,16 @@ class Server:
         """
         round_, jobs, work, timing = self._pending
         total = combine(partials, self.layout.size)
-        weights = self.keep_statistics(average(self.weights, total.sums, total.counts))
+        if self.rule.averages:
+            weights = self.keep_statistics(average(self.weights, total.sums, total.counts))
+        else:
+            trained = total.counts > 0
+            mean = np.divide(total.sums, total.counts, out=np.zeros_like(total.sums), where=trained)
+            weights = self.step(np.where(trained, mean - self.weights, 0.0), trained)
         finite = bool(np.isfinite(weights).all())
         if finite:  # a diverged round is not folded in: the run stops with the last good weights
             self.weights = weights
+            self.keep_states(round_, total.states)
         trained = {r["device"]: r for r in total.records}
         full_flops = self.plan_flops(None)
         start = self.clock
@@ -205,7 +240,8 @@ class Server:
     def snapshot(self, next_round: int, history: list[dict[str, Any]]) -> RunState:
         """The run's state between rounds, for a checkpoint."""
         return RunState(next_round, self.weights.copy(), self.clock, self.total_flops, self.half.state(),
-                        list(history))
+                        list(history), rule={k: v.copy() for k, v in self.rule.state().items()},
+                        devices=self.states.state() if self.states is not None else {})
 
     def restore(self, state: RunState) -> None:
         """Continue from a checkpoint's state, as if the rounds before it had just run here."""
@@ -216,6 +252,9 @@ class Server:
         self.clock, self.total_flops = state.clock, state.total_flops
         self.checks = RunChecks(self.clock, self.total_flops, self.cfg.training.batch_size)
         self.half.load_state(state.strategy)
+        self.rule.load_state(state.rule)
+        if self.states is not None and state.devices:
+            self.states.load_state(state.devices)
 
     def keep_statistics(self, weights: np.ndarray) -> np.ndarray:
         """`norm: static`: the new weights with the global batch-norm statistics as they were (no device's
@@ -339,7 +378,11 @@ def check_with_data(cfg: ExperimentConfig, data: ArrayData) -> None:
     """The checks that need the loaded data, before any output: the deadline, the strategy's own."""
     check_deadline(cfg, data)
     rules, _, _ = method_halves(cfg)
-    rules.check_data(cfg.strategy.params, cfg, data, model_slicer(cfg, data))
+    slicer = model_slicer(cfg, data)
+    rules.check_data(cfg.strategy.params, cfg, data, slicer)
+    arrays = rules.device_arrays(slicer)
+    if arrays:
+        place(cfg.devices.count, arrays, f"strategy.name = {cfg.strategy.name!r}")
 
 
 def build_server(cfg: ExperimentConfig, data: ArrayData, partition: Partition) -> Server:

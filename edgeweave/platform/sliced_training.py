@@ -122,6 +122,7 @@ def train_per_batch(
     work = weights.to(device)  # `weights` itself when it already lives there
     keep = None if allowed is None else tensor_view(np.asarray(allowed, bool)).to(device)
     momentum = torch.zeros_like(work)
+    anchor = work.clone() if s.prox_mu else None  # FedProx's w_start, over every element a step may train
     touched = torch.zeros(len(work), dtype=torch.bool, device=device)
     total, samples, steps = 0.0, 0, 0
     last: tuple[Optional[Plan], Optional[torch.Tensor]] = (None, None)
@@ -144,6 +145,8 @@ def train_per_batch(
         grad = layout.grads(model)
         after = _flat_state(layout, model)  # buffers (BN statistics) moved forward
         step = grad + s.weight_decay * w
+        if anchor is not None:
+            step = step + s.prox_mu * (w - anchor[pos])
         m = s.momentum * momentum[pos] + step
         momentum[pos] = torch.where(is_param, m, momentum[pos])
         new = torch.where(is_param, w - s.lr * m, after)

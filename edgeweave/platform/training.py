@@ -43,14 +43,23 @@ Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 @torch.no_grad()
 def sgd_step(params: Sequence[torch.Tensor], grads: Sequence[Optional[torch.Tensor]],
-             momentum: list[Optional[torch.Tensor]], s: SGDSettings) -> None:
+             momentum: list[Optional[torch.Tensor]], s: SGDSettings,
+             anchors: Optional[Sequence[torch.Tensor]] = None,
+             offsets: Optional[Sequence[torch.Tensor]] = None) -> None:
     """torch.optim.SGD's step on `params` in place, op for op as its single-tensor path takes it (so the
     very same numbers), without torch.optim: its first step loads about a second of torch internals in
     every process. `momentum` holds each parameter's buffer (None until its first step); a parameter
-    without a gradient stays. Stacked weights of devices trained together take the same step."""
+    without a gradient stays. Stacked weights of devices trained together take the same step.
+
+    A method's local term joins the gradient first: `offsets` (SCAFFOLD's correction c - c_i) as they are,
+    and FedProx's `s.prox_mu * (p - anchor)` with `anchors` the weights the job started from."""
     for i, (p, grad) in enumerate(zip(params, grads)):
         if grad is None:
             continue
+        if offsets is not None:
+            grad = grad + offsets[i]
+        if s.prox_mu and anchors is not None:
+            grad = grad.add(p - anchors[i], alpha=s.prox_mu)
         if s.weight_decay:
             grad = grad.add(p, alpha=s.weight_decay)
         if s.momentum:
@@ -71,15 +80,20 @@ def train_local(
     augment: bool = False,
     loss_fn: Loss = F.cross_entropy,
     after_step: Optional[Callable[[], None]] = None,
+    offsets: Optional[Sequence[torch.Tensor]] = None,
 ) -> LocalResult:
     """Run SGD on (x, y) in place on `model`; all shuffling and augmentation draw from `g`.
 
-    `after_step` runs after every optimiser step (a projection that keeps a structure, say).
+    `after_step` runs after every optimiser step (a projection that keeps a structure, say). With
+    `offsets` (one tensor per parameter, added to every gradient: SCAFFOLD's correction) the result
+    carries the mean of the loss gradients over the steps, one tensor per parameter.
     """
     model.train()
     device = device_of(model)
     params = list(model.parameters())
     momentum: list[Optional[torch.Tensor]] = [None] * len(params)
+    anchors = [p.detach().clone() for p in params] if s.prox_mu else None
+    gradient = [torch.zeros_like(p) for p in params] if offsets is not None else None
     total, samples, steps = 0.0, 0, 0
     for idx in batch_order(len(y), s, g):
         idx = idx.to(x.device)
@@ -89,13 +103,19 @@ def train_local(
         loss = loss_fn(model(xb), yb)
         model.zero_grad(set_to_none=True)
         loss.backward()
-        sgd_step(params, [p.grad for p in params], momentum, s)
+        if gradient is not None:
+            for acc, p in zip(gradient, params):
+                if p.grad is not None:
+                    acc.add_(p.grad)
+        sgd_step(params, [p.grad for p in params], momentum, s, anchors, offsets)
         if after_step is not None:
             after_step()
         total += loss.item()
         samples += len(idx)
         steps += 1
-    return LocalResult(samples, steps, total / max(steps, 1))
+    if gradient is not None:
+        gradient = [acc / max(steps, 1) for acc in gradient]
+    return LocalResult(samples, steps, total / max(steps, 1), gradient)
 
 
 @torch.no_grad()

@@ -40,7 +40,7 @@ def test_fields_added_later_are_dumped_only_off_their_default(tmp_path):
         ("training.lrr=1", "training.lrr: unknown key; valid keys: rounds,"),
         ("training.lr=-1", "training.lr = -1: Input should be greater than 0"),
         ("training.rounds=many", "training.rounds = 'many': Input should be a valid integer"),
-        ("strategy.name=fedx", "strategy.name = 'fedx': unknown strategy; valid: central, distreal, fd, fedavg, fedrolex, fjord, heterofl, small, taskwise"),
+        ("strategy.name=fedx", "strategy.name = 'fedx': unknown strategy; valid: central, distreal, fd, fedavg, fedrolex, fjord, heterofl, scaffold, small, taskwise"),
         ("partition.policy=random", "partition.policy = 'random': unknown partition policy; valid: classes, dirichlet, iid, natural, pool, shards"),
         ("data.name=mnist", "data.name = 'mnist': unknown dataset; valid: cifar10, cifar100, digits, femnist, shapes, speech_commands, synthetic"),
         ("model.name=resnet", "model.name = 'resnet': unknown model; valid: alexnet, cnn, kws_cnn, vgg11, vgg16"),

@@ -10,6 +10,7 @@ import pytest
 
 from edgeweave.platform.client import Client
 from edgeweave.platform.data import load_dataset
+from edgeweave.platform.flat import FlatLayout
 from edgeweave.platform.devices.clock import batch_sizes
 from edgeweave.platform.devices.timeline import fixed_rule
 from edgeweave.platform.flops import measure_flops_per_sample
@@ -26,6 +27,9 @@ STRATEGIES = {
     "fjord": {"name": "fjord", "rates": RATES},
     "fedrolex": {"name": "fedrolex", "rates": RATES},
     "small": {"name": "small", "rates": RATES},
+    "scaffold": {"name": "scaffold"},
+    "fedavg-prox": {"name": "fedavg", "prox_mu": 0.01},  # FedProx's term: 3 FLOPs per trained element a step
+    "heterofl-prox": {"name": "heterofl", "rates": RATES, "prox_mu": 0.1},
     "heterofl-budget": {"name": "heterofl", "rates": RATES, "rate_by": "budget"},
     "distreal": {"name": "distreal", "front": "FRONT"},
     "taskwise": {"name": "taskwise", "groups": 5, "tasks_per_device": 2},
@@ -40,6 +44,7 @@ def test_every_method_is_in_the_books():
     from edgeweave.platform.strategies import STRATEGIES as REGISTERED
 
     assert {s["name"] for s in STRATEGIES.values()} == set(REGISTERED.names())
+    assert any(s.get("prox_mu") for s in STRATEGIES.values())
 
 
 @pytest.mark.parametrize("stragglers", ["partial", "drop"])
@@ -52,9 +57,10 @@ def test_the_driver_books_what_each_device_trained(make_config, tmp_path, monkey
     data = load_dataset(plain.data, plain.seed)
     real_front(plain, data, front)
     strategy = {k: (str(front) if v == "FRONT" else v) for k, v in STRATEGIES[name].items()}
+    mu = strategy.pop("prox_mu", 0.0)
     # One device at a time, so the spies below see each device train (batched devices report the same
     # steps: test_batched).
-    cfg = make_config(devices=devices, strategy=strategy, training={"batched": "off"})
+    cfg = make_config(devices=devices, strategy=strategy, training={"batched": "off", "prox_mu": mu})
     part = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed)
     server, client = Server(cfg, data, part), Client(cfg, data, part)
     trained: dict[int, np.ndarray] = {}  # FLOPs of each mini-batch each device trained
@@ -64,8 +70,9 @@ def test_the_driver_books_what_each_device_trained(make_config, tmp_path, monkey
     def spy_train(self, round_, job, model=None, **kwargs):
         net = model if model is not None else self.model
         per_sample = measure_flops_per_sample(net, data.input_shape, data.num_classes)
+        term = 3.0 * FlatLayout(net).size if mu and not job.pooled else 0.0  # FedProx: w - w_start, times mu, added
         result = train(self, round_, job, model=model, **kwargs)
-        trained[job.device] = per_sample * batch_sizes(self.facts.samples(job), batch, result.steps)
+        trained[job.device] = per_sample * batch_sizes(self.facts.samples(job), batch, result.steps) + term
         return result
 
     def spy_per_batch(self, round_, job, weights, partial, plan_for_step, steps=None, **kwargs):
@@ -85,7 +92,7 @@ def test_the_driver_books_what_each_device_trained(make_config, tmp_path, monkey
     for round_ in range(2):
         start = server.clock
         jobs, _ = server.plan(round_)
-        _, records = server.update([client.run(round_, server.weights, jobs, server.shared)])
+        _, records = server.update([client.run(round_, server.weights, jobs, server.shared, server.stored(jobs))])
         for r in records:
             changed += r["speed_min"] < r["speed_max"]
             if r["dropped"]:

@@ -14,6 +14,7 @@ for _name, _module in {
     "fedrolex": "fedrolex",
     "fjord": "fjord",
     "heterofl": "heterofl",
+    "scaffold": "scaffold",
     "small": "small",
     "taskwise": "taskwise",
 }.items():

@@ -99,16 +99,41 @@ class Rules:
         committed to at the round's start (`sample_flops`); DISTREAL chooses from moment to moment."""
         return fixed_rule(self.sample_flops(facts, round_, job, steps) * facts.batch_sizes(job, steps))
 
+    def term_flops(self, facts: "Facts", round_: int, job: Job) -> float:
+        """FLOPs the local objective's added term costs each mini-batch: FedProx's 3 per element the job
+        moves (w - w_start, times mu, added to the gradient; `training.prox_mu`), else none."""
+        if not self.cfg.training.prox_mu or job.pooled:
+            return 0.0
+        return 3.0 * self.model_bytes(facts, round_, job) / 4.0
+
     def device_round(self, facts: "Facts", round_: int, job: Job) -> DeviceTimeline:
         """The job's device-round as it plays out: the one computation behind the driver's clock and
         what the device trains. It starts from the full work, so both sides agree on any cut."""
         rule = self.step_rule(facts, round_, job, facts.full_steps(job))
+        extra = self.term_flops(facts, round_, job)
+        if extra:
+            rule = with_term(rule, extra)
         return facts.timeline(round_, job, self.model_bytes(facts, round_, job), rule)
+
+    def device_arrays(self, slicer: "Slicer") -> dict[str, int]:
+        """The arrays each device keeps between rounds (name -> elements), held in the driver's store
+        (platform/device_state.py): none by default; SCAFFOLD's control variate, a plugin's own."""
+        return {}
 
     def cheapest_job(self, slicer: "Slicer", batch: int, tier: str) -> tuple[int, float]:
         """(weights moved each way, FLOPs of one mini-batch) of the least work a device of `tier`
         can take on with this method: the deadline check asks whether any tier can do this much."""
         return slicer.layout.size, float(slicer.flops(None) * batch)
+
+
+def with_term(rule: StepRule, extra: float) -> StepRule:
+    """`rule` with `extra` FLOPs added to each mini-batch it chooses (a local term's cost)."""
+
+    def step(k: int, speed: float, left: Optional[float]) -> Optional[tuple[float, int]]:
+        chosen = rule(k, speed, left)
+        return None if chosen is None else (chosen[0] + extra, chosen[1])
+
+    return step
 
 
 class ServerHalf:
@@ -120,6 +145,10 @@ class ServerHalf:
     def plan(self, round_: int, devices: np.ndarray, ctx: "ServerContext") -> RoundPlan:
         """The jobs of this round for the sampled, available devices (by default: each its full work)."""
         return RoundPlan([Job(int(d)) for d in devices])
+
+    def absorb(self, round_: int, changes: dict[int, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]) -> None:
+        """See the state the devices of a folded round (or async step) kept: device -> (before, after), in device
+        order; `before` is empty for a device's first. Called once the update is folded in."""
 
     def state(self) -> dict[str, np.ndarray]:
         """What a checkpoint must hold for the run to go on identically (arrays only)."""

@@ -9,8 +9,8 @@ ways to train a job on the device's own data). Nothing here imports torch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Protocol
 
 import numpy as np
 
@@ -101,8 +101,10 @@ class ServerContext:
 
 
 class TrainFull(Protocol):
-    def __call__(self, round_: int, job: "Job", weights: np.ndarray, partial: Partial) -> None:
-        """Train the full model."""
+    def __call__(self, round_: int, job: "Job", weights: np.ndarray, partial: Partial,
+                 correction: Optional[np.ndarray] = None) -> Optional[np.ndarray]:
+        """Train the full model. `correction` (flat, the model's size) joins every step's gradient (SCAFFOLD's
+        c - c_i); with it, returns the mean over the steps of the loss gradient (flat, zeros on buffers)."""
 
 
 class TrainPlan(Protocol):
@@ -125,12 +127,18 @@ class TrainSteps(Protocol):
 
 @dataclass(frozen=True)
 class DeviceContext:
-    """What the device half may use in a round: the facts, the round's shared state, and training on
-    the job's own samples. Each training call starts from the round's global weights and adds the
-    update, weighted by the job's samples, to `partial`, with one record of what it trained."""
+    """What the device half may use in a round: the facts, the round's shared state, the state each of its
+    devices kept, and training on the job's own samples. Each training call starts from the round's global
+    weights and adds the update, weighted by the job's samples, to `partial`, with one record of what it
+    trained; what a device keeps for its next round goes to `partial.keep(device, arrays)`."""
 
     facts: Facts
     shared: Any  # what the server half shared this round (None: nothing)
     train_full: TrainFull
     train_plan: TrainPlan
     train_steps: TrainSteps
+    stored: Mapping[int, dict[str, np.ndarray]] = field(default_factory=dict)  # this share's devices' state
+
+    def state(self, device: int) -> dict[str, np.ndarray]:
+        """A copy of what the device kept at its last round (`Rules.device_arrays`); empty before its first."""
+        return {name: np.array(v, np.float32) for name, v in self.stored.get(device, {}).items()}

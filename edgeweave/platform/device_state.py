@@ -1,0 +1,103 @@
+"""State a device keeps between rounds (SCAFFOLD's control variate, a plugin's own), in one store the driver owns.
+
+A method declares its per-device arrays (`Rules.device_arrays`: name -> elements). The store holds, per
+name, one float32 row per device of the population, and which devices have written theirs. The driver
+sends a round's devices their rows with their jobs and writes back what they return once the round is
+folded, so a share trained again after a lost worker writes the same rows, and a resumed run reads them
+from the checkpoint. Rows a device never wrote read as absent (the method starts it from zeros).
+
+Rows live in memory while the whole store takes at most a quarter of the memory free at the start, else
+in a memory-mapped file on disk; a store the disk cannot hold either is refused before the run starts.
+Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from typing import Optional
+
+import numpy as np
+
+from edgeweave.platform.errors import UserError
+
+MEMORY_SHARE = 0.25  # of the memory free at the start, the most the store takes before it goes to disk
+
+
+def free_memory() -> float:
+    """Bytes of physical memory free now."""
+    return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
+
+
+def place(population: int, sizes: dict[str, int], what: str, memory: Optional[float] = None,
+          folder: Optional[str] = None) -> Optional[str]:
+    """Where a store of these sizes goes: None for memory, else the folder on disk that holds it. A store
+    that fits neither is a UserError naming `what` (the method), the sizes and both limits."""
+    need = 4.0 * population * sum(sizes.values())
+    memory = MEMORY_SHARE * free_memory() if memory is None else memory
+    if need <= memory:
+        return None
+    base = folder or tempfile.gettempdir()
+    disk = shutil.disk_usage(base).free
+    if need > disk:
+        raise UserError(f"{what}: its device state needs {need / 1e9:.3g} GB ({population:,} devices x "
+                        f"{sum(sizes.values()):,} float32 values), more than the memory it may take "
+                        f"({memory / 1e9:.3g} GB) and the free disk at {base} ({disk / 1e9:.3g} GB); use fewer "
+                        "devices (devices.count) or a smaller model")
+    return base
+
+
+class DeviceStates:
+    """Per-device named float32 rows over a population, in memory or memory-mapped on disk."""
+
+    def __init__(self, population: int, sizes: dict[str, int], what: str, memory: Optional[float] = None,
+                 folder: Optional[str] = None) -> None:
+        """`sizes`: elements per device of each named array; `what` names the method in a refusal;
+        `memory`: bytes the store may take in memory (default a quarter of what is free); `folder`: where a
+        store too large for memory goes (default the system's temporary folder)."""
+        self.population = population
+        self.sizes = dict(sizes)
+        self.seen = np.zeros(population, bool)
+        base = place(population, self.sizes, what, memory, folder)
+        self._spill: Optional[tempfile.TemporaryDirectory] = None
+        if base is None:
+            self.rows = {name: np.zeros((population, size), np.float32) for name, size in self.sizes.items()}
+            return
+        self._spill = tempfile.TemporaryDirectory(prefix="edgeweave-state-", dir=base)
+        self.rows = {name: np.lib.format.open_memmap(os.path.join(self._spill.name, f"{name}.npy"), "w+",
+                                                     np.float32, (population, size))
+                     for name, size in self.sizes.items()}
+
+    @property
+    def on_disk(self) -> bool:
+        return self._spill is not None
+
+    def get(self, device: int) -> dict[str, np.ndarray]:
+        """A copy of the device's arrays; empty when it has never written any."""
+        if not self.seen[device]:
+            return {}
+        return {name: np.array(rows[device]) for name, rows in self.rows.items()}
+
+    def put(self, device: int, arrays: dict[str, np.ndarray]) -> None:
+        """Write a device's arrays: every declared name, each of its declared size."""
+        if set(arrays) != set(self.sizes):
+            raise ValueError(f"device {device}: state arrays {sorted(arrays)}, the method declared "
+                             f"{sorted(self.sizes)}")
+        for name, values in arrays.items():
+            values = np.asarray(values, np.float32).reshape(-1)
+            if values.size != self.sizes[name]:
+                raise ValueError(f"device {device}: state array {name!r} has {values.size} elements, the method "
+                                 f"declared {self.sizes[name]}")
+            self.rows[name][device] = values
+        self.seen[device] = True
+
+    def state(self) -> dict[str, np.ndarray]:
+        """What a checkpoint holds: every row and which devices wrote theirs."""
+        return {"seen": self.seen, **self.rows}
+
+    def load_state(self, arrays: dict[str, np.ndarray]) -> None:
+        """Take back what `state` returned (rows copied in, so a spilled store stays on disk)."""
+        self.seen = np.asarray(arrays["seen"], bool).copy()
+        for name, rows in self.rows.items():
+            rows[...] = arrays[name]
