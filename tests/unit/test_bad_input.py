@@ -35,6 +35,11 @@ CASES = [  # (id, extra arguments after the config, text the one line must hold)
      "aggregation.buffer = 5: only async aggregation uses it"),
     ("async central", ["--set", "aggregation={mode: async}", "--set", "strategy={name: central}"],
      "aggregation.mode = 'async': strategy central trains the pooled data"),
+    ("async scaffold", ["--set", "aggregation={mode: async}", "--set", "strategy={name: scaffold}"],
+     "strategy.name = 'scaffold': needs aggregation.mode: sync"),
+    ("unknown server rule", ["--set", "aggregation.server={name: fedadam}"],
+     "aggregation.server.name = 'fedadam': unknown server rule; valid: adagrad, adam, momentum, plain, yogi"),
+    ("negative proximal term", ["--set", "training.prox_mu=-0.1"], "training.prox_mu = -0.1"),
 ]
 
 

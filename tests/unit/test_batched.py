@@ -38,6 +38,7 @@ def equal_shards(make_config, image_size=8, channels=1, **sections):
 @pytest.mark.parametrize("training", [
     {"batch_size": 10, "lr": 0.1, "momentum": 0.0},
     {"batch_size": 16, "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-3, "local_epochs": 2},
+    {"batch_size": 10, "lr": 0.1, "momentum": 0.5, "prox_mu": 0.7},  # FedProx's term on stacked weights too
 ])
 def test_batched_updates_equal_training_one_device_after_another(make_config, training):
     batched = equal_shards(make_config, training=training)

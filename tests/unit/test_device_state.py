@@ -1,0 +1,68 @@
+"""The store of what devices keep between rounds: rows in memory or memory-mapped on disk, the same either way,
+and a population whose state fits neither refused in one line before anything is written."""
+
+import shutil
+from collections import namedtuple
+
+import numpy as np
+import pytest
+import yaml
+from hypothesis import given, settings, strategies as st
+
+from edgeweave.cli import main
+from edgeweave.platform import device_state
+from edgeweave.platform.device_state import DeviceStates
+from tests.helpers import tiny_raw
+
+
+@settings(max_examples=25, deadline=None)
+@given(population=st.integers(1, 40), sizes=st.dictionaries(st.sampled_from(["a", "b", "control"]),
+                                                             st.integers(1, 300), min_size=1),
+       seed=st.integers(0, 2**31 - 1))
+def test_rows_read_back_as_written_in_memory_and_on_disk(population, sizes, seed):
+    g = np.random.default_rng(seed)
+    memory, disk = DeviceStates(population, sizes, "m"), DeviceStates(population, sizes, "m", memory=0)
+    assert not memory.on_disk and disk.on_disk
+    written = {}
+    for device in g.choice(population, size=min(population, 7), replace=False).tolist():
+        arrays = {k: g.normal(size=n).astype(np.float32) for k, n in sizes.items()}
+        memory.put(device, arrays)
+        disk.put(device, arrays)
+        written[device] = arrays
+    for device in range(population):
+        for store in (memory, disk):
+            got = store.get(device)
+            if device not in written:
+                assert got == {}  # never written: the method starts it itself
+                continue
+            assert set(got) == set(sizes)
+            for k in sizes:
+                np.testing.assert_array_equal(got[k], written[device][k])
+    moved = DeviceStates(population, sizes, "m", memory=0)
+    moved.load_state(memory.state())  # a checkpoint of the memory store, resumed into one on disk
+    for device in written:
+        for k in sizes:
+            np.testing.assert_array_equal(moved.get(device)[k], written[device][k])
+
+
+def test_a_row_of_the_wrong_shape_or_name_is_refused():
+    store = DeviceStates(3, {"control": 4}, "m")
+    with pytest.raises(ValueError, match="has 5 elements, the method declared 4"):
+        store.put(0, {"control": np.zeros(5)})
+    with pytest.raises(ValueError, match=r"state arrays \['other'\], the method declared \['control'\]"):
+        store.put(0, {"other": np.zeros(4)})
+
+
+def test_state_that_fits_neither_memory_nor_disk_is_refused_before_the_run_writes_anything(tmp_path, monkeypatch,
+                                                                                            capsys):
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(tiny_raw(tmp_path, strategy={"name": "scaffold"})))
+    monkeypatch.setattr(device_state, "free_memory", lambda: 1000.0)
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**6, 10**6 - 5000, 5000))
+    assert main(["run", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith("error: strategy.name = 'scaffold': its device state needs ")
+    assert "6 devices x " in err[0] and "free disk at " in err[0]
+    assert not (tmp_path / "runs").exists()
