@@ -106,3 +106,24 @@ def test_bad_config_never_starts_a_run(local_ray, tmp_path, capsys):
     assert main(["run", str(path), "--set", "devices.per_round=100"]) == 2
     assert capsys.readouterr().err.strip() == "error: devices.per_round = 100: must be at most devices.count (6)"
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_server_rules_local_terms_and_device_state_do_not_depend_on_worker_count(local_ray, tmp_path, mode):
+    # SCAFFOLD (state every device keeps, sent with its job and written back by the driver) with FedProx's term
+    # and Adam on the server, sync; FjORD's sub-models with FedProx and Yogi, async (SCAFFOLD refuses async).
+    from tests.helpers import run_without_ray
+    from tests.unit.test_async import async_raw
+
+    if mode == "sync":
+        raw = tiny_raw(tmp_path, strategy={"name": "scaffold"}, devices={"count": 8, "per_round": 5},
+                       training={"rounds": 3, "prox_mu": 0.1}, aggregation={"server": {"name": "adam"}})
+    else:
+        raw = async_raw(tmp_path, strategy={"name": "fjord"}, training={"rounds": 4, "prox_mu": 0.1},
+                        aggregation={"server": {"name": "yogi"}})
+    cfg = build_config(raw)
+    acc1, w1 = final_state(cfg, 1)
+    acc2, w2 = final_state(cfg, 2)
+    np.testing.assert_allclose(w1, w2, atol=1e-6)
+    np.testing.assert_allclose(w2, run_without_ray(cfg).weights, atol=1e-6)
+    assert acc1 == pytest.approx(acc2, abs=1e-5)

@@ -218,3 +218,45 @@ def test_the_example_battery_changes_state_at_every_change_it_announces(start, c
         nxt = phase(change)
         assert nxt == (now + 1) % 3, (t, change, now, nxt)
         t, now = change, nxt
+
+
+STATEFUL = ROOT / "examples" / "stateful_method"
+
+
+def test_the_stateful_example_keeps_each_devices_momentum_in_the_store_and_resumes_exactly(tmp_path, monkeypatch):
+    from edgeweave.platform.checkpoint import load_checkpoint, run_fingerprint, save_checkpoint
+    from edgeweave.platform.client import Client
+    from edgeweave.platform.partition import partition_data
+    from edgeweave.platform.server import build_server
+
+    monkeypatch.chdir(ROOT)
+    cfg = load_config(STATEFUL / "config.yaml", ["devices.count=6", "devices.per_round=6", "training.local_steps=2",
+                                                 "strategy.beta=0.5"])
+    data = load_dataset(cfg.data, cfg.seed)
+    part = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed)
+
+    def go(server, first, last):
+        client = Client(cfg, data, part)
+        for r in range(first, last):
+            jobs, _ = server.plan(r)
+            kept = {j.device: server.states.get(j.device).get("momentum") for j in jobs}
+            partial = client.run(r, server.weights, jobs, server.shared, server.stored(jobs))
+            fedavg = Client(cfg.model_copy(update={"strategy": load_config(
+                STATEFUL / "config.yaml", ["strategy={name: fedavg}"]).strategy}), data, part)
+            for job in jobs:  # what FedAvg's device would train from the same weights
+                alone = fedavg.run(r, server.weights, [job])
+                update = alone.sums / alone.counts - server.weights
+                want = update if kept[job.device] is None else 0.5 * kept[job.device] + update
+                np.testing.assert_allclose(partial.states[job.device]["momentum"], want, rtol=1e-5, atol=1e-6)
+            server.update([partial])
+        return server
+
+    whole = go(build_server(cfg, data, part), 0, 3)
+    assert whole.half.holders == 6 and whole.states.seen.all()
+    stamp = run_fingerprint(cfg)
+    save_checkpoint(tmp_path / "ck", go(build_server(cfg, data, part), 0, 2).snapshot(2, []), stamp)
+    resumed = build_server(cfg, data, part)
+    resumed.restore(load_checkpoint(tmp_path / "ck", stamp))
+    go(resumed, 2, 3)
+    np.testing.assert_array_equal(resumed.weights, whole.weights)
+    assert resumed.half.holders == 6
