@@ -26,6 +26,7 @@ import yaml
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
+from edgeweave.platform.device_state import OnDisk, as_array
 from edgeweave.platform.errors import UserError
 
 FORMAT = "edgeweave-checkpoint/3"  # 3: fingerprints leave ray.* out, and hold the workers lost so far
@@ -80,7 +81,7 @@ class RunState:
     schedule: Optional[dict[str, Any]] = None
     workers_lost: int = 0  # device workers lost so far (the driver's count; the server knows no workers)
     rule: dict[str, np.ndarray] = field(default_factory=dict)  # the server update rule's state (its moments)
-    devices: dict[str, np.ndarray] = field(default_factory=dict)  # the device-state store (DeviceStates.state)
+    devices: dict[str, Any] = field(default_factory=dict)  # the device-state store (DeviceStates.state: arrays, files)
 
 
 def fingerprint(config_text: str, inputs: Optional[Mapping[str, bytes]] = None) -> str:
@@ -153,7 +154,7 @@ def save_checkpoint(path: Path, state: RunState, config_fingerprint: str) -> Pat
 DEVICES = "device-state"  # the folder prefix of a checkpoint's device-state store
 
 
-def _save_devices(path: Path, next_round: int, arrays: dict[str, np.ndarray]) -> str:
+def _save_devices(path: Path, next_round: int, arrays: dict[str, Any]) -> str:
     """Stream each array of the store to `<path>/device-state-<round>/<name>.npy`, synced; returns the folder's name."""
     name = f"{DEVICES}-{next_round}"
     tmp = path / f".{name}.tmp"
@@ -161,7 +162,7 @@ def _save_devices(path: Path, next_round: int, arrays: dict[str, np.ndarray]) ->
     tmp.mkdir()
     for key, values in arrays.items():
         with open(tmp / f"{key}.npy", "wb") as f:
-            np.lib.format.write_array(f, np.asanyarray(values))
+            np.lib.format.write_array(f, as_array(values))
         _fsync(tmp / f"{key}.npy")
     shutil.rmtree(path / name, ignore_errors=True)
     rename_durably(tmp, path / name)
@@ -193,8 +194,8 @@ def load_checkpoint(path: Path, config_fingerprint: str) -> RunState:
     devices = {}
     if meta.get("devices"):
         folder = path / meta["devices"]
-        try:  # memory-mapped: a store that lives on disk is copied in without passing through memory whole
-            devices = {f.stem: np.load(f, mmap_mode="r") for f in folder.glob("*.npy")}
+        try:  # checked readable here, passed on by path: a store on disk never crosses memory whole
+            devices = {f.stem: OnDisk(str(f)) for f in folder.glob("*.npy") if np.load(f, mmap_mode="r") is not None}
         except (OSError, ValueError):
             devices = {}
         if "seen" not in devices:

@@ -16,7 +16,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from typing import Optional
+from dataclasses import dataclass
+from typing import Any, Optional
 
 import numpy as np
 
@@ -25,27 +26,59 @@ from edgeweave.platform.errors import UserError
 MEMORY_SHARE = 0.25  # of the memory free at the start, the most the store takes before it goes to disk
 
 
+@dataclass(frozen=True)
+class OnDisk:
+    """An array in a .npy file on this node, passed between processes by its path: a store on disk goes to and
+    from a checkpoint without a copy through memory (the driver, the run loop and the checkpoint share a node)."""
+
+    path: str
+
+    def array(self) -> np.ndarray:
+        return np.load(self.path, mmap_mode="r")
+
+
+def as_array(value: Any) -> np.ndarray:
+    """The array itself, read through its file when it is `OnDisk`."""
+    return value.array() if isinstance(value, OnDisk) else np.asarray(value)
+
+
 def free_memory() -> float:
     """Bytes of physical memory free now."""
     return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
 
 
 def place(population: int, sizes: dict[str, int], what: str, memory: Optional[float] = None,
-          folder: Optional[str] = None) -> Optional[str]:
-    """Where a store of these sizes goes: None for memory, else the folder on disk that holds it. A store
-    that fits neither is a UserError naming `what` (the method), the sizes and both limits."""
+          folder: Optional[str] = None, checkpoints: Optional[str] = None) -> Optional[str]:
+    """Where a store of these sizes goes: None for memory, else the folder on disk that holds it. A store that
+    fits neither, or whose checkpoints `checkpoints` (the run's output folder) cannot hold (two copies while a
+    new one replaces the old), is a UserError naming `what` (the method), the sizes and the limits."""
     need = 4.0 * population * sum(sizes.values())
     memory = MEMORY_SHARE * free_memory() if memory is None else memory
-    if need <= memory:
-        return None
-    base = folder or tempfile.gettempdir()
-    disk = shutil.disk_usage(base).free
-    if need > disk:
-        raise UserError(f"{what}: its device state needs {need / 1e9:.3g} GB ({population:,} devices x "
-                        f"{sum(sizes.values()):,} float32 values), more than the memory it may take "
-                        f"({memory / 1e9:.3g} GB) and the free disk at {base} ({disk / 1e9:.3g} GB); use fewer "
-                        "devices (devices.count) or a smaller model")
+    values = f"{population:,} devices x {sum(sizes.values()):,} float32 values"
+    base = None if need <= memory else folder or tempfile.gettempdir()
+    wants: dict[int, tuple[float, str]] = {}  # disk -> (bytes wanted there, a folder on it)
+    if base is not None:
+        wants[os.stat(base).st_dev] = (need, base)
+    if checkpoints is not None:
+        at = existing(checkpoints)
+        more, _ = wants.get(os.stat(at).st_dev, (0.0, at))
+        wants[os.stat(at).st_dev] = (more + 2 * need, at)
+    for wanted, where in wants.values():
+        disk = shutil.disk_usage(where).free
+        if wanted > disk:
+            held = "memory" if base is None else f"memory ({memory / 1e9:.3g} GB) or on disk"
+            raise UserError(f"{what}: its device state needs {need / 1e9:.3g} GB ({values}), held in {held} and "
+                            f"twice in the checkpoints: {wanted / 1e9:.3g} GB at {where}, which has "
+                            f"{disk / 1e9:.3g} GB free; use fewer devices (devices.count) or a smaller model")
     return base
+
+
+def existing(path: str) -> str:
+    """The path, or its nearest folder that exists (an output folder not made yet)."""
+    p = os.path.abspath(path)
+    while not os.path.exists(p):
+        p = os.path.dirname(p)
+    return p
 
 
 class DeviceStates:
@@ -92,12 +125,16 @@ class DeviceStates:
             self.rows[name][device] = values
         self.seen[device] = True
 
-    def state(self) -> dict[str, np.ndarray]:
-        """What a checkpoint holds: every row and which devices wrote theirs."""
-        return {"seen": self.seen, **self.rows}
+    def state(self) -> dict[str, Any]:
+        """What a checkpoint holds: every row (on disk: its file, flushed) and which devices wrote theirs."""
+        if self._spill is None:
+            return {"seen": self.seen, **self.rows}
+        for rows in self.rows.values():
+            rows.flush()
+        return {"seen": self.seen.copy(), **{name: OnDisk(rows.filename) for name, rows in self.rows.items()}}
 
-    def load_state(self, arrays: dict[str, np.ndarray]) -> None:
-        """Take back what `state` returned (rows copied in, so a spilled store stays on disk)."""
-        self.seen = np.asarray(arrays["seen"], bool).copy()
+    def load_state(self, arrays: dict[str, Any]) -> None:
+        """Take back what `state` returned, or a checkpoint's files (rows copied in: a spilled store stays on disk)."""
+        self.seen = as_array(arrays["seen"]).astype(bool)
         for name, rows in self.rows.items():
-            rows[...] = arrays[name]
+            rows[...] = as_array(arrays[name])

@@ -382,7 +382,7 @@ def check_with_data(cfg: ExperimentConfig, data: ArrayData) -> None:
     rules.check_data(cfg.strategy.params, cfg, data, slicer)
     arrays = rules.device_arrays(slicer)
     if arrays:
-        place(cfg.devices.count, arrays, f"strategy.name = {cfg.strategy.name!r}")
+        place(cfg.devices.count, arrays, f"strategy.name = {cfg.strategy.name!r}", checkpoints=cfg.logging.out_dir)
 
 
 def build_server(cfg: ExperimentConfig, data: ArrayData, partition: Partition) -> Server:

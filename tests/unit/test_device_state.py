@@ -64,5 +64,27 @@ def test_state_that_fits_neither_memory_nor_disk_is_refused_before_the_run_write
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
     assert err[0].startswith("error: strategy.name = 'scaffold': its device state needs ")
-    assert "6 devices x " in err[0] and "free disk at " in err[0]
+    assert "6 devices x " in err[0] and "twice in the checkpoints" in err[0] and "which has 5e-06 GB free" in err[0]
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_store_on_disk_passes_by_its_file_and_checkpoints_without_a_copy_through_memory(tmp_path):
+    import pickle
+
+    from edgeweave.platform.checkpoint import RunState, load_checkpoint, save_checkpoint
+
+    g = np.random.default_rng(4)
+    disk = DeviceStates(50, {"control": 20_000}, "m", memory=0)
+    rows = {d: g.normal(size=20_000).astype(np.float32) for d in (0, 7, 49)}
+    for d, r in rows.items():
+        disk.put(d, {"control": r})
+    state = disk.state()
+    assert len(pickle.dumps(state)) < 1_000  # 4 MB of rows travel as a path (a run's driver to its run loop)
+    save_checkpoint(tmp_path / "ck", RunState(3, np.zeros(4, np.float32), 0.0, 0.0, devices=state), "x")
+    back = load_checkpoint(tmp_path / "ck", "x")
+    assert len(pickle.dumps(back.devices)) < 1_000
+    for store in (DeviceStates(50, {"control": 20_000}, "m"), DeviceStates(50, {"control": 20_000}, "m", memory=0)):
+        store.load_state(back.devices)
+        assert store.seen.sum() == 3
+        for d, r in rows.items():
+            np.testing.assert_array_equal(store.get(d)["control"], r)
