@@ -149,6 +149,11 @@ class Driver:
         """The server's state and the driver's own: the workers lost so far (metrics count on from there)."""
         return replace(self.server.snapshot(next_round, history), workers_lost=self.pool.lost)
 
+    def release(self) -> None:
+        """Before the actor is killed: remove what it holds on disk (a device-state store too large for memory)."""
+        if self.server.states is not None:
+            self.server.states.close()
+
     def restore(self, state: RunState) -> None:
         self.server.restore(state)
         self.pool.lost = state.workers_lost

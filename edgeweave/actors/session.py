@@ -147,6 +147,10 @@ class Simulation:
             pass
         for handle in handles:
             ray.kill(handle)
+        try:
+            ray.get(self.driver.release.remote(), timeout=10)
+        except Exception:  # noqa: BLE001 - a lost driver took its files with it or left them for the next run
+            pass
         ray.kill(self.driver)
         if self.started:
             ray.shutdown()

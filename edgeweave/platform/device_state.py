@@ -23,6 +23,7 @@ import numpy as np
 
 from edgeweave.platform.errors import UserError
 
+SPILL = "edgeweave-state-"  # a store's folder on disk: SPILL<pid of the process that holds it>-<random>
 MEMORY_SHARE = 0.25  # of the memory free at the start, the most the store takes before it goes to disk
 
 
@@ -73,6 +74,24 @@ def place(population: int, sizes: dict[str, int], what: str, memory: Optional[fl
     return base
 
 
+def remove_stale(base: str) -> None:
+    """Remove the stores on disk under `base` whose process is gone (a run killed, or a driver actor Ray killed)."""
+    for entry in os.scandir(base):
+        pid = entry.name[len(SPILL):].split("-", 1)[0]
+        if entry.name.startswith(SPILL) and pid.isdigit() and not alive(int(pid)):
+            shutil.rmtree(entry.path, ignore_errors=True)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 def existing(path: str) -> str:
     """The path, or its nearest folder that exists (an output folder not made yet)."""
     p = os.path.abspath(path)
@@ -97,10 +116,18 @@ class DeviceStates:
         if base is None:
             self.rows = {name: np.zeros((population, size), np.float32) for name, size in self.sizes.items()}
             return
-        self._spill = tempfile.TemporaryDirectory(prefix="edgeweave-state-", dir=base)
+        remove_stale(base)
+        self._spill = tempfile.TemporaryDirectory(prefix=f"{SPILL}{os.getpid()}-", dir=base)
         self.rows = {name: np.lib.format.open_memmap(os.path.join(self._spill.name, f"{name}.npy"), "w+",
                                                      np.float32, (population, size))
                      for name, size in self.sizes.items()}
+
+    def close(self) -> None:
+        """Remove a store's file from the disk (a run's end); a store killed with its process is removed by
+        the next store made in the same folder."""
+        if self._spill is not None:
+            self.rows = {}
+            self._spill.cleanup()
 
     @property
     def on_disk(self) -> bool:

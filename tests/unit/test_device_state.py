@@ -88,3 +88,20 @@ def test_a_store_on_disk_passes_by_its_file_and_checkpoints_without_a_copy_throu
         assert store.seen.sum() == 3
         for d, r in rows.items():
             np.testing.assert_array_equal(store.get(d)["control"], r)
+
+
+def test_a_store_on_disk_is_removed_when_closed_or_when_its_process_is_gone(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f"{device_state.SPILL}{int(dead.stdout)}-abc"
+    stale.mkdir()
+    (stale / "control.npy").write_bytes(b"x" * 100)
+    mine = tmp_path / f"{device_state.SPILL}{__import__('os').getpid()}-def"  # a store of a process still running
+    mine.mkdir()
+    store = DeviceStates(4, {"control": 8}, "m", memory=0, folder=str(tmp_path))
+    assert not stale.exists() and mine.exists()
+    (folder,) = [p for p in tmp_path.iterdir() if p not in (mine,)]
+    store.close()
+    assert not folder.exists()
