@@ -18,6 +18,17 @@ def rounds_text(cfg) -> str:
     return f"{cfg.training.rounds} async server steps of {buffer} updates, {concurrency} devices training at once"
 
 
+def method_text(cfg) -> str:
+    """The method as the run trains it: its name, and the server rule and local term when they are not FedAvg's."""
+    rule, prox = cfg.aggregation.server, cfg.training.prox_mu
+    parts = [cfg.strategy.name]
+    if rule.name != "plain" or rule.lr != 1.0:
+        parts.append(f"server rule {rule.name} (lr {rule.lr:g})")
+    if prox:
+        parts.append(f"FedProx mu {prox:g}")
+    return " + ".join(parts)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Validate everything first, then make (or reopen) the run directory, then start Ray and train."""
     from pathlib import Path
@@ -58,7 +69,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if resume is None:
         run_dir = create_run_dir(cfg)
-        print(f"edgeweave run {cfg.name}: {cfg.strategy.name} on {cfg.data.name}, "
+        print(f"edgeweave run {cfg.name}: {method_text(cfg)} on {cfg.data.name}, "
               f"{cfg.devices.count} devices, {rounds_text(cfg)} -> {run_dir}", flush=True)
     else:
         unit = "step" if cfg.aggregation.mode == "async" else "round"

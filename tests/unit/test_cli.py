@@ -46,3 +46,12 @@ def test_dse_needs_a_distreal_config(tmp_path, capsys):
     path.write_text(yaml.safe_dump(tiny_raw(tmp_path)))
     assert main(["dse", str(path)]) == 2
     assert "needs a distreal config" in capsys.readouterr().err
+
+
+def test_the_start_line_names_a_server_rule_and_a_local_term_when_they_are_not_fedavgs(make_config):
+    from edgeweave.cli import method_text
+
+    assert method_text(make_config()) == "fedavg"
+    assert method_text(make_config(aggregation={"server": {"name": "plain", "lr": 0.5}}, strategy={"name": "scaffold"},
+                                   training={"prox_mu": 0.03})) == \
+        "scaffold + server rule plain (lr 0.5) + FedProx mu 0.03"
