@@ -80,7 +80,8 @@ def short_sweep(path: Path, tmp_path: Path) -> Path:
     to their first (two trials; every value of the whole space is still checked by `load_sweep`)."""
     sweep, _ = load_sweep(path)  # every value of the full space is checked here
     raw = yaml.safe_load(path.read_text())
-    raw["set"] = {**raw.get("set", {}), **dict(o.split("=", 1) for o in SHORT)}
+    # evaluated every round, so ASHA's first rung, cut to 1 below, can compare trials
+    raw["set"] = {**raw.get("set", {}), **dict(o.split("=", 1) for o in [*SHORT, "training.eval_every=1"])}
     raw["set"] = {k: yaml.safe_load(v) if isinstance(v, str) else v for k, v in raw["set"].items()}
     for i, dim in enumerate(raw["space"].values()):
         for kind in ("grid", "choice"):
