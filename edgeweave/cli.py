@@ -18,17 +18,6 @@ def rounds_text(cfg) -> str:
     return f"{cfg.training.rounds} async server steps of {buffer} updates, {concurrency} devices training at once"
 
 
-def method_text(cfg) -> str:
-    """The method as the run trains it: its name, and the server rule and local term when they are not FedAvg's."""
-    rule, prox = cfg.aggregation.server, cfg.training.prox_mu
-    parts = [cfg.strategy.name]
-    if rule.name != "plain" or rule.lr != 1.0:
-        parts.append(f"server rule {rule.name} (lr {rule.lr:g})")
-    if prox:
-        parts.append(f"FedProx mu {prox:g}")
-    return " + ".join(parts)
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     """Validate everything first, then make (or reopen) the run directory, then start Ray and train."""
     from pathlib import Path
@@ -37,7 +26,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from edgeweave.platform.config import load_config
     from edgeweave.platform.data import load_dataset
     from edgeweave.platform.devices.resources import build_resources
-    from edgeweave.platform.experiment import CHECKPOINT
+    from edgeweave.platform.experiment import CHECKPOINT, method_text
     from edgeweave.platform.partition import partition_data
     from edgeweave.platform.server import check_with_data
 

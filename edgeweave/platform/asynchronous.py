@@ -67,13 +67,16 @@ class AsyncServer(Server):
         self.with_data = self.shard_sizes > 0  # a mask over the population
         self.arrived: dict[int, set[int]] = {}  # devices arrived per version still in use: one arrival a dispatch
         self._step: Optional[tuple[int, float, list[Flight], list[Unit]]] = None
+        # Devices of a method that keeps device state, arrived in this step: they start again in the next one, so
+        # each trains from the state its previous update left (two updates in one step would share one).
+        self.resting: set[int] = set()
 
     def _dispatch(self, now: float) -> None:
         """Fill the free slots at virtual time `now` with devices available then, on the current version."""
         free = self.concurrency - len(self.flights)
         if free <= 0:
             return
-        busy = np.array(sorted({f.job.device for f in self.flights} | self.started), np.int64)
+        busy = np.array(sorted({f.job.device for f in self.flights} | self.started | self.resting), np.int64)
 
         def eligible(ids: np.ndarray) -> np.ndarray:
             available, _ = self.view.state(ids, self.version, now)
@@ -133,6 +136,7 @@ class AsyncServer(Server):
         synchronous round nobody could join); when every device has already started on this version,
         it folds what arrived at once."""
         start = now = self.clock
+        self.resting = set()
         ended: list[Flight] = []
         arrived = 0
         idle_since: Optional[float] = None  # since when nobody has been training
@@ -158,6 +162,8 @@ class AsyncServer(Server):
             self._arrive(step, flight, now)
             now = flight.finish
             ended.append(flight)
+            if self.states is not None:
+                self.resting.add(flight.job.device)
             arrived += not flight.lost
         units: dict[int, Unit] = {}
         for f in ended:

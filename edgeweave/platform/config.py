@@ -229,7 +229,8 @@ def build_config(raw: Any, check_strategy: bool = True, base: Optional[Path] = N
         section = ".".join(path)
         body = parent.get(path[-1]) or {}
         if not isinstance(body, dict):
-            raise UserError(f"{section} = {body!r}: must be a mapping")
+            example = f", e.g. {{{registry.key}: {body}}}" if isinstance(body, str) else ""
+            raise UserError(f"{section} = {body!r}: must be a mapping{example}")
         name = body.pop(registry.key, default)
         _, params_model = registry.entry(name, f"{section}.{registry.key}")
         params = _validate(params_model, body, section)

@@ -67,10 +67,10 @@ def place(population: int, sizes: dict[str, int], what: str, memory: Optional[fl
     for wanted, where in wants.values():
         disk = shutil.disk_usage(where).free
         if wanted > disk:
-            held = "memory" if base is None else f"memory ({memory / 1e9:.3g} GB) or on disk"
-            raise UserError(f"{what}: its device state needs {need / 1e9:.3g} GB ({values}), held in {held} and "
-                            f"twice in the checkpoints: {wanted / 1e9:.3g} GB at {where}, which has "
-                            f"{disk / 1e9:.3g} GB free; use fewer devices (devices.count) or a smaller model")
+            held = "memory" if base is None else f"memory ({size(memory)}) or on disk"
+            raise UserError(f"{what}: its device state needs {size(need)} ({values}), held in {held} and twice in "
+                            f"the checkpoints: {size(wanted)} at {where}, which has {size(disk)} free; use fewer "
+                            "devices (devices.count) or a smaller model")
     return base
 
 
@@ -90,6 +90,14 @@ def alive(pid: int) -> bool:
     except PermissionError:  # another user's process
         return True
     return True
+
+
+def size(n: float) -> str:
+    """Bytes as a person reads them: 605 GB, 1.8 TB."""
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n:.0f} B"
 
 
 def existing(path: str) -> str:
@@ -162,6 +170,10 @@ class DeviceStates:
 
     def load_state(self, arrays: dict[str, Any]) -> None:
         """Take back what `state` returned, or a checkpoint's files (rows copied in: a spilled store stays on disk)."""
+        missing = sorted({"seen", *self.rows} - set(arrays))
+        if missing:
+            raise UserError(f"checkpoint: its device state lacks {', '.join(missing)} (damaged, or written for another "
+                            "method); start a new run")
         self.seen = as_array(arrays["seen"]).astype(bool)
         for name, rows in self.rows.items():
             rows[...] = as_array(arrays[name])

@@ -31,6 +31,24 @@ class RoundRunner(Protocol):
     def restore(self, state: RunState) -> None: ...
 
 
+def method_text(cfg: ExperimentConfig) -> str:
+    """The method as the run trains it: its name, and the server rule and local term when they are not FedAvg's."""
+    rule, prox = cfg.aggregation.server, cfg.training.prox_mu
+    parts = [cfg.strategy.name]
+    if rule.name != "plain" or rule.lr != 1.0:
+        parts.append(f"server rule {rule.name} (lr {rule.lr:g})")
+    if prox:
+        parts.append(f"FedProx mu {prox:g}")
+    return " + ".join(parts)
+
+
+def _lower(cfg: ExperimentConfig) -> str:
+    """What to lower when a run diverges: the local rate, and the server rule's when it is not plain averaging."""
+    rule = cfg.aggregation.server
+    server = "" if rule.name == "plain" and rule.lr == 1.0 else f" or aggregation.server.lr (now {rule.lr:g})"
+    return f"lower training.lr (now {cfg.training.lr:g}){server}"
+
+
 def _round_of(line: str) -> Optional[int]:
     try:
         return json.loads(line).get("round", -1)
@@ -106,7 +124,7 @@ def run_rounds(cfg: ExperimentConfig, runner: RoundRunner, sinks: Sinks, run_dir
                 on_round(metrics, checkpoint)
         if diverged is not None:  # nothing of the diverged round is written; what was written stays
             raise RunFailed(f"round {r}: {diverged} became NaN or infinite, so the run stops here (rounds before it "
-                            f"are logged); lower training.lr (now {cfg.training.lr:g}) or check the data, and start "
+                            f"are logged); {_lower(cfg)} or check the data, and start "
                             "the run again")
     except RunFailed as e:  # the progress bar, the files and the W&B run (marked failed) are closed
         devices_log.close({})
@@ -120,6 +138,7 @@ def run_rounds(cfg: ExperimentConfig, runner: RoundRunner, sinks: Sinks, run_dir
     summary = {
         "name": cfg.name,
         "strategy": cfg.strategy.name,
+        "method": method_text(cfg),
         "rounds": cfg.training.rounds,
         "test_accuracy": last["test_accuracy"],
         "test_loss": last["test_loss"],

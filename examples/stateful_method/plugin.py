@@ -64,11 +64,19 @@ class CarryDevice(DeviceHalf):
 
     rules: CarryRules
 
+    @staticmethod
+    def learned(ctx: DeviceContext) -> np.ndarray:
+        """Which of the flat weights are parameters (the rest, batch-norm statistics, carry no momentum)."""
+        slicer = ctx.facts.slicer
+        return slicer.layout.learned(slicer.model)
+
     def train(self, ctx: DeviceContext, round_: int, job: "Job", weights: np.ndarray, partial: Partial) -> None:
         mine = Partial.zeros(len(weights))
         ctx.train_full(round_, job, weights, mine)
         update = mine.sums / mine.counts - weights
         momentum = self.rules.params.beta * ctx.state(job.device).get(MOMENTUM, 0.0) + update
+        buffers = ~self.learned(ctx)
+        momentum[buffers] = update[buffers]  # batch-norm statistics carry no momentum: sent as trained
         partial.add((weights + momentum).astype(np.float32), weight=float(ctx.facts.samples(job)))
         partial.records.extend(mine.records)
         partial.keep(job.device, {MOMENTUM: momentum})

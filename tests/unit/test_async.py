@@ -35,7 +35,8 @@ def parts(cfg):
 def run_steps(server, client, first, last, records=None):
     for step in range(first, last):
         units = server.plan_units(step)
-        metrics, recs = server.fold([[client.run(u.round, u.weights, u.jobs, server.shared)] for u in units])
+        metrics, recs = server.fold([[client.run(u.round, u.weights, u.jobs, server.shared, server.stored(u.jobs))]
+                                     for u in units])
         if records is not None:
             records.append((metrics, recs))
 

@@ -40,6 +40,12 @@ CASES = [  # (id, extra arguments after the config, text the one line must hold)
     ("unknown server rule", ["--set", "aggregation.server={name: fedadam}"],
      "aggregation.server.name = 'fedadam': unknown server rule; valid: adagrad, adam, momentum, plain, yogi"),
     ("negative proximal term", ["--set", "training.prox_mu=-0.1"], "training.prox_mu = -0.1"),
+    ("central with a server rule", ["--set", "strategy={name: central}", "--set", "aggregation.server={name: adam}"],
+     "aggregation.server = {name: adam, lr: 0.01}: strategy central is the plainly trained reference"),
+    ("central with FedProx", ["--set", "strategy={name: central}", "--set", "training.prox_mu=0.1"],
+     "training.prox_mu = 0.1: strategy central has no global model to stay near"),
+    ("a section as a bare name", ["--set", "aggregation.server=adam"],
+     "aggregation.server = 'adam': must be a mapping, e.g. {name: adam}"),
 ]
 
 

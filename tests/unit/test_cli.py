@@ -49,7 +49,7 @@ def test_dse_needs_a_distreal_config(tmp_path, capsys):
 
 
 def test_the_start_line_names_a_server_rule_and_a_local_term_when_they_are_not_fedavgs(make_config):
-    from edgeweave.cli import method_text
+    from edgeweave.platform.experiment import method_text
 
     assert method_text(make_config()) == "fedavg"
     assert method_text(make_config(aggregation={"server": {"name": "plain", "lr": 0.5}}, strategy={"name": "scaffold"},

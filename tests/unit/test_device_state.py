@@ -64,7 +64,7 @@ def test_state_that_fits_neither_memory_nor_disk_is_refused_before_the_run_write
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
     assert err[0].startswith("error: strategy.name = 'scaffold': its device state needs ")
-    assert "6 devices x " in err[0] and "twice in the checkpoints" in err[0] and "which has 5e-06 GB free" in err[0]
+    assert "6 devices x " in err[0] and "twice in the checkpoints" in err[0] and "which has 5 kB free" in err[0]
     assert not (tmp_path / "runs").exists()
 
 
@@ -105,3 +105,11 @@ def test_a_store_on_disk_is_removed_when_closed_or_when_its_process_is_gone(tmp_
     (folder,) = [p for p in tmp_path.iterdir() if p not in (mine,)]
     store.close()
     assert not folder.exists()
+
+
+def test_a_checkpoint_missing_an_array_of_the_store_is_one_line(tmp_path):
+    from edgeweave.platform.errors import UserError
+
+    store = DeviceStates(3, {"control": 4, "other": 2}, "m")
+    with pytest.raises(UserError, match=r"^checkpoint: its device state lacks other \(damaged"):
+        store.load_state({"seen": np.zeros(3, bool), "control": np.zeros((3, 4), np.float32)})

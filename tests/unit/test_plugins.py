@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from edgeweave.cli import main
 from edgeweave.platform.checkpoint import run_fingerprint
-from edgeweave.platform.config import dump_config, load_config
+from edgeweave.platform.config import build_config, dump_config, load_config
 from edgeweave.platform.data import load_dataset
 from edgeweave.platform.devices.view import DeviceView
 from edgeweave.platform.errors import UserError
@@ -223,7 +223,21 @@ def test_the_example_battery_changes_state_at_every_change_it_announces(start, c
 STATEFUL = ROOT / "examples" / "stateful_method"
 
 
-def test_the_stateful_example_keeps_each_devices_momentum_in_the_store_and_resumes_exactly(tmp_path, monkeypatch):
+@pytest.fixture
+def carry():
+    """The stateful example's method, taken back from the registry after the test (other tests list the names)."""
+    from edgeweave.platform.registry import Registry
+    from edgeweave.platform.strategies import STRATEGIES
+
+    yield
+    owner = STRATEGIES._owners.get("carry")
+    if owner is not None:  # forgotten, and unloaded, so the next test that names the plugin imports it afresh
+        Registry.forget(owner)
+        sys.modules.pop(owner, None)
+
+
+def test_the_stateful_example_keeps_each_devices_momentum_in_the_store_and_resumes_exactly(tmp_path, monkeypatch,
+                                                                                          carry):
     from edgeweave.platform.checkpoint import load_checkpoint, run_fingerprint, save_checkpoint
     from edgeweave.platform.client import Client
     from edgeweave.platform.partition import partition_data
@@ -260,3 +274,23 @@ def test_the_stateful_example_keeps_each_devices_momentum_in_the_store_and_resum
     go(resumed, 2, 3)
     np.testing.assert_array_equal(resumed.weights, whole.weights)
     assert resumed.half.holders == 6
+
+
+def test_a_device_that_keeps_state_brings_one_update_to_an_async_step(tmp_path, monkeypatch, carry):
+    # FedAvg's fast devices arrive twice in some steps of this config (test_async); a device that keeps state
+    # starts again only in the next step, so each of its updates trains from the state the previous one left.
+    from edgeweave.platform.client import Client
+    from edgeweave.platform.server import build_server
+    from tests.unit.test_async import async_raw, parts, run_steps
+
+    monkeypatch.chdir(ROOT)
+    for strategy, twice in (({"name": "fedavg"}, True), ({"name": "carry"}, False)):
+        raw = async_raw(tmp_path, aggregation={"buffer": 8, "concurrency": 3}, devices={"resources": {}},
+                        training={"rounds": 6}, strategy=strategy, plugins=[str(STATEFUL / "plugin.py")])
+        cfg = build_config(raw)
+        data, part = parts(cfg)
+        server, client = build_server(cfg, data, part), Client(cfg, data, part)
+        steps = []
+        run_steps(server, client, 0, 6, steps)
+        assert any(len({r["device"] for r in recs}) < len(recs) for _, recs in steps) == twice
+    assert server.half.holders == server.states.seen.sum() > 0

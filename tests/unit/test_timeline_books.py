@@ -70,7 +70,8 @@ def test_the_driver_books_what_each_device_trained(make_config, tmp_path, monkey
     def spy_train(self, round_, job, model=None, **kwargs):
         net = model if model is not None else self.model
         per_sample = measure_flops_per_sample(net, data.input_shape, data.num_classes)
-        term = 3.0 * FlatLayout(net).size if mu and not job.pooled else 0.0  # FedProx: w - w_start, times mu, added
+        # FedProx: w - w_start, times mu, added; SCAFFOLD: the correction added, the gradient summed
+        term = (3.0 * bool(mu) + 2.0 * (name == "scaffold")) * FlatLayout(net).size if not job.pooled else 0.0
         result = train(self, round_, job, model=model, **kwargs)
         trained[job.device] = per_sample * batch_sizes(self.facts.samples(job), batch, result.steps) + term
         return result

@@ -104,7 +104,8 @@ class Rules:
         moves (w - w_start, times mu, added to the gradient; `training.prox_mu`), else none."""
         if not self.cfg.training.prox_mu or job.pooled:
             return 0.0
-        return 3.0 * self.model_bytes(facts, round_, job) / 4.0
+        plan = self.job_plan(facts, round_, job)
+        return 3.0 * (facts.model_size if plan is None else facts.slicer.count(plan))
 
     def device_round(self, facts: "Facts", round_: int, job: Job) -> DeviceTimeline:
         """The job's device-round as it plays out: the one computation behind the driver's clock and

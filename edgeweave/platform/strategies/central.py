@@ -23,6 +23,14 @@ class CentralRules(Rules):
         if cfg.aggregation.mode == "async":
             raise UserError("aggregation.mode = 'async': strategy central trains the pooled data in one job per "
                             "round, with no devices to run asynchronously; use aggregation.mode: sync")
+        rule = cfg.aggregation.server
+        if rule.name != "plain" or rule.lr != 1.0:
+            raise UserError(f"aggregation.server = {{name: {rule.name}, lr: {rule.lr:g}}}: strategy central is the "
+                            "plainly trained reference the other methods are judged against; leave the server rule "
+                            "out (plain, lr 1)")
+        if cfg.training.prox_mu:
+            raise UserError(f"training.prox_mu = {cfg.training.prox_mu:g}: strategy central has no global model to "
+                            "stay near (one pooled job); set it to 0")
 
 
 class CentralServer(ServerHalf):

@@ -23,6 +23,7 @@ from edgeweave.platform.strategies.context import DeviceContext, ServerContext
 
 if TYPE_CHECKING:
     from edgeweave.platform.config import ExperimentConfig
+    from edgeweave.platform.strategies.context import Facts
     from edgeweave.platform.submodel import Slicer
 
 CONTROL = "control"
@@ -40,6 +41,15 @@ class ScaffoldRules(Rules):
 
     def device_arrays(self, slicer: "Slicer") -> dict[str, int]:
         return {CONTROL: slicer.layout.size}
+
+    def model_bytes(self, facts: "Facts", round_: int, job: Job) -> float:
+        """The model and c down, the model and the change in c_i up: twice FedAvg's bytes each way."""
+        return 2 * super().model_bytes(facts, round_, job)
+
+    def term_flops(self, facts: "Facts", round_: int, job: Job) -> float:
+        """Per mini-batch: the correction added to each gradient and the gradient added to the running mean,
+        2 FLOPs per weight, beside any FedProx term."""
+        return super().term_flops(facts, round_, job) + 2.0 * facts.model_size
 
 
 class ScaffoldServer(ServerHalf):
