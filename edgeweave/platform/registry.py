@@ -78,6 +78,10 @@ class Registry(Generic[T]):
     def names(self) -> list[str]:
         return sorted(set(self._entries) | set(self._modules))
 
+    def built_in(self) -> list[str]:
+        """The names edgeweave itself declares (plugins' names left out)."""
+        return sorted(self._modules)
+
     def entry(self, name: Any, field: str) -> tuple[Any, type[Params]]:
         """The class and parameter model filed under `name`; a UserError lists the valid names."""
         if isinstance(name, str) and name not in self._entries and name in self._modules:

@@ -62,7 +62,8 @@ class ConsoleSink(_NoImages):
             return
         stale = f", mean staleness {summary['staleness_mean']:.2f}" if "staleness_mean" in summary else ""
         print(
-            f"{summary['name']}: {summary.get('method', summary['strategy'])} finished {summary['rounds']} {self.unit}s{stale}, "
+            f"{summary['name']}: {summary.get('method', summary['strategy'])} finished {summary['rounds']} "
+            f"{self.unit}s{stale}, "
             f"test accuracy {summary['test_accuracy']:.4f}, test loss {summary['test_loss']:.4f}, "
             f"virtual time {summary['virtual_time'] / 3600:.2f} h, {summary['cumulative_flops']:.3g} FLOPs, "
             f"{summary['wall_seconds']:.1f} s wall -> {self.run_dir}",
