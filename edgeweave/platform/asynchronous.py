@@ -182,7 +182,7 @@ class AsyncServer(Server):
     def fold(self, partials: Sequence[Sequence[Partial]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """Fold the step's updates in: the server rule steps along delta = sum_u s_u (sums_u - counts_u * w_u) /
         sum_u counts_u, per element (elements nobody trained stay; plain: w += lr * delta); then a new version
-        begins. What the devices kept goes to the store, a later version's over an earlier one's."""
+        begins. What the devices kept goes to the store (a device that keeps state arrives once a step)."""
         step, start, ended, units = self._step
         a = self.cfg.aggregation
         delta = np.zeros(self.layout.size, np.float64)
