@@ -208,6 +208,7 @@ class Row:
     workload: str
     runs: tuple[tuple[str, str], ...]  # (workload, run)
     judge: Callable[[Results], tuple[str, str, dict[str, Seeds]]]  # -> measured, verdict, bars
+    curves: bool = False  # plot accuracy against rounds (a claim about speed), not the final figures
 
 
 def judge_heterofl(r: Results, w: str = "width") -> tuple[str, str, dict]:
@@ -449,7 +450,7 @@ ROWS = {
                     "control variates correct client drift: fewer rounds than FedAvg (and FedProx) on non-IID data "
                     "with many local steps, unaffected by heterogeneity (EMNIST)",
                     "digits, Dirichlet 0.1, 30 devices, 50 local steps",
-                    tuple(("optimizers", n) for n in ("fedavg", "scaffold", "fedprox")), judge_scaffold),
+                    tuple(("optimizers", n) for n in ("fedavg", "scaffold", "fedprox")), judge_scaffold, curves=True),
     "fedopt": Row("Reddi et al., ICLR 2021",
                   "adaptive server optimizers (FedAdam, FedYogi, FedAdagrad) beat FedAvg on heterogeneous data "
                   "(e.g. CIFAR-100 52.5 vs 44.7 %, Stack Overflow 67.1 vs 30.0 %)",
@@ -459,7 +460,7 @@ ROWS = {
     "scaffold-synthetic": Row("Karimireddy et al., ICML 2020", "as above, on a harder workload",
                               "synthetic 16 px, noise 4, Dirichlet 0.1, 30 devices, 50 local steps, 30 rounds",
                               tuple(("optimizers-synthetic", n) for n in ("fedavg", "scaffold", "fedprox")),
-                              partial(judge_scaffold, w="optimizers-synthetic")),
+                              partial(judge_scaffold, w="optimizers-synthetic"), curves=True),
     "fedopt-synthetic": Row("Reddi et al., ICLR 2021", "as above, on a harder workload",
                             "synthetic 16 px, noise 4, Dirichlet 0.1, 30 devices, 50 local steps, 30 rounds",
                             tuple(("optimizers-synthetic", n) for n in ("fedavg", "fedadam", "fedyogi")),
@@ -541,6 +542,24 @@ def plot(name: str, bars: dict[str, Seeds], verdict: str, path: Path) -> None:
     plt.close(fig)
 
 
+def plot_curves(name: str, runs: dict[str, list[dict]], verdict: str, path: Path) -> None:
+    """Test accuracy against rounds, each run's mean over its seeds with their standard deviation shaded."""
+    fig, ax = plt.subplots(figsize=(6.0, 4.2))
+    for i, (run, seeds) in enumerate(runs.items()):
+        rounds = [c["round"] + 1 for c in seeds[0]["curve"]]
+        accs = np.array([[c["test_accuracy"] for c in s["curve"]] for s in seeds], np.float64)
+        ax.plot(rounds, accs.mean(0), marker=".", label=f"{run} ({len(seeds)} seeds)", color=f"C{i}")
+        ax.fill_between(rounds, accs.mean(0) - accs.std(0), accs.mean(0) + accs.std(0), color=f"C{i}", alpha=0.2)
+    ax.set_xlabel("round")
+    ax.set_ylabel("test accuracy")
+    ax.set_title(f"{name}: {verdict}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, default=3)
@@ -603,7 +622,11 @@ def main() -> None:
             + "\n## Every run (mean ± std over the seeds)\n\n" + runs_table(results))
     (args.out / "fidelity.md").write_text(text)
     for name, (_, verdict, bars) in judged.items():
-        plot(name, bars, verdict, args.out / f"fidelity_{name}.png")
+        path = args.out / f"fidelity_{name}.png"
+        if rows[name].curves:
+            plot_curves(name, {n: results[w, n] for w, n in rows[name].runs}, verdict, path)
+        else:
+            plot(name, bars, verdict, path)
     missing = sorted(set(rows) - set(measurable))
     print(text + (f"\nrows without all their runs yet: {', '.join(missing)}\n" if missing else ""))
     print(f"-> {args.out}/fidelity.md and a plot per row; summaries under {results_root}")
