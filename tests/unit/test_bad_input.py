@@ -23,7 +23,7 @@ CASES = [  # (id, extra arguments after the config, text the one line must hold)
      "devices.deadline = 1e-06: no device can meet it"),
     ("unknown dataset", ["--set", "data={name: mnist}"], "data.name = 'mnist': unknown dataset; valid: "),
     ("unknown model", ["--set", "model={name: resnet}"], "model.name = 'resnet': unknown model; valid: alexnet"),
-    ("unknown strategy", ["--set", "strategy={name: fedx}"], "valid: central, distreal"),
+    ("unknown strategy", ["--set", "strategy={name: fedx}"], "central, distreal, fd, fedavg"),  # plugins' too
     ("unknown policy", ["--set", "partition={policy: zipf}"], "partition.policy = 'zipf'"),
     ("missing data, download off", ["--set", "data={name: cifar10, root: /nonexistent, download: false}"],
      "data.root"),
