@@ -169,6 +169,12 @@ def _save_devices(path: Path, next_round: int, arrays: dict[str, Any]) -> str:
     return name
 
 
+def _readable(f: Path) -> OnDisk:
+    """A store's array file, its header read here: a damaged one is refused now, not half way through a resume."""
+    np.load(f, mmap_mode="r")
+    return OnDisk(str(f))
+
+
 def load_checkpoint(path: Path, config_fingerprint: str) -> RunState:
     """Read a checkpoint; a missing, corrupt or foreign one is a UserError naming it."""
     try:
@@ -194,8 +200,8 @@ def load_checkpoint(path: Path, config_fingerprint: str) -> RunState:
     devices = {}
     if meta.get("devices"):
         folder = path / meta["devices"]
-        try:  # checked readable here, passed on by path: a store on disk never crosses memory whole
-            devices = {f.stem: OnDisk(str(f)) for f in folder.glob("*.npy") if np.load(f, mmap_mode="r") is not None}
+        try:  # passed on by path: a store on disk never crosses memory whole
+            devices = {f.stem: _readable(f) for f in folder.glob("*.npy")}
         except (OSError, ValueError):
             devices = {}
         if "seen" not in devices:

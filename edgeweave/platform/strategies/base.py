@@ -100,8 +100,8 @@ class Rules:
         return fixed_rule(self.sample_flops(facts, round_, job, steps) * facts.batch_sizes(job, steps))
 
     def term_flops(self, facts: "Facts", round_: int, job: Job) -> float:
-        """FLOPs the local objective's added term costs each mini-batch: FedProx's 3 per element the job
-        moves (w - w_start, times mu, added to the gradient; `training.prox_mu`), else none."""
+        """FLOPs the local objective's added term costs each mini-batch: FedProx's 3 per element of the job's
+        (sub-)model (w - w_start, times mu, added to the gradient; `training.prox_mu`), else none."""
         if not self.cfg.training.prox_mu or job.pooled:
             return 0.0
         plan = self.job_plan(facts, round_, job)
