@@ -62,7 +62,8 @@ class FlatLayout:
         return out
 
     def split(self, flat: np.ndarray) -> dict[str, torch.Tensor]:
-        """A flat array (a mask, say) as named tensors of the model's shapes."""
-        src = torch.from_numpy(np.asarray(flat))
+        """A flat array (a mask, say) as named tensors of the model's shapes, to be read (a read-only array from
+        the object store, SCAFFOLD's shared control variate, is fine)."""
+        src = tensor_view(flat)
         return {n: src[a:b].view(s).to(torch.float32)
                 for n, s, a, b in zip(self.names, self.shapes, self.offsets[:-1], self.offsets[1:])}

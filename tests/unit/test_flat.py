@@ -29,3 +29,23 @@ def test_flatten_then_load_is_exact_and_in_place():
     layout.load(b, flat)
     assert b[0].weight is weight
     np.testing.assert_array_equal(layout.flatten(b), flat)
+
+
+def test_a_read_only_array_splits_without_a_warning():
+    """SCAFFOLD's control variate reaches a worker read-only from the object store; splitting it into the model's
+    tensors must not make torch warn (once a process, on every worker). In a fresh process: torch warns once."""
+    import subprocess
+    import sys
+
+    script = (
+        "import warnings, numpy as np\n"
+        "from torch import nn\n"
+        "from edgeweave.platform.flat import FlatLayout\n"
+        "layout = FlatLayout(nn.Linear(3, 2))\n"
+        "a = np.arange(layout.size, dtype=np.float32); a.setflags(write=False)\n"
+        "warnings.simplefilter('error')\n"
+        "parts = layout.split(a)\n"
+        "assert parts['weight'].shape == (2, 3) and float(parts['bias'][1]) == 7.0\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
