@@ -63,12 +63,15 @@ class CarryDevice(DeviceHalf):
     """Trains the full model into a partial of its own, then sends the global weights plus its momentum."""
 
     rules: CarryRules
+    _learned: np.ndarray | None = None
 
-    @staticmethod
-    def learned(ctx: DeviceContext) -> np.ndarray:
-        """Which of the flat weights are parameters (the rest, batch-norm statistics, carry no momentum)."""
-        slicer = ctx.facts.slicer
-        return slicer.layout.learned(slicer.model)
+    def learned(self, ctx: DeviceContext) -> np.ndarray:
+        """Which of the flat weights are parameters (the rest, batch-norm statistics, carry no momentum); found
+        once per worker, not once per device."""
+        if self._learned is None:
+            slicer = ctx.facts.slicer
+            self._learned = slicer.layout.learned(slicer.model)
+        return self._learned
 
     def train(self, ctx: DeviceContext, round_: int, job: "Job", weights: np.ndarray, partial: Partial) -> None:
         mine = Partial.zeros(len(weights))
