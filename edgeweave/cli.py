@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from edgeweave.platform.errors import RunFailed, UserError
 
@@ -18,57 +18,144 @@ def rounds_text(cfg) -> str:
     return f"{cfg.training.rounds} async server steps of {buffer} updates, {concurrency} devices training at once"
 
 
+class InThread:
+    """`fn()` run in a thread and timed as a phase; `join` returns its result or raises what it raised."""
+
+    def __init__(self, fn: Callable[[], Any], phases: Any, name: str) -> None:
+        import threading
+
+        self.result: Any = None
+        self.error: Optional[BaseException] = None
+
+        def run() -> None:
+            try:
+                with phases.phase(name):
+                    self.result = fn()
+            except BaseException as e:  # noqa: BLE001 - raised again by join()
+                self.error = e
+
+        self.thread = threading.Thread(target=run, name=f"edgeweave-{name}", daemon=True)
+        self.thread.start()
+
+    def join(self) -> Any:
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    """Validate everything first, then make (or reopen) the run directory, then start Ray and train."""
+    """Validate everything first, then make (or reopen) the run directory, then train.
+
+    Ray and the first workers' processes start as soon as the config is read, while a thread loads
+    the data; every phase is timed into the run's `timeline.json`.
+    """
     from pathlib import Path
 
-    from edgeweave.platform.checkpoint import load_checkpoint, run_fingerprint
-    from edgeweave.platform.config import load_config
-    from edgeweave.platform.data import load_dataset
-    from edgeweave.platform.devices.resources import build_resources
-    from edgeweave.platform.experiment import CHECKPOINT, method_text
-    from edgeweave.platform.partition import partition_data
-    from edgeweave.platform.server import check_with_data
+    from edgeweave.platform.phases import Phases
 
-    if (args.config is None) == (args.resume is None):
-        raise UserError("edgeweave run: give a CONFIG to start a run, or --resume RUN_DIR to continue one")
-    resume = None
-    if args.resume:
-        run_dir = Path(args.resume)
-        if not (run_dir / "config.yaml").is_file():
-            raise UserError(f"--resume = {args.resume!r}: no config.yaml there; expected a run directory")
-        if args.set:
-            raise UserError(f"--set = {args.set[0]!r}: a resumed run keeps its config; start a new run to change it")
-        if args.plugin:
-            raise UserError(f"--plugin = {args.plugin[0]!r}: a resumed run keeps its config's plugins")
-        cfg = load_config(run_dir / "config.yaml", [])
-        resume = load_checkpoint(run_dir / CHECKPOINT, run_fingerprint(cfg))
-    else:
-        cfg = load_config(args.config, args.set, plugins=args.plugin)
-    build_resources(cfg.devices.resources, cfg.seed)  # a bad trace file fails here, before any output
-    data = load_dataset(cfg.data, cfg.seed)
-    partition = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed, data.owners)
-    check_with_data(cfg, data)
+    phases: Phases = args.phases
+    with phases.phase("config and plugins"):
+        from edgeweave.platform.config import load_config
 
-    from edgeweave.actors.session import Simulation
+        if (args.config is None) == (args.resume is None):
+            raise UserError("edgeweave run: give a CONFIG to start a run, or --resume RUN_DIR to continue one")
+        resume = None
+        if args.resume:
+            run_dir = Path(args.resume)
+            if not (run_dir / "config.yaml").is_file():
+                raise UserError(f"--resume = {args.resume!r}: no config.yaml there; expected a run directory")
+            if args.set:
+                raise UserError(f"--set = {args.set[0]!r}: a resumed run keeps its config; start a new run to change it")
+            if args.plugin:
+                raise UserError(f"--plugin = {args.plugin[0]!r}: a resumed run keeps its config's plugins")
+            from edgeweave.platform.checkpoint import load_checkpoint, run_fingerprint
+            from edgeweave.platform.experiment import CHECKPOINT
+
+            cfg = load_config(run_dir / "config.yaml", [])
+            resume = load_checkpoint(run_dir / CHECKPOINT, run_fingerprint(cfg))
+        else:
+            cfg = load_config(args.config, args.set, plugins=args.plugin)
+    def load() -> tuple:
+        from edgeweave.platform.data import load_dataset
+        from edgeweave.platform.devices.resources import build_resources
+        from edgeweave.platform.partition import partition_data
+        from edgeweave.platform.server import check_with_data
+
+        build_resources(cfg.devices.resources, cfg.seed)  # a bad trace file fails here, before any output
+        data = load_dataset(cfg.data, cfg.seed)
+        partition = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed, data.owners)
+        check_with_data(cfg, data)
+        return data, partition
+
+    loading = InThread(load, phases, "data load")  # while Ray and the workers' processes start here
+    with phases.phase("imports (ray)"):
+        from edgeweave.actors.connect import connect, ray_address
+    try:
+        with phases.phase("ray attach" if ray_address(cfg) else "ray start"):
+            started = connect(cfg)
+    except BaseException:
+        loading.join()
+        raise
+    try:
+        with phases.phase("imports (workers)"):
+            from edgeweave.actors.session import Prestarted, Simulation
+        prestarted = Prestarted(cfg, started)
+    except BaseException:
+        loading.join()
+        if started:
+            import ray
+
+            ray.shutdown()
+        raise
+    try:
+        data, partition = loading.join()
+        with phases.phase("run directory"):
+            from edgeweave.platform.experiment import method_text
+            from edgeweave.platform.rundir import create_run_dir
+
+            if resume is None:
+                run_dir = create_run_dir(cfg)
+                print(f"edgeweave run {cfg.name}: {method_text(cfg)} on {cfg.data.name}, "
+                      f"{cfg.devices.count} devices, {rounds_text(cfg)} -> {run_dir}", flush=True)
+            else:
+                unit = "step" if cfg.aggregation.mode == "async" else "round"
+                print(f"edgeweave run {cfg.name}: resuming at {unit} {resume.next_round} of {cfg.training.rounds} "
+                      f"-> {run_dir}", flush=True)
+    except BaseException:
+        prestarted.close()
+        raise
     from edgeweave.platform.experiment import run_rounds
     from edgeweave.platform.models import build_model
-    from edgeweave.platform.rundir import create_run_dir, save_weights
+    from edgeweave.platform.rundir import save_weights
     from edgeweave.platform.sinks import default_sinks
 
-    if resume is None:
-        run_dir = create_run_dir(cfg)
-        print(f"edgeweave run {cfg.name}: {method_text(cfg)} on {cfg.data.name}, "
-              f"{cfg.devices.count} devices, {rounds_text(cfg)} -> {run_dir}", flush=True)
-    else:
-        unit = "step" if cfg.aggregation.mode == "async" else "round"
-        print(f"edgeweave run {cfg.name}: resuming at {unit} {resume.next_round} of {cfg.training.rounds} "
-              f"-> {run_dir}", flush=True)
-    with Simulation(cfg, data, partition) as sim:
-        sinks = default_sinks(cfg, run_dir, start=resume.next_round if resume else 0)
-        run_rounds(cfg, sim, sinks, run_dir, resume=resume)
-        model = build_model(cfg.model, data.input_shape, data.num_classes, cfg.seed)
-        save_weights(run_dir / "model.safetensors", model, sim.weights())
+    # W&B's start (a service process) overlaps the workers' start
+    opening = InThread(lambda: default_sinks(cfg, run_dir, start=resume.next_round if resume else 0), phases,
+                       "sinks")
+    try:
+        sim = Simulation(cfg, data, partition, prestarted=prestarted, phases=phases)
+    except BaseException as e:
+        opening.join().close({"failed": str(e)})
+        raise
+    closing: Optional[InThread] = None
+
+    def after_rounds() -> None:  # the final weights, then Ray stops while the figures are drawn
+        nonlocal closing
+        with phases.phase("final weights"):
+            model = build_model(cfg.model, data.input_shape, data.num_classes, cfg.seed)
+            save_weights(run_dir / "model.safetensors", model, sim.weights())
+        closing = InThread(sim.close, phases, "shutdown")
+
+    try:
+        run_rounds(cfg, sim, opening.join(), run_dir, resume=resume, phases=phases, after_rounds=after_rounds)
+    finally:
+        if closing is None:
+            sim.close()
+        else:
+            closing.join()
+    phases.save(run_dir)
+    print(phases.line(), flush=True)
     return 0
 
 
@@ -215,6 +302,25 @@ def cmd_bench(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=False)
     except OSError as e:
         raise UserError(f"--out = {str(out)!r}: cannot create it ({e.strerror})") from None
+    if args.whole:
+        from edgeweave.platform.whole import WORKLOADS, cpu_count, run_whole
+        from edgeweave.platform.whole import table as whole_table
+        from edgeweave.platform.whole import targets as whole_targets
+
+        names = [w.strip() for w in args.workloads.split(",") if w.strip()]
+        unknown = [w for w in names if w not in WORKLOADS]
+        if unknown or not names:
+            raise UserError(f"--workloads = {args.workloads!r}: choose from {', '.join(WORKLOADS)}")
+        workers = min(max(_int_list(args.workers, "--workers")), cpu_count())
+        print(f"whole commands, process start to exit: {', '.join(names)}; floor and platform alternating, "
+              f"{args.repeat} repeat(s), {workers} worker(s)", flush=True)
+        rows = run_whole(names, args.repeat, out.resolve(), workers, progress=lambda line: print(line, flush=True))
+        (out / "whole.json").write_text(json.dumps(rows, indent=1))
+        md = whole_table(rows) + "\n\n" + "\n".join(f"- {line}" for line in whole_targets(rows))
+        (out / "whole.md").write_text(md + "\n")
+        print(md)
+        print(f"\nbench -> {out / 'whole.md'}, {out / 'whole.json'}")
+        return 0
     if args.batching:
         from edgeweave.platform.bench import batching_table, run_batching
 
@@ -297,6 +403,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--batching", action="store_true",
                        help="instead: one worker's device-updates/s with devices trained one by one and batched "
                             "(training.batched), for a small and a CIFAR-sized model")
+    bench.add_argument("--whole", action="store_true",
+                       help="instead: the whole command (process start to exit) of `edgeweave run` and of the floor on "
+                            "--workloads, alternating --repeat times; phases side by side, peak memory")
+    bench.add_argument("--workloads", default="cifar-plugin,quickstart",
+                       help="with --whole: cifar-plugin (CIFAR-10's size, a plugin data set) and/or quickstart")
     bench.add_argument("--per-round", type=int, default=16,
                        help="with --batching: devices of each round, all trained by the one worker (default 16)")
     bench.add_argument("--out", help="directory for bench.json and bench.md (default runs/bench-<time>)")
@@ -314,7 +425,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    from edgeweave.platform.phases import Phases
+
+    phases = Phases(from_process_start=argv is None)  # a command line counts from the interpreter's start
+    phases.add("python start", 0.0, phases.now())
     args = build_parser().parse_args(argv)
+    args.phases = phases
     try:
         return args.func(args)
     except UserError as e:
@@ -325,5 +441,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 1
 
 
+def entry() -> None:
+    """The console script: `main`, then exit at once. Everything is written and closed by then (the
+    exit handlers run first); the interpreter's own teardown of torch and Ray would hold the prompt
+    for a second more."""
+    import atexit
+    import os
+
+    code = main()
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -113,9 +113,11 @@ class Driver:
         metrics["test_accuracy"] = metrics["test_loss"] = None
         t = self.cfg.training
         t3 = time.perf_counter()
-        if "non_finite" not in metrics and ((round_ + 1) % t.eval_every == 0 or round_ + 1 == t.rounds):
+        evaluated = "non_finite" not in metrics and ((round_ + 1) % t.eval_every == 0 or round_ + 1 == t.rounds)
+        if evaluated:
             metrics["test_accuracy"], metrics["test_loss"] = self.server.evaluate()
         self.seconds.append({"driver": (t1 - t0) + (t3 - t2), "train": t2 - t1, "evaluate": time.perf_counter() - t3})
+        metrics["evaluation_seconds"] = round(self.seconds[-1]["evaluate"], 4) if evaluated else None
         metrics["workers"] = workers
         metrics["workers_lost"] = self.pool.lost
         metrics["device_records"] = records

@@ -24,13 +24,15 @@ LOST = (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError, ray.except
 
 @dataclass
 class Spawn:
-    """How to start one device worker: its class, its arguments (object refs stay refs) and its resources."""
+    """How to start one device worker: its class, its arguments, the arguments of its `setup` (its first
+    answer: object refs stay refs, so the worker process can start before they exist) and its resources."""
 
     cls: Any
     args: tuple
     cpus: float
     gpus: float
     group: Any = None  # the placement group the workers live in (a Tune trial's), or None
+    setup: tuple = ()
 
     def options(self) -> dict[str, Any]:
         opts: dict[str, Any] = {"num_cpus": self.cpus, "num_gpus": self.gpus}
@@ -39,6 +41,7 @@ class Spawn:
         return opts
 
     def start(self) -> Any:
+        """A new worker process, not yet set up."""
         return self.cls.options(**self.options()).remote(*self.args)
 
     def needs(self) -> str:
@@ -78,9 +81,12 @@ class WorkerPool:
         if self.starting:
             return
         n = min(self.limit - len(self.ready), max(self.room(), at_least))
-        for _ in range(max(0, n)):
-            worker = self.spawn.start()
-            self.starting[worker.node.remote()] = worker
+        self.adopt([self.spawn.start() for _ in range(max(0, n))])
+
+    def adopt(self, workers: list[Any]) -> None:
+        """Set up workers started here or earlier (`Spawn.start`); they join when they answer."""
+        for worker in workers:
+            self.starting[worker.setup.remote(*self.spawn.setup)] = worker
 
     def collect(self, timeout: float = 0.0) -> list[Member]:
         """Workers that answered (waiting at most `timeout` for all of them) join; returns those who joined."""
@@ -93,8 +99,10 @@ class WorkerPool:
             worker = self.starting.pop(ref)
             try:
                 joined.append(Member(worker, ray.get(ref, timeout=0)))
+            except ray.exceptions.RayTaskError as e:  # its set-up raised: another start would fail the same way
+                raise RuntimeError(f"a device worker failed to start: {last_line(e)}") from None
             except ray.exceptions.ActorDiedError as e:
-                if e.actor_init_failed:  # its own set-up raised: another start would fail the same way
+                if e.actor_init_failed:  # its constructor raised: the same
                     raise RuntimeError(f"a device worker failed to start: {last_line(e)}") from None
                 self.lost += 1  # it died before it could answer (its node left)
             except LOST:

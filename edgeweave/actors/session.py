@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import logging
-import os
 from typing import Any, Optional
 
 import numpy as np
 import ray
-from ray._private import ray_constants
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy, PlacementGroupSchedulingStrategy
 
+from edgeweave.actors.connect import connect, ray_address
 from edgeweave.actors.driver import RemoteDriver
 from edgeweave.actors.pool import LOST, Spawn, WorkerPool
 from edgeweave.actors.worker import RemoteDeviceWorker
@@ -19,55 +17,9 @@ from edgeweave.platform.config import ExperimentConfig
 from edgeweave.platform.data import ArrayData
 from edgeweave.platform.errors import RunFailed, RunLost
 from edgeweave.platform.partition import Partition
+from edgeweave.platform.phases import Phases
 
 CALL_TIMEOUT = 600.0  # seconds for the driver's short calls (weights, checkpoints), beyond any round
-LOOPBACK = "127.0.0.1"  # the one address a Ray started here uses: none of its processes reaches another host
-
-
-def connect(cfg: ExperimentConfig) -> bool:
-    """Join the configured cluster (or RAY_ADDRESS, as inside `ray job submit`), else start one.
-
-    Returns True when this call started Ray, so the caller knows to shut it down.
-    """
-    if ray.is_initialized():
-        return False
-    address = cfg.ray.address or os.environ.get("RAY_ADDRESS")
-    if address:
-        if address.split(":")[0] in (LOOPBACK, "localhost"):  # a Ray started on the loopback, by start_local
-            _on_loopback(address=address, logging_level=logging.WARNING)
-        else:
-            ray.init(address=address, logging_level=logging.WARNING)
-        return False
-    start_local()
-    return True
-
-
-def start_local(**options: Any) -> None:
-    """Start a one-machine Ray whose processes all listen and talk on the loopback address only."""
-    _on_loopback(address="local", include_dashboard=False, dashboard_host=LOOPBACK, logging_level=logging.WARNING,
-                 **options)
-
-
-def _on_loopback(**options: Any) -> None:
-    """`ray.init` with this process's node address 127.0.0.1: to start a Ray there, or to join one that is.
-
-    Ray on Linux swaps a node address of 127.0.0.1 for the host's routable one (found by routing towards
-    a public DNS server) unless its multi-host switch is off, as on macOS and Windows; a driver joining a
-    loopback Ray from the routable address would wait forever for a node there. The switch is a
-    constant read at import, so it is off only while Ray starts here (the processes Ray starts are given
-    the address); a node that took another address all the same is stopped with one line.
-    """
-    multi_host = ray_constants.ENABLE_RAY_CLUSTER
-    ray_constants.ENABLE_RAY_CLUSTER = False
-    try:
-        ray.init(_node_ip_address=LOOPBACK, **options)
-    finally:
-        ray_constants.ENABLE_RAY_CLUSTER = multi_host
-    node = ray.util.get_node_ip_address()
-    if node != LOOPBACK:
-        ray.shutdown()
-        raise RunFailed(f"the local Ray took the node address {node}, not {LOOPBACK}: Ray {ray.__version__} "
-                        f"picks it otherwise than edgeweave expects")
 
 
 def pool_limit(cfg: ExperimentConfig) -> int:
@@ -88,27 +40,59 @@ def here() -> dict[str, Any]:
                                                                   soft=False)}
 
 
+def worker_spawn(cfg: ExperimentConfig, setup: tuple = ()) -> Spawn:
+    """How the run's device workers start (`setup`: the data's and partition's refs, once they are put)."""
+    return Spawn(RemoteDeviceWorker, (cfg, max(1, int(cfg.ray.cpus_per_worker))), cfg.ray.cpus_per_worker,
+                 cfg.ray.gpus_per_worker, ray.util.get_current_placement_group(), setup)
+
+
+class Prestarted:
+    """The first device workers' processes, started in a Ray the command started or joined before its data is
+    loaded (it loads in a thread meanwhile): they start and import torch on the config alone, and `Simulation`
+    sets them up on the data once it is in the object store. `close` undoes it when the command stops first."""
+
+    def __init__(self, cfg: ExperimentConfig, started: bool, num_workers: Optional[int] = None) -> None:
+        """`started`: whether the command started the Ray it is connected to (`connect`)."""
+        self.started = started
+        spawn, limit = worker_spawn(cfg), num_workers or pool_limit(cfg)
+        self.workers = [spawn.start() for _ in range(min(limit, max(1, WorkerPool(spawn, limit).room())))]
+
+    def close(self) -> None:
+        for worker in self.workers:
+            ray.kill(worker)
+        if self.started:
+            ray.shutdown()
+
+
 class Simulation:
     """The data in the object store once (owned by this process), a driver actor beside it and its worker pool."""
 
     def __init__(self, cfg: ExperimentConfig, data: ArrayData, partition: Partition,
-                 num_workers: Optional[int] = None, data_ref: Any = None) -> None:
-        """`data_ref`: `data` already in the object store (a sweep's shared copy); else it is put here."""
+                 num_workers: Optional[int] = None, data_ref: Any = None, prestarted: Optional[Prestarted] = None,
+                 phases: Optional[Phases] = None) -> None:
+        """`data_ref`: `data` already in the object store (a sweep's shared copy); else it is put here.
+        `prestarted`: Ray and worker processes started earlier (taken over); `phases`: where to time the start."""
         self.cfg = cfg
-        self.started = connect(cfg)
-        data_ref, part_ref = ray.put(data) if data_ref is None else data_ref, ray.put(partition)
-        threads = max(1, int(cfg.ray.cpus_per_worker))
+        phases = phases or Phases()
+        if prestarted is not None:
+            self.started, early = prestarted.started, prestarted.workers
+        else:
+            with phases.phase("ray attach" if ray_address(cfg) else "ray start"):
+                self.started, early = connect(cfg), []
+        with phases.phase("data put"):
+            data_ref, part_ref = ray.put(data) if data_ref is None else data_ref, ray.put(partition)
         # The refs travel inside Spawn as refs; each worker receives them resolved (zero-copy).
-        spawn = Spawn(RemoteDeviceWorker, (cfg, data_ref, part_ref, threads), cfg.ray.cpus_per_worker,
-                      cfg.ray.gpus_per_worker, ray.util.get_current_placement_group())
+        spawn = worker_spawn(cfg, (data_ref, part_ref))
         limit = num_workers or pool_limit(cfg)
         first = WorkerPool(spawn, limit)
+        first.adopt(early)
         first.grow(at_least=1)  # the first workers start while the driver does; the driver's pool takes them
         self.first = list(first.starting.values())  # this process owns them: close() kills them, started or not
-        self.driver = RemoteDriver.options(num_cpus=0, **here()).remote(
-            cfg, data_ref, part_ref, spawn, limit, [first.starting])
         try:
-            self._get(self.driver.start.remote(), cfg.ray.start_timeout + CALL_TIMEOUT)
+            with phases.phase("workers ready", waits=f"device workers ({spawn.needs()} each) to start"):
+                self.driver = RemoteDriver.options(num_cpus=0, **here()).remote(
+                    cfg, data_ref, part_ref, spawn, limit, [first.starting])
+                self._get(self.driver.start.remote(), cfg.ray.start_timeout + CALL_TIMEOUT)
         except Exception:
             self.close()
             raise
@@ -141,17 +125,20 @@ class Simulation:
     def close(self) -> None:
         """Kill the workers (the first ones even if they never started) and the driver."""
         handles = list(self.first)
-        try:
-            handles += [handle for handle, _ in ray.get(self.driver.workers.remote(), timeout=10)]
-        except Exception:  # noqa: BLE001 - a lost driver's own workers went with it
-            pass
+        driver = getattr(self, "driver", None)  # none when it could not be created
+        if driver is not None:
+            try:
+                handles += [handle for handle, _ in ray.get(driver.workers.remote(), timeout=10)]
+            except Exception:  # noqa: BLE001 - a lost driver's own workers went with it
+                pass
         for handle in handles:
             ray.kill(handle)
-        try:
-            ray.get(self.driver.release.remote(), timeout=10)
-        except Exception:  # noqa: BLE001 - a lost driver took its files with it or left them for the next run
-            pass
-        ray.kill(self.driver)
+        if driver is not None:
+            try:
+                ray.get(driver.release.remote(), timeout=10)
+            except Exception:  # noqa: BLE001 - a lost driver took its files with it or left them for the next run
+                pass
+            ray.kill(driver)
         if self.started:
             ray.shutdown()
 

@@ -18,19 +18,27 @@ from edgeweave.platform.strategies import Job
 
 
 class DeviceWorker:
-    """Receives the data and partition once (zero-copy from the object store), keeps one model."""
+    """Starts (imports torch) on the config alone, so it can start before the data is loaded; then
+    receives the data and partition once (zero-copy from the object store) and keeps one model."""
 
-    def __init__(self, cfg: ExperimentConfig, data: ArrayData, partition: Partition, threads: int) -> None:
+    def __init__(self, cfg: ExperimentConfig, threads: int) -> None:
         torch.set_num_threads(threads)
-        self.client = Client(cfg, data, partition)
-        self.client.warm_up()  # while the driver starts, not in the first round
+        self.cfg = cfg
+        self.client: Optional[Client] = None
+
+    def setup(self, data: ArrayData, partition: Partition) -> str:
+        """Build the client on the run's data and warm it up (before the first round, not in it); returns
+        the node id (the worker's first answer: the pool takes it in then)."""
+        self.client = Client(self.cfg, data, partition)
+        self.client.warm_up()
+        return self.node()
 
     def pid(self) -> int:
         """The actor's process id (the benchmark reads its memory; answering also means it is up)."""
         return os.getpid()
 
     def node(self) -> str:
-        """The id of the node this worker runs on (its first answer: the pool takes it in then)."""
+        """The id of the node this worker runs on."""
         return ray.get_runtime_context().get_node_id()
 
     def run(self, round_: int, global_weights: np.ndarray, jobs: list[Job], state: Any = None,

@@ -14,7 +14,7 @@ import os
 import statistics
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ from edgeweave.platform.config import ExperimentConfig, build_config
 from edgeweave.platform.data import ArrayData
 from edgeweave.platform.models import build_model
 from edgeweave.platform.partition import Partition
+from edgeweave.platform.phases import Phases
 from edgeweave.platform.seeding import torch_generator
 from edgeweave.platform.server import Server
 from edgeweave.platform.sgd import sgd_settings
@@ -108,9 +109,12 @@ def _evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float
 
 
 def run_floor(cfg: ExperimentConfig, data: ArrayData, partition: Partition, sequence: Sequence[Sequence[int]],
-              workers: int) -> dict[str, Any]:
+              workers: int, phases: Optional[Phases] = None) -> dict[str, Any]:
     """Time the plain-PyTorch floor; returns wall and start-up seconds, per-round times (evaluation included)
-    and evaluation seconds (next to nothing where a round had none), the last accuracy, RSS."""
+    and evaluation seconds (next to nothing where a round had none), the last accuracy, RSS. `phases`: where
+    its workers' start, first round, rounds, evaluations and shutdown are timed as the platform's are."""
+    phases = phases or Phases()
+    began = phases.now()
     t0 = time.perf_counter()
     ctx = mp.get_context("spawn")
     torch.set_num_threads(1)
@@ -128,6 +132,8 @@ def run_floor(cfg: ExperimentConfig, data: ArrayData, partition: Partition, sequ
         p.start()
     pids = [done.get()[2] for _ in procs]
     startup = time.perf_counter() - t0
+    phases.add("workers ready", began, phases.now())
+    began = phases.now()
     x_test, y_test = torch.from_numpy(data.x_test), torch.from_numpy(data.y_test)
     rounds, evaluations, accuracies, rss = [], [], [], []
     try:
@@ -143,14 +149,19 @@ def run_floor(cfg: ExperimentConfig, data: ArrayData, partition: Partition, sequ
             if (r + 1) % cfg.training.eval_every == 0 or r + 1 == len(sequence):
                 load_vector(weights, params)
                 accuracies.append(_evaluate(model, x_test, y_test))
+                phases.repeat("evaluations", time.perf_counter() - t_eval)
             evaluations.append(time.perf_counter() - t_eval)
             rounds.append(time.perf_counter() - t)
             rss.append(rss_bytes([os.getpid(), *pids]))
+            if r == 0 or r + 1 == len(sequence):
+                phases.add("first round" if r == 0 else "rounds", began, phases.now())
+                began = phases.now()
     finally:
         for q in tasks:
             q.put(None)
         for p in procs:
             p.join(timeout=30)
+        phases.add("shutdown", began, phases.now())
     return {"wall": time.perf_counter() - t0, "startup": startup, "rounds": rounds, "evaluations": evaluations,
             "accuracy": accuracies[-1], "weights": weights.numpy().copy(),
             "rss": rss, "peak_rss": max(rss)}  # sampled once per round

@@ -12,6 +12,7 @@ import numpy as np
 from edgeweave.platform.checkpoint import RunState, replace_durably, run_fingerprint, save_checkpoint
 from edgeweave.platform.config import ExperimentConfig
 from edgeweave.platform.errors import RunFailed
+from edgeweave.platform.phases import Phases
 from edgeweave.platform.plots import plot_accuracy, plot_devices
 from edgeweave.platform.rundir import LOGS
 from edgeweave.platform.sinks import JsonlSink, Sinks
@@ -79,13 +80,19 @@ def _mean_staleness(history: list[dict[str, Any]]) -> dict[str, float]:
 
 def run_rounds(cfg: ExperimentConfig, runner: RoundRunner, sinks: Sinks, run_dir: Path,
                resume: Optional[RunState] = None,
-               on_round: Optional[Callable[[dict[str, Any], Optional[Path]], None]] = None) -> dict[str, Any]:
+               on_round: Optional[Callable[[dict[str, Any], Optional[Path]], None]] = None,
+               phases: Optional[Phases] = None, after_rounds: Optional[Callable[[], None]] = None) -> dict[str, Any]:
     """Run every round (from `resume` on), log each, checkpoint, draw the figures; return the summary.
 
     `on_round(metrics, checkpoint)` is called after each round, with the checkpoint directory
-    when one was just written (a Tune trial reports through it).
+    when one was just written (a Tune trial reports through it). `phases`: where the first round,
+    the rounds, evaluations, checkpoints, figures and the sinks' close are timed. `after_rounds()`
+    is called once the last round is logged, before the figures are drawn (the command takes the
+    final weights then and stops Ray while the figures are drawn).
     """
+    phases = phases or Phases()
     start = time.perf_counter()
+    began = phases.now()
     history: list[dict[str, Any]] = []
     first = 0
     if resume is not None:
@@ -107,12 +114,16 @@ def run_rounds(cfg: ExperimentConfig, runner: RoundRunner, sinks: Sinks, run_dir
                     break
                 for record in metrics.pop("device_records"):
                     devices_log.log(record)
+                if (evaluation := metrics.pop("evaluation_seconds", None)) is not None:  # timed on the driver
+                    phases.repeat("evaluations", evaluation)
                 metrics["wall_seconds"] = round(time.perf_counter() - t0, 4)
                 sinks.log(metrics)
                 history.append(metrics)
                 checkpoint = None
                 if (every and (r + 1) % every == 0) or r + 1 == cfg.training.rounds:
+                    t1 = time.perf_counter()
                     checkpoint = save_checkpoint(run_dir / CHECKPOINT, runner.snapshot(r + 1, history), stamp)
+                    phases.repeat("checkpoints", time.perf_counter() - t1)
                     saved = r + 1
             except OSError as e:
                 raise RunFailed(f"round {r}: cannot write to {run_dir} ({e.strerror or e}); "
@@ -122,6 +133,9 @@ def run_rounds(cfg: ExperimentConfig, runner: RoundRunner, sinks: Sinks, run_dir
                                 + _how_to_go_on(run_dir, saved)) from e
             if on_round is not None:
                 on_round(metrics, checkpoint)
+            if r == first:
+                phases.add("first round", began, phases.now())
+                began = phases.now()
         if diverged is not None:  # nothing of the diverged round is written; what was written stays
             raise RunFailed(f"round {r}: {diverged} became NaN or infinite, so the run stops here (rounds before it "
                             f"are logged); {_lower(cfg)} or check the data, and start "
@@ -131,10 +145,15 @@ def run_rounds(cfg: ExperimentConfig, runner: RoundRunner, sinks: Sinks, run_dir
         sinks.close({"failed": str(e)})
         raise
     devices_log.close({})
+    if cfg.training.rounds - first > 1:
+        phases.add("rounds", began, phases.now())
+    if after_rounds is not None:
+        after_rounds()
     last = history[-1]
-    for path in (plot_accuracy(history, run_dir / "accuracy.png", f"{cfg.name}: {cfg.strategy.name}"),
-                 plot_devices(cfg, history, run_dir / "devices.jsonl", run_dir / "devices.png")):
-        sinks.image(path)
+    with phases.phase("plots"):
+        for path in (plot_accuracy(history, run_dir / "accuracy.png", f"{cfg.name}: {cfg.strategy.name}"),
+                     plot_devices(cfg, history, run_dir / "devices.jsonl", run_dir / "devices.png")):
+            sinks.image(path)
     summary = {
         "name": cfg.name,
         "strategy": cfg.strategy.name,
@@ -148,5 +167,6 @@ def run_rounds(cfg: ExperimentConfig, runner: RoundRunner, sinks: Sinks, run_dir
         **_mean_staleness(history),
         "run_dir": str(run_dir),
     }
-    sinks.close(summary)
+    with phases.phase("sinks close"):
+        sinks.close(summary)
     return summary

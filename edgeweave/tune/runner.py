@@ -16,7 +16,7 @@ from ray.tune import TuneError
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-from edgeweave.actors.session import connect
+from edgeweave.actors.connect import connect
 from edgeweave.actors.shared_data import data_store
 from edgeweave.platform.config import ExperimentConfig, build_config, dump_config, read_yaml
 from edgeweave.platform.errors import RunFailed, UserError, last_line

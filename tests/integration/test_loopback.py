@@ -3,7 +3,7 @@
 import pytest
 import ray
 
-from edgeweave.actors.session import LOOPBACK, connect
+from edgeweave.actors.connect import LOOPBACK, connect
 
 pytestmark = pytest.mark.integration
 

@@ -155,7 +155,7 @@ class WorkerThatCannotStart:
     def __init__(self) -> None:
         raise ModuleNotFoundError("No module named 'missing_on_this_node'")
 
-    def node(self) -> str:
+    def setup(self) -> str:
         return ""
 
 

@@ -8,7 +8,7 @@ import pytest
 import ray
 from ray._private import ray_constants, services
 
-from edgeweave.actors import session
+from edgeweave.actors import connect as session
 from edgeweave.platform.errors import RunFailed
 
 LOOPBACK = "127.0.0.1"
