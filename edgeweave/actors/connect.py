@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from typing import Any, Optional
 
 import ray
-from ray._private import ray_constants
+from ray._private import parameter, ray_constants
 
 from edgeweave.platform.config import ExperimentConfig
 from edgeweave.platform.errors import RunFailed
@@ -42,9 +43,34 @@ def connect(cfg: ExperimentConfig) -> bool:
 
 
 def start_local(**options: Any) -> None:
-    """Start a one-machine Ray whose processes all listen and talk on the loopback address only."""
-    _on_loopback(address="local", include_dashboard=False, dashboard_host=LOOPBACK, logging_level=logging.WARNING,
-                 **options)
+    """Start a one-machine Ray whose processes all listen and talk on the loopback address only.
+
+    Its dashboard agent listens on a free port: Ray's fixed default (52365) is taken while another
+    Ray runs on the machine or one that has just ended still exits, and the agent then retried it
+    for seconds while the node waited. `ray.init` has no argument for it, so the node's parameters
+    are given it while Ray starts here.
+    """
+    ray_params = parameter.RayParams
+    port = free_port()
+
+    class OwnAgentPort(ray_params):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.setdefault("dashboard_agent_listen_port", port)
+            super().__init__(*args, **kwargs)
+
+    parameter.RayParams = OwnAgentPort
+    try:
+        _on_loopback(address="local", include_dashboard=False, dashboard_host=LOOPBACK,
+                     logging_level=logging.WARNING, **options)
+    finally:
+        parameter.RayParams = ray_params
+
+
+def free_port() -> int:
+    """A port on the loopback address that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind((LOOPBACK, 0))
+        return s.getsockname()[1]
 
 
 def _on_loopback(**options: Any) -> None:

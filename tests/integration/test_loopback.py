@@ -3,7 +3,7 @@
 import pytest
 import ray
 
-from edgeweave.actors.connect import LOOPBACK, connect
+from edgeweave.actors.connect import LOOPBACK, connect, start_local
 
 pytestmark = pytest.mark.integration
 
@@ -23,3 +23,30 @@ def test_a_run_s_local_ray_uses_the_loopback_address_only(make_config, monkeypat
         assert ray.get(node_address.remote(), timeout=120) == LOOPBACK
     finally:
         ray.shutdown()
+
+
+def test_a_local_ray_does_not_wait_for_a_port_another_ray_holds(monkeypatch):
+    """Ray's dashboard agent listens on a fixed port (52365) by default: with another Ray on the machine, or
+    one that has just ended and whose agent still holds it, the new agent retried the port for seconds
+    while the node waited on it. A run's own Ray gives its agent a free port."""
+    import socket
+    from pathlib import Path
+
+    from ray._private import ray_constants
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    held = socket.socket()
+    held.bind((LOOPBACK, ray_constants.DEFAULT_DASHBOARD_AGENT_LISTEN_PORT))  # as another Ray's agent does
+    held.listen()
+    try:
+        start_local()
+        try:
+            node = ray._private.worker._global_node
+            assert node.dashboard_agent_listen_port != ray_constants.DEFAULT_DASHBOARD_AGENT_LISTEN_PORT
+            assert ray.get(node_address.remote(), timeout=120) == LOOPBACK  # the node works
+            log = Path(node.get_logs_dir_path()) / "dashboard_agent.log"
+            assert "Failed to bind" not in (log.read_text() if log.is_file() else "")
+        finally:
+            ray.shutdown()
+    finally:
+        held.close()
