@@ -38,10 +38,12 @@ class InThread:
         self.thread.start()
 
     def join(self) -> Any:
+        """The result, handed over (this object keeps no reference to it)."""
         self.thread.join()
         if self.error is not None:
             raise self.error
-        return self.result
+        result, self.result = self.result, None
+        return result
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -138,12 +140,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     except BaseException as e:
         opening.join().close({"failed": str(e)})
         raise
+    shape, classes = data.input_shape, data.num_classes
+    del data  # the object store holds it now: this process keeps no second copy
     closing: Optional[InThread] = None
 
     def after_rounds() -> None:  # the final weights, then Ray stops while the figures are drawn
         nonlocal closing
         with phases.phase("final weights"):
-            model = build_model(cfg.model, data.input_shape, data.num_classes, cfg.seed)
+            model = build_model(cfg.model, shape, classes, cfg.seed)
             save_weights(run_dir / "model.safetensors", model, sim.weights())
         closing = InThread(sim.close, phases, "shutdown")
 

@@ -35,14 +35,17 @@ class Driver:
     WorkerPool). Every wait is bounded by `ray.round_timeout` and `ray.start_timeout`.
     """
 
-    def __init__(self, cfg: ExperimentConfig, data: ArrayData, partition: Partition, spawn: Spawn,
-                 limit: int, starting: list[dict]) -> None:
-        """`starting`: the first workers, started by the caller while this actor started (refs kept in a list)."""
+    def __init__(self, cfg: ExperimentConfig) -> None:
+        """On the config alone, so the actor's process can start (and import torch) before the data is put."""
         self.cfg = cfg
-        self.server = build_server(cfg, data, partition)
-        self.pool = WorkerPool(spawn, limit, starting=dict(starting[0]))
         # per round (the last TIMED): the driver's own work, its wait on the workers, evaluation
         self.seconds: deque[dict[str, float]] = deque(maxlen=TIMED)
+
+    def open(self, data: ArrayData, partition: Partition, spawn: Spawn, limit: int, starting: list[dict]) -> None:
+        """The server on the run's data, and the pool of the workers the caller started (`starting`: their
+        first answers, in a list so the refs stay refs)."""
+        self.server = build_server(self.cfg, data, partition)
+        self.pool = WorkerPool(spawn, limit, starting=dict(starting[0]))
 
     def start(self) -> int:
         """Wait for the first workers (bounded); returns how many answered."""

@@ -40,6 +40,11 @@ def here() -> dict[str, Any]:
                                                                   soft=False)}
 
 
+def start_driver(cfg: ExperimentConfig) -> Any:
+    """The driver actor's process, started on the config (`Driver.open` gives it the data later)."""
+    return RemoteDriver.options(num_cpus=0, **here()).remote(cfg)
+
+
 def worker_spawn(cfg: ExperimentConfig, setup: tuple = ()) -> Spawn:
     """How the run's device workers start (`setup`: the data's and partition's refs, once they are put)."""
     return Spawn(RemoteDeviceWorker, (cfg, max(1, int(cfg.ray.cpus_per_worker))), cfg.ray.cpus_per_worker,
@@ -54,12 +59,13 @@ class Prestarted:
     def __init__(self, cfg: ExperimentConfig, started: bool, num_workers: Optional[int] = None) -> None:
         """`started`: whether the command started the Ray it is connected to (`connect`)."""
         self.started = started
+        self.driver = start_driver(cfg)
         spawn, limit = worker_spawn(cfg), num_workers or pool_limit(cfg)
         self.workers = [spawn.start() for _ in range(min(limit, max(1, WorkerPool(spawn, limit).room())))]
 
     def close(self) -> None:
-        for worker in self.workers:
-            ray.kill(worker)
+        for actor in [self.driver, *self.workers]:
+            ray.kill(actor)
         if self.started:
             ray.shutdown()
 
@@ -75,10 +81,11 @@ class Simulation:
         self.cfg = cfg
         phases = phases or Phases()
         if prestarted is not None:
-            self.started, early = prestarted.started, prestarted.workers
+            self.started, early, self.driver = prestarted.started, prestarted.workers, prestarted.driver
         else:
             with phases.phase("ray attach" if ray_address(cfg) else "ray start"):
                 self.started, early = connect(cfg), []
+            self.driver = start_driver(cfg)
         with phases.phase("data put"):
             data_ref, part_ref = ray.put(data) if data_ref is None else data_ref, ray.put(partition)
         # The refs travel inside Spawn as refs; each worker receives them resolved (zero-copy).
@@ -90,8 +97,8 @@ class Simulation:
         self.first = list(first.starting.values())  # this process owns them: close() kills them, started or not
         try:
             with phases.phase("workers ready", waits=f"device workers ({spawn.needs()} each) to start"):
-                self.driver = RemoteDriver.options(num_cpus=0, **here()).remote(
-                    cfg, data_ref, part_ref, spawn, limit, [first.starting])
+                self._get(self.driver.open.remote(data_ref, part_ref, spawn, limit, [first.starting]),
+                          cfg.ray.start_timeout + CALL_TIMEOUT)
                 self._get(self.driver.start.remote(), cfg.ray.start_timeout + CALL_TIMEOUT)
         except Exception:
             self.close()
@@ -125,20 +132,17 @@ class Simulation:
     def close(self) -> None:
         """Kill the workers (the first ones even if they never started) and the driver."""
         handles = list(self.first)
-        driver = getattr(self, "driver", None)  # none when it could not be created
-        if driver is not None:
-            try:
-                handles += [handle for handle, _ in ray.get(driver.workers.remote(), timeout=10)]
-            except Exception:  # noqa: BLE001 - a lost driver's own workers went with it
-                pass
+        try:
+            handles += [handle for handle, _ in ray.get(self.driver.workers.remote(), timeout=10)]
+        except Exception:  # noqa: BLE001 - a lost driver's own workers went with it; one never started has none
+            pass
         for handle in handles:
             ray.kill(handle)
-        if driver is not None:
-            try:
-                ray.get(driver.release.remote(), timeout=10)
-            except Exception:  # noqa: BLE001 - a lost driver took its files with it or left them for the next run
-                pass
-            ray.kill(driver)
+        try:
+            ray.get(self.driver.release.remote(), timeout=10)
+        except Exception:  # noqa: BLE001 - a lost driver took its files with it or left them for the next run
+            pass
+        ray.kill(self.driver)
         if self.started:
             ray.shutdown()
 

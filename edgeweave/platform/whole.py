@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-SAMPLE = 0.1  # seconds between looks at a running command's memory
+SAMPLE = 0.5  # seconds between looks at a running command's memory (a look reads /proc: not too often)
 ROOT = Path(__file__).resolve().parents[2]
 WORKLOADS = {  # name: (config, plugins), paths relative to the repository
     "cifar-plugin": ("benchmarks/whole/cifar.yaml", ("benchmarks/whole/cifar_data.py",)),

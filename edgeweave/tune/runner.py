@@ -23,6 +23,7 @@ from edgeweave.platform.errors import RunFailed, UserError, last_line
 from edgeweave.platform.sinks import wandb_mode, warn
 from edgeweave.platform.sweep import SweepConfig, asha_rungs, check_space, grid_size, trial_raw
 from edgeweave.platform.sweep_results import ordered, plot_tradeoffs, write_table
+from edgeweave.tune.console import LOG, Progress, console_to_log
 from edgeweave.tune.space import param_space
 from edgeweave.tune.trainable import FAILED, RUNS, run_trial
 
@@ -132,12 +133,15 @@ def _tune_config(sweep: SweepConfig, rounds: int) -> tune.TuneConfig:
 
 
 def fit(tuner: tune.Tuner, out: Path) -> tune.ResultGrid:
-    """Tuner.fit; a failure of Tune itself (not of a trial) is one line saying how to go on.
+    """Tuner.fit with the sweep's console (`Progress` lines; all other output to `out/sweep.log`); a failure of
+    Tune itself (not of a trial) is one line saying how to go on.
 
     A trial that raises does not get here: Tune records it as errored and the others go on.
     """
+    print(f"sweep progress below; Ray Tune's and W&B's output -> {out / LOG}", flush=True)
     try:
-        return tuner.fit()
+        with console_to_log(out / LOG):
+            return tuner.fit()
     except TuneError as e:
         cause = e.__cause__ or e
         what = last_line(cause).split(" Result: {")[0]  # Tune appends the whole offending result
@@ -156,12 +160,13 @@ def run_sweep(sweep: SweepConfig, base: dict) -> bool:
     (out / "sweep.yaml").write_text(yaml.safe_dump(sweep.model_dump(mode="json"), sort_keys=False))
     (out / "base.yaml").write_text(yaml.safe_dump(base, sort_keys=False))
     started = connect(cfg)
+    progress = Progress(sweep.name, grid_size(sweep), cfg.training.rounds, sweep.metric, sweep.mode, list(sweep.space))
     try:
         with wandb_callbacks(sweep, cfg, out) as callbacks:
             tuner = tune.Tuner(_trainable(sweep, base, cfg, out), param_space=param_space(sweep),
                                tune_config=_tune_config(sweep, cfg.training.rounds),
                                run_config=tune.RunConfig(name=TRIALS, storage_path=str(out), verbose=1,
-                                                         callbacks=callbacks,
+                                                         callbacks=[*callbacks, progress],
                                                          # a trial whose node was lost goes on from its
                                                          # checkpoint; one that fails is recorded, the others go on
                                                          failure_config=tune.FailureConfig(

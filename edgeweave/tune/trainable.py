@@ -20,6 +20,7 @@ from edgeweave.platform.server import check_with_data
 from edgeweave.platform.experiment import run_rounds
 from edgeweave.platform.models import build_model
 from edgeweave.platform.partition import partition_data
+from edgeweave.platform.phases import Phases
 from edgeweave.platform.plugins import Plugin
 from edgeweave.platform.rundir import save_weights
 from edgeweave.platform.sinks import default_sinks
@@ -91,12 +92,14 @@ def run_trial(params: dict[str, Any], base: dict, fixed: dict[str, Any], sweep_d
 
 def _run_trial(params: dict[str, Any], base: dict, fixed: dict[str, Any], run_dir: Path,
                plugins: Sequence[Plugin], store: Any) -> None:
+    phases = Phases()  # the trial's own timeline, from its start: `timeline.json` in its run directory
     cfg = build_config(trial_raw(base, {**fixed, "logging.out_dir": str(run_dir.parent)}, params), carried=plugins)
     (run_dir / "config.yaml").write_text(dump_config(cfg))  # before anything can fail: a failed trial keeps it
-    data_ref = None if store is None else shared_dataset(store, cfg, trial=run_dir.name)
-    data = load_dataset(cfg.data, cfg.seed) if data_ref is None else ray.get(data_ref)
-    check_with_data(cfg, data)  # a deadline no device meets, a model the data cannot feed: the trial fails in one line
-    partition = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed, data.owners)
+    with phases.phase("data load"):
+        data_ref = None if store is None else shared_dataset(store, cfg, trial=run_dir.name)
+        data = load_dataset(cfg.data, cfg.seed) if data_ref is None else ray.get(data_ref)
+        check_with_data(cfg, data)  # a deadline no device meets, a model the data cannot feed: fails in one line
+        partition = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed, data.owners)
     state = None
     checkpoint: Optional[tune.Checkpoint] = tune.get_checkpoint()
     if checkpoint is not None:
@@ -112,10 +115,13 @@ def _run_trial(params: dict[str, Any], base: dict, fixed: dict[str, Any], run_di
             return
         tune.report(report, checkpoint=tune.Checkpoint.from_directory(str(saved)) if saved else None)
 
-    with Simulation(cfg, data, partition, data_ref=data_ref) as sim:
+    with Simulation(cfg, data, partition, data_ref=data_ref, phases=phases) as sim:
         sinks = default_sinks(cfg, run_dir, start=state.next_round if state else 0)
-        run_rounds(cfg, sim, sinks, run_dir, resume=state, on_round=on_round)
+        run_rounds(cfg, sim, sinks, run_dir, resume=state, on_round=on_round, phases=phases)
         save_weights(run_dir / "model.safetensors", build_model(cfg.model, data.input_shape, data.num_classes,
                                                                 cfg.seed), sim.weights())
+        shutdown = phases.now()
+    phases.add("shutdown", shutdown, phases.now())
+    phases.save(run_dir)
     for report, saved in last:
         tune.report(report, checkpoint=tune.Checkpoint.from_directory(str(saved)) if saved else None)

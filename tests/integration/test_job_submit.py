@@ -39,19 +39,20 @@ def ray_head():
     dashboard = free_port()
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     bin_dir = Path(sys.executable).parent
-    cmd = [str(bin_dir / "ray"), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={free_port()}",
+    port = free_port()
+    cmd = [str(bin_dir / "ray"), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
            "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", "--include-dashboard=true",
            f"--dashboard-agent-listen-port={free_port()}", f"--metrics-export-port={free_port()}",
            f"--temp-dir={temp_dir}", "--num-cpus=2", "--disable-usage-stats"]
     try:
         subprocess.run(cmd, env=env, check=True, capture_output=True, timeout=180)
-        yield f"http://127.0.0.1:{dashboard}", env
+        yield f"http://127.0.0.1:{dashboard}", env, f"127.0.0.1:{port}"
     finally:
         stop_head(temp_dir)
 
 
 def test_quickstart_submitted_as_a_job_writes_its_run(ray_head, tmp_path):
-    address, env = ray_head
+    address, env, _ = ray_head
     client = None
     deadline = time.time() + 120
     while client is None:
@@ -110,3 +111,24 @@ def wait(client: JobSubmissionClient, job: str) -> tuple:
         time.sleep(1)
         status = client.get_job_status(job)
     return status, client.get_job_logs(job)
+
+
+def test_runs_attach_to_a_running_head_and_leave_it_running(ray_head, tmp_path):
+    """Many short runs on one head started once: each attaches (RAY_ADDRESS), trains, and leaves the head up."""
+    _, env, gcs = ray_head
+    out = tmp_path / "runs"
+    for _ in range(2):
+        done = subprocess.run([str(Path(sys.executable).parent / "edgeweave"), "run", "configs/quickstart.yaml",
+                               "--set", "training.rounds=2", "--set", f"logging.out_dir={out}",
+                               "--set", "logging.progress=false", "--set", "logging.wandb.mode=disabled"],
+                              env={**env, "RAY_ADDRESS": gcs}, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "quickstart: fedavg finished 2 rounds" in done.stdout
+    runs = sorted(out.iterdir())
+    assert len(runs) == 2
+    for run_dir in runs:
+        phases = [p["phase"] for p in json.loads((run_dir / "timeline.json").read_text())["phases"]]
+        assert "ray attach" in phases and "ray start" not in phases
+    status = subprocess.run([str(Path(sys.executable).parent / "ray"), "status", f"--address={gcs}"], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert status.returncode == 0 and "CPU" in status.stdout  # the head outlived both runs
