@@ -57,9 +57,10 @@ class Progress(Callback):
         self.metric, self.mode, self.keys = metric, mode, keys
         self.last = ""
 
-    def _line(self, trials: list[Trial]) -> str:
-        status = [t.status for t in trials]
-        ended = [t for t in trials if t.status == Trial.TERMINATED]
+    def _line(self, trials: list[Trial], changed: Optional[Trial], now: Optional[str]) -> str:
+        """`changed` has just ended as `now` (Tune sets its status after telling the callbacks)."""
+        status = [now if t is changed else t.status for t in trials]
+        ended = [t for t, s in zip(trials, status) if s == Trial.TERMINATED]
         stopped = sum((t.last_result or {}).get("training_iteration", self.rounds) < self.rounds for t in ended)
         parts = [f"{len(ended) - stopped} of {self.total} done", f"{status.count(Trial.RUNNING)} running"]
         if stopped:
@@ -73,8 +74,8 @@ class Progress(Callback):
             parts.append(f"best {self.metric} {v:.4f} ({params})")
         return f"sweep {self.name}: " + "; ".join(parts)
 
-    def _show(self, trials: list[Trial]) -> None:
-        line = self._line(trials)
+    def _show(self, trials: list[Trial], changed: Optional[Trial] = None, now: Optional[str] = None) -> None:
+        line = self._line(trials, changed, now)
         if line != self.last and _console is not None:
             print(line, file=_console, flush=True)
             self.last = line
@@ -83,7 +84,7 @@ class Progress(Callback):
         self._show(trials)
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        self._show(trials)
+        self._show(trials, trial, Trial.TERMINATED)
 
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        self._show(trials)
+        self._show(trials, trial, Trial.ERROR)

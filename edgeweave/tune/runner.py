@@ -6,7 +6,7 @@ import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import ray
 import yaml
@@ -133,15 +133,12 @@ def _tune_config(sweep: SweepConfig, rounds: int) -> tune.TuneConfig:
 
 
 def fit(tuner: tune.Tuner, out: Path) -> tune.ResultGrid:
-    """Tuner.fit with the sweep's console (`Progress` lines; all other output to `out/sweep.log`); a failure of
-    Tune itself (not of a trial) is one line saying how to go on.
+    """Tuner.fit; a failure of Tune itself (not of a trial) is one line saying how to go on.
 
     A trial that raises does not get here: Tune records it as errored and the others go on.
     """
-    print(f"sweep progress below; Ray Tune's and W&B's output -> {out / LOG}", flush=True)
     try:
-        with console_to_log(out / LOG):
-            return tuner.fit()
+        return tuner.fit()
     except TuneError as e:
         cause = e.__cause__ or e
         what = last_line(cause).split(" Result: {")[0]  # Tune appends the whole offending result
@@ -159,22 +156,24 @@ def run_sweep(sweep: SweepConfig, base: dict) -> bool:
     # The sweep and its base travel with the results, so --resume needs nothing else.
     (out / "sweep.yaml").write_text(yaml.safe_dump(sweep.model_dump(mode="json"), sort_keys=False))
     (out / "base.yaml").write_text(yaml.safe_dump(base, sort_keys=False))
-    started = connect(cfg)
     progress = Progress(sweep.name, grid_size(sweep), cfg.training.rounds, sweep.metric, sweep.mode, list(sweep.space))
-    try:
-        with wandb_callbacks(sweep, cfg, out) as callbacks:
-            tuner = tune.Tuner(_trainable(sweep, base, cfg, out), param_space=param_space(sweep),
-                               tune_config=_tune_config(sweep, cfg.training.rounds),
-                               run_config=tune.RunConfig(name=TRIALS, storage_path=str(out), verbose=1,
-                                                         callbacks=[*callbacks, progress],
-                                                         # a trial whose node was lost goes on from its
-                                                         # checkpoint; one that fails is recorded, the others go on
-                                                         failure_config=tune.FailureConfig(
-                                                             max_failures=sweep.trial_retries)))
-            return finish(sweep, base, cfg, fit(tuner, out), out)
-    finally:
-        if started:
-            ray.shutdown()
+    with quiet(out) as say:
+        joined = not ray.is_initialized()  # started or attached here: shut down (or leave) at the end
+        connect(cfg)
+        try:
+            with wandb_callbacks(sweep, cfg, out) as callbacks:
+                tuner = tune.Tuner(_trainable(sweep, base, cfg, out), param_space=param_space(sweep),
+                                   tune_config=_tune_config(sweep, cfg.training.rounds),
+                                   run_config=tune.RunConfig(name=TRIALS, storage_path=str(out), verbose=1,
+                                                             callbacks=[*callbacks, progress],
+                                                             # a trial whose node was lost goes on from its checkpoint;
+                                                             # one that fails is recorded, the others go on
+                                                             failure_config=tune.FailureConfig(
+                                                                 max_failures=sweep.trial_retries)))
+                return finish(sweep, base, cfg, fit(tuner, out), out, say)
+        finally:
+            if joined:  # also stops Ray's forwarding of the cluster's output, before the console is back
+                ray.shutdown()
 
 
 def resume_sweep(sweep_dir: Path) -> bool:
@@ -187,15 +186,18 @@ def resume_sweep(sweep_dir: Path) -> bool:
     cfg = check_space(sweep, base)
     for marker in (sweep_dir / RUNS).glob(f"*/{FAILED}"):  # the user may have fixed what failed
         marker.unlink()
-    started = connect(cfg)
-    try:
-        with wandb_callbacks(sweep, cfg, sweep_dir):  # the restored run config keeps its callbacks
-            tuner = tune.Tuner.restore(str(sweep_dir / TRIALS), trainable=_trainable(sweep, base, cfg, sweep_dir),
-                                       resume_unfinished=True, resume_errored=True)
-            return finish(sweep, base, cfg, fit(tuner, sweep_dir), sweep_dir)
-    finally:
-        if started:
-            ray.shutdown()
+    with quiet(sweep_dir) as say:
+        joined = not ray.is_initialized()  # started or attached here: shut down (or leave) at the end
+        connect(cfg)
+        try:
+            with wandb_callbacks(sweep, cfg, sweep_dir):  # the restored run config keeps its callbacks
+                tuner = tune.Tuner.restore(str(sweep_dir / TRIALS),
+                                           trainable=_trainable(sweep, base, cfg, sweep_dir),
+                                           resume_unfinished=True, resume_errored=True)
+                return finish(sweep, base, cfg, fit(tuner, sweep_dir), sweep_dir, say)
+        finally:
+            if joined:  # also stops Ray's forwarding of the cluster's output, before the console is back
+                ray.shutdown()
 
 
 def _last(frame, column: str) -> Any:
@@ -205,7 +207,23 @@ def _last(frame, column: str) -> Any:
     return None if values.empty else values.iloc[-1].item()
 
 
-def finish(sweep: SweepConfig, base: dict, cfg: ExperimentConfig, grid: tune.ResultGrid, out: Path) -> bool:
+@contextmanager
+def quiet(out: Path) -> Iterator[Callable[[str], None]]:
+    """The sweep's console (`console.Progress` lines), all other output of the process into `out/sweep.log`
+    until Ray is shut down; yields `say`, whose lines are printed once the console is back (the table, the
+    sweep's last lines)."""
+    print(f"sweep progress below; Ray's, Tune's and W&B's output -> {out / LOG}", flush=True)
+    lines: list[str] = []
+    try:
+        with console_to_log(out / LOG):
+            yield lines.append
+    finally:
+        for line in lines:
+            print(line, flush=True)
+
+
+def finish(sweep: SweepConfig, base: dict, cfg: ExperimentConfig, grid: tune.ResultGrid, out: Path,
+           say: Callable[[str], None] = print) -> bool:
     """results.csv / results.md (best first), best.yaml, tradeoffs.png; False if interrupted or a trial failed.
 
     A sweep was interrupted when trials never started, or one stopped at a round where neither
@@ -231,8 +249,8 @@ def finish(sweep: SweepConfig, base: dict, cfg: ExperimentConfig, grid: tune.Res
         })
     finished = sum(t["status"] != "unfinished" for t in trials)
     if len(trials) < grid_size(sweep) or finished < len(trials):
-        print(f"sweep {sweep.name}: interrupted with {finished} of {grid_size(sweep)} trials finished; "
-              f"continue with: edgeweave sweep --resume {out}", flush=True)
+        say(f"sweep {sweep.name}: interrupted with {finished} of {grid_size(sweep)} trials finished; "
+            f"continue with: edgeweave sweep --resume {out}")
         return False
     best_first = ordered(trials, sweep.metric, sweep.mode)
     md = write_table(best_first, keys, out)
@@ -242,13 +260,13 @@ def finish(sweep: SweepConfig, base: dict, cfg: ExperimentConfig, grid: tune.Res
                                        f"{best['params']}\n" + dump_config(best["config"]))
     plot_tradeoffs(best_first, out, f"{sweep.name}: one point per trial")
     log_results_to_wandb(sweep, cfg, out, best_first)
-    print(md)
-    print(f"\nsweep {sweep.name}: {len(trials)} trials -> {out} (results.md, results.csv, best.yaml, tradeoffs.png)")
+    say(md)
+    say(f"\nsweep {sweep.name}: {len(trials)} trials -> {out} (results.md, results.csv, best.yaml, tradeoffs.png)")
     failed = [t for t in trials if t["status"] == "failed"]
     for t in failed:
-        print(f"sweep {sweep.name}: trial {t['trial']} {t['params']} failed: {t['error']} "
+        say(f"sweep {sweep.name}: trial {t['trial']} {t['params']} failed: {t['error']} "
               f"(traceback: {Path(t['path']) / 'error.txt'})")
     if failed:
-        print(f"sweep {sweep.name}: {len(failed)} of {len(trials)} trials failed; run them again with: "
-              f"edgeweave sweep --resume {out}", flush=True)
+        say(f"sweep {sweep.name}: {len(failed)} of {len(trials)} trials failed; run them again with: "
+            f"edgeweave sweep --resume {out}")
     return not failed

@@ -175,6 +175,13 @@ def test_sweep_evaluating_every_other_round_reports_the_metric_every_round(tune_
     (sweep_dir,) = (tmp_path / "sweeps").iterdir()
     rows = list(csv.DictReader(open(sweep_dir / "results.csv")))
     assert len(rows) == 2 and all(r["status"] == "done" and r["rounds"] == "4" for r in rows)
+    # The console is the sweep's own view: its progress, then the table; Tune's status tables, the W&B
+    # service's messages and their tracebacks (the W&B actors' exit) are in the sweep's log file.
+    assert "sweep tiny: 2 of 2 done; 0 running; best test_accuracy" in out and "| trial |" in out
+    assert not any(word in out for word in ("Traceback", "wandb:", "Trial status", "WARNING")), out[-3000:]
+    assert len(out.splitlines()) < 20
+    log = (sweep_dir / "sweep.log").read_text()
+    assert "Trial status" in log and "wandb:" in log
     for trial in sorted((sweep_dir / "trials").glob("run_trial_*")):
         reports = [json.loads(line) for line in (trial / "result.json").read_text().splitlines()]
         run = [json.loads(line) for line in (sweep_dir / "runs" / reports[0]["trial_id"] / "metrics.jsonl")
