@@ -101,8 +101,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise
     try:
         with phases.phase("imports (workers)"):
-            from edgeweave.actors.session import Prestarted, Simulation
-        prestarted = Prestarted(cfg, started)
+            from edgeweave.actors.session import Simulation, prestart
+        prestarted = prestart(cfg, started)
     except BaseException:
         loading.join()
         if started:

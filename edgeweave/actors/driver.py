@@ -41,10 +41,13 @@ class Driver:
         # per round (the last TIMED): the driver's own work, its wait on the workers, evaluation
         self.seconds: deque[dict[str, float]] = deque(maxlen=TIMED)
 
-    def open(self, data: ArrayData, partition: Partition, spawn: Spawn, limit: int, starting: list[dict]) -> None:
-        """The server on the run's data, and the pool of the workers the caller started (`starting`: their
-        first answers, in a list so the refs stay refs)."""
-        self.server = build_server(self.cfg, data, partition)
+    def open(self, cfg: ExperimentConfig, data: ArrayData, partition: Partition, spawn: Spawn, limit: int,
+             starting: list[dict]) -> None:
+        """The server for the run `cfg` on its data, and the pool of the workers the caller started (`starting`:
+        their first answers, in a list so the refs stay refs). A driver kept from an earlier run opens again."""
+        self.cfg = cfg
+        self.seconds.clear()
+        self.server = build_server(cfg, data, partition)
         self.pool = WorkerPool(spawn, limit, starting=dict(starting[0]))
 
     def start(self) -> int:
@@ -158,6 +161,13 @@ class Driver:
         """Before the actor is killed: remove what it holds on disk (a device-state store too large for memory)."""
         if self.server.states is not None:
             self.server.states.close()
+
+    def forget(self) -> list[Any]:
+        """The run is over but the process stays for the next (a sweep's next trial): drop the server (and
+        its hold on the run's data); returns the handles of workers still starting, for the caller to kill."""
+        starting = list(self.pool.starting.values())
+        self.server = self.pool = None
+        return starting
 
     def restore(self, state: RunState) -> None:
         self.server.restore(state)

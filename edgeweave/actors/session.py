@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Optional
 
 import numpy as np
@@ -46,28 +47,35 @@ def start_driver(cfg: ExperimentConfig) -> Any:
 
 
 def worker_spawn(cfg: ExperimentConfig, setup: tuple = ()) -> Spawn:
-    """How the run's device workers start (`setup`: the data's and partition's refs, once they are put)."""
+    """How the run's device workers start (`setup`: the data's and partition's refs once they are put, and the
+    config)."""
     return Spawn(RemoteDeviceWorker, (cfg, max(1, int(cfg.ray.cpus_per_worker))), cfg.ray.cpus_per_worker,
                  cfg.ray.gpus_per_worker, ray.util.get_current_placement_group(), setup)
 
 
+@dataclass
 class Prestarted:
-    """The first device workers' processes, started in a Ray the command started or joined before its data is
-    loaded (it loads in a thread meanwhile): they start and import torch on the config alone, and `Simulation`
-    sets them up on the data once it is in the object store. `close` undoes it when the command stops first."""
+    """A driver actor and device workers' processes started before a simulation: by the command, in a Ray it
+    started or joined (`started`), before its data was loaded (they start and import torch on the config
+    alone); or kept from a sweep's previous trial in the same placement group (`Simulation.keep`).
+    `Simulation` sets them up on its data; `close` kills them when none takes them over."""
 
-    def __init__(self, cfg: ExperimentConfig, started: bool, num_workers: Optional[int] = None) -> None:
-        """`started`: whether the command started the Ray it is connected to (`connect`)."""
-        self.started = started
-        self.driver = start_driver(cfg)
-        spawn, limit = worker_spawn(cfg), num_workers or pool_limit(cfg)
-        self.workers = [spawn.start() for _ in range(min(limit, max(1, WorkerPool(spawn, limit).room())))]
+    started: bool
+    driver: Any
+    workers: list[Any]
 
     def close(self) -> None:
         for actor in [self.driver, *self.workers]:
             ray.kill(actor)
         if self.started:
             ray.shutdown()
+
+
+def prestart(cfg: ExperimentConfig, started: bool, num_workers: Optional[int] = None) -> Prestarted:
+    """The driver and as many workers as the cluster has room for (at least one), not yet given the data."""
+    spawn, limit = worker_spawn(cfg), num_workers or pool_limit(cfg)
+    workers = [spawn.start() for _ in range(min(limit, max(1, WorkerPool(spawn, limit).room())))]
+    return Prestarted(started, start_driver(cfg), workers)
 
 
 class Simulation:
@@ -79,6 +87,7 @@ class Simulation:
         """`data_ref`: `data` already in the object store (a sweep's shared copy); else it is put here.
         `prestarted`: Ray and worker processes started earlier (taken over); `phases`: where to time the start."""
         self.cfg = cfg
+        self.kept: Optional[Prestarted] = None
         phases = phases or Phases()
         if prestarted is not None:
             self.started, early, self.driver = prestarted.started, prestarted.workers, prestarted.driver
@@ -89,7 +98,7 @@ class Simulation:
         with phases.phase("data put"):
             data_ref, part_ref = ray.put(data) if data_ref is None else data_ref, ray.put(partition)
         # The refs travel inside Spawn as refs; each worker receives them resolved (zero-copy).
-        spawn = worker_spawn(cfg, (data_ref, part_ref))
+        spawn = worker_spawn(cfg, (data_ref, part_ref, cfg))
         limit = num_workers or pool_limit(cfg)
         first = WorkerPool(spawn, limit)
         first.adopt(early)
@@ -97,7 +106,7 @@ class Simulation:
         self.first = list(first.starting.values())  # this process owns them: close() kills them, started or not
         try:
             with phases.phase("workers ready", waits=f"device workers ({spawn.needs()} each) to start"):
-                self._get(self.driver.open.remote(data_ref, part_ref, spawn, limit, [first.starting]),
+                self._get(self.driver.open.remote(cfg, data_ref, part_ref, spawn, limit, [first.starting]),
                           cfg.ray.start_timeout + CALL_TIMEOUT)
                 self._get(self.driver.start.remote(), cfg.ray.start_timeout + CALL_TIMEOUT)
         except Exception:
@@ -129,8 +138,24 @@ class Simulation:
     def restore(self, state: RunState) -> None:
         self._get(self.driver.restore.remote(state), CALL_TIMEOUT)
 
+    def keep(self) -> Prestarted:
+        """End the run but keep the driver's and the ready workers' processes for another run in the same
+        placement group (a sweep's next trial): what `prestarted` takes. Workers still starting are killed."""
+        ready = [handle for handle, _ in self._get(self.driver.workers.remote(), CALL_TIMEOUT)]
+        self._get(self.driver.release.remote(), CALL_TIMEOUT)
+        for handle in self._get(self.driver.forget.remote(), CALL_TIMEOUT):
+            ray.kill(handle)
+        for handle in ready:
+            handle.forget.remote()
+        self.kept = Prestarted(False, self.driver, ready)
+        return self.kept
+
     def close(self) -> None:
-        """Kill the workers (the first ones even if they never started) and the driver."""
+        """Kill the workers (the first ones even if they never started) and the driver, unless they were kept."""
+        if self.kept is not None:
+            if self.started:
+                ray.shutdown()
+            return
         handles = list(self.first)
         try:
             handles += [handle for handle, _ in ray.get(self.driver.workers.remote(), timeout=10)]

@@ -26,12 +26,18 @@ class DeviceWorker:
         self.cfg = cfg
         self.client: Optional[Client] = None
 
-    def setup(self, data: ArrayData, partition: Partition) -> str:
-        """Build the client on the run's data and warm it up (before the first round, not in it); returns
-        the node id (the worker's first answer: the pool takes it in then)."""
-        self.client = Client(self.cfg, data, partition)
+    def setup(self, data: ArrayData, partition: Partition, cfg: ExperimentConfig) -> str:
+        """Build the client for the run `cfg` on its data and warm it up (before the first round, not in
+        it); returns the node id (the worker's first answer: the pool takes it in then). A worker kept
+        from an earlier run (a sweep's next trial) is set up again for the new one."""
+        self.cfg = cfg
+        self.client = Client(cfg, data, partition)
         self.client.warm_up()
         return self.node()
+
+    def forget(self) -> None:
+        """Drop the run's client (and its hold on the run's data); the process stays for the next run."""
+        self.client = None
 
     def pid(self) -> int:
         """The actor's process id (the benchmark reads its memory; answering also means it is up)."""

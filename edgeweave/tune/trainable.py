@@ -10,10 +10,10 @@ from typing import Any, Optional, Sequence
 import ray
 from ray import tune
 
-from edgeweave.actors.session import Simulation
+from edgeweave.actors.session import Prestarted, Simulation
 from edgeweave.actors.shared_data import release_dataset, shared_dataset
 from edgeweave.platform.checkpoint import load_checkpoint, run_fingerprint
-from edgeweave.platform.config import build_config, dump_config
+from edgeweave.platform.config import ExperimentConfig, build_config, dump_config
 from edgeweave.platform.data import load_dataset
 from edgeweave.platform.errors import RunFailed, last_line, lost
 from edgeweave.platform.server import check_with_data
@@ -56,6 +56,21 @@ class Reports:
         numbers = {k: math.nan if v is None else v for k, v in metrics.items()
                    if v is None or isinstance(v, (int, float)) and not isinstance(v, bool)}
         return {**numbers, **self.last, "evaluated": int(metrics.get("test_accuracy") is not None)}
+
+
+_KEPT: dict[tuple, Prestarted] = {}  # this trial process's driver and workers, kept for its next trial
+
+
+def _processes_key(cfg: ExperimentConfig) -> tuple:
+    """What a kept driver and workers must match to serve a trial: the trial's placement group (Tune gives a
+    reused trial process its placement group too) and the workers' resources. Kept processes of another
+    key are killed: they hold resources this trial cannot use."""
+    group = ray.util.get_current_placement_group()
+    key = (group.id.hex() if group is not None else None, cfg.ray.cpus_per_worker, cfg.ray.gpus_per_worker,
+           cfg.ray.num_workers)
+    for other in [k for k in _KEPT if k != key]:
+        _KEPT.pop(other).close()
+    return key
 
 
 def run_trial(params: dict[str, Any], base: dict, fixed: dict[str, Any], sweep_dir: str,
@@ -115,12 +130,14 @@ def _run_trial(params: dict[str, Any], base: dict, fixed: dict[str, Any], run_di
             return
         tune.report(report, checkpoint=tune.Checkpoint.from_directory(str(saved)) if saved else None)
 
-    with Simulation(cfg, data, partition, data_ref=data_ref, phases=phases) as sim:
+    key = _processes_key(cfg)
+    with Simulation(cfg, data, partition, data_ref=data_ref, phases=phases, prestarted=_KEPT.pop(key, None)) as sim:
         sinks = default_sinks(cfg, run_dir, start=state.next_round if state else 0)
         run_rounds(cfg, sim, sinks, run_dir, resume=state, on_round=on_round, phases=phases)
         save_weights(run_dir / "model.safetensors", build_model(cfg.model, data.input_shape, data.num_classes,
                                                                 cfg.seed), sim.weights())
         shutdown = phases.now()
+        _KEPT[key] = sim.keep()  # a trial that ends otherwise kills its processes
     phases.add("shutdown", shutdown, phases.now())
     phases.save(run_dir)
     for report, saved in last:

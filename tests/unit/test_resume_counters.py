@@ -16,11 +16,11 @@ def test_workers_lost_go_on_counting_after_a_resume(make_config, tmp_path):
     part = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed)
     spawn = Spawn(cls=None, args=(), cpus=1.0, gpus=0.0)
     before = Driver(cfg)
-    before.open(data, part, spawn, limit=2, starting=[{}])
+    before.open(cfg, data, part, spawn, limit=2, starting=[{}])
     before.pool.lost = 3
     save_checkpoint(tmp_path / "ck", before.snapshot(1, []), "f")
     after = Driver(cfg)
-    after.open(data, part, spawn, limit=2, starting=[{}])
+    after.open(cfg, data, part, spawn, limit=2, starting=[{}])
     after.restore(load_checkpoint(tmp_path / "ck", "f"))
     assert after.pool.lost == 3
 
