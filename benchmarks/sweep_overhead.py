@@ -7,7 +7,7 @@ simulation's driver and workers, the figures, shutting down) and its rounds. The
 trial is the whole command less the rounds, over the trials. Also counts the console's lines
 and its tracebacks (there should be none on a sweep that did not fail).
 
-    python benchmarks/sweep_overhead.py [--wandb offline|disabled] [--out DIR]
+    python benchmarks/sweep_overhead.py [--wandb offline|disabled] [--out DIR] [--smoke-test]
 """
 
 from __future__ import annotations
@@ -37,10 +37,14 @@ def main() -> None:
     parser.add_argument("--out", default=f"runs/sweep-overhead-{time.strftime('%Y%m%d-%H%M%S')}")
     parser.add_argument("--wandb", choices=("offline", "disabled"), default="offline",
                         help="W&B mode of the trials (offline: one W&B run per trial, as the quickstart's sweeps do)")
+    parser.add_argument("--smoke-test", action="store_true", help="2 trials of 2 rounds, no W&B: a quick look")
     args = parser.parse_args()
     out = Path(args.out).resolve()
     out.mkdir(parents=True)
     sweep = {**SWEEP, "set": {**SWEEP["set"], "logging.wandb.mode": args.wandb}, "out_dir": str(out / "sweeps")}
+    if args.smoke_test:
+        sweep.update(set={"training.rounds": 2, "logging.wandb.mode": "disabled"},
+                     space={"training.lr": {"grid": [0.02, 0.05]}})
     (out / "sweep.yaml").write_text(yaml.safe_dump(sweep, sort_keys=False))
     t0 = time.perf_counter()
     done = subprocess.run([str(Path(sys.executable).with_name("edgeweave")), "sweep", str(out / "sweep.yaml")],

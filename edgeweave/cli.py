@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 from edgeweave.platform.errors import RunFailed, UserError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from edgeweave.actors.session import Prestarted
+    from edgeweave.platform.checkpoint import RunState
+    from edgeweave.platform.config import ExperimentConfig
+    from edgeweave.platform.data import ArrayData
+    from edgeweave.platform.partition import Partition
+    from edgeweave.platform.phases import Phases
 
 
 def rounds_text(cfg) -> str:
@@ -21,7 +31,7 @@ def rounds_text(cfg) -> str:
 class InThread:
     """`fn()` run in a thread and timed as a phase; `join` returns its result or raises what it raised."""
 
-    def __init__(self, fn: Callable[[], Any], phases: Any, name: str) -> None:
+    def __init__(self, fn: Callable[[], Any], phases: "Phases", name: str) -> None:
         import threading
 
         self.result: Any = None
@@ -36,6 +46,11 @@ class InThread:
 
         self.thread = threading.Thread(target=run, name=f"edgeweave-{name}", daemon=True)
         self.thread.start()
+
+    @property
+    def failed(self) -> bool:
+        """Whether `fn` has already raised."""
+        return self.error is not None
 
     def join(self) -> Any:
         """The result, handed over (this object keeps no reference to it)."""
@@ -78,38 +93,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             resume = load_checkpoint(run_dir / CHECKPOINT, run_fingerprint(cfg))
         else:
             cfg = load_config(args.config, args.set, plugins=args.plugin)
-    def load() -> tuple:
-        from edgeweave.platform.data import load_dataset
-        from edgeweave.platform.devices.resources import build_resources
-        from edgeweave.platform.partition import partition_data
-        from edgeweave.platform.server import check_with_data
-
-        build_resources(cfg.devices.resources, cfg.seed)  # a bad trace file fails here, before any output
-        data = load_dataset(cfg.data, cfg.seed)
-        partition = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed, data.owners)
-        check_with_data(cfg, data)
-        return data, partition
-
-    loading = InThread(load, phases, "data load")  # while Ray and the workers' processes start here
-    with phases.phase("imports (ray)"):
-        from edgeweave.actors.connect import connect, ray_address
-    try:
-        with phases.phase("ray attach" if ray_address(cfg) else "ray start"):
-            started = connect(cfg)
-    except BaseException:
-        loading.join()
-        raise
-    try:
-        with phases.phase("imports (workers)"):
-            from edgeweave.actors.session import Simulation, prestart
-        prestarted = prestart(cfg, started)
-    except BaseException:
-        loading.join()
-        if started:
-            import ray
-
-            ray.shutdown()
-        raise
+    loading = InThread(lambda: _load(cfg), phases, "data load")  # while Ray and the workers' processes start
+    prestarted = _start(cfg, phases, loading)
     try:
         data, partition = loading.join()
         with phases.phase("run directory"):
@@ -127,24 +112,79 @@ def cmd_run(args: argparse.Namespace) -> int:
     except BaseException:
         prestarted.close()
         raise
+    try:
+        _train(cfg, data, partition, prestarted, run_dir, resume, phases)
+    finally:  # a run that failed keeps its timeline too
+        phases.save(run_dir)
+    print(phases.line(), flush=True)
+    return 0
+
+
+def _load(cfg: "ExperimentConfig") -> tuple["ArrayData", "Partition"]:
+    """The run's data and partition, checked against the config (a bad trace file fails here too)."""
+    from edgeweave.platform.data import load_dataset
+    from edgeweave.platform.devices.resources import build_resources
+    from edgeweave.platform.partition import partition_data
+    from edgeweave.platform.server import check_with_data
+
+    build_resources(cfg.devices.resources, cfg.seed)
+    data = load_dataset(cfg.data, cfg.seed)
+    partition = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed, data.owners)
+    check_with_data(cfg, data)
+    return data, partition
+
+
+def _start(cfg: "ExperimentConfig", phases: "Phases", loading: InThread) -> "Prestarted":
+    """Import Ray, start it or attach, start the driver and the first workers' processes (`Prestarted`).
+
+    A data load that failed by then (a missing file, a bad value) is raised without starting Ray; a
+    failure here undoes what was started and is the error raised (the load's thread is let finish).
+    """
+    with phases.phase("imports (ray)"):
+        import ray
+
+        from edgeweave.actors.connect import connect, ray_address
+    if loading.failed:
+        loading.join()
+    address, started = ray_address(cfg), False
+    try:
+        with phases.phase("ray attach" if address else "ray start", waits=f"the Ray at {address}" if address else None):
+            started = connect(cfg)
+        with phases.phase("imports (workers)"):
+            from edgeweave.actors.session import prestart
+        return prestart(cfg, started)
+    except BaseException:
+        if started:
+            ray.shutdown()
+        loading.thread.join()
+        raise
+
+
+def _train(cfg: "ExperimentConfig", data: "ArrayData", partition: "Partition", prestarted: "Prestarted",
+           run_dir: "Path", resume: Optional["RunState"], phases: "Phases") -> None:
+    """The simulation (taking over the prestarted processes), its rounds, the final weights; Ray stops while
+    the figures are drawn. W&B's start (a service process) overlaps the workers' start."""
+    from edgeweave.actors.session import Simulation
     from edgeweave.platform.experiment import run_rounds
     from edgeweave.platform.models import build_model
     from edgeweave.platform.rundir import save_weights
     from edgeweave.platform.sinks import default_sinks
 
-    # W&B's start (a service process) overlaps the workers' start
     opening = InThread(lambda: default_sinks(cfg, run_dir, start=resume.next_round if resume else 0), phases,
                        "sinks")
     try:
         sim = Simulation(cfg, data, partition, prestarted=prestarted, phases=phases)
     except BaseException as e:
-        opening.join().close({"failed": str(e)})
+        try:
+            opening.join().close({"failed": str(e)})
+        except Exception:  # noqa: BLE001 - the simulation's error is the one to report
+            pass
         raise
     shape, classes = data.input_shape, data.num_classes
     del data  # the object store holds it now: this process keeps no second copy
     closing: Optional[InThread] = None
 
-    def after_rounds() -> None:  # the final weights, then Ray stops while the figures are drawn
+    def after_rounds() -> None:
         nonlocal closing
         with phases.phase("final weights"):
             model = build_model(cfg.model, shape, classes, cfg.seed)
@@ -158,9 +198,6 @@ def cmd_run(args: argparse.Namespace) -> int:
             sim.close()
         else:
             closing.join()
-    phases.save(run_dir)
-    print(phases.line(), flush=True)
-    return 0
 
 
 def cmd_dse(args: argparse.Namespace) -> int:
@@ -290,6 +327,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from edgeweave.platform.bench import device_sequence, run_floor, summary, table, targets, workload
     from edgeweave.platform.data import load_dataset
     from edgeweave.platform.partition import partition_data
+    from edgeweave.platform.whole import WORKLOADS as WHOLE_WORKLOADS
 
     workers = _int_list(args.workers, "--workers")
     populations = _int_list(args.populations, "--populations")
@@ -301,25 +339,23 @@ def cmd_bench(args: argparse.Namespace) -> int:
                         ("--per-round", args.per_round)):
         if value < 1:
             raise UserError(f"{flag} = {value}: must be at least 1")
+    names = [w.strip() for w in args.workloads.split(",") if w.strip()]
+    if args.whole and (not names or any(w not in WHOLE_WORKLOADS for w in names)):
+        raise UserError(f"--workloads = {args.workloads!r}: choose from {', '.join(WHOLE_WORKLOADS)}")
     out = Path(args.out or f"runs/bench-{time.strftime('%Y%m%d-%H%M%S')}")
     try:
         out.mkdir(parents=True, exist_ok=False)
     except OSError as e:
         raise UserError(f"--out = {str(out)!r}: cannot create it ({e.strerror})") from None
     if args.whole:
-        from edgeweave.platform.whole import WORKLOADS, cpu_count, run_whole
+        from edgeweave.platform.whole import cpu_count, run_whole
         from edgeweave.platform.whole import table as whole_table
         from edgeweave.platform.whole import targets as whole_targets
 
-        names = [w.strip() for w in args.workloads.split(",") if w.strip()]
-        unknown = [w for w in names if w not in WORKLOADS]
-        if unknown or not names:
-            raise UserError(f"--workloads = {args.workloads!r}: choose from {', '.join(WORKLOADS)}")
-        workers = min(max(_int_list(args.workers, "--workers")), cpu_count())
+        workers = min(max(workers), cpu_count())
         print(f"whole commands, process start to exit: {', '.join(names)}; floor and platform alternating, "
               f"{args.repeat} repeat(s), {workers} worker(s)", flush=True)
         rows = run_whole(names, args.repeat, out.resolve(), workers, progress=lambda line: print(line, flush=True))
-        (out / "whole.json").write_text(json.dumps(rows, indent=1))
         md = whole_table(rows) + "\n\n" + "\n".join(f"- {line}" for line in whole_targets(rows))
         (out / "whole.md").write_text(md + "\n")
         print(md)
@@ -446,14 +482,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def entry() -> None:
-    """The console script: `main`, then exit at once. Everything is written and closed by then (the
-    exit handlers run first); the interpreter's own teardown of torch and Ray would hold the prompt
-    for a second more."""
+    """The console script: `main`, then exit at once. Everything is written and closed by then (threads
+    that are not daemons are waited for and the exit handlers run first, as at a normal exit); the
+    interpreter's own teardown of torch and Ray would hold the prompt for a second more."""
     import atexit
     import os
+    import threading
 
     code = main()
-    atexit._run_exitfuncs()
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()  # what a normal exit runs (no public name does it)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from pathlib import Path
 from typing import Any, Optional
 
 import ray
@@ -33,25 +34,38 @@ def connect(cfg: ExperimentConfig) -> bool:
         return False
     address = ray_address(cfg)
     if address:
-        if address.split(":")[0] in (LOOPBACK, "localhost"):  # a Ray started on the loopback, by start_local
-            _on_loopback(address=address, logging_level=logging.WARNING)
-        else:
-            ray.init(address=address, logging_level=logging.WARNING)
+        host, _, port = address.rpartition(":")
+        if host in (LOOPBACK, "localhost") and local_node_address(port) in (None, LOOPBACK):
+            _on_loopback(address=address, logging_level=logging.WARNING)  # a node on the loopback (start_local's)
+        else:  # another host's Ray, or `ray start --head --node-ip-address=127.0.0.1`, whose node Ray put on this
+            ray.init(address=address, logging_level=logging.WARNING)  # host's own routable address on Linux
         return False
     start_local()
     return True
 
 
-PRELOAD = ["torch", "edgeweave.actors.worker"]  # what every worker process of a run's own Ray imports at its start
+def local_node_address(port: str) -> Optional[str]:
+    """The node address of this machine's raylet whose cluster's GCS listens on `port`, from the raylet's command
+    line (Linux); None when there is none or it cannot be read.
+
+    A driver that joins from the wrong one of the loopback and the host's routable address waits a minute
+    for a node there before Ray gives up; this look takes milliseconds.
+    """
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        flags = dict(a.split("=", 1) for a in args if a.startswith("--") and "=" in a)
+        if flags.get("--gcs-address", "").rpartition(":")[2] == port and "--node_ip_address" in flags:
+            return flags["--node_ip_address"]
+    return None
 
 
 def start_local() -> None:
     """Start a one-machine Ray whose processes all listen and talk on the loopback address only.
 
-    Ray starts a worker process per CPU as it starts; here each imports torch and the device worker's
-    modules (`PRELOAD`) at once, while the command loads its data, so the device workers that take
-    these processes are ready about a second and a half sooner. Its dashboard agent listens on a free
-    port: Ray's fixed default (52365) is taken while another Ray runs on the machine or one that has
+    Its dashboard agent listens on a free port: Ray's fixed default (52365) is taken while another Ray runs on the machine or one that has
     just ended still exits, and the agent then retried it for seconds while the node waited.
     `ray.init` has no argument for that port, so the node's parameters are given it while Ray starts here.
     """
@@ -66,7 +80,7 @@ def start_local() -> None:
     parameter.RayParams = OwnAgentPort
     try:
         _on_loopback(address="local", include_dashboard=False, dashboard_host=LOOPBACK,
-                     logging_level=logging.WARNING, _system_config={"preload_python_modules": PRELOAD})
+                     logging_level=logging.WARNING)
     finally:
         parameter.RayParams = ray_params
 

@@ -92,19 +92,23 @@ class Simulation:
         if prestarted is not None:
             self.started, early, self.driver = prestarted.started, prestarted.workers, prestarted.driver
         else:
-            with phases.phase("ray attach" if ray_address(cfg) else "ray start"):
-                self.started, early = connect(cfg), []
-            self.driver = start_driver(cfg)
-        with phases.phase("data put"):
-            data_ref, part_ref = ray.put(data) if data_ref is None else data_ref, ray.put(partition)
-        # The refs travel inside Spawn as refs; each worker receives them resolved (zero-copy).
-        spawn = worker_spawn(cfg, (data_ref, part_ref, cfg))
-        limit = num_workers or pool_limit(cfg)
-        first = WorkerPool(spawn, limit)
-        first.adopt(early)
-        first.grow(at_least=1)  # the first workers start while the driver does; the driver's pool takes them
-        self.first = list(first.starting.values())  # this process owns them: close() kills them, started or not
+            if ray.is_initialized():  # a sweep's trial, a benchmark: Ray is there already
+                self.started = False
+            else:
+                with phases.phase("ray attach" if ray_address(cfg) else "ray start"):
+                    self.started = connect(cfg)
+            early, self.driver = [], start_driver(cfg)
+        self.first = list(early)  # this process owns them: close() kills them, started or not
         try:
+            with phases.phase("data put"):
+                data_ref, part_ref = ray.put(data) if data_ref is None else data_ref, ray.put(partition)
+            # The refs travel inside Spawn as refs; each worker receives them resolved (zero-copy).
+            spawn = worker_spawn(cfg, (data_ref, part_ref, cfg))
+            limit = num_workers or pool_limit(cfg)
+            first = WorkerPool(spawn, limit)
+            first.adopt(early)
+            first.grow(at_least=1)  # the first workers start while the driver does; the driver's pool takes them
+            self.first = list(first.starting.values())
             with phases.phase("workers ready", waits=f"device workers ({spawn.needs()} each) to start"):
                 self._get(self.driver.open.remote(cfg, data_ref, part_ref, spawn, limit, [first.starting]),
                           cfg.ray.start_timeout + CALL_TIMEOUT)

@@ -147,13 +147,17 @@ def run_rounds(cfg: ExperimentConfig, runner: RoundRunner, sinks: Sinks, run_dir
     devices_log.close({})
     if cfg.training.rounds - first > 1:
         phases.add("rounds", began, phases.now())
-    if after_rounds is not None:
-        after_rounds()
+    try:
+        if after_rounds is not None:
+            after_rounds()
+        with phases.phase("plots"):
+            for path in (plot_accuracy(history, run_dir / "accuracy.png", f"{cfg.name}: {cfg.strategy.name}"),
+                         plot_devices(cfg, history, run_dir / "devices.jsonl", run_dir / "devices.png")):
+                sinks.image(path)
+    except Exception as e:  # the final weights or a figure could not be written: the sinks close as failed
+        sinks.close({"failed": f"{type(e).__name__}: {e}"})
+        raise
     last = history[-1]
-    with phases.phase("plots"):
-        for path in (plot_accuracy(history, run_dir / "accuracy.png", f"{cfg.name}: {cfg.strategy.name}"),
-                     plot_devices(cfg, history, run_dir / "devices.jsonl", run_dir / "devices.png")):
-            sinks.image(path)
     summary = {
         "name": cfg.name,
         "strategy": cfg.strategy.name,

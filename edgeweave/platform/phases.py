@@ -47,10 +47,13 @@ class Phases:
         return time.monotonic() - self.origin
 
     def add(self, name: str, start: float, end: float, waits: Optional[str] = None) -> None:
-        """A finished phase from `start` to `end` (seconds since the process started)."""
-        span = {"phase": name, "start": round(start, 3), "end": round(end, 3), "seconds": round(end - start, 3)}
+        """A finished phase from `start` to `end` (seconds since the process started); `waits`: what it waited
+        on, written with `waited` (true when it took NOTICE seconds or more: long enough to be said)."""
+        span: dict[str, Any] = {"phase": name, "start": round(start, 3), "end": round(end, 3),
+                                "seconds": round(end - start, 3)}
         if waits:
             span["waits_for"] = waits
+            span["waited"] = end - start >= NOTICE
         with self._lock:
             self.spans.append(span)
 
@@ -101,7 +104,7 @@ class Phases:
         return timeline
 
     def line(self) -> str:
-        """The phases in one line, the longest first where they would not fit."""
+        """The phases in one line, in the order they started, then the repeated ones."""
         timeline = self.as_dict()
         parts = [f"{s['phase']} {s['seconds']:.1f}" for s in timeline["phases"]]
         parts += [f"{name} {v['seconds']:.1f} ({v['count']}x)" for name, v in timeline["repeated"].items()]

@@ -58,7 +58,7 @@ class Progress(Callback):
         self.last = ""
 
     def _line(self, trials: list[Trial], changed: Optional[Trial], now: Optional[str]) -> str:
-        """`changed` has just ended as `now` (Tune sets its status after telling the callbacks)."""
+        """`changed` has just become `now` (Tune sets its status after telling the callbacks)."""
         status = [now if t is changed else t.status for t in trials]
         ended = [t for t, s in zip(trials, status) if s == Trial.TERMINATED]
         stopped = sum((t.last_result or {}).get("training_iteration", self.rounds) < self.rounds for t in ended)
@@ -81,7 +81,7 @@ class Progress(Callback):
             self.last = line
 
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        self._show(trials)
+        self._show(trials, trial, Trial.RUNNING)
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         self._show(trials, trial, Trial.TERMINATED)

@@ -131,14 +131,15 @@ def _run_trial(params: dict[str, Any], base: dict, fixed: dict[str, Any], run_di
         tune.report(report, checkpoint=tune.Checkpoint.from_directory(str(saved)) if saved else None)
 
     key = _processes_key(cfg)
-    with Simulation(cfg, data, partition, data_ref=data_ref, phases=phases, prestarted=_KEPT.pop(key, None)) as sim:
-        sinks = default_sinks(cfg, run_dir, start=state.next_round if state else 0)
-        run_rounds(cfg, sim, sinks, run_dir, resume=state, on_round=on_round, phases=phases)
-        save_weights(run_dir / "model.safetensors", build_model(cfg.model, data.input_shape, data.num_classes,
-                                                                cfg.seed), sim.weights())
-        shutdown = phases.now()
-        _KEPT[key] = sim.keep()  # a trial that ends otherwise kills its processes
-    phases.add("shutdown", shutdown, phases.now())
-    phases.save(run_dir)
+    try:
+        with Simulation(cfg, data, partition, data_ref=data_ref, phases=phases,
+                        prestarted=_KEPT.pop(key, None)) as sim:
+            sinks = default_sinks(cfg, run_dir, start=state.next_round if state else 0)
+            run_rounds(cfg, sim, sinks, run_dir, resume=state, on_round=on_round, phases=phases)
+            save_weights(run_dir / "model.safetensors", build_model(cfg.model, data.input_shape, data.num_classes,
+                                                                    cfg.seed), sim.weights())
+            _KEPT[key] = sim.keep()  # a trial that ends otherwise kills its processes
+    finally:  # a trial that failed keeps its timeline too
+        phases.save(run_dir)
     for report, saved in last:
         tune.report(report, checkpoint=tune.Checkpoint.from_directory(str(saved)) if saved else None)

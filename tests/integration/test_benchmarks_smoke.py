@@ -23,6 +23,7 @@ SCRIPTS = {
     "slicing.py": ("slicing.json", "slicing.json"),
     "soak.py": ("soak.json", "soak.json"),
     "speech_loader.py": ("speech_loader.json", "speech_loader.json"),
+    "sweep_overhead.py": ("overhead", "overhead/sweep_overhead.md"),
     "taskwise_saving.py": ("taskwise", "taskwise/table.md"),
     "vs_flower.py": ("vs-flower", "vs-flower/vs_flower.md"),
 }

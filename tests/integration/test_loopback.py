@@ -50,3 +50,35 @@ def test_a_local_ray_does_not_wait_for_a_port_another_ray_holds(monkeypatch):
             ray.shutdown()
     finally:
         held.close()
+
+
+def test_back_to_back_runs_wait_on_nothing(tmp_path, monkeypatch):
+    """Two runs, the second started the moment the first (and its Ray) ended, a third beside another Ray
+    session: nothing is in no phase, and no phase of these 2-round runs takes anything like the tens of
+    seconds a wait on the machine's other Ray cost (the bound is loose: the suite shares two cores)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    command = [str(Path(sys.executable).parent / "edgeweave"), "run", "configs/quickstart.yaml",
+               "--set", "training.rounds=2", "--set", f"logging.out_dir={tmp_path}",
+               "--set", "logging.progress=false", "--set", "logging.wandb.mode=disabled"]
+    for _ in range(2):
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+    start_local()  # another Ray session on the machine while the third run starts its own
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+    finally:
+        ray.shutdown()
+    runs = sorted(tmp_path.iterdir())
+    assert len(runs) == 3
+    for run_dir in runs:
+        timeline = json.loads((run_dir / "timeline.json").read_text())
+        assert timeline["idle"] == [], timeline
+        assert max(s["seconds"] for s in timeline["phases"]) < 30, timeline
+        assert {"ray start", "data load", "workers ready", "first round", "shutdown"} <= {
+            s["phase"] for s in timeline["phases"]}

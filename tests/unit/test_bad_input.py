@@ -113,6 +113,7 @@ def test_sweep_over_a_key_that_does_not_exist(tmp_path, capsys):
     (["--repeat", "0"], "--repeat = 0: must be at least 1"),
     (["--samples", "0"], "--samples = 0: must be at least 1"),
     (["--workers", "two"], "--workers"),
+    (["--whole", "--workloads", "cifar"], "--workloads = 'cifar': choose from cifar-plugin, quickstart"),
 ])
 def test_bad_bench_options_get_one_line_and_exit_2_before_anything_runs(tmp_path, capsys, args, line):
     assert main(["bench", *args, "--out", str(tmp_path / "bench")]) == 2

@@ -75,3 +75,22 @@ def test_joining_a_loopback_ray_joins_from_the_loopback(fake_ray, monkeypatch):
     monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:41719")
     assert session.connect(cfg) is False
     assert fake.kwargs["address"] == "127.0.0.1:41719" and fake.node == LOOPBACK
+
+
+def test_the_node_address_of_a_local_ray_is_read_from_its_raylet_s_command_line():
+    """What `connect` looks at before it joins a Ray on this machine: which address its node took."""
+    import subprocess
+    import sys
+    import time
+
+    fake_raylet = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)",
+                                    "--gcs-address=192.0.2.9:47113", "--node_ip_address=192.0.2.9"])
+    try:
+        deadline = time.time() + 10  # until the process's command line is there to read
+        while session.local_node_address("47113") is None and time.time() < deadline:
+            time.sleep(0.05)
+        assert session.local_node_address("47113") == "192.0.2.9"
+        assert session.local_node_address("47114") is None
+    finally:
+        fake_raylet.kill()
+        fake_raylet.wait()

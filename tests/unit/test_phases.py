@@ -53,7 +53,7 @@ def test_a_phase_is_timed_on_the_clock_from_the_process_s_start(tmp_path):
         time.sleep(0.13)
     written = phases.save(tmp_path)
     span = written["phases"][0]
-    assert span["phase"] == "sleep" and span["waits_for"] == "nothing"
+    assert span["phase"] == "sleep" and span["waits_for"] == "nothing" and span["waited"] is False
     assert 0.12 <= span["seconds"] < 1.0 and span["start"] > 0
     assert json.loads((tmp_path / "timeline.json").read_text()) == written
     assert "sleep 0.1" in phases.line()
@@ -72,3 +72,4 @@ def test_a_phase_that_waits_says_so_on_the_console_after_the_notice(monkeypatch,
     err = capsys.readouterr().err
     assert "workers ready: waiting for device workers (1 CPU each) to start" in err
     assert "quick" not in err
+    assert [s.get("waited") for s in phases.spans] == [True, False]
