@@ -113,7 +113,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         prestarted.close()
         raise
     try:
-        _train(cfg, data, partition, prestarted, run_dir, resume, phases)
+        with phases.phase("data put"):
+            import ray
+
+            data_ref = ray.put(data)
+        shape = data.input_shape, data.num_classes
+        del data  # the object store holds it now: this process keeps no second copy
+    except BaseException:
+        prestarted.close()
+        raise
+    try:
+        _train(cfg, data_ref, shape, partition, prestarted, run_dir, resume, phases)
     finally:  # a run that failed keeps its timeline too
         phases.save(run_dir)
     print(phases.line(), flush=True)
@@ -160,10 +170,11 @@ def _start(cfg: "ExperimentConfig", phases: "Phases", loading: InThread) -> "Pre
         raise
 
 
-def _train(cfg: "ExperimentConfig", data: "ArrayData", partition: "Partition", prestarted: "Prestarted",
+def _train(cfg: "ExperimentConfig", data_ref: Any, shape: tuple, partition: "Partition", prestarted: "Prestarted",
            run_dir: "Path", resume: Optional["RunState"], phases: "Phases") -> None:
-    """The simulation (taking over the prestarted processes), its rounds, the final weights; Ray stops while
-    the figures are drawn. W&B's start (a service process) overlaps the workers' start."""
+    """The simulation on the data in the object store (taking over the prestarted processes), its rounds, the
+    final weights (`shape`: the data's input shape and classes); Ray stops while the figures are drawn. W&B's
+    start (a service process) overlaps the workers' start."""
     from edgeweave.actors.session import Simulation
     from edgeweave.platform.experiment import run_rounds
     from edgeweave.platform.models import build_model
@@ -173,21 +184,19 @@ def _train(cfg: "ExperimentConfig", data: "ArrayData", partition: "Partition", p
     opening = InThread(lambda: default_sinks(cfg, run_dir, start=resume.next_round if resume else 0), phases,
                        "sinks")
     try:
-        sim = Simulation(cfg, data, partition, prestarted=prestarted, phases=phases)
+        sim = Simulation(cfg, None, partition, data_ref=data_ref, prestarted=prestarted, phases=phases)
     except BaseException as e:
         try:
             opening.join().close({"failed": str(e)})
         except Exception:  # noqa: BLE001 - the simulation's error is the one to report
             pass
         raise
-    shape, classes = data.input_shape, data.num_classes
-    del data  # the object store holds it now: this process keeps no second copy
     closing: Optional[InThread] = None
 
     def after_rounds() -> None:
         nonlocal closing
         with phases.phase("final weights"):
-            model = build_model(cfg.model, shape, classes, cfg.seed)
+            model = build_model(cfg.model, *shape, cfg.seed)
             save_weights(run_dir / "model.safetensors", model, sim.weights())
         closing = InThread(sim.close, phases, "shutdown")
 

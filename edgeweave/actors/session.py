@@ -81,10 +81,11 @@ def prestart(cfg: ExperimentConfig, started: bool, num_workers: Optional[int] = 
 class Simulation:
     """The data in the object store once (owned by this process), a driver actor beside it and its worker pool."""
 
-    def __init__(self, cfg: ExperimentConfig, data: ArrayData, partition: Partition,
+    def __init__(self, cfg: ExperimentConfig, data: Optional[ArrayData], partition: Partition,
                  num_workers: Optional[int] = None, data_ref: Any = None, prestarted: Optional[Prestarted] = None,
                  phases: Optional[Phases] = None) -> None:
-        """`data_ref`: `data` already in the object store (a sweep's shared copy); else it is put here.
+        """`data_ref`: the data already in the object store (a sweep's shared copy, or put by the command, which
+        passes no `data` then); else `data` is put here.
         `prestarted`: Ray and worker processes started earlier (taken over); `phases`: where to time the start."""
         self.cfg = cfg
         self.kept: Optional[Prestarted] = None
@@ -100,8 +101,10 @@ class Simulation:
             early, self.driver = [], start_driver(cfg)
         self.first = list(early)  # this process owns them: close() kills them, started or not
         try:
-            with phases.phase("data put"):
-                data_ref, part_ref = ray.put(data) if data_ref is None else data_ref, ray.put(partition)
+            if data_ref is None:
+                with phases.phase("data put"):
+                    data_ref = ray.put(data)
+            part_ref = ray.put(partition)
             # The refs travel inside Spawn as refs; each worker receives them resolved (zero-copy).
             spawn = worker_spawn(cfg, (data_ref, part_ref, cfg))
             limit = num_workers or pool_limit(cfg)
