@@ -28,13 +28,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--set", action="append", default=[])
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
-    with phases.phase("config and plugins"):
-        from edgeweave.platform.config import load_config
+    from edgeweave.platform.errors import UserError
 
-        cfg = load_config(args.config, args.set, plugins=args.plugin)
-    if cfg.strategy.name != "fedavg" or cfg.aggregation.mode != "sync":
-        print(f"error: strategy.name = {cfg.strategy.name!r}: the floor trains synchronous fedavg only",
-              file=sys.stderr)
+    try:
+        with phases.phase("config and plugins"):
+            from edgeweave.platform.config import load_config
+
+            cfg = load_config(args.config, args.set, plugins=args.plugin)
+        if cfg.strategy.name != "fedavg" or cfg.aggregation.mode != "sync":
+            raise UserError(f"strategy.name = {cfg.strategy.name!r}, aggregation.mode = {cfg.aggregation.mode!r}: "
+                            "the floor trains synchronous fedavg only")
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
     with phases.phase("data load"):
         from edgeweave.platform.data import load_dataset

@@ -37,28 +37,26 @@ def channel_moments(x: np.ndarray, chunk: int = 1024) -> tuple[np.ndarray, np.nd
     return mean, np.sqrt(squares / (x.size // x.shape[1])) + 1e-8
 
 
+def _scaled(x: np.ndarray, mean: np.ndarray, std: np.ndarray, out: np.ndarray, chunk: int) -> np.ndarray:
+    """`out` = (x - mean) / std, computed in float64 a chunk of samples at a time (`out` may be `x`)."""
+    for i in range(0, len(x), chunk):
+        out[i:i + chunk] = (x[i:i + chunk] - mean) / std
+    return out
+
+
 def normalise(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Scale both splits by the training split's per-channel mean and std, as float32 (computed in float64
-    a chunk of samples at a time: the same values, without a float64 copy of a whole split)."""
+    """Scale both splits by the training split's per-channel mean and std, as new float32 arrays (computed
+    a chunk at a time: no float64 copy of a whole split)."""
     mean, std = channel_moments(x_train)
-
-    def scale(x: np.ndarray) -> np.ndarray:
-        out = np.empty(x.shape, np.float32)
-        for i in range(0, len(x), 1024):
-            out[i:i + 1024] = (x[i:i + 1024] - mean) / std
-        return out
-
-    return scale(x_train), scale(x_test)
+    return (_scaled(x_train, mean, std, np.empty(x_train.shape, np.float32), 1024),
+            _scaled(x_test, mean, std, np.empty(x_test.shape, np.float32), 1024))
 
 
 def normalise_in_place(x_train: np.ndarray, x_test: np.ndarray, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-    """`normalise` (the training split's per-channel mean and std, in float64) applied in place a chunk
-    at a time: no float64 copy of the whole split, which for Speech Commands or FEMNIST is gigabytes."""
+    """`normalise` applied in place: no copy of the splits at all, which for Speech Commands or FEMNIST are
+    gigabytes."""
     mean, std = channel_moments(x_train, chunk)
-    for x in (x_train, x_test):
-        for i in range(0, len(x), chunk):
-            x[i : i + chunk] = (x[i : i + chunk] - mean) / std
-    return x_train, x_test
+    return _scaled(x_train, mean, std, x_train, chunk), _scaled(x_test, mean, std, x_test, chunk)
 
 
 def stratified_split(
