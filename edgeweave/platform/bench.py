@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import statistics
 import time
-from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -26,6 +25,7 @@ from edgeweave.platform.data import ArrayData
 from edgeweave.platform.models import build_model
 from edgeweave.platform.partition import Partition
 from edgeweave.platform.phases import Phases
+from edgeweave.platform.whole import proc_kib
 from edgeweave.platform.seeding import torch_generator
 from edgeweave.platform.server import Server
 from edgeweave.platform.sgd import sgd_settings
@@ -167,19 +167,9 @@ def run_floor(cfg: ExperimentConfig, data: ArrayData, partition: Partition, sequ
             "rss": rss, "peak_rss": max(rss)}  # sampled once per round
 
 
-def _status_kib(pid: int, field: str) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
 def rss_bytes(pids: Sequence[int]) -> int:
     """Resident memory of the processes together (Linux /proc; 0 where it cannot be read)."""
-    return 1024 * sum(_status_kib(p, "VmRSS") for p in pids)
+    return 1024 * sum(proc_kib(p, "status", "VmRSS") for p in pids)
 
 
 def _quantile(values: Sequence[float], q: int) -> float:

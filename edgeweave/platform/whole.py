@@ -52,7 +52,8 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def _kib(pid: int, path: str, field: str) -> int:
+def proc_kib(pid: int, path: str, field: str) -> int:
+    """A field in KiB of a process's /proc file (`status`'s VmRSS, `smaps_rollup`'s Pss); 0 where unreadable."""
     try:
         for line in Path(f"/proc/{pid}/{path}").read_text().splitlines():
             if line.startswith(field + ":"):
@@ -71,8 +72,8 @@ def timed(argv: Sequence[str], log: Path) -> dict[str, Any]:
         tree_peak = own_peak = 0
         try:
             while proc.poll() is None:
-                tree_peak = max(tree_peak, sum(_kib(p, "smaps_rollup", "Pss") for p in descendants(proc.pid)))
-                own_peak = max(own_peak, _kib(proc.pid, "status", "VmHWM"))
+                tree_peak = max(tree_peak, sum(proc_kib(p, "smaps_rollup", "Pss") for p in descendants(proc.pid)))
+                own_peak = max(own_peak, proc_kib(proc.pid, "status", "VmHWM"))
                 time.sleep(SAMPLE)
         finally:  # interrupted (Ctrl+C): the command and every process it started go too
             if proc.poll() is None:
