@@ -24,7 +24,7 @@ import numpy as np
 import ray
 
 from edgeweave.cli import main as edgeweave
-from edgeweave.platform.config import load_config
+from edgeweave.platform.config.schema import load_config
 
 BASE = "configs/distreal_digits.yaml"
 ASYNC = "aggregation={mode: async, buffer: 5, concurrency: 10}"

@@ -34,8 +34,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import ray  # noqa: E402
 
 from edgeweave.actors.session import Simulation  # noqa: E402
-from edgeweave.platform.bench import workload  # noqa: E402
-from edgeweave.platform.config import build_config  # noqa: E402
+from edgeweave.platform.bench.rounds import workload  # noqa: E402
+from edgeweave.platform.config.schema import build_config  # noqa: E402
 from edgeweave.platform.data import load_dataset  # noqa: E402
 from edgeweave.platform.partition import partition_data  # noqa: E402
 

@@ -44,7 +44,7 @@ import numpy as np  # noqa: E402
 import ray  # noqa: E402
 
 from common.summaries import mean_spread, one_run, run  # noqa: E402
-from edgeweave.platform.config import load_config  # noqa: E402
+from edgeweave.platform.config.schema import load_config  # noqa: E402
 
 DATA = {  # data set: (its config, default target accuracies)
     "shapes": ("configs/distreal_shapes.yaml", (0.4, 0.5)),

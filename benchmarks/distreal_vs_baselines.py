@@ -19,7 +19,7 @@ from pathlib import Path
 import ray
 
 from edgeweave.cli import main as edgeweave
-from edgeweave.platform.config import load_config
+from edgeweave.platform.config.schema import load_config
 
 BASE = "configs/distreal_digits.yaml"
 TIERS = "rates: {strong: 1.0, medium: 0.5, weak: 0.25}"

@@ -70,11 +70,11 @@ def variant_hash(name: str, out_dir: Path) -> str:
     """The sha256 of a variant's final weights and its rounds' metrics and records."""
     import torch
 
-    from edgeweave.platform.client import Client
-    from edgeweave.platform.config import build_config
+    from edgeweave.platform.run.client import Client
+    from edgeweave.platform.config.schema import build_config
     from edgeweave.platform.data import load_dataset
     from edgeweave.platform.partition import partition_data
-    from edgeweave.platform.server import build_server
+    from edgeweave.platform.run.servers import build_server
 
     raw = merged(BASE, VARIANTS[name])
     raw["logging"] = {**raw["logging"], "out_dir": str(out_dir)}

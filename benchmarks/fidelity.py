@@ -10,7 +10,7 @@ marked provisional.
   in three tiers at rates 1 / 0.5 / 0.25, 10 a round, 40 rounds): `small` at each width alone (the width
   trained by every device, static batch norm as HeteroFL trains), heterofl, fjord, fedrolex, fd at the tiers'
   rates, and fd at keep 0.75 and 0.5 on every device. Nested methods are also scored at each width of their
-  family (`platform/widths.py`). `heterofl-160`: the HeteroFL row trained four times as long, one seed.
+  family (`platform/report/widths.py`). `heterofl-160`: the HeteroFL row trained four times as long, one seed.
 - Task-wise decoupling, on `configs/fidelity_taskwise.yaml` with AlexNet and VGG-11 (width 0.25) on `shapes`
   at 10 and 100 classes, and on `configs/fidelity_kws.yaml` (kws_cnn, ten words of the generated keyword set,
   written under data/ first): central and grouped (one task a device) on every workload; attributed on both
@@ -58,9 +58,9 @@ import numpy as np  # noqa: E402
 import ray  # noqa: E402
 
 from common.summaries import one_run  # noqa: E402
-from edgeweave.platform.config import load_config  # noqa: E402
+from edgeweave.platform.config.schema import load_config  # noqa: E402
 from edgeweave.platform.data.speech_synth import generate  # noqa: E402
-from edgeweave.platform.widths import run_width_scores  # noqa: E402
+from edgeweave.platform.report.widths import run_width_scores  # noqa: E402
 
 WIDTH, TASKWISE, KWS = "configs/fidelity_width.yaml", "configs/fidelity_taskwise.yaml", "configs/fidelity_kws.yaml"
 OPTIMIZERS = "configs/fidelity_optimizers.yaml"

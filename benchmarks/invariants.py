@@ -19,12 +19,12 @@ import statistics
 import time
 from pathlib import Path
 
-from edgeweave.platform.bench import workload
-from edgeweave.platform.client import Client
-from edgeweave.platform.config import ExperimentConfig, load_config
+from edgeweave.platform.bench.rounds import workload
+from edgeweave.platform.run.client import Client
+from edgeweave.platform.config.schema import ExperimentConfig, load_config
 from edgeweave.platform.data import load_dataset
 from edgeweave.platform.partition import partition_data
-from edgeweave.platform.server import build_server
+from edgeweave.platform.run.servers import build_server
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = {  # name: (config, overrides)

@@ -20,11 +20,11 @@ import time
 from pathlib import Path
 
 
-from edgeweave.platform.aggregate import Partial
-from edgeweave.platform.config import build_config
+from edgeweave.platform.train.aggregate import Partial
+from edgeweave.platform.config.schema import build_config
 from edgeweave.platform.data import load_dataset
 from edgeweave.platform.partition import partition_data
-from edgeweave.platform.server import Server
+from edgeweave.platform.run.server import Server
 
 SAMPLES_PER_DEVICE = 5
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from edgeweave.platform.config import build_config
+from edgeweave.platform.config.schema import build_config
 from edgeweave.platform.data import ArrayData, load_dataset
 from edgeweave.platform.models import build_model
 

@@ -19,16 +19,16 @@ from pathlib import Path
 
 import torch
 
-from edgeweave.platform.aggregate import Partial
-from edgeweave.platform.config import build_config
+from edgeweave.platform.train.aggregate import Partial
+from edgeweave.platform.config.schema import build_config
 from edgeweave.platform.data import load_dataset
-from edgeweave.platform.flat import FlatLayout
-from edgeweave.platform.flops import measure_flops_per_sample
+from edgeweave.platform.models.flat import FlatLayout
+from edgeweave.platform.models.flops import measure_flops_per_sample
 from edgeweave.platform.models import build_model
-from edgeweave.platform.plans import nested, uniform_plan
-from edgeweave.platform.submodel import Slicer
-from edgeweave.platform.sgd import SGDSettings
-from edgeweave.platform.training import train_local
+from edgeweave.platform.train.plans import nested, uniform_plan
+from edgeweave.platform.train.submodel import Slicer
+from edgeweave.platform.train.sgd import SGDSettings
+from edgeweave.platform.train.training import train_local
 
 
 def half_flops_rate(slicer: Slicer, shape, classes: int, full: int) -> float:

@@ -18,7 +18,7 @@ import numpy as np
 import ray
 
 from edgeweave.actors.session import Simulation
-from edgeweave.platform.config import load_config
+from edgeweave.platform.config.schema import load_config
 from edgeweave.platform.data import load_dataset
 from edgeweave.platform.partition import partition_data
 

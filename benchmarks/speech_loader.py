@@ -48,7 +48,7 @@ def child(root: Path) -> None:
     """One load in this (fresh) process; prints its figures as one JSON line."""
     import resource
 
-    from edgeweave.platform.config import build_config
+    from edgeweave.platform.config.schema import build_config
     from edgeweave.platform.data import load_dataset
     from edgeweave.platform.data import speech_commands as sc
 

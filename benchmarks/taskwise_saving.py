@@ -24,8 +24,8 @@ from pathlib import Path
 import ray
 
 from edgeweave.cli import main as edgeweave
-from edgeweave.platform.config import load_config
-from edgeweave.platform.report import read_run, summarise
+from edgeweave.platform.config.schema import load_config
+from edgeweave.platform.report.report import read_run, summarise
 
 CASES = {  # data set -> (config, central's overrides, [(label, task-wise overrides)])
     "digits": ("configs/taskwise_digits.yaml", ["training.rounds=15", "training.batch_size=32"], [

@@ -1,6 +1,6 @@
 r"""edgeweave against Flower's simulation engine on the same federated workload, one after the other.
 
-The workload is `edgeweave bench`'s (edgeweave.platform.bench.workload): 1,000 devices of 50
+The workload is `edgeweave bench`'s (edgeweave.platform.bench.rounds.workload): 1,000 devices of 50
 CIFAR-shaped synthetic samples, 10 devices a round, one local epoch at batch 10, SGD lr 0.1, the
 two-conv CNN, 2,000 test images evaluated every 10 rounds, 30 rounds, 2 workers. edgeweave runs it
 as `edgeweave run` with ray.num_workers=2; Flower runs benchmarks/flower_app/fedavg_app.py, which
@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 if TYPE_CHECKING:
-    from edgeweave.platform.config import ExperimentConfig
+    from edgeweave.platform.config.schema import ExperimentConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 FLOWER_APP = ROOT / "benchmarks" / "flower_app" / "fedavg_app.py"
@@ -59,14 +59,14 @@ def flower_ready(python: Path) -> bool:
 
 def smoke_workload() -> ExperimentConfig:
     """A tiny version of the workload: 100 devices of 50 samples, 500 test images, 3 rounds, evaluated each."""
-    from edgeweave.platform.bench import SAMPLES_PER_DEVICE, workload
+    from edgeweave.platform.bench.rounds import SAMPLES_PER_DEVICE, workload
 
     return workload(population=100, rounds=3, eval_every=1, samples=100 * SAMPLES_PER_DEVICE, test_samples=500)
 
 
 def devices_per_round(cfg: ExperimentConfig) -> list[list[int]]:
     """The device ids edgeweave's sampler trains in each round (the data made here only for that, then dropped)."""
-    from edgeweave.platform.bench import device_sequence
+    from edgeweave.platform.bench.rounds import device_sequence
     from edgeweave.platform.data import load_dataset
     from edgeweave.platform.partition import partition_data
 
@@ -172,8 +172,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               f"edgeweave.platform). Install it from the repository root:\n\n    {INSTALL}\n", file=sys.stderr)
         return 2
 
-    from edgeweave.platform.bench import workload
-    from edgeweave.platform.config import dump_config
+    from edgeweave.platform.bench.rounds import workload
+    from edgeweave.platform.config.schema import dump_config
 
     cfg = smoke_workload() if args.smoke_test else workload(rounds=args.rounds)
     out = Path(args.out or f"runs/vs-flower-{time.strftime('%Y%m%d-%H%M%S')}").absolute()

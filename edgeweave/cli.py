@@ -6,17 +6,17 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
-from edgeweave.platform.errors import RunFailed, UserError
+from edgeweave.platform.core.errors import RunFailed, UserError
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from edgeweave.actors.session import Prestarted
-    from edgeweave.platform.checkpoint import RunState
-    from edgeweave.platform.config import ExperimentConfig
+    from edgeweave.platform.run.checkpoint import RunState
+    from edgeweave.platform.config.schema import ExperimentConfig
     from edgeweave.platform.data import ArrayData
     from edgeweave.platform.partition import Partition
-    from edgeweave.platform.phases import Phases
+    from edgeweave.platform.run.phases import Phases
 
 
 def rounds_text(cfg) -> str:
@@ -69,11 +69,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     """
     from pathlib import Path
 
-    from edgeweave.platform.phases import Phases
+    from edgeweave.platform.run.phases import Phases
 
     phases: Phases = args.phases
     with phases.phase("config and plugins"):
-        from edgeweave.platform.config import load_config
+        from edgeweave.platform.config.schema import load_config
 
         if (args.config is None) == (args.resume is None):
             raise UserError("edgeweave run: give a CONFIG to start a run, or --resume RUN_DIR to continue one")
@@ -86,8 +86,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 raise UserError(f"--set = {args.set[0]!r}: a resumed run keeps its config; start a new run to change it")
             if args.plugin:
                 raise UserError(f"--plugin = {args.plugin[0]!r}: a resumed run keeps its config's plugins")
-            from edgeweave.platform.checkpoint import load_checkpoint, run_fingerprint
-            from edgeweave.platform.experiment import CHECKPOINT
+            from edgeweave.platform.run.checkpoint import load_checkpoint, run_fingerprint
+            from edgeweave.platform.run.experiment import CHECKPOINT
 
             cfg = load_config(run_dir / "config.yaml", [])
             resume = load_checkpoint(run_dir / CHECKPOINT, run_fingerprint(cfg))
@@ -98,8 +98,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         data, partition = loading.join()
         with phases.phase("run directory"):
-            from edgeweave.platform.experiment import method_text
-            from edgeweave.platform.rundir import create_run_dir
+            from edgeweave.platform.run.experiment import method_text
+            from edgeweave.platform.run.rundir import create_run_dir
 
             if resume is None:
                 run_dir = create_run_dir(cfg)
@@ -135,7 +135,7 @@ def _load(cfg: "ExperimentConfig") -> tuple["ArrayData", "Partition"]:
     from edgeweave.platform.data import load_dataset
     from edgeweave.platform.devices.resources import build_resources
     from edgeweave.platform.partition import partition_data
-    from edgeweave.platform.server import check_with_data
+    from edgeweave.platform.run.server import check_with_data
 
     build_resources(cfg.devices.resources, cfg.seed)
     data = load_dataset(cfg.data, cfg.seed)
@@ -176,10 +176,10 @@ def _train(cfg: "ExperimentConfig", data_ref: Any, shape: tuple, partition: "Par
     final weights (`shape`: the data's input shape and classes); Ray stops while the figures are drawn. W&B's
     start (a service process) overlaps the workers' start."""
     from edgeweave.actors.session import Simulation
-    from edgeweave.platform.experiment import run_rounds
+    from edgeweave.platform.run.experiment import run_rounds
     from edgeweave.platform.models import build_model
-    from edgeweave.platform.rundir import save_weights
-    from edgeweave.platform.sinks import default_sinks
+    from edgeweave.platform.run.rundir import save_weights
+    from edgeweave.platform.run.sinks import default_sinks
 
     opening = InThread(lambda: default_sinks(cfg, run_dir, start=resume.next_round if resume else 0), phases,
                        "sinks")
@@ -216,10 +216,10 @@ def cmd_dse(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm.auto import tqdm
 
-    from edgeweave.platform.config import load_config
+    from edgeweave.platform.config.schema import load_config
     from edgeweave.platform.data import load_dataset
-    from edgeweave.platform.dse import Explorer, evaluations, explore, store
-    from edgeweave.platform.plots import plot_front
+    from edgeweave.platform.search.dse import Explorer, evaluations, explore, store
+    from edgeweave.platform.run.plots import plot_front
 
     cfg = load_config(args.config, args.set, check_strategy=False, plugins=args.plugin)
     if cfg.strategy.name != "distreal":
@@ -255,8 +255,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from edgeweave.platform.report import plot, read_run, summarise, table
-    from edgeweave.platform.savings import savings_table
+    from edgeweave.platform.report.report import plot, read_run, summarise, table
+    from edgeweave.platform.report.savings import savings_table
 
     if not 0 < args.target <= 1:
         raise UserError(f"--target = {args.target}: must be in (0, 1]")
@@ -279,7 +279,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         if any(abs(d["saving"] - 1) > 1e-9 for d in r["devices"]):
             md += f"\n\n### {r['dir'].name}: per-device saving\n\n" + savings_table(r["devices"])
     if args.widths:
-        from edgeweave.platform.widths import run_width_scores
+        from edgeweave.platform.report.widths import run_width_scores
 
         md += "\n\n### Final model at each nested width\n\n| run | " + " | ".join(f"{w:g}" for w in args.widths)
         md += " |\n|---|" + "---:|" * len(args.widths)
@@ -301,7 +301,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     """Run a Ray Tune sweep from a sweep file, or continue an interrupted one."""
     from pathlib import Path
 
-    from edgeweave.platform.sweep import grid_size, load_sweep
+    from edgeweave.platform.config.sweep import grid_size, load_sweep
 
     if (args.sweep is None) == (args.resume is None):
         raise UserError("edgeweave sweep: give a SWEEP file to start a sweep, or --resume SWEEP_DIR to continue one")
@@ -333,10 +333,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from edgeweave.platform.bench import device_sequence, run_floor, summary, table, targets, workload
+    from edgeweave.platform.bench.rounds import device_sequence, run_floor, summary, table, targets, workload
     from edgeweave.platform.data import load_dataset
     from edgeweave.platform.partition import partition_data
-    from edgeweave.platform.whole import WORKLOADS as WHOLE_WORKLOADS
+    from edgeweave.platform.bench.whole import WORKLOADS as WHOLE_WORKLOADS
 
     workers = _int_list(args.workers, "--workers")
     populations = _int_list(args.populations, "--populations")
@@ -357,9 +357,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     except OSError as e:
         raise UserError(f"--out = {str(out)!r}: cannot create it ({e.strerror})") from None
     if args.whole:
-        from edgeweave.platform.whole import cpu_count, run_whole
-        from edgeweave.platform.whole import table as whole_table
-        from edgeweave.platform.whole import targets as whole_targets
+        from edgeweave.platform.bench.whole import cpu_count, run_whole
+        from edgeweave.platform.bench.whole import table as whole_table
+        from edgeweave.platform.bench.whole import targets as whole_targets
 
         workers = min(max(workers), cpu_count())
         print(f"whole commands, process start to exit: {', '.join(names)}; floor and platform alternating, "
@@ -371,7 +371,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(f"\nbench -> {out / 'whole.md'}, {out / 'whole.json'}")
         return 0
     if args.batching:
-        from edgeweave.platform.bench import batching_table, run_batching
+        from edgeweave.platform.bench.rounds import batching_table, run_batching
 
         print(f"devices trained one by one and as training.batched=auto decides: {args.rounds} rounds of "
               f"{args.per_round} devices, one worker, one thread", flush=True)
@@ -474,7 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from edgeweave.platform.phases import Phases
+    from edgeweave.platform.run.phases import Phases
 
     phases = Phases(from_process_start=argv is None)  # a command line counts from the interpreter's start
     phases.add("python start", 0.0, phases.now())

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from edgeweave.platform.config import ExperimentConfig, build_config
+from edgeweave.platform.config.schema import ExperimentConfig, build_config
 from tests.helpers import tiny_raw
 
 

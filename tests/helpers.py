@@ -73,10 +73,10 @@ def run_without_ray(cfg):
     on them."""
     import torch
 
-    from edgeweave.platform.client import Client
+    from edgeweave.platform.run.client import Client
     from edgeweave.platform.data import load_dataset
     from edgeweave.platform.partition import partition_data
-    from edgeweave.platform.server import build_server
+    from edgeweave.platform.run.servers import build_server
 
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, int(cfg.ray.cpus_per_worker)))

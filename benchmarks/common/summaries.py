@@ -14,9 +14,9 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 
 from edgeweave.cli import main as edgeweave
-from edgeweave.platform.checkpoint import run_fingerprint
-from edgeweave.platform.config import load_config
-from edgeweave.platform.report import read_run
+from edgeweave.platform.run.checkpoint import run_fingerprint
+from edgeweave.platform.config.schema import load_config
+from edgeweave.platform.report.report import read_run
 
 
 def run(*argv: str) -> None:

@@ -38,13 +38,13 @@ from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvg
 from flwr.simulation import run_simulation
 
-from edgeweave.platform.config import ExperimentConfig, load_config
+from edgeweave.platform.config.schema import ExperimentConfig, load_config
 from edgeweave.platform.data import ArrayData, load_dataset
 from edgeweave.platform.models import build_model
 from edgeweave.platform.partition import partition_data
-from edgeweave.platform.seeding import torch_generator
-from edgeweave.platform.sgd import sgd_settings
-from edgeweave.platform.training import batch_order
+from edgeweave.platform.core.seeding import torch_generator
+from edgeweave.platform.train.sgd import sgd_settings
+from edgeweave.platform.train.training import batch_order
 
 TRAINING_FILES = ("x", "y", "indices", "offsets")  # the .npy files client actors map: samples, labels, partition
 

@@ -10,8 +10,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from edgeweave.platform.data.base import DATASETS, ArrayData
-from edgeweave.platform.registry import Params
+from edgeweave.api import DATASETS, ArrayData, Params
 
 
 class CifarShapedParams(Params):

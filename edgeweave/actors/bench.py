@@ -9,8 +9,8 @@ from typing import Any
 import ray
 
 from edgeweave.actors.session import CALL_TIMEOUT, Simulation
-from edgeweave.platform.bench import rss_bytes
-from edgeweave.platform.config import ExperimentConfig
+from edgeweave.platform.bench.rounds import rss_bytes
+from edgeweave.platform.config.schema import ExperimentConfig
 from edgeweave.platform.data import ArrayData
 from edgeweave.platform.partition import Partition
 

@@ -14,8 +14,8 @@ from typing import Any, Optional
 import ray
 from ray._private import parameter, ray_constants
 
-from edgeweave.platform.config import ExperimentConfig
-from edgeweave.platform.errors import RunFailed
+from edgeweave.platform.config.schema import ExperimentConfig
+from edgeweave.platform.core.errors import RunFailed
 
 LOOPBACK = "127.0.0.1"  # the one address a Ray started here uses: none of its processes reaches another host
 

@@ -13,12 +13,13 @@ import numpy as np
 import ray
 
 from edgeweave.actors.pool import LOST, Member, Spawn, WorkerPool
-from edgeweave.platform.aggregate import Partial
-from edgeweave.platform.checkpoint import RunState
-from edgeweave.platform.config import ExperimentConfig
+from edgeweave.platform.train.aggregate import Partial
+from edgeweave.platform.run.checkpoint import RunState
+from edgeweave.platform.config.schema import ExperimentConfig
 from edgeweave.platform.data import ArrayData
 from edgeweave.platform.partition import Partition
-from edgeweave.platform.server import Unit, build_server, split_jobs
+from edgeweave.platform.run.server import Unit, split_jobs
+from edgeweave.platform.run.servers import build_server
 
 POLL = 5.0  # seconds between looks at the cluster while a round waits on its workers
 TIMED = 1000  # rounds whose wall seconds the driver keeps for the cluster benchmark

@@ -15,7 +15,7 @@ from typing import Any
 import ray
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from edgeweave.platform.errors import last_line
+from edgeweave.platform.core.errors import last_line
 
 # What Ray raises when a worker, its process or its node is gone (or cannot be reached): the worker is lost.
 LOST = (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError, ray.exceptions.WorkerCrashedError,

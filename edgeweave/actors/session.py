@@ -13,12 +13,12 @@ from edgeweave.actors.connect import connect, ray_address
 from edgeweave.actors.driver import RemoteDriver
 from edgeweave.actors.pool import LOST, Spawn, WorkerPool
 from edgeweave.actors.worker import RemoteDeviceWorker
-from edgeweave.platform.checkpoint import RunState
-from edgeweave.platform.config import ExperimentConfig
+from edgeweave.platform.run.checkpoint import RunState
+from edgeweave.platform.config.schema import ExperimentConfig
 from edgeweave.platform.data import ArrayData
-from edgeweave.platform.errors import RunFailed, RunLost
+from edgeweave.platform.core.errors import RunFailed, RunLost
 from edgeweave.platform.partition import Partition
-from edgeweave.platform.phases import Phases
+from edgeweave.platform.run.phases import Phases
 
 CALL_TIMEOUT = 600.0  # seconds for the driver's short calls (weights, checkpoints), beyond any round
 

@@ -18,7 +18,7 @@ from typing import Any
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from edgeweave.platform.config import ExperimentConfig
+from edgeweave.platform.config.schema import ExperimentConfig
 from edgeweave.platform.data import load_dataset
 
 RELEASE_TIMEOUT = 60.0  # seconds a trial waits for the store to take its data set back

@@ -9,12 +9,12 @@ import numpy as np
 import ray
 import torch
 
-from edgeweave.platform.aggregate import Partial
-from edgeweave.platform.client import Client
-from edgeweave.platform.config import ExperimentConfig
+from edgeweave.platform.train.aggregate import Partial
+from edgeweave.platform.run.client import Client
+from edgeweave.platform.config.schema import ExperimentConfig
 from edgeweave.platform.data import ArrayData
 from edgeweave.platform.partition import Partition
-from edgeweave.platform.strategies import Job
+from edgeweave.platform.methods import Job
 
 
 class DeviceWorker:

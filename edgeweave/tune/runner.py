@@ -18,11 +18,11 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from edgeweave.actors.connect import connect
 from edgeweave.actors.shared_data import data_store
-from edgeweave.platform.config import ExperimentConfig, build_config, dump_config, read_yaml
-from edgeweave.platform.errors import RunFailed, UserError, last_line
-from edgeweave.platform.sinks import wandb_mode, warn
-from edgeweave.platform.sweep import SweepConfig, asha_rungs, check_space, grid_size, trial_raw
-from edgeweave.platform.sweep_results import ordered, plot_tradeoffs, write_table
+from edgeweave.platform.config.schema import ExperimentConfig, build_config, dump_config, read_yaml
+from edgeweave.platform.core.errors import RunFailed, UserError, last_line
+from edgeweave.platform.run.sinks import wandb_mode, warn
+from edgeweave.platform.config.sweep import SweepConfig, asha_rungs, check_space, grid_size, trial_raw
+from edgeweave.platform.report.sweep_results import ordered, plot_tradeoffs, write_table
 from edgeweave.tune.console import LOG, Progress, console_to_log
 from edgeweave.tune.space import param_space
 from edgeweave.tune.trainable import FAILED, RUNS, run_trial

@@ -6,7 +6,7 @@ from typing import Any
 
 from ray import tune
 
-from edgeweave.platform.sweep import Dimension, SweepConfig
+from edgeweave.platform.config.sweep import Dimension, SweepConfig
 
 
 def domain(dim: Dimension) -> Any:

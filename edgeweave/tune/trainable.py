@@ -12,19 +12,19 @@ from ray import tune
 
 from edgeweave.actors.session import Prestarted, Simulation
 from edgeweave.actors.shared_data import release_dataset, shared_dataset
-from edgeweave.platform.checkpoint import load_checkpoint, run_fingerprint
-from edgeweave.platform.config import ExperimentConfig, build_config, dump_config
+from edgeweave.platform.run.checkpoint import load_checkpoint, run_fingerprint
+from edgeweave.platform.config.schema import ExperimentConfig, build_config, dump_config
 from edgeweave.platform.data import load_dataset
-from edgeweave.platform.errors import RunFailed, last_line, lost
-from edgeweave.platform.server import check_with_data
-from edgeweave.platform.experiment import run_rounds
+from edgeweave.platform.core.errors import RunFailed, last_line, lost
+from edgeweave.platform.run.server import check_with_data
+from edgeweave.platform.run.experiment import run_rounds
 from edgeweave.platform.models import build_model
 from edgeweave.platform.partition import partition_data
-from edgeweave.platform.phases import Phases
-from edgeweave.platform.plugins import Plugin
-from edgeweave.platform.rundir import save_weights
-from edgeweave.platform.sinks import default_sinks
-from edgeweave.platform.sweep import trial_raw
+from edgeweave.platform.run.phases import Phases
+from edgeweave.platform.core.plugins import Plugin
+from edgeweave.platform.run.rundir import save_weights
+from edgeweave.platform.run.sinks import default_sinks
+from edgeweave.platform.config.sweep import trial_raw
 
 RUNS = "runs"  # the sweep directory's folder of trial run directories, one per trial id
 FAILED = "failed.txt"  # in a trial's run directory: the error an attempt of it raised

@@ -12,13 +12,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 from pydantic import Field
 
-from edgeweave.platform.devices import hashing
-from edgeweave.platform.devices.resources.base import RESOURCES, ResourceModel
-from edgeweave.platform.models.base import MODELS, ModelParams, scaled
-from edgeweave.platform.registry import Params
+from edgeweave.api import MODELS, RESOURCES, ModelParams, Params, ResourceModel, hashing, scaled
 
 if TYPE_CHECKING:
-    from edgeweave.platform.models.layers import ConvNet
+    from edgeweave.api import ConvNet
 
 
 class WideShallowParams(ModelParams):
@@ -37,7 +34,7 @@ class WideShallow:
     def build(self, input_shape: tuple[int, int, int], num_classes: int) -> "ConvNet":
         """The network for the data's input shape and classes (torch is imported here, not when the config
         is read)."""
-        from edgeweave.platform.models.layers import ConvNet, conv_stack, mlp_head
+        from edgeweave.api import ConvNet, conv_stack, mlp_head
 
         p = self.params
         features, channels, pixels = conv_stack([p.filters, "M"], input_shape[0], input_shape[1:], p.width, False)

@@ -17,14 +17,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 from pydantic import Field
 
-from edgeweave.platform.aggregate import Partial
-from edgeweave.platform.registry import Params
-from edgeweave.platform.strategies.base import STRATEGIES, DeviceHalf, Method, Rules, ServerHalf
-from edgeweave.platform.strategies.context import DeviceContext
+from edgeweave.api import STRATEGIES, DeviceContext, DeviceHalf, Method, Params, Partial, Rules, ServerHalf
 
 if TYPE_CHECKING:
-    from edgeweave.platform.strategies.base import Job
-    from edgeweave.platform.submodel import Slicer
+    from edgeweave.api import Job, Slicer
 
 MOMENTUM = "momentum"
 

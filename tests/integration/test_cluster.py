@@ -19,7 +19,7 @@ from ray.cluster_utils import Cluster
 from safetensors.numpy import load_file
 
 from edgeweave.actors.session import Simulation
-from edgeweave.platform.config import build_config, load_config
+from edgeweave.platform.config.schema import build_config, load_config
 from edgeweave.platform.data import load_dataset
 from edgeweave.platform.partition import partition_data
 from tests.helpers import all_cpus_free, run_without_ray, tiny_raw, wait_for_rounds

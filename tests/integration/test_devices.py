@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from edgeweave.cli import main
-from edgeweave.platform.config import load_config
+from edgeweave.platform.config.schema import load_config
 from tests.helpers import run_without_ray
 
 pytestmark = pytest.mark.integration

@@ -17,15 +17,15 @@ import torch
 
 from edgeweave.actors.session import Simulation
 from edgeweave.cli import main
-from edgeweave.platform.client import Client
-from edgeweave.platform.config import build_config
+from edgeweave.platform.run.client import Client
+from edgeweave.platform.config.schema import build_config
 from edgeweave.platform.data import load_dataset
-from edgeweave.platform.front import Front, made_for
+from edgeweave.platform.methods.front import Front, made_for
 from edgeweave.platform.models import build_model
 from edgeweave.platform.partition import partition_data
-from edgeweave.platform.server import Server
-from edgeweave.platform.plans import dropout_plan
-from edgeweave.platform.submodel import Slicer
+from edgeweave.platform.run.server import Server
+from edgeweave.platform.train.plans import dropout_plan
+from edgeweave.platform.train.submodel import Slicer
 from tests.helpers import tiny_raw
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]

@@ -16,8 +16,8 @@ from safetensors.torch import load_file
 
 from edgeweave.actors.session import Simulation
 from edgeweave.cli import main
-from edgeweave.platform.checkpoint import fingerprint, load_checkpoint
-from edgeweave.platform.config import build_config
+from edgeweave.platform.run.checkpoint import fingerprint, load_checkpoint
+from edgeweave.platform.config.schema import build_config
 from edgeweave.platform.data import load_dataset
 from edgeweave.platform.partition import partition_data
 from tests.helpers import all_cpus_free, tiny_raw, wait_for_rounds
@@ -94,7 +94,7 @@ def test_a_killed_worker_is_replaced_and_its_devices_redone(local_ray, tmp_path)
 
 
 def test_a_full_disk_stops_the_run_with_the_checkpoint_intact(local_ray, tmp_path, monkeypatch, capsys):
-    from edgeweave.platform import sinks
+    from edgeweave.platform.run import sinks
 
     raw = tiny_raw(tmp_path, training={"rounds": 5}, logging={"checkpoint_every": 2})
     path = tmp_path / "exp.yaml"
@@ -121,10 +121,10 @@ def test_a_full_disk_stops_the_run_with_the_checkpoint_intact(local_ray, tmp_pat
 
 
 def test_a_lost_driver_fails_the_run_and_leaves_a_resumable_checkpoint(local_ray, tmp_path):
-    from edgeweave.platform.errors import RunFailed
-    from edgeweave.platform.experiment import run_rounds
-    from edgeweave.platform.rundir import create_run_dir
-    from edgeweave.platform.sinks import default_sinks
+    from edgeweave.platform.core.errors import RunFailed
+    from edgeweave.platform.run.experiment import run_rounds
+    from edgeweave.platform.run.rundir import create_run_dir
+    from edgeweave.platform.run.sinks import default_sinks
 
     cfg = build_config(tiny_raw(tmp_path, training={"rounds": 5}, logging={"checkpoint_every": 1}))
     data = load_dataset(cfg.data, cfg.seed)

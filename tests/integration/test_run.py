@@ -9,11 +9,11 @@ from safetensors.torch import load_file
 
 from edgeweave.actors.session import Simulation
 from edgeweave.cli import main
-from edgeweave.platform.config import build_config, load_config
+from edgeweave.platform.config.schema import build_config, load_config
 from edgeweave.platform.data import load_dataset
 from edgeweave.platform.models import build_model
 from edgeweave.platform.partition import partition_data
-from edgeweave.platform.training import evaluate
+from edgeweave.platform.train.training import evaluate
 from tests.helpers import read_wandb_offline, tiny_raw
 
 pytestmark = pytest.mark.integration

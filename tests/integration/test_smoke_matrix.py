@@ -14,9 +14,9 @@ import pytest
 import yaml
 
 from edgeweave.cli import main
-from edgeweave.platform.config import load_config
+from edgeweave.platform.config.schema import load_config
 from edgeweave.platform.data.speech_synth import WORDS, generate
-from edgeweave.platform.sweep import load_sweep
+from edgeweave.platform.config.sweep import load_sweep
 from tests.unit.test_femnist import write_leaf
 
 pytestmark = pytest.mark.integration

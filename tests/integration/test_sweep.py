@@ -16,7 +16,7 @@ import yaml
 from safetensors.torch import load_file
 
 from edgeweave.cli import main
-from edgeweave.platform.config import load_config
+from edgeweave.platform.config.schema import load_config
 from tests.helpers import read_wandb_offline, tiny_raw, wait_for_rounds
 from tests.integration.conftest import local_cluster
 
@@ -244,7 +244,7 @@ TUNE_FAILS = """
 import sys
 from pathlib import Path
 from ray import tune
-from edgeweave.platform.errors import RunFailed
+from edgeweave.platform.core.errors import RunFailed
 from edgeweave.tune.runner import WandbCallback, fit
 
 def trainable(config):
@@ -312,7 +312,7 @@ def test_a_trial_run_again_from_scratch_starts_its_logs_empty(tune_ray, tmp_path
     from ray import tune
 
     from edgeweave.actors.shared_data import data_store
-    from edgeweave.platform.errors import RunLost
+    from edgeweave.platform.core.errors import RunLost
     from edgeweave.tune.trainable import run_trial
 
     monkeypatch.setenv("WANDB_MODE", "disabled")

@@ -3,9 +3,9 @@ explicit `disabled` is not turned back on by WANDB_MODE."""
 
 import pytest
 
-from edgeweave.platform.config import WandbConfig
-from edgeweave.platform.rundir import create_run_dir
-from edgeweave.platform.sinks import WANDB_ID, default_sinks, wandb_mode, wandb_run_id
+from edgeweave.platform.config.schema import WandbConfig
+from edgeweave.platform.run.rundir import create_run_dir
+from edgeweave.platform.run.sinks import WANDB_ID, default_sinks, wandb_mode, wandb_run_id
 from tests.helpers import read_wandb_offline
 
 pytestmark = pytest.mark.integration

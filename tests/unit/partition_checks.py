@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from edgeweave.platform.config import build_config
+from edgeweave.platform.config.schema import build_config
 from edgeweave.platform.partition import Partition, partition_data
 from tests.helpers import tiny_raw
 

@@ -1,6 +1,6 @@
 import numpy as np
 
-from edgeweave.platform.aggregate import Partial, average, combine
+from edgeweave.platform.train.aggregate import Partial, average, combine
 
 
 def test_weighted_average_by_hand():

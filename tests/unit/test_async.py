@@ -4,15 +4,15 @@ and every method either running or refusing in one line."""
 import numpy as np
 import pytest
 
-from edgeweave.platform.aggregate import average, combine
-from edgeweave.platform.asynchronous import AsyncServer, staleness_weight
-from edgeweave.platform.checkpoint import load_checkpoint, save_checkpoint
-from edgeweave.platform.client import Client
-from edgeweave.platform.config import build_config
+from edgeweave.platform.train.aggregate import average, combine
+from edgeweave.platform.run.asynchronous import AsyncServer, staleness_weight
+from edgeweave.platform.run.checkpoint import load_checkpoint, save_checkpoint
+from edgeweave.platform.run.client import Client
+from edgeweave.platform.config.schema import build_config
 from edgeweave.platform.data import load_dataset
-from edgeweave.platform.errors import UserError
+from edgeweave.platform.core.errors import UserError
 from edgeweave.platform.partition import partition_data
-from edgeweave.platform.server import build_server
+from edgeweave.platform.run.servers import build_server
 from tests.helpers import tiny_raw
 
 MARKOV = {"name": "markov", "period": 5, "p_off": 0.2, "p_on": 0.5, "p_slow": 0.3, "p_fast": 0.4, "slow": 0.3}

@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from edgeweave.cli import main
-from edgeweave.platform.checkpoint import RunState, fingerprint, save_checkpoint
-from edgeweave.platform.config import build_config, dump_config
+from edgeweave.platform.run.checkpoint import RunState, fingerprint, save_checkpoint
+from edgeweave.platform.config.schema import build_config, dump_config
 from tests.helpers import tiny_raw
 
 FD = "strategy={name: fd, rates: {strong: 1.5, medium: 0.5, weak: 0.25}}"

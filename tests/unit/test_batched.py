@@ -3,13 +3,13 @@
 import numpy as np
 import pytest
 
-from edgeweave.platform.aggregate import combine
-from edgeweave.platform.batched import batch_groups, batchable
-from edgeweave.platform.client import Client
+from edgeweave.platform.train.aggregate import combine
+from edgeweave.platform.train.batched import batch_groups, batchable
+from edgeweave.platform.run.client import Client
 from edgeweave.platform.data import load_dataset
 from edgeweave.platform.models import build_model
 from edgeweave.platform.partition import partition_data
-from edgeweave.platform.server import Server, split_jobs
+from edgeweave.platform.run.server import Server, split_jobs
 
 
 def built(cfg):
@@ -96,8 +96,8 @@ def test_groups_are_near_equal_runs_of_one_key():
 
 
 def test_only_built_in_device_halves_train_in_groups(make_config):
-    from edgeweave.platform.client import trains_in_groups
-    from edgeweave.platform.strategies.base import DeviceHalf
+    from edgeweave.platform.run.client import trains_in_groups
+    from edgeweave.platform.methods.base import DeviceHalf
 
     class Clipping(DeviceHalf):  # a device half of one's own reads the partial after training into it
         def train(self, ctx, round_, job, weights, partial):

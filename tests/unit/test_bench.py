@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from edgeweave.platform.bench import device_sequence, rss_bytes, run_floor, summary, table, targets, workload
-from edgeweave.platform.client import Client
+from edgeweave.platform.bench.rounds import device_sequence, rss_bytes, run_floor, summary, table, targets, workload
+from edgeweave.platform.run.client import Client
 from edgeweave.platform.data import load_dataset
 from edgeweave.platform.partition import partition_data
-from edgeweave.platform.server import Server
+from edgeweave.platform.run.server import Server
 
 
 def test_default_workload_is_the_documented_one():

@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from edgeweave.platform.checkpoint import (RunState, fingerprint, load_checkpoint, run_fingerprint,
+from edgeweave.platform.run.checkpoint import (RunState, fingerprint, load_checkpoint, run_fingerprint,
                                           save_checkpoint)
-from edgeweave.platform.config import dump_config
+from edgeweave.platform.config.schema import dump_config
 from edgeweave.platform.data import load_dataset
-from edgeweave.platform.errors import UserError
-from edgeweave.platform.experiment import keep_rounds_before
+from edgeweave.platform.core.errors import UserError
+from edgeweave.platform.run.experiment import keep_rounds_before
 from edgeweave.platform.partition import partition_data
-from edgeweave.platform.server import Server
+from edgeweave.platform.run.server import Server
 
 
 def test_round_trip_keeps_every_field(tmp_path):
@@ -102,7 +102,7 @@ def test_server_snapshot_restores_taskwise_plans(make_config, tmp_path):
 
 @pytest.mark.parametrize("killed_while", ["writing", "renaming"])
 def test_a_save_killed_midway_keeps_the_previous_checkpoint_whole(tmp_path, monkeypatch, killed_while):
-    from edgeweave.platform import checkpoint
+    from edgeweave.platform.run import checkpoint
 
     save_checkpoint(tmp_path / "ck", RunState(2, np.full(5, 2.0, np.float32), 2.0, 2e9), "abc")
     real_save = checkpoint.save_file
@@ -137,7 +137,7 @@ def test_resumed_logs_keep_only_earlier_rounds_and_drop_a_torn_line(tmp_path):
 def test_trimming_a_log_for_resume_never_loses_lines_when_killed(tmp_path, monkeypatch):
     from pathlib import Path
 
-    from edgeweave.platform.experiment import keep_rounds_before
+    from edgeweave.platform.run.experiment import keep_rounds_before
 
     log = tmp_path / "devices.jsonl"
     log.write_text("".join(f'{{"round": {r}}}\n' for r in range(5)))

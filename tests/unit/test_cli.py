@@ -37,7 +37,7 @@ def test_dse_command_writes_front_csv_and_plot(tmp_path, capsys):
         assert (tmp_path / "fronts" / f"f{suffix}").stat().st_size > 0
     assert "on the front" in capsys.readouterr().out
     # The config now runs against its front (the strategy's own checks pass).
-    from edgeweave.platform.config import load_config
+    from edgeweave.platform.config.schema import load_config
     assert load_config(path).strategy.name == "distreal"
 
 
@@ -49,7 +49,7 @@ def test_dse_needs_a_distreal_config(tmp_path, capsys):
 
 
 def test_the_start_line_names_a_server_rule_and_a_local_term_when_they_are_not_fedavgs(make_config):
-    from edgeweave.platform.experiment import method_text
+    from edgeweave.platform.run.experiment import method_text
 
     assert method_text(make_config()) == "fedavg"
     assert method_text(make_config(aggregation={"server": {"name": "plain", "lr": 0.5}}, strategy={"name": "scaffold"},

@@ -158,7 +158,7 @@ def test_offline_during_the_upload_loses_the_update_under_every_policy():
 
 def test_a_method_overriding_the_renamed_step_flops_is_refused_at_once():
     """`Rules.step_flops` became `sample_flops`: a plugin's override under the old name would be ignored."""
-    from edgeweave.platform.strategies.base import Rules
+    from edgeweave.platform.methods.base import Rules
 
     with pytest.raises(TypeError, match="Mine.step_flops: renamed sample_flops"):
         class Mine(Rules):

@@ -1,8 +1,8 @@
 import pytest
 import yaml
 
-from edgeweave.platform.config import apply_overrides, build_config, dump_config, load_config
-from edgeweave.platform.errors import UserError
+from edgeweave.platform.config.schema import apply_overrides, build_config, dump_config, load_config
+from edgeweave.platform.core.errors import UserError
 from tests.helpers import tiny_raw
 
 
@@ -35,7 +35,7 @@ def test_fields_added_later_are_dumped_only_off_their_default(tmp_path):
 
 
 def test_an_unknown_strategy_lists_every_registered_one(tmp_path):
-    from edgeweave.platform.strategies import STRATEGIES
+    from edgeweave.platform.methods import STRATEGIES
 
     with pytest.raises(UserError) as err:
         build_config(apply_overrides(tiny_raw(tmp_path), ["strategy.name=fedx"]))
@@ -116,10 +116,10 @@ def test_validating_a_config_imports_neither_torch_nor_another_method(path, meth
     import sys
     from pathlib import Path
 
-    code = (f"import sys; from edgeweave.platform.config import load_config; load_config({path!r}); "
+    code = (f"import sys; from edgeweave.platform.config.schema import load_config; load_config({path!r}); "
             "print('torch' in sys.modules, sorted(m.rsplit('.', 1)[1] for m in sys.modules "
-            "if m.startswith('edgeweave.platform.strategies.')))")
+            "if m.startswith('edgeweave.platform.methods.')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).parents[2]).stdout.split(" ", 1)
     assert out[0] == "False"
-    assert set(yaml.safe_load(out[1])) - {"base", "context"} == {method}
+    assert set(yaml.safe_load(out[1])) - {"base", "context", "server_rules", "front"} == {method}

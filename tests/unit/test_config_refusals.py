@@ -2,8 +2,8 @@
 
 import pytest
 
-from edgeweave.platform.config import build_config
-from edgeweave.platform.errors import UserError
+from edgeweave.platform.config.schema import build_config
+from edgeweave.platform.core.errors import UserError
 from tests.helpers import tiny_raw
 
 RATES = {"strong": 1.0, "medium": 0.5, "weak": 0.25}

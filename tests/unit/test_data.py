@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given, settings, strategies as st
 import torch
 
-from edgeweave.platform.config import build_config
+from edgeweave.platform.config.schema import build_config
 from edgeweave.platform.data import load_dataset
 from edgeweave.platform.data.augment import crop_flip
-from edgeweave.platform.errors import UserError
+from edgeweave.platform.core.errors import UserError
 from tests.helpers import tiny_raw
 
 

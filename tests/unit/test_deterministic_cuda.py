@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from edgeweave.platform import client
+from edgeweave.platform.run import client
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ import yaml
 from hypothesis import given, settings, strategies as st
 
 from edgeweave.cli import main
-from edgeweave.platform import device_state
-from edgeweave.platform.device_state import DeviceStates
+from edgeweave.platform.run import device_state
+from edgeweave.platform.run.device_state import DeviceStates
 from tests.helpers import tiny_raw
 
 
@@ -71,7 +71,7 @@ def test_state_that_fits_neither_memory_nor_disk_is_refused_before_the_run_write
 def test_a_store_on_disk_passes_by_its_file_and_checkpoints_without_a_copy_through_memory(tmp_path):
     import pickle
 
-    from edgeweave.platform.checkpoint import RunState, load_checkpoint, save_checkpoint
+    from edgeweave.platform.run.checkpoint import RunState, load_checkpoint, save_checkpoint
 
     g = np.random.default_rng(4)
     disk = DeviceStates(50, {"control": 20_000}, "m", memory=0)
@@ -108,7 +108,7 @@ def test_a_store_on_disk_is_removed_when_closed_or_when_its_process_is_gone(tmp_
 
 
 def test_a_checkpoint_missing_an_array_of_the_store_is_one_line(tmp_path):
-    from edgeweave.platform.errors import UserError
+    from edgeweave.platform.core.errors import UserError
 
     store = DeviceStates(3, {"control": 4, "other": 2}, "m")
     with pytest.raises(UserError, match=r"^checkpoint: its device state lacks other \(damaged"):

@@ -6,16 +6,16 @@ import pickle
 import numpy as np
 import pytest
 
-from edgeweave.platform.config import build_config
+from edgeweave.platform.config.schema import build_config
 from edgeweave.platform.data import load_dataset
-from edgeweave.platform.dse import Explorer, explore
-from edgeweave.platform.errors import UserError
+from edgeweave.platform.search.dse import Explorer, explore
+from edgeweave.platform.core.errors import UserError
 from edgeweave.platform.devices.timeline import constant, device_timeline
-from edgeweave.platform.front import Front, front_rule, load_front, made_for, non_dominated
+from edgeweave.platform.methods.front import Front, front_rule, load_front, made_for, non_dominated
 from edgeweave.platform.models import build_model
-from edgeweave.platform.seeding import rng
-from edgeweave.platform.plans import dropout_plan
-from edgeweave.platform.submodel import Slicer
+from edgeweave.platform.core.seeding import rng
+from edgeweave.platform.train.plans import dropout_plan
+from edgeweave.platform.train.submodel import Slicer
 from tests.helpers import tiny_raw
 
 # Three front points: cost 100, 50, 10 FLOPs per mini-batch; the costliest converges best.
@@ -123,9 +123,9 @@ def test_a_missing_or_foreign_front_is_a_clear_error(tmp_path):
 
 @pytest.mark.parametrize("options", [{}, {"choose": "round"}, {"scale_kept": True}], ids=str)
 def test_devices_choose_alone_and_the_driver_replays_them_exactly(tmp_path, options):
-    from edgeweave.platform.client import Client
+    from edgeweave.platform.run.client import Client
     from edgeweave.platform.partition import partition_data
-    from edgeweave.platform.server import Server
+    from edgeweave.platform.run.server import Server
 
     raw = tiny_distreal(tmp_path, tmp_path / "real.json")
     raw["strategy"].update(options)
@@ -164,10 +164,10 @@ def real_front(cfg, data, path, vectors=DENSE, scale_kept=False):
 
 def test_the_server_books_exactly_the_flops_and_time_the_devices_trained(tmp_path, monkeypatch):
     """For every deadline and speed (devices that stop early included), booked FLOPs = trained FLOPs."""
-    from edgeweave.platform import sliced_training
-    from edgeweave.platform.client import Client
+    from edgeweave.platform.train import sliced_training
+    from edgeweave.platform.run.client import Client
     from edgeweave.platform.partition import partition_data
-    from edgeweave.platform.server import Server
+    from edgeweave.platform.run.server import Server
 
     raw = tiny_distreal(tmp_path, tmp_path / "real.json")
     probe = build_config(raw, check_strategy=False)
@@ -223,8 +223,8 @@ def test_the_server_books_exactly_the_flops_and_time_the_devices_trained(tmp_pat
 
 def test_a_front_for_8x8_data_is_refused_for_32x32_data(tmp_path):
     from edgeweave.platform.partition import partition_data
-    from edgeweave.platform.server import Server
-    from edgeweave.platform.server import check_with_data
+    from edgeweave.platform.run.server import Server
+    from edgeweave.platform.run.server import check_with_data
 
     digits = build_config(tiny_distreal(tmp_path, tmp_path / "f.json"), check_strategy=False)
     real_front(digits, load_dataset(digits.data, digits.seed), tmp_path / "f.json")  # made for (1, 8, 8)
@@ -264,9 +264,9 @@ def test_a_front_that_does_not_say_what_it_was_made_for_is_refused(tmp_path):
 
 def test_the_run_uses_the_front_it_read_with_its_config_not_the_disk(tmp_path):
     """Workers get the config pickled, with the front's bytes: a file changed or gone later changes nothing."""
-    from edgeweave.platform.client import Client
+    from edgeweave.platform.run.client import Client
     from edgeweave.platform.partition import partition_data
-    from edgeweave.platform.server import Server
+    from edgeweave.platform.run.server import Server
 
     raw = tiny_distreal(tmp_path, tmp_path / "f.json")
     raw["devices"] = {"count": 4, "per_round": 4, "flops_per_second": 1e5, "deadline": 25.0}

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeweave.platform.checkpoint import RunState, save_checkpoint
-from edgeweave.platform.experiment import keep_rounds_before
-from edgeweave.platform.flat import FlatLayout
+from edgeweave.platform.run.checkpoint import RunState, save_checkpoint
+from edgeweave.platform.run.experiment import keep_rounds_before
+from edgeweave.platform.models.flat import FlatLayout
 from edgeweave.platform.models import build_model
-from edgeweave.platform.rundir import create_run_dir, save_weights
+from edgeweave.platform.run.rundir import create_run_dir, save_weights
 
 
 @pytest.fixture
@@ -58,9 +58,9 @@ def test_a_log_trimmed_for_a_resume_is_synced_with_its_folder(synced, tmp_path):
 
 
 def test_a_front_and_the_wandb_id_are_synced_with_their_folder(synced, tmp_path):
-    from edgeweave.platform.dse import store
-    from edgeweave.platform.front import Front
-    from edgeweave.platform.sinks import WANDB_ID, wandb_run_id
+    from edgeweave.platform.search.dse import store
+    from edgeweave.platform.methods.front import Front
+    from edgeweave.platform.run.sinks import WANDB_ID, wandb_run_id
 
     wandb_run_id(tmp_path, 0)
     assert_durable(synced, tmp_path / WANDB_ID)

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from edgeweave.platform.config import build_config
-from edgeweave.platform.errors import RunFailed
-from edgeweave.platform.experiment import run_rounds
-from edgeweave.platform.sinks import Sinks
+from edgeweave.platform.config.schema import build_config
+from edgeweave.platform.core.errors import RunFailed
+from edgeweave.platform.run.experiment import run_rounds
+from edgeweave.platform.run.sinks import Sinks
 from tests.helpers import tiny_raw
 
 

@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from edgeweave.platform.config import build_config
+from edgeweave.platform.config.schema import build_config
 from edgeweave.platform.data import load_dataset
-from edgeweave.platform.errors import UserError
+from edgeweave.platform.core.errors import UserError
 from edgeweave.platform.partition import partition_data
 from tests.helpers import tiny_raw
 

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from edgeweave.platform.checkpoint import RunState, fingerprint, load_checkpoint, run_fingerprint, save_checkpoint
-from edgeweave.platform.config import dump_config
-from edgeweave.platform.errors import UserError
+from edgeweave.platform.run.checkpoint import RunState, fingerprint, load_checkpoint, run_fingerprint, save_checkpoint
+from edgeweave.platform.config.schema import dump_config
+from edgeweave.platform.core.errors import UserError
 
 
 def test_a_resume_may_move_to_another_cluster_and_worker_count(make_config, tmp_path):
@@ -51,7 +51,7 @@ def test_an_input_file_counts_by_its_content_not_where_it_lies(tmp_path):
     trace whose content changed is refused."""
     import shutil
 
-    from edgeweave.platform.config import load_config
+    from edgeweave.platform.config.schema import load_config
 
     shutil.copytree("configs", tmp_path / "a")
     shutil.copytree("configs", tmp_path / "b")

@@ -2,7 +2,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgeweave.platform.flat import FlatLayout
+from edgeweave.platform.models.flat import FlatLayout
 
 
 def net():
@@ -40,7 +40,7 @@ def test_a_read_only_array_splits_without_a_warning():
     script = (
         "import warnings, numpy as np\n"
         "from torch import nn\n"
-        "from edgeweave.platform.flat import FlatLayout\n"
+        "from edgeweave.platform.models.flat import FlatLayout\n"
         "layout = FlatLayout(nn.Linear(3, 2))\n"
         "a = np.arange(layout.size, dtype=np.float32); a.setflags(write=False)\n"
         "warnings.simplefilter('error')\n"

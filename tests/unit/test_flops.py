@@ -2,11 +2,11 @@ import numpy as np
 import pytest
 from torch import nn
 
-from edgeweave.platform.config import build_config
-from edgeweave.platform.flops import FlopsCache, measure_flops_per_sample, shaped_flops_per_sample
+from edgeweave.platform.config.schema import build_config
+from edgeweave.platform.models.flops import FlopsCache, measure_flops_per_sample, shaped_flops_per_sample
 from edgeweave.platform.models import build_model
-from edgeweave.platform.plans import dropout_plan, nested, uniform_plan
-from edgeweave.platform.submodel import Slicer
+from edgeweave.platform.train.plans import dropout_plan, nested, uniform_plan
+from edgeweave.platform.train.submodel import Slicer
 
 
 def small_net():

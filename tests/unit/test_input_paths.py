@@ -6,11 +6,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from edgeweave.platform.checkpoint import run_fingerprint
-from edgeweave.platform.config import build_config, load_config
-from edgeweave.platform.inputs import input_files
-from edgeweave.platform.rundir import create_run_dir
-from edgeweave.platform.sweep import load_sweep, trial_raw
+from edgeweave.platform.run.checkpoint import run_fingerprint
+from edgeweave.platform.config.schema import build_config, load_config
+from edgeweave.platform.core.inputs import input_files
+from edgeweave.platform.run.rundir import create_run_dir
+from edgeweave.platform.config.sweep import load_sweep, trial_raw
 from tests.helpers import tiny_raw
 
 TRACE = "device,time,available,speed\n0,0,1,1.0\n0,5,1,0.5\n"

@@ -4,14 +4,14 @@ from dataclasses import replace
 
 import pytest
 
-from edgeweave.platform.asynchronous import AsyncServer
-from edgeweave.platform.client import Client
-from edgeweave.platform.config import build_config
+from edgeweave.platform.run.asynchronous import AsyncServer
+from edgeweave.platform.run.client import Client
+from edgeweave.platform.config.schema import build_config
 from edgeweave.platform.data import load_dataset
 from edgeweave.platform.devices.timeline import constant
-from edgeweave.platform.invariants import InvariantBroken, RunChecks, check_in_flight, check_timeline
+from edgeweave.platform.run.invariants import InvariantBroken, RunChecks, check_in_flight, check_timeline
 from edgeweave.platform.partition import partition_data
-from edgeweave.platform.server import build_server
+from edgeweave.platform.run.servers import build_server
 from tests.helpers import tiny_raw
 
 # Changes every 0.3 s (not a binary fraction), a deadline that cuts some devices, rounds that do not start at 0.

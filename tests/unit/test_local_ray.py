@@ -9,7 +9,7 @@ import ray
 from ray._private import ray_constants, services
 
 from edgeweave.actors import connect as session
-from edgeweave.platform.errors import RunFailed
+from edgeweave.platform.core.errors import RunFailed
 
 LOOPBACK = "127.0.0.1"
 

@@ -7,17 +7,17 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings, strategies as st
 
-from edgeweave.platform.checkpoint import load_checkpoint, run_fingerprint, save_checkpoint
-from edgeweave.platform.client import Client
-from edgeweave.platform.config import build_config
-from edgeweave.platform.errors import UserError
-from edgeweave.platform.flat import FlatLayout
-from edgeweave.platform.server import build_server
-from edgeweave.platform.sgd import SGDSettings
-from edgeweave.platform.sliced_training import SubModels, train_per_batch
-from edgeweave.platform.strategies import Job
-from edgeweave.platform.submodel import Slicer
-from edgeweave.platform.training import train_local
+from edgeweave.platform.run.checkpoint import load_checkpoint, run_fingerprint, save_checkpoint
+from edgeweave.platform.run.client import Client
+from edgeweave.platform.config.schema import build_config
+from edgeweave.platform.core.errors import UserError
+from edgeweave.platform.models.flat import FlatLayout
+from edgeweave.platform.run.servers import build_server
+from edgeweave.platform.train.sgd import SGDSettings
+from edgeweave.platform.train.sliced_training import SubModels, train_per_batch
+from edgeweave.platform.methods import Job
+from edgeweave.platform.train.submodel import Slicer
+from edgeweave.platform.train.training import train_local
 from tests.helpers import tiny_raw
 from tests.unit.test_async import async_raw, parts
 from tests.unit.test_training import blobs, tiny_model

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from edgeweave.platform.config import build_config
+from edgeweave.platform.config.schema import build_config
 from edgeweave.platform.models import build_model
 from tests.helpers import tiny_raw
 

@@ -5,19 +5,20 @@ import numpy as np
 import pytest
 import torch
 
-from edgeweave.platform.client import Client
-from edgeweave.platform.config import build_config
+from edgeweave.platform.run.client import Client
+from edgeweave.platform.config.schema import build_config
 from edgeweave.platform.data import ArrayData, load_dataset
-from edgeweave.platform.flat import FlatLayout
+from edgeweave.platform.models.flat import FlatLayout
 from edgeweave.platform.models import build_model
-from edgeweave.platform.norm import NORMS, statistics_mask
+from edgeweave.platform.models.norm import NORMS, statistics_mask
 from edgeweave.platform.partition import Partition, partition_data
-from edgeweave.platform.plans import dropout_plan, nested, uniform_plan
-from edgeweave.platform.seeding import SERVER, Stream, rng, torch_generator
-from edgeweave.platform.server import Server, build_server
-from edgeweave.platform.sgd import SGDSettings
-from edgeweave.platform.sliced_training import SubModels, train_per_batch
-from edgeweave.platform.submodel import Slicer
+from edgeweave.platform.train.plans import dropout_plan, nested, uniform_plan
+from edgeweave.platform.core.seeding import SERVER, Stream, rng, torch_generator
+from edgeweave.platform.run.server import Server
+from edgeweave.platform.run.servers import build_server
+from edgeweave.platform.train.sgd import SGDSettings
+from edgeweave.platform.train.sliced_training import SubModels, train_per_batch
+from edgeweave.platform.train.submodel import Slicer
 from tests.helpers import tiny_raw
 
 VGG = {"name": "vgg11", "width": 0.125}
@@ -175,7 +176,7 @@ def test_per_width_per_mini_batch_keeps_a_thinned_steps_statistics_out(tmp_path)
 def test_the_search_scores_a_vector_as_the_run_evaluates_its_model(tmp_path, norm):
     """The DSE's score of a vector = the test loss `Server.evaluate` gives the same trained weights, with the
     same samples for the statistics, under the same policy; and the policy changes the ranking's numbers."""
-    from edgeweave.platform.dse import Explorer
+    from edgeweave.platform.search.dse import Explorer
 
     raw = tiny_raw(tmp_path, model={**VGG, "norm": norm}, training={"batch_size": 16})
     raw["strategy"] = {"name": "distreal", "front": str(tmp_path / "f.json"), "dse_steps": 6, "dse_seeds": 2,
@@ -208,7 +209,7 @@ def _train_rows(explorer, data):
 def test_static_scores_thinned_vectors_far_better_than_running_statistics(tmp_path):
     """The damage the search used to rank by: the same trained weights, evaluated with the statistics the
     thinned sub-models left (running) and with statistics recomputed through the full model (static)."""
-    from edgeweave.platform.dse import Explorer
+    from edgeweave.platform.search.dse import Explorer
 
     scores = {}
     for norm in ("running", "static"):
@@ -278,8 +279,8 @@ def test_the_scaler_scales_a_thinned_layers_output_before_its_batch_norm(tmp_pat
 def test_a_front_scored_another_way_is_refused(tmp_path):
     """A front records the training it was scored with and whether its model had batch norm; a run that
     trains otherwise is refused in one line."""
-    from edgeweave.platform.errors import UserError
-    from edgeweave.platform.front import Front, check_front, made_for
+    from edgeweave.platform.core.errors import UserError
+    from edgeweave.platform.methods.front import Front, check_front, made_for
 
     cfg = build_config(tiny_raw(tmp_path, model={**VGG, "norm": "static"}))
     model = build_model(cfg.model, (1, 8, 8), 10, seed=0)
@@ -321,11 +322,11 @@ def test_a_resumed_static_run_equals_an_uninterrupted_one(tmp_path, strategy):
 
 def test_a_plugin_model_with_batch_norm_and_no_norm_field_is_refused_in_one_line(tmp_path):
     """Its thinned sub-models' statistics would reach the global model whatever the method: refused."""
-    from edgeweave.platform.config import Choice
-    from edgeweave.platform.errors import UserError
+    from edgeweave.platform.config.schema import Choice
+    from edgeweave.platform.core.errors import UserError
     from edgeweave.platform.models import MODELS
     from edgeweave.platform.models.layers import ConvNet
-    from edgeweave.platform.registry import Params, Registry
+    from edgeweave.platform.core.registry import Params, Registry
 
     class Plain(Params):
         width: float = 1.0

@@ -2,7 +2,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from edgeweave.platform.errors import UserError
+from edgeweave.platform.core.errors import UserError
 from tests.unit.partition_checks import assert_disjoint, labels, split
 
 

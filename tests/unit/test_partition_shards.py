@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from edgeweave.platform.errors import UserError
+from edgeweave.platform.core.errors import UserError
 from tests.unit.partition_checks import assert_disjoint, labels, split
 
 

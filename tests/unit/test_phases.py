@@ -7,7 +7,7 @@ import time
 
 from hypothesis import assume, given, settings, strategies as st
 
-from edgeweave.platform.phases import Phases, process_age
+from edgeweave.platform.run.phases import Phases, process_age
 
 spans = st.lists(st.tuples(st.floats(0.0, 500.0), st.floats(0.001, 90.0)), min_size=1, max_size=12)
 
@@ -60,7 +60,7 @@ def test_a_phase_is_timed_on_the_clock_from_the_process_s_start(tmp_path):
 
 
 def test_a_phase_that_waits_says_so_on_the_console_after_the_notice(monkeypatch, capsys):
-    from edgeweave.platform import phases as module
+    from edgeweave.platform.run import phases as module
 
     monkeypatch.setattr(module, "NOTICE", 0.05)
     phases = Phases()

@@ -13,11 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edgeweave.cli import main
-from edgeweave.platform.checkpoint import run_fingerprint
-from edgeweave.platform.config import build_config, dump_config, load_config
+from edgeweave.platform.run.checkpoint import run_fingerprint
+from edgeweave.platform.config.schema import build_config, dump_config, load_config
 from edgeweave.platform.data import load_dataset
 from edgeweave.platform.devices.view import DeviceView
-from edgeweave.platform.errors import UserError
+from edgeweave.platform.core.errors import UserError
 from edgeweave.platform.models import build_model
 from tests.helpers import tiny_raw
 
@@ -27,7 +27,7 @@ EXAMPLE = ROOT / "examples" / "custom_model"
 PARTITION = '''
 import numpy as np
 from edgeweave.platform.partition.base import PARTITIONERS
-from edgeweave.platform.registry import Params
+from edgeweave.platform.core.registry import Params
 
 
 class HalvesParams(Params):
@@ -116,7 +116,7 @@ def test_a_plugin_that_fails_half_way_takes_back_what_it_registered(tmp_path, mo
 
 def test_a_sweep_trial_runs_the_plugin_the_sweep_read(tmp_path, monkeypatch):
     """A trial builds its config from the source that travelled with the sweep, not from the file now."""
-    from edgeweave.platform.config import build_config
+    from edgeweave.platform.config.schema import build_config
 
     monkeypatch.chdir(tmp_path)
     cfg = load_config(write(tmp_path, name="halves_h", first=0.25))
@@ -128,7 +128,7 @@ def test_a_sweep_trial_runs_the_plugin_the_sweep_read(tmp_path, monkeypatch):
 
 
 def test_a_changed_plugin_changes_the_fingerprint_so_a_resume_is_refused(tmp_path, monkeypatch):
-    from edgeweave.platform.checkpoint import RunState, load_checkpoint, save_checkpoint
+    from edgeweave.platform.run.checkpoint import RunState, load_checkpoint, save_checkpoint
 
     monkeypatch.chdir(tmp_path)
     path = write(tmp_path, name="halves_b")
@@ -226,8 +226,8 @@ STATEFUL = ROOT / "examples" / "stateful_method"
 @pytest.fixture
 def carry():
     """The stateful example's method, taken back from the registry after the test (other tests list the names)."""
-    from edgeweave.platform.registry import Registry
-    from edgeweave.platform.strategies import STRATEGIES
+    from edgeweave.platform.core.registry import Registry
+    from edgeweave.platform.methods import STRATEGIES
 
     yield
     owner = STRATEGIES._owners.get("carry")
@@ -238,10 +238,10 @@ def carry():
 
 def test_the_stateful_example_keeps_each_devices_momentum_in_the_store_and_resumes_exactly(tmp_path, monkeypatch,
                                                                                           carry):
-    from edgeweave.platform.checkpoint import load_checkpoint, run_fingerprint, save_checkpoint
-    from edgeweave.platform.client import Client
+    from edgeweave.platform.run.checkpoint import load_checkpoint, run_fingerprint, save_checkpoint
+    from edgeweave.platform.run.client import Client
     from edgeweave.platform.partition import partition_data
-    from edgeweave.platform.server import build_server
+    from edgeweave.platform.run.servers import build_server
 
     monkeypatch.chdir(ROOT)
     cfg = load_config(STATEFUL / "config.yaml", ["devices.count=6", "devices.per_round=6", "training.local_steps=2",
@@ -279,8 +279,8 @@ def test_the_stateful_example_keeps_each_devices_momentum_in_the_store_and_resum
 def test_a_device_that_keeps_state_brings_one_update_to_an_async_step(tmp_path, monkeypatch, carry):
     # FedAvg's fast devices arrive twice in some steps of this config (test_async); a device that keeps state
     # starts again only in the next step, so each of its updates trains from the state the previous one left.
-    from edgeweave.platform.client import Client
-    from edgeweave.platform.server import build_server
+    from edgeweave.platform.run.client import Client
+    from edgeweave.platform.run.servers import build_server
     from tests.unit.test_async import async_raw, parts, run_steps
 
     monkeypatch.chdir(ROOT)

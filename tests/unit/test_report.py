@@ -3,7 +3,7 @@ import json
 import yaml
 
 from edgeweave.cli import main
-from edgeweave.platform.report import read_run, summarise, table
+from edgeweave.platform.report.report import read_run, summarise, table
 
 
 def fake_run(root, name, strategy, accs, step=10.0):
@@ -53,7 +53,7 @@ def devices_log(run_dir, records):
 
 
 def test_device_savings_sum_over_rounds(tmp_path):
-    from edgeweave.platform.savings import device_savings
+    from edgeweave.platform.report.savings import device_savings
 
     d = fake_run(tmp_path, "tw", "taskwise", [0.5, 0.9])
     # device 3 trains a 4x-cheaper sub-model, then a 6x-cheaper one on as many FLOPs: 5x over the run

@@ -3,9 +3,9 @@ import json
 import numpy as np
 import pytest
 
-from edgeweave.platform.config import build_config
+from edgeweave.platform.config.schema import build_config
 from edgeweave.platform.devices.resources import build_resources
-from edgeweave.platform.errors import UserError
+from edgeweave.platform.core.errors import UserError
 from tests.helpers import tiny_raw
 
 

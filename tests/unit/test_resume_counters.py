@@ -4,7 +4,7 @@ import numpy as np
 
 from edgeweave.actors.driver import Driver
 from edgeweave.actors.pool import Spawn
-from edgeweave.platform.checkpoint import RunState, load_checkpoint, save_checkpoint
+from edgeweave.platform.run.checkpoint import RunState, load_checkpoint, save_checkpoint
 from edgeweave.platform.data import load_dataset
 from edgeweave.platform.partition import partition_data
 

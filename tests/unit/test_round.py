@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
-from edgeweave.platform.client import Client
+from edgeweave.platform.run.client import Client
 from edgeweave.platform.data import load_dataset
 from edgeweave.platform.devices.clock import batch_sizes
 from edgeweave.platform.partition import partition_data
-from edgeweave.platform.server import Server, split_jobs
-from edgeweave.platform.strategies import Job
+from edgeweave.platform.run.server import Server, split_jobs
+from edgeweave.platform.methods import Job
 
 
 def setup(cfg):

@@ -5,12 +5,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from edgeweave.platform import rundir
-from edgeweave.platform.config import load_config
-from edgeweave.platform.errors import UserError
-from edgeweave.platform.flat import FlatLayout
+from edgeweave.platform.run import rundir
+from edgeweave.platform.config.schema import load_config
+from edgeweave.platform.core.errors import UserError
+from edgeweave.platform.models.flat import FlatLayout
 from edgeweave.platform.models import build_model
-from edgeweave.platform.rundir import create_run_dir, save_weights
+from edgeweave.platform.run.rundir import create_run_dir, save_weights
 
 
 def test_run_dirs_are_fresh_and_hold_the_resolved_config(make_config):

@@ -1,6 +1,6 @@
 import numpy as np
 
-from edgeweave.platform.sampling import sample_available
+from edgeweave.platform.run.sampling import sample_available
 
 
 def test_only_eligible_distinct_devices_are_sampled():

@@ -16,7 +16,7 @@ def stream_arguments() -> list[tuple[str, ast.expr]]:
     """Every call of `rng` or `torch_generator` in the package (but their own module), with the expression it
     passes as its stream."""
     found = []
-    for path in sorted(set(PACKAGE.rglob("*.py")) - {PACKAGE / "platform" / "seeding.py"}):
+    for path in sorted(set(PACKAGE.rglob("*.py")) - {PACKAGE / "platform" / "core" / "seeding.py"}):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("rng", "torch_generator"):
                 stream = node.args[3] if len(node.args) > 3 else next(
@@ -28,7 +28,7 @@ def stream_arguments() -> list[tuple[str, ast.expr]]:
 
 
 def draws(*key: int) -> np.ndarray:
-    from edgeweave.platform.seeding import rng
+    from edgeweave.platform.core.seeding import rng
 
     return rng(*key).integers(0, 2**63, size=4)
 
@@ -41,7 +41,7 @@ def test_no_caller_computes_its_stream():
 
 
 def test_every_stream_used_is_one_named_distinct_constant():
-    from edgeweave.platform.seeding import Stream
+    from edgeweave.platform.core.seeding import Stream
 
     values = [s.value for s in Stream]
     assert len(set(values)) == len(values)
@@ -61,7 +61,7 @@ def test_the_streams_that_collided_draw_apart():
     """Task-wise thinning at mini-batch 100 once drew the task draw's numbers (400 + 100 = 500); likewise
     DISTREAL's step 100 and task-wise thinning's first (300 + 100), FD's layer 100 and FjORD's widths
     (100 + 100), the DSE's step 10 and its first population (70 + 10)."""
-    from edgeweave.platform.seeding import SERVER, Stream
+    from edgeweave.platform.core.seeding import SERVER, Stream
 
     pairs = [((Stream.TASKWISE_THIN, 100), (Stream.TASKWISE_TASKS, 0)),
              ((Stream.DISTREAL_DROPOUT, 100), (Stream.TASKWISE_THIN, 0)),

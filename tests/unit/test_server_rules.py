@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from edgeweave.platform.aggregate import average, combine
-from edgeweave.platform.checkpoint import load_checkpoint, run_fingerprint, save_checkpoint
-from edgeweave.platform.client import Client
-from edgeweave.platform.config import build_config, dump_config, load_config
-from edgeweave.platform.errors import UserError
-from edgeweave.platform.server import build_server
-from edgeweave.platform.server_rules import SERVER_RULES, build_rule
+from edgeweave.platform.train.aggregate import average, combine
+from edgeweave.platform.run.checkpoint import load_checkpoint, run_fingerprint, save_checkpoint
+from edgeweave.platform.run.client import Client
+from edgeweave.platform.config.schema import build_config, dump_config, load_config
+from edgeweave.platform.core.errors import UserError
+from edgeweave.platform.run.servers import build_server
+from edgeweave.platform.methods.server_rules import SERVER_RULES, build_rule
 from tests.helpers import tiny_raw
 from tests.unit.test_async import async_raw, parts
 

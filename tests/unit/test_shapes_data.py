@@ -6,10 +6,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from edgeweave.platform.config import build_config
+from edgeweave.platform.config.schema import build_config
 from edgeweave.platform.data import load_dataset
 from edgeweave.platform.data.shapes import COMPOSITIONS, FACTORS, Shapes, ShapesParams
-from edgeweave.platform.seeding import SERVER, Stream, rng
+from edgeweave.platform.core.seeding import SERVER, Stream, rng
 from tests.helpers import tiny_raw
 
 

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from edgeweave.platform.config import load_config
-from edgeweave.platform.sweep import grid_size, load_sweep
+from edgeweave.platform.config.schema import load_config
+from edgeweave.platform.config.sweep import grid_size, load_sweep
 
 SWEEPS = sorted(Path("configs/sweeps").glob("*.yaml")) + sorted(Path("examples").rglob("sweep.yaml"))
 CONFIGS = sorted(p for p in [*Path("configs").rglob("*.yaml"), *Path("examples").rglob("*.yaml")] if p not in SWEEPS)

@@ -4,16 +4,16 @@ import numpy as np
 import torch
 import pytest
 
-from edgeweave.platform.client import Client
-from edgeweave.platform.config import build_config
+from edgeweave.platform.run.client import Client
+from edgeweave.platform.config.schema import build_config
 from edgeweave.platform.data import load_dataset
-from edgeweave.platform.errors import UserError
-from edgeweave.platform.norm import statistics_rows
+from edgeweave.platform.core.errors import UserError
+from edgeweave.platform.models.norm import statistics_rows
 from edgeweave.platform.partition import partition_data
-from edgeweave.platform.plans import nested, uniform_plan
-from edgeweave.platform.server import Server
-from edgeweave.platform.taskwise import allowed_mask
-from edgeweave.platform.widths import width_scores
+from edgeweave.platform.train.plans import nested, uniform_plan
+from edgeweave.platform.run.server import Server
+from edgeweave.platform.train.task_plans import allowed_mask
+from edgeweave.platform.report.widths import width_scores
 from tests.helpers import tiny_raw
 
 VGG = {"name": "vgg11", "width": 0.125}
@@ -74,8 +74,8 @@ def test_report_scores_a_finished_runs_model_at_each_width(tmp_path, capsys):
     import json
 
     from edgeweave.cli import main
-    from edgeweave.platform.config import dump_config
-    from edgeweave.platform.rundir import save_weights
+    from edgeweave.platform.config.schema import dump_config
+    from edgeweave.platform.run.rundir import save_weights
 
     cfg, data, server, _, x_stats = trained(tmp_path, {"name": "heterofl"})
     expected = width_scores(cfg, data, server.weights, [0.25, 1.0], x_stats)
@@ -94,7 +94,7 @@ def test_report_scores_a_finished_runs_model_at_each_width(tmp_path, capsys):
 def test_small_learns_without_batch_norm():
     """A slice of a fresh full-width cnn keeps the full fan-in's initial scale and stays near chance for rounds;
     `small` starts as a model built at its width and learns (the quickstart's setting)."""
-    from edgeweave.platform.config import load_config
+    from edgeweave.platform.config.schema import load_config
 
     cfg = load_config("configs/quickstart.yaml", ["strategy={name: small}", "logging.wandb.mode=disabled"])
     data = load_dataset(cfg.data, cfg.seed)
@@ -110,9 +110,9 @@ def test_small_learns_without_batch_norm():
 
 def test_a_slice_starts_at_its_own_widths_initial_scale(tmp_path):
     cfg = build_config(tiny_raw(tmp_path, model={"name": "cnn", "width": 1.0}))
-    from edgeweave.platform.flat import FlatLayout
+    from edgeweave.platform.models.flat import FlatLayout
     from edgeweave.platform.models import build_model
-    from edgeweave.platform.submodel import Slicer
+    from edgeweave.platform.train.submodel import Slicer
 
     model = build_model(cfg.model, (1, 8, 8), 10, seed=0)
     slicer, flat = Slicer(model, (1, 8, 8)), FlatLayout(model).flatten(model)

@@ -7,12 +7,12 @@ import pytest
 import torch
 from scipy.io import wavfile
 
-from edgeweave.platform.config import build_config
+from edgeweave.platform.config.schema import build_config
 from edgeweave.platform.data import load_dataset
 from edgeweave.platform.data import speech_commands as sc
 from edgeweave.platform.data.base import normalise, normalise_in_place
 from edgeweave.platform.data.speech_commands import RATE, log_mel, mel_filterbank
-from edgeweave.platform.errors import UserError
+from edgeweave.platform.core.errors import UserError
 from tests.helpers import tiny_raw
 
 

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from edgeweave.platform.config import build_config
+from edgeweave.platform.config.schema import build_config
 from edgeweave.platform.data import load_dataset
 from edgeweave.platform.data.speech_synth import WORDS, clip, generate, speaker_voice, word_pattern
-from edgeweave.platform.errors import UserError
+from edgeweave.platform.core.errors import UserError
 
 
 @pytest.fixture(scope="module")

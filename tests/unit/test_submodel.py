@@ -4,14 +4,14 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from edgeweave.platform.aggregate import Partial, average, combine
-from edgeweave.platform.config import build_config
-from edgeweave.platform.errors import UserError
-from edgeweave.platform.flat import FlatLayout
-from edgeweave.platform.flops import measure_flops_per_sample
+from edgeweave.platform.train.aggregate import Partial, average, combine
+from edgeweave.platform.config.schema import build_config
+from edgeweave.platform.core.errors import UserError
+from edgeweave.platform.models.flat import FlatLayout
+from edgeweave.platform.models.flops import measure_flops_per_sample
 from edgeweave.platform.models import build_model
-from edgeweave.platform.plans import Plan, nested, random_subset, rolling, uniform_plan
-from edgeweave.platform.submodel import Slicer
+from edgeweave.platform.train.plans import Plan, nested, random_subset, rolling, uniform_plan
+from edgeweave.platform.train.submodel import Slicer
 from tests.helpers import tiny_raw
 
 
@@ -181,10 +181,10 @@ class Transfers(TorchFunctionMode):
 
 
 def test_the_per_batch_engine_moves_no_weights_between_devices_per_step(tmp_path):
-    from edgeweave.platform.seeding import rng
-    from edgeweave.platform.sliced_training import SubModels, train_per_batch
-    from edgeweave.platform.plans import dropout_plan
-    from edgeweave.platform.sgd import SGDSettings
+    from edgeweave.platform.core.seeding import rng
+    from edgeweave.platform.train.sliced_training import SubModels, train_per_batch
+    from edgeweave.platform.train.plans import dropout_plan
+    from edgeweave.platform.train.sgd import SGDSettings
 
     model, slicer, layout = zoo(tmp_path, "cnn", (1, 8, 8), width=0.5)
     g = torch.Generator().manual_seed(0)
@@ -298,8 +298,8 @@ def test_a_plan_received_read_only_indexes_without_a_warning(tmp_path):
         "import warnings, numpy as np, torch\n"
         "from torch import nn\n"
         "from edgeweave.platform.models.layers import ConvNet\n"
-        "from edgeweave.platform.plans import Plan\n"
-        "from edgeweave.platform.submodel import Slicer\n"
+        "from edgeweave.platform.train.plans import Plan\n"
+        "from edgeweave.platform.train.submodel import Slicer\n"
         "m = ConvNet(nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU()),\n"
         "            nn.Sequential(nn.Flatten(), nn.Linear(4 * 16, 3)))\n"
         "keep = np.array([0, 2]); keep.setflags(write=False)\n"

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import yaml
 
-from edgeweave.platform.errors import UserError
-from edgeweave.platform.sweep import Dimension, Scheduler, asha_rungs, grid_size, load_sweep, trial_raw
-from edgeweave.platform.sweep_results import ordered, plot_tradeoffs, write_table
+from edgeweave.platform.core.errors import UserError
+from edgeweave.platform.config.sweep import Dimension, Scheduler, asha_rungs, grid_size, load_sweep, trial_raw
+from edgeweave.platform.report.sweep_results import ordered, plot_tradeoffs, write_table
 from tests.helpers import tiny_raw
 
 
@@ -131,7 +131,7 @@ def test_results_table_best_first_and_pareto_plot(tmp_path):
 
 
 def test_pareto_front_of_the_plot_is_the_non_dominated_trials():
-    from edgeweave.platform.front import non_dominated
+    from edgeweave.platform.methods.front import non_dominated
 
     cost, acc = np.array([3e9, 5e9, 4e9]), np.array([0.8, 0.9, 0.7])
     assert sorted(non_dominated(cost, -acc).tolist()) == [0, 1]  # trial 2 costs more than 0 for less

@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from edgeweave.platform.aggregate import Partial, average, combine
-from edgeweave.platform.client import Client
+from edgeweave.platform.train.aggregate import Partial, average, combine
+from edgeweave.platform.run.client import Client
 from edgeweave.platform.data import load_dataset
-from edgeweave.platform.flat import FlatLayout
+from edgeweave.platform.models.flat import FlatLayout
 from edgeweave.platform.partition import partition_data
-from edgeweave.platform.server import Server
-from edgeweave.platform.task_training import other_loss, ovr_loss, own_labels, relevance
-from edgeweave.platform.taskwise import allowed_mask, attributed_plans, class_groups, grouped_plans, union
+from edgeweave.platform.run.server import Server
+from edgeweave.platform.train.task_training import other_loss, ovr_loss, own_labels, relevance
+from edgeweave.platform.train.task_plans import allowed_mask, attributed_plans, class_groups, grouped_plans, union
 
 
 def setup(make_config, **strategy):
@@ -151,7 +151,7 @@ def test_attributed_mode_warms_up_with_the_full_model(make_config):
 
 
 def test_dropout_inside_task_sub_models(make_config, tmp_path):
-    from edgeweave.platform.front import Front, made_for
+    from edgeweave.platform.methods.front import Front, made_for
 
     front = tmp_path / "front.json"
     made = made_for(make_config(model={"name": "cnn", "width": 0.5}), (1, 8, 8), 10)  # the task's own costs count
@@ -231,8 +231,8 @@ BAD_FOR_DATA = [  # (id, model section, strategy keys, text); digits has 10 clas
 
 @pytest.mark.parametrize("case, model, strategy, expected", BAD_FOR_DATA, ids=[c[0] for c in BAD_FOR_DATA])
 def test_bad_taskwise_input_for_the_data_fails_before_the_run(make_config, case, model, strategy, expected):
-    from edgeweave.platform.errors import UserError
-    from edgeweave.platform.server import check_with_data
+    from edgeweave.platform.core.errors import UserError
+    from edgeweave.platform.run.server import check_with_data
 
     cfg = make_config(model={"name": "cnn", **model}, strategy={"name": "taskwise", **strategy})
     data = load_dataset(cfg.data, cfg.seed)
@@ -243,8 +243,8 @@ def test_bad_taskwise_input_for_the_data_fails_before_the_run(make_config, case,
 
 @pytest.mark.parametrize("path", ["configs/taskwise_digits.yaml", "configs/taskwise_synthetic.yaml"])
 def test_shipped_taskwise_configs_pass_the_data_check(path):
-    from edgeweave.platform.config import load_config
-    from edgeweave.platform.server import check_with_data
+    from edgeweave.platform.config.schema import load_config
+    from edgeweave.platform.run.server import check_with_data
 
     cfg = load_config(path)
     check_with_data(cfg, load_dataset(cfg.data, cfg.seed))
@@ -252,8 +252,8 @@ def test_shipped_taskwise_configs_pass_the_data_check(path):
 
 def test_deadline_check_asks_only_for_the_smallest_task_sub_model(make_config):
     """A deadline the fastest device meets with its task's sub-model, not with the full model, is allowed."""
-    from edgeweave.platform.errors import UserError
-    from edgeweave.platform.server import check_deadline
+    from edgeweave.platform.core.errors import UserError
+    from edgeweave.platform.run.server import check_deadline
     cfg, data, server, _ = setup(make_config)
     d, batch = cfg.devices, cfg.training.batch_size
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from edgeweave.platform.devices.tiers import DEFAULT_TIERS, assign_tiers
-from edgeweave.platform.errors import UserError
+from edgeweave.platform.core.errors import UserError
 
 
 def test_default_tiers_are_strong_medium_weak():

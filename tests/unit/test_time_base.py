@@ -13,13 +13,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edgeweave.platform.config import build_config
+from edgeweave.platform.config.schema import build_config
 from edgeweave.platform.devices.resources import build_resources
 from edgeweave.platform.devices.resources.base import slot_of, slot_start
 from edgeweave.platform.devices.resources.markov import chain_state
 from edgeweave.platform.devices.timeline import ClockStalled, constant, device_timeline, fixed_rule
-from edgeweave.platform.errors import UserError
-from edgeweave.platform.invariants import check_timeline
+from edgeweave.platform.core.errors import UserError
+from edgeweave.platform.run.invariants import check_timeline
 from tests.helpers import tiny_raw
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

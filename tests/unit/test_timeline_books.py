@@ -8,14 +8,14 @@ the trained mini-batches over the device's own speed changes.
 import numpy as np
 import pytest
 
-from edgeweave.platform.client import Client
+from edgeweave.platform.run.client import Client
 from edgeweave.platform.data import load_dataset
-from edgeweave.platform.flat import FlatLayout
+from edgeweave.platform.models.flat import FlatLayout
 from edgeweave.platform.devices.clock import batch_sizes
 from edgeweave.platform.devices.timeline import fixed_rule
-from edgeweave.platform.flops import measure_flops_per_sample
+from edgeweave.platform.models.flops import measure_flops_per_sample
 from edgeweave.platform.partition import partition_data
-from edgeweave.platform.server import Server
+from edgeweave.platform.run.server import Server
 from tests.unit.test_distreal import real_front
 
 RATES = {"strong": 1.0, "medium": 0.5, "weak": 0.25}
@@ -41,7 +41,7 @@ SHIFTING = {"name": "markov", "period": 2.0, "p_off": 0.0, "p_on": 1.0, "p_slow"
 
 def test_every_method_is_in_the_books():
     """A new method must join the list above: the test below is what shows its driver books what it trained."""
-    from edgeweave.platform.strategies import STRATEGIES as REGISTERED
+    from edgeweave.platform.methods import STRATEGIES as REGISTERED
 
     assert {s["name"] for s in STRATEGIES.values()} == set(REGISTERED.built_in())
     assert any(s.get("prox_mu") for s in STRATEGIES.values())

@@ -3,8 +3,8 @@ import pytest
 import torch
 from torch import nn
 
-from edgeweave.platform.sgd import SGDSettings
-from edgeweave.platform.training import batch_order, evaluate, train_local
+from edgeweave.platform.train.sgd import SGDSettings
+from edgeweave.platform.train.training import batch_order, evaluate, train_local
 
 
 def blobs(n=64, seed=0):
@@ -70,7 +70,7 @@ def test_sgd_step_gives_torch_optims_very_numbers(momentum, weight_decay):
 
     import torch.nn.functional as F
 
-    from edgeweave.platform.training import sgd_step
+    from edgeweave.platform.train.training import sgd_step
 
     g = torch.Generator().manual_seed(0)
     ours = torch.nn.Sequential(torch.nn.Linear(20, 30), torch.nn.ReLU(), torch.nn.Linear(30, 5))

@@ -9,7 +9,7 @@ import sys
 
 from hypothesis import given, settings, strategies as st
 
-from edgeweave.platform.whole import descendants, targets, timed
+from edgeweave.platform.bench.whole import descendants, targets, timed
 
 seconds = st.floats(0.05, 900.0, allow_nan=False)
 

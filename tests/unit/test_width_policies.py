@@ -6,17 +6,17 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edgeweave.platform.client import Client
+from edgeweave.platform.run.client import Client
 from edgeweave.platform.data import load_dataset
-from edgeweave.platform.errors import UserError
-from edgeweave.platform.flat import FlatLayout
+from edgeweave.platform.core.errors import UserError
+from edgeweave.platform.models.flat import FlatLayout
 from edgeweave.platform.partition import partition_data
-from edgeweave.platform.server import Server
-from edgeweave.platform.sliced_training import SubModels, train_per_batch
-from edgeweave.platform.strategies import Job
-from edgeweave.platform.plans import nested, uniform_plan
-from edgeweave.platform.sgd import SGDSettings
-from edgeweave.platform.training import train_local
+from edgeweave.platform.run.server import Server
+from edgeweave.platform.train.sliced_training import SubModels, train_per_batch
+from edgeweave.platform.methods import Job
+from edgeweave.platform.train.plans import nested, uniform_plan
+from edgeweave.platform.train.sgd import SGDSettings
+from edgeweave.platform.train.training import train_local
 
 RATES = {"strong": 1.0, "medium": 0.5, "weak": 0.25}
 
@@ -181,7 +181,7 @@ def test_per_batch_engine_with_a_half_plan_equals_plain_sgd_on_the_sub_model(mak
 def test_the_deadline_check_pairs_each_tier_with_its_own_width(make_config):
     """With `rate_by: tier` the strong tier trains the full width: a deadline only the weak tier's
     width at the strong tier's speed would meet is met by no device, and is refused."""
-    from edgeweave.platform.server import check_deadline
+    from edgeweave.platform.run.server import check_deadline
 
     tiers = [{"name": "strong", "share": 0.5, "speed": 1.0, "bandwidth": 1e12},
              {"name": "weak", "share": 0.5, "speed": 0.25, "bandwidth": 1e12}]
@@ -206,7 +206,7 @@ def test_the_deadline_check_pairs_each_tier_with_its_own_width(make_config):
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_the_deadline_check_counts_the_resource_models_fastest_multiplier(make_config, multiplier, margin):
     """A constant multiplier below 1 slows every device: a deadline met only at full speed is refused."""
-    from edgeweave.platform.server import check_deadline, model_slicer
+    from edgeweave.platform.run.server import check_deadline, model_slicer
 
     cfg = make_config(devices={"tiers": [{"name": "only", "share": 1.0, "speed": 1.0, "bandwidth": 1e15}],
                                "resources": {"name": "constant", "multiplier": multiplier}})

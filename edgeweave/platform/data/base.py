@@ -7,9 +7,8 @@ from typing import Optional
 
 import numpy as np
 
-from edgeweave.platform.registry import Registry
+from edgeweave.platform.core.registries import DATASETS as DATASETS
 
-DATASETS: Registry = Registry("dataset")
 
 
 @dataclass(frozen=True)

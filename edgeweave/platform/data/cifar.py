@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from edgeweave.platform.data.base import DATASETS, ArrayData, normalise
-from edgeweave.platform.errors import UserError
-from edgeweave.platform.registry import Params
+from edgeweave.platform.core.errors import UserError
+from edgeweave.platform.core.registry import Params
 
 _ALLOWED = {
     ("numpy.core.multiarray", "_reconstruct"),

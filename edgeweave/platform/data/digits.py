@@ -6,8 +6,8 @@ import numpy as np
 from pydantic import Field
 
 from edgeweave.platform.data.base import DATASETS, ArrayData, normalise, stratified_split
-from edgeweave.platform.registry import Params
-from edgeweave.platform.seeding import SERVER, Stream, rng
+from edgeweave.platform.core.registry import Params
+from edgeweave.platform.core.seeding import SERVER, Stream, rng
 
 
 class DigitsParams(Params):

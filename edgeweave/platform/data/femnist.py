@@ -19,8 +19,8 @@ from typing import Iterator
 import numpy as np
 
 from edgeweave.platform.data.base import DATASETS, ArrayData, normalise_in_place
-from edgeweave.platform.errors import UserError
-from edgeweave.platform.registry import Params
+from edgeweave.platform.core.errors import UserError
+from edgeweave.platform.core.registry import Params
 
 URL = "https://storage.googleapis.com/tff-datasets-public/fed_emnist.tar.bz2"
 H5 = {"train": "fed_emnist_train.h5", "test": "fed_emnist_test.h5"}

@@ -13,8 +13,8 @@ import numpy as np
 from pydantic import Field
 
 from edgeweave.platform.data.base import DATASETS, ArrayData, normalise_in_place
-from edgeweave.platform.registry import Params
-from edgeweave.platform.seeding import SERVER, Stream, rng
+from edgeweave.platform.core.registry import Params
+from edgeweave.platform.core.seeding import SERVER, Stream, rng
 
 SHAPES = ("disc", "ring", "square", "frame", "triangle", "bar", "cross", "half_disc")
 TEXTURES = ("plain", "stripes", "checker", "dots")

@@ -30,8 +30,8 @@ import numpy as np
 from pydantic import Field
 
 from edgeweave.platform.data.base import DATASETS, ArrayData, normalise_in_place
-from edgeweave.platform.errors import UserError
-from edgeweave.platform.registry import Params
+from edgeweave.platform.core.errors import UserError
+from edgeweave.platform.core.registry import Params
 
 if TYPE_CHECKING:
     import torch

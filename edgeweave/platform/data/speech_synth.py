@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from edgeweave.platform.errors import UserError
+from edgeweave.platform.core.errors import UserError
 
 RATE = 16000
 WORDS = ("backward bed bird cat dog down eight five follow forward four go happy house learn left marvin nine no "

@@ -1,1 +1,8 @@
-"""Simulated devices: tiers of different speed, resources that shift with virtual time, the clock."""
+"""Simulated devices: tiers of different speed, resources that shift with virtual time, the clock.
+
+A new resource model goes in `devices/resources/` (one file, one line in `core/registries.py`).
+Every time here is absolute virtual seconds. Imports only `core`.
+"""
+
+MAY_IMPORT = ('core',)  # checked by tests/unit/test_layout.py
+

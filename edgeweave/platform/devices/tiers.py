@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from edgeweave.platform.registry import Params
-from edgeweave.platform.seeding import SERVER, Stream, rng
+from edgeweave.platform.core.registry import Params
+from edgeweave.platform.core.seeding import SERVER, Stream, rng
 
 
 class Tier(Params):

@@ -1,4 +1,9 @@
-"""Model zoo: cnn, alexnet, vgg11, vgg16 in CIFAR form, all adapting to 8x8 inputs."""
+"""Model zoo: cnn, alexnet, vgg11, vgg16 in CIFAR form, all adapting to 8x8 inputs.
+
+A model is one file here and one line in `core/registries.py`; `layers.py` holds the building
+blocks, `flat.py` a model's weights as one buffer, `norm.py` whose batch-norm statistics the global
+model keeps, `flops.py` the FLOPs of a forward and backward pass. Imports only `core`.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,11 @@ from typing import TYPE_CHECKING
 
 from edgeweave.platform.models.base import MODELS
 
+MAY_IMPORT = ('core',)  # checked by tests/unit/test_layout.py
+
 if TYPE_CHECKING:
     from torch import nn
 
-for _name, _module in {"alexnet": "alexnet", "cnn": "cnn", "kws_cnn": "kws_cnn", "vgg11": "vgg", "vgg16": "vgg"}.items():
-    MODELS.declare(_name, f"{__name__}.{_module}")  # imported when a config names the model
 
 __all__ = ["MODELS", "build_model"]
 
@@ -20,8 +25,8 @@ def build_model(choice, input_shape: tuple[int, int, int], num_classes: int, see
     norm set up for the config's `model.norm` (`apply_norm`; a plugin model's own batch norm included)."""
     import torch  # here, not at import: a config is validated without torch
 
-    from edgeweave.platform.errors import UserError
-    from edgeweave.platform.norm import apply_norm, is_batch_norm
+    from edgeweave.platform.core.errors import UserError
+    from edgeweave.platform.models.norm import apply_norm, is_batch_norm
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

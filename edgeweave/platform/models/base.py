@@ -8,15 +8,15 @@ from typing import Optional
 
 from pydantic import Field
 
-from edgeweave.platform.norm import Norm
-from edgeweave.platform.registry import Params, Registry
+from edgeweave.platform.models.norm import Norm
+from edgeweave.platform.core.registries import MODELS as MODELS
+from edgeweave.platform.core.registry import Params
 
-MODELS: Registry = Registry("model")
 
 
 class ModelParams(Params):
     width: float = Field(1.0, gt=0)  # multiplies every hidden layer's channels or units
-    norm: Optional[Norm] = None  # batch norm's policy (platform/norm.py); None: the method's paper's
+    norm: Optional[Norm] = None  # batch norm's policy (platform/models/norm.py); None: the method's paper's
     norm_samples: int = Field(2000, ge=1)  # training samples `static` recomputes the statistics from
 
     def has_batch_norm(self) -> bool:

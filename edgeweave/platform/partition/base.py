@@ -7,9 +7,8 @@ from typing import Sequence
 
 import numpy as np
 
-from edgeweave.platform.registry import Registry
+from edgeweave.platform.core.registries import PARTITIONERS as PARTITIONERS
 
-PARTITIONERS: Registry = Registry("partition policy", key="policy")
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from edgeweave.platform.errors import UserError
+from edgeweave.platform.core.errors import UserError
 from edgeweave.platform.partition.base import PARTITIONERS
-from edgeweave.platform.registry import Params
+from edgeweave.platform.core.registry import Params
 
 
 class DirichletParams(Params):

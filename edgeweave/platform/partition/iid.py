@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgeweave.platform.partition.base import PARTITIONERS
-from edgeweave.platform.registry import Params
+from edgeweave.platform.core.registry import Params
 
 
 @PARTITIONERS.register("iid")

@@ -10,9 +10,9 @@ from typing import Optional
 
 import numpy as np
 
-from edgeweave.platform.errors import UserError
+from edgeweave.platform.core.errors import UserError
 from edgeweave.platform.partition.base import PARTITIONERS
-from edgeweave.platform.registry import Params
+from edgeweave.platform.core.registry import Params
 
 
 @PARTITIONERS.register("natural")

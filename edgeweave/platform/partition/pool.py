@@ -11,7 +11,7 @@ import numpy as np
 from pydantic import Field
 
 from edgeweave.platform.partition.base import PARTITIONERS
-from edgeweave.platform.registry import Params
+from edgeweave.platform.core.registry import Params
 
 
 class PoolParams(Params):

@@ -2,8 +2,6 @@
 
 from edgeweave.platform.devices.resources.base import RESOURCES, ResourceModel
 
-for _name in ("constant", "diurnal", "markov", "trace", "uniform"):  # one module each, imported when named
-    RESOURCES.declare(_name, f"{__name__}.{_name}")
 
 __all__ = ["RESOURCES", "ResourceModel", "build_resources"]
 

@@ -6,9 +6,9 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
-from edgeweave.platform.registry import Params, Registry
+from edgeweave.platform.core.registries import RESOURCES as RESOURCES
+from edgeweave.platform.core.registry import Params
 
-RESOURCES: Registry = Registry("resource model")
 
 
 class ResourceModel(ABC):

@@ -6,7 +6,7 @@ import numpy as np
 from pydantic import Field
 
 from edgeweave.platform.devices.resources.base import RESOURCES, ResourceModel
-from edgeweave.platform.registry import Params
+from edgeweave.platform.core.registry import Params
 
 
 class ConstantParams(Params):

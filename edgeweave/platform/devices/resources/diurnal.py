@@ -7,7 +7,7 @@ from pydantic import Field
 
 from edgeweave.platform.devices import hashing
 from edgeweave.platform.devices.resources.base import RESOURCES, ResourceModel, next_boundary, slot_of, slot_start
-from edgeweave.platform.registry import Params
+from edgeweave.platform.core.registry import Params
 
 
 class DiurnalParams(Params):

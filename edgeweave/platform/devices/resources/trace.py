@@ -19,8 +19,8 @@ import numpy as np
 from pydantic import Field
 
 from edgeweave.platform.devices.resources.base import RESOURCES, ResourceModel, slot_of, slot_start
-from edgeweave.platform.errors import UserError
-from edgeweave.platform.inputs import FileParams
+from edgeweave.platform.core.errors import UserError
+from edgeweave.platform.core.inputs import FileParams
 
 
 class TraceParams(FileParams):

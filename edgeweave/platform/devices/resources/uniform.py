@@ -9,7 +9,7 @@ from pydantic import Field, model_validator
 
 from edgeweave.platform.devices import hashing
 from edgeweave.platform.devices.resources.base import RESOURCES, ResourceModel, next_boundary, slot_of
-from edgeweave.platform.registry import Params
+from edgeweave.platform.core.registry import Params
 
 
 class UniformParams(Params):

@@ -1,0 +1,9 @@
+"""After a run: comparing run directories, FLOP savings, per-width scores, sweep results.
+
+`edgeweave report` reads finished runs (`report.py`, `savings.py`), scores a global model at
+each width of the nested family (`widths.py`), and summarises a sweep's trials
+(`sweep_results.py`). Imports the stages up to `run`.
+"""
+
+MAY_IMPORT = ('core', 'config', 'data', 'partition', 'devices', 'models', 'train', 'methods', 'run')  # checked by tests/unit/test_layout.py
+

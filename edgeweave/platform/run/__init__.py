@@ -1,0 +1,14 @@
+"""A run's loop and what it leaves behind: rounds or async steps on the virtual clock, checkpoints, sinks, plots.
+
+`experiment.py` runs the rounds; `server.py` (synchronous rounds) and `asynchronous.py`
+(FedBuff-style steps) are the driver's side, `servers.py` picks one; `client.py` is the device
+side (a worker's share of a round, through a method's device half); `invariants.py` checks the
+clock and records as the run goes; `checkpoint.py`, `device_state.py`, `rundir.py` hold what a
+resume needs; `sinks.py` (console, JSONL, W&B) and `plots.py` what users read; `phases.py` the
+command's phase timeline. A new plot goes in `plots.py`. Imports every stage below it (`core`,
+`config`, `data`, `partition`, `devices`, `models`, `train`, `methods`), never `report`, `search`
+or `bench`.
+"""
+
+MAY_IMPORT = ('core', 'config', 'data', 'partition', 'devices', 'models', 'train', 'methods')  # checked by tests/unit/test_layout.py
+

@@ -1,8 +1,0 @@
-"""FedAvg (McMahan et al., AISTATS 2017): sampled devices train the full model; sample-weighted mean."""
-
-from __future__ import annotations
-
-from edgeweave.platform.strategies.base import STRATEGIES, Method, Rules
-
-# Every sampled device trains the whole model locally; the server averages by samples held.
-STRATEGIES.add("fedavg", Method(Rules))
