@@ -48,8 +48,10 @@ def run(*argv: str) -> None:
 
 def time_to(metrics: list[dict[str, Any]], target: float) -> Optional[float]:
     """Virtual seconds until the test accuracy first reaches `target` (None: never)."""
-    return next((m["virtual_time"] for m in metrics
-                 if m.get("test_accuracy") is not None and m["test_accuracy"] >= target), None)
+    return next(
+        (m["virtual_time"] for m in metrics if m.get("test_accuracy") is not None and m["test_accuracy"] >= target),
+        None,
+    )
 
 
 def cell(values: list[Optional[float]], fmt: str) -> str:
@@ -62,16 +64,31 @@ def cell(values: list[Optional[float]], fmt: str) -> str:
 
 
 def table(results: dict[str, list[list[dict[str, Any]]]], targets: list[float]) -> str:
-    head = ["run", *(f"virtual time to {t:g} (s)" for t in targets), "final accuracy", "virtual time (s)",
-            "mean staleness"]
+    head = [
+        "run",
+        *(f"virtual time to {t:g} (s)" for t in targets),
+        "final accuracy",
+        "virtual time (s)",
+        "mean staleness",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     for name, seeds in results.items():
-        stale = [np.mean([m["staleness_mean"] for m in ms if m.get("staleness_mean") is not None] or [0.0])
-                 for ms in seeds]
-        lines.append("| " + " | ".join([name, *(cell([time_to(ms, t) for ms in seeds], ".0f") for t in targets),
-                                        cell([ms[-1]["test_accuracy"] for ms in seeds], ".3f"),
-                                        cell([ms[-1]["virtual_time"] for ms in seeds], ".0f"),
-                                        cell(stale, ".2f") if "async" in name else "-"]) + " |")
+        stale = [
+            np.mean([m["staleness_mean"] for m in ms if m.get("staleness_mean") is not None] or [0.0]) for ms in seeds
+        ]
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    name,
+                    *(cell([time_to(ms, t) for ms in seeds], ".0f") for t in targets),
+                    cell([ms[-1]["test_accuracy"] for ms in seeds], ".3f"),
+                    cell([ms[-1]["virtual_time"] for ms in seeds], ".0f"),
+                    cell(stale, ".2f") if "async" in name else "-",
+                ]
+            )
+            + " |"
+        )
     return "\n".join(lines)
 
 
@@ -81,16 +98,26 @@ def main() -> None:
     p.add_argument("--targets", type=float, nargs="+", default=[0.85, 0.9])
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--out", type=Path, default=Path("runs/async-" + time.strftime("%Y%m%d-%H%M%S")))
-    p.add_argument("--smoke-test", action="store_true",
-                   help="check every run's config; one sync and one async run, one seed, 2 rounds (4 steps), 12 devices")
+    p.add_argument(
+        "--smoke-test",
+        action="store_true",
+        help="check every run's config; one sync and one async run, one seed, 2 rounds (4 steps), 12 devices",
+    )
     args = p.parse_args()
     rounds, seeds = (2, 1) if args.smoke_test else (args.rounds, args.seeds)
     plan = {}
     for name, (sets, asynchronous) in RUNS.items():
         for seed in range(seeds):
-            sets_ = [f"name={name}", f"seed={seed}", f"training.rounds={rounds * (2 if asynchronous else 1)}",
-                     f"logging.out_dir={args.out / name / str(seed)}", "logging.progress=false",
-                     "logging.wandb.mode=disabled", *(SMOKE if args.smoke_test else []), *sets]
+            sets_ = [
+                f"name={name}",
+                f"seed={seed}",
+                f"training.rounds={rounds * (2 if asynchronous else 1)}",
+                f"logging.out_dir={args.out / name / str(seed)}",
+                "logging.progress=false",
+                "logging.wandb.mode=disabled",
+                *(SMOKE if args.smoke_test else []),
+                *sets,
+            ]
             load_config(BASE, sets_)  # a bad override fails here, before anything runs
             if name in SMOKE_RUNS or not args.smoke_test:
                 plan[(name, seed)] = sets_

@@ -60,23 +60,32 @@ def point(per_round: int, workers: int, rounds: int) -> dict:
         seconds = ray.get(sim.driver.timings.remote())
     steady = slice(1, rounds - 1)
     round_s = statistics.median(walls[steady])
-    return {"devices": per_round, "workers": min(pool[steady]), "nodes": len(nodes), "round_s": round_s,
-            "updates_per_s": per_round / round_s,
-            "driver_s": statistics.median(s["driver"] for s in seconds[steady]),
-            "train_s": statistics.median(s["train"] for s in seconds[steady])}
+    return {
+        "devices": per_round,
+        "workers": min(pool[steady]),
+        "nodes": len(nodes),
+        "round_s": round_s,
+        "updates_per_s": per_round / round_s,
+        "driver_s": statistics.median(s["driver"] for s in seconds[steady]),
+        "train_s": statistics.median(s["train"] for s in seconds[steady]),
+    }
 
 
 def table(rows: list[dict]) -> str:
     base = {mode: next(r for r in rows if r["mode"] == mode) for mode in {r["mode"] for r in rows}}
-    lines = ["| scaling | workers | nodes | devices per round | round p50 (s) | device-updates/s | efficiency | "
-             "driver per round (s) | driver share |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| scaling | workers | nodes | devices per round | round p50 (s) | device-updates/s | efficiency | "
+        "driver per round (s) | driver share |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
         b = base[r["mode"]]
         ideal = b["updates_per_s"] * r["workers"] / b["workers"]
-        lines.append(f"| {r['mode']} | {r['workers']} | {r['nodes']} | {r['devices']} | {r['round_s']:.3f} | "
-                     f"{r['updates_per_s']:.1f} | {r['updates_per_s'] / ideal:.2f} | {r['driver_s']:.4f} | "
-                     f"{r['driver_s'] / r['round_s']:.1%} |")
+        lines.append(
+            f"| {r['mode']} | {r['workers']} | {r['nodes']} | {r['devices']} | {r['round_s']:.3f} | "
+            f"{r['updates_per_s']:.1f} | {r['updates_per_s'] / ideal:.2f} | {r['driver_s']:.4f} | "
+            f"{r['driver_s'] / r['round_s']:.1%} |"
+        )
     return "\n".join(lines)
 
 
@@ -87,9 +96,14 @@ def plot(rows: list[dict], path: Path, where: str) -> None:
         if not pts:
             continue
         w = [r["workers"] for r in pts]
-        line, = ax.plot(w, [r["updates_per_s"] for r in pts], marker=marker, label=f"{mode} scaling")
-        ax.plot(w, [pts[0]["updates_per_s"] * x / pts[0]["workers"] for x in w], ls=":", color=line.get_color(),
-                label=f"{mode}: ideal")
+        (line,) = ax.plot(w, [r["updates_per_s"] for r in pts], marker=marker, label=f"{mode} scaling")
+        ax.plot(
+            w,
+            [pts[0]["updates_per_s"] * x / pts[0]["workers"] for x in w],
+            ls=":",
+            color=line.get_color(),
+            label=f"{mode}: ideal",
+        )
     ax.set_xlabel("device workers")
     ax.set_ylabel("device-updates per second")
     ax.set_title(f"edgeweave on {where}")
@@ -104,15 +118,20 @@ def main() -> None:
     p.add_argument("--address", default=os.environ.get("RAY_ADDRESS"), help="the cluster (default: RAY_ADDRESS)")
     p.add_argument("--simulate", type=int, default=2, help="without a cluster: nodes to start on this machine")
     p.add_argument("--cpus-per-node", type=float, default=1.0)
-    p.add_argument("--store-mb", type=int, default=1024,
-                   help="object store per simulated node (Ray's test default, 150 MB, is smaller than the data)")
+    p.add_argument(
+        "--store-mb",
+        type=int,
+        default=1024,
+        help="object store per simulated node (Ray's test default, 150 MB, is smaller than the data)",
+    )
     p.add_argument("--workers", type=int, nargs="+", help="pool sizes (default: 1, 2, 4, ... up to the CPUs)")
     p.add_argument("--devices", type=int, default=32, help="devices per round, strong scaling")
     p.add_argument("--per-worker", type=int, default=8, help="devices per round per worker, weak scaling")
     p.add_argument("--rounds", type=int, default=8)
     p.add_argument("--out", type=Path, default=Path("runs/bench-cluster"))
-    p.add_argument("--smoke-test", action="store_true",
-                   help="strong scaling only: 1 and 2 workers, 3 rounds of 2 devices")
+    p.add_argument(
+        "--smoke-test", action="store_true", help="strong scaling only: 1 and 2 workers, 3 rounds of 2 devices"
+    )
     args = p.parse_args()
     if args.smoke_test:
         args.workers, args.devices, args.rounds = [1, 2], 2, 3
@@ -125,7 +144,7 @@ def main() -> None:
     else:
         from ray.cluster_utils import Cluster
 
-        node = {"num_cpus": args.cpus_per_node, "object_store_memory": args.store_mb * 2 ** 20}
+        node = {"num_cpus": args.cpus_per_node, "object_store_memory": args.store_mb * 2**20}
         cluster = Cluster(initialize_head=True, head_node_args=node)
         for _ in range(args.simulate - 1):
             cluster.add_node(**node)
@@ -135,7 +154,7 @@ def main() -> None:
     try:
         cpus = int(ray.cluster_resources().get("CPU", 1))
         nodes = sum(n["Alive"] for n in ray.nodes())
-        workers = args.workers or sorted({min(2 ** i, cpus) for i in range(cpus.bit_length() + 1)})
+        workers = args.workers or sorted({min(2**i, cpus) for i in range(cpus.bit_length() + 1)})
         rows, measured = [], {}
         for mode in ("strong",) if args.smoke_test else ("strong", "weak"):
             for w in workers:
@@ -150,8 +169,9 @@ def main() -> None:
             cluster.shutdown()
     md = f"{where}: {nodes} nodes, {cpus} CPUs\n\n" + table(rows)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "cluster.json").write_text(json.dumps({"where": where, "nodes": nodes, "cpus": cpus, "rows": rows},
-                                                      indent=1))
+    (args.out / "cluster.json").write_text(
+        json.dumps({"where": where, "nodes": nodes, "cpus": cpus, "rows": rows}, indent=1)
+    )
     (args.out / "cluster.md").write_text(md + "\n")
     plot(rows, args.out / "cluster.png", where)
     print(md)

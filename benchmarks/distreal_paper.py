@@ -23,7 +23,8 @@ only k seeds got there), of the final accuracy (mean of the last three evaluatio
 change over the last quarter of the run (how far it still moves); the plot, mean accuracy against
 virtual time per data set.
 
-    python benchmarks/distreal_paper.py [--seeds 5] [--data shapes synthetic] [--only RUN ...] [--table-only] [--smoke-test]
+    python benchmarks/distreal_paper.py [--seeds 5] [--data shapes synthetic] [--only RUN ...] [--table-only]
+        [--smoke-test]
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import ray  # noqa: E402
-
 from common.summaries import mean_spread, one_run, run  # noqa: E402
+
 from edgeweave.platform.config.schema import load_config  # noqa: E402
 
 DATA = {  # data set: (its config, default target accuracies)
@@ -66,9 +67,19 @@ PAPER_BASELINES = ("fedavg-drop", "fd", "heterofl")
 RESULTS = Path("benchmarks/results/distreal_paper")
 # --smoke-test: 2 rounds on 20 devices, two runs, one seed, one data set, into a scratch folder.
 SMOKE_RUNS = ("fedavg-drop", "distreal-uniform-front")
-SMOKE = ["devices.count=20", "devices.per_round=4", "ray.num_workers=1", "data.train_samples=400",
-         "data.test_samples=100", "training.local_epochs=1", "training.rounds=2", "model.norm_samples=64",
-         "strategy.dse_steps=4", "strategy.dse_seeds=1", "strategy.dse_warm_rounds=0"]
+SMOKE = [
+    "devices.count=20",
+    "devices.per_round=4",
+    "ray.num_workers=1",
+    "data.train_samples=400",
+    "data.test_samples=100",
+    "training.local_epochs=1",
+    "training.rounds=2",
+    "model.norm_samples=64",
+    "strategy.dse_steps=4",
+    "strategy.dse_seeds=1",
+    "strategy.dse_warm_rounds=0",
+]
 
 
 def overrides(name: str, uniform: Path, common: Sequence[str]) -> list[str]:
@@ -81,16 +92,21 @@ def time_to(curve: list[dict[str, Any]], target: float) -> Optional[float]:
 
 def table(results: dict[str, list[dict]], targets: Sequence[float]) -> str:
     """The Markdown table of one data set, in RUNS order."""
-    head = ("| run | seeds | " + " | ".join(f"virtual s to {t:g}" for t in targets)
-            + " | final accuracy | change over the last quarter | GFLOPs |")
+    head = (
+        "| run | seeds | "
+        + " | ".join(f"virtual s to {t:g}" for t in targets)
+        + " | final accuracy | change over the last quarter | GFLOPs |"
+    )
     lines = [head, "|---|" + "---:|" * (len(targets) + 4)]
     for name, seeds in results.items():
         cells = [mean_spread([time_to(s["curve"], t) for s in seeds]) for t in targets]
         finals = [s["final_accuracy"] for s in seeds]
         moves = [s["last_quarter_change"] for s in seeds]
         label = f"{name} (paper's baseline)" if name in PAPER_BASELINES else name
-        lines.append(f"| {label} | {len(seeds)} | " + " | ".join(cells) + f" | {np.mean(finals):.3f} ± {np.std(finals):.3f} | "
-                     f"{np.mean(moves):+.3f} | {np.mean([s['total_flops'] for s in seeds]) / 1e9:.0f} |")
+        lines.append(
+            f"| {label} | {len(seeds)} | " + " | ".join(cells) + f" | {np.mean(finals):.3f} ± {np.std(finals):.3f} | "
+            f"{np.mean(moves):+.3f} | {np.mean([s['total_flops'] for s in seeds]) / 1e9:.0f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -124,16 +140,26 @@ def main() -> None:
     p.add_argument("--only", nargs="+", choices=list(RUNS), help="run only these")
     p.add_argument("--results", type=Path, default=RESULTS, help="where the per-run summaries are kept")
     p.add_argument("--out", type=Path, default=Path("docs"), help="where the table and the plot go")
-    p.add_argument("--table-only", action="store_true",
-                   help="run nothing: the table and plot of the summaries already kept for these configs")
-    p.add_argument("--smoke-test", action="store_true",
-                   help="two runs of 2 rounds on 20 devices, one seed; summaries under --out/results")
+    p.add_argument(
+        "--table-only",
+        action="store_true",
+        help="run nothing: the table and plot of the summaries already kept for these configs",
+    )
+    p.add_argument(
+        "--smoke-test",
+        action="store_true",
+        help="two runs of 2 rounds on 20 devices, one seed; summaries under --out/results",
+    )
     args = p.parse_args()
     names = list(SMOKE_RUNS if args.smoke_test else (args.only or RUNS))
     datasets = args.data[:1] if args.smoke_test else args.data
     seeds = 1 if args.smoke_test else args.seeds
-    common = ["logging.progress=false", "logging.wandb.mode=disabled", "logging.checkpoint_every=0",
-              *(SMOKE if args.smoke_test else [])]
+    common = [
+        "logging.progress=false",
+        "logging.wandb.mode=disabled",
+        "logging.checkpoint_every=0",
+        *(SMOKE if args.smoke_test else []),
+    ]
     scratch = Path(tempfile.mkdtemp(prefix="distreal-paper-"))  # the runs' own folders, removed at the end
     results_root = args.out / "results" if args.smoke_test else args.results
     out = args.out
@@ -148,13 +174,27 @@ def main() -> None:
                 searched = uniform.is_file() or not any("UNIFORM" in s for s in RUNS[name])
                 load_config(base, overrides(name, uniform, common), check_strategy=searched)
             if any("UNIFORM" in s for n in names for s in RUNS[n]) and not uniform.is_file() and not args.table_only:
-                run("dse", base, "--out", str(uniform), "--force",
-                    *(a for s in [*common, "strategy.uniform_only=true"] for a in ("--set", s)))
+                run(
+                    "dse",
+                    base,
+                    "--out",
+                    str(uniform),
+                    "--force",
+                    *(a for s in [*common, "strategy.uniform_only=true"] for a in ("--set", s)),
+                )
             done: dict[str, list[dict]] = {name: [] for name in names}
             for seed in range(seeds):  # seed by seed: a benchmark stopped early leaves whole seeds behind
                 for name in names:
-                    kept = one_run(data, base, name, seed, overrides(name, uniform, common), folder, scratch,
-                                   run_missing=not args.table_only)
+                    kept = one_run(
+                        data,
+                        base,
+                        name,
+                        seed,
+                        overrides(name, uniform, common),
+                        folder,
+                        scratch,
+                        run_missing=not args.table_only,
+                    )
                     done[name] += [kept] if kept else []
             per_data[data] = {name: seeds_of for name, seeds_of in done.items() if seeds_of}
     finally:

@@ -52,17 +52,31 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=60)
     p.add_argument("--target", type=float, default=0.85)
     p.add_argument("--out", type=Path, default=Path("runs/compare-" + time.strftime("%Y%m%d-%H%M%S")))
-    p.add_argument("--set", action="append", default=[], dest="sets", metavar="SECTION.KEY=VALUE",
-                   help="applied to every run, e.g. devices.round_ends=deadline")
-    p.add_argument("--smoke-test", action="store_true",
-                   help="check every run's config, train two of them 2 rounds on 12 devices")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        dest="sets",
+        metavar="SECTION.KEY=VALUE",
+        help="applied to every run, e.g. devices.round_ends=deadline",
+    )
+    p.add_argument(
+        "--smoke-test", action="store_true", help="check every run's config, train two of them 2 rounds on 12 devices"
+    )
     args = p.parse_args()
     rounds = 2 if args.smoke_test else args.rounds
     runs = {}
     for name, sets in RUNS.items():
-        sets = [f"name={name}", f"training.rounds={rounds}", f"logging.out_dir={args.out / name}",
-                "logging.progress=false", "logging.wandb.mode=disabled",
-                *(SMOKE if args.smoke_test else []), *args.sets, *sets]
+        sets = [
+            f"name={name}",
+            f"training.rounds={rounds}",
+            f"logging.out_dir={args.out / name}",
+            "logging.progress=false",
+            "logging.wandb.mode=disabled",
+            *(SMOKE if args.smoke_test else []),
+            *args.sets,
+            *sets,
+        ]
         load_config(BASE, sets)  # a bad override fails here, before anything runs
         if name in SMOKE_RUNS or not args.smoke_test:
             runs[name] = sets

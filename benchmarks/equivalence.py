@@ -28,12 +28,26 @@ BASE: dict[str, Any] = {
     "data": {"name": "digits"},
     "partition": {"policy": "dirichlet", "alpha": 0.5, "min_samples": 10},
     "model": {"name": "cnn"},
-    "devices": {"count": 12, "per_round": 6, "flops_per_second": 2.3e8,
-                "tiers": [{"name": "strong", "speed": 1.0, "share": 0.5, "bandwidth": 2.0e7},
-                          {"name": "weak", "speed": 0.37, "share": 0.5, "bandwidth": 7.0e6}],
-                "resources": {"name": "markov", "period": 1.3, "p_off": 0.1, "p_on": 0.3, "p_slow": 0.3,
-                              "p_fast": 0.4, "slow": 0.45},
-                "deadline": 7.7, "stragglers": "partial"},
+    "devices": {
+        "count": 12,
+        "per_round": 6,
+        "flops_per_second": 2.3e8,
+        "tiers": [
+            {"name": "strong", "speed": 1.0, "share": 0.5, "bandwidth": 2.0e7},
+            {"name": "weak", "speed": 0.37, "share": 0.5, "bandwidth": 7.0e6},
+        ],
+        "resources": {
+            "name": "markov",
+            "period": 1.3,
+            "p_off": 0.1,
+            "p_on": 0.3,
+            "p_slow": 0.3,
+            "p_fast": 0.4,
+            "slow": 0.45,
+        },
+        "deadline": 7.7,
+        "stragglers": "partial",
+    },
     "training": {"rounds": 3, "batch_size": 16, "lr": 0.05, "momentum": 0.9},
     "strategy": {"name": "fedavg"},
     "logging": {"progress": False, "wandb": {"mode": "disabled"}},
@@ -51,8 +65,16 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "fd": {"strategy": {"name": "fd"}},
     "small": {"strategy": {"name": "small"}},
     "distreal": {"strategy": {"name": "distreal", "front": str(ROOT / "configs/fronts/digits_cnn.json")}},
-    "taskwise": {"strategy": {"name": "taskwise", "mode": "grouped", "groups": 4, "trunk": 1, "tasks": "sampled",
-                              "tasks_per_device": 2}},
+    "taskwise": {
+        "strategy": {
+            "name": "taskwise",
+            "mode": "grouped",
+            "groups": 4,
+            "trunk": 1,
+            "tasks": "sampled",
+            "tasks_per_device": 2,
+        }
+    },
     "central": {"strategy": {"name": "central"}, "devices": {"deadline": None, "stragglers": "wait"}},
     "async": {"aggregation": {"mode": "async", "buffer": 2, "concurrency": 4}},
 }
@@ -70,10 +92,10 @@ def variant_hash(name: str, out_dir: Path) -> str:
     """The sha256 of a variant's final weights and its rounds' metrics and records."""
     import torch
 
-    from edgeweave.platform.run.client import Client
     from edgeweave.platform.config.schema import build_config
     from edgeweave.platform.data import load_dataset
     from edgeweave.platform.partition import partition_data
+    from edgeweave.platform.run.client import Client
     from edgeweave.platform.run.servers import build_server
 
     raw = merged(BASE, VARIANTS[name])
@@ -86,8 +108,9 @@ def variant_hash(name: str, out_dir: Path) -> str:
     digest = hashlib.sha256()
     for r in range(cfg.training.rounds):
         units = server.plan_units(r)
-        metrics, records = server.fold([[client.run(u.round, u.weights, u.jobs, server.shared, server.stored(u.jobs))]
-                                        for u in units])
+        metrics, records = server.fold(
+            [[client.run(u.version, u.weights, u.jobs, server.shared, server.stored(u.jobs))] for u in units]
+        )
         digest.update(json.dumps([metrics, records], sort_keys=True, default=repr).encode())
     digest.update(server.weights.tobytes())
     return digest.hexdigest()

@@ -20,18 +20,22 @@ import time
 from pathlib import Path
 
 from edgeweave.platform.bench.rounds import workload
-from edgeweave.platform.run.client import Client
 from edgeweave.platform.config.schema import ExperimentConfig, load_config
 from edgeweave.platform.data import load_dataset
 from edgeweave.platform.partition import partition_data
+from edgeweave.platform.run.client import Client
 from edgeweave.platform.run.servers import build_server
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = {  # name: (config, overrides)
-    "markov 0.3 s, sync, partial": ("quickstart.yaml", ["devices.resources={name: markov, period: 0.3}",
-                                                         "devices.deadline=3.3", "devices.stragglers=partial"]),
-    "markov 0.3 s, async": ("quickstart.yaml", ["devices.resources={name: markov, period: 0.3}",
-                                                "aggregation={mode: async, buffer: 5, concurrency: 10}"]),
+    "markov 0.3 s, sync, partial": (
+        "quickstart.yaml",
+        ["devices.resources={name: markov, period: 0.3}", "devices.deadline=3.3", "devices.stragglers=partial"],
+    ),
+    "markov 0.3 s, async": (
+        "quickstart.yaml",
+        ["devices.resources={name: markov, period: 0.3}", "aggregation={mode: async, buffer: 5, concurrency: 10}"],
+    ),
     "trace, sync, drop": ("devices_trace.yaml", []),
     "trace, async": ("devices_trace.yaml", ["aggregation={mode: async, buffer: 5, concurrency: 10}"]),
 }
@@ -41,8 +45,10 @@ BENCH = "edgeweave bench workload, constant"
 
 
 def shipped(config: str, overrides: list[str], rounds: int) -> ExperimentConfig:
-    return load_config(ROOT / "configs" / config, [*overrides, f"training.rounds={rounds}", "logging.progress=false",
-                                                   "logging.wandb.mode=disabled"])
+    return load_config(
+        ROOT / "configs" / config,
+        [*overrides, f"training.rounds={rounds}", "logging.progress=false", "logging.wandb.mode=disabled"],
+    )
 
 
 def measure(cfg: ExperimentConfig, rounds: int) -> dict[str, float]:
@@ -57,17 +63,21 @@ def measure(cfg: ExperimentConfig, rounds: int) -> dict[str, float]:
         t0 = time.perf_counter()
         step(*args, **kwargs)
         spent[0] += time.perf_counter() - t0
+
     server.checks.step = timed
     rounds_ms, checks_ms = [], []
     for r in range(rounds):
         spent[0] = 0.0
         t0 = time.perf_counter()
         units = server.plan_units(r)
-        server.fold([[client.run(u.round, u.weights, u.jobs, server.shared)] for u in units])
+        server.fold([[client.run(u.version, u.weights, u.jobs, server.shared)] for u in units])
         rounds_ms.append(1e3 * (time.perf_counter() - t0))
         checks_ms.append(1e3 * spent[0])
-    return {"round_ms": statistics.median(rounds_ms), "checks_ms": statistics.median(checks_ms),
-            "checks_share": sum(checks_ms) / sum(rounds_ms)}
+    return {
+        "round_ms": statistics.median(rounds_ms),
+        "checks_ms": statistics.median(checks_ms),
+        "checks_share": sum(checks_ms) / sum(rounds_ms),
+    }
 
 
 def main() -> None:

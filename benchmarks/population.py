@@ -19,28 +19,41 @@ import statistics
 import time
 from pathlib import Path
 
-
-from edgeweave.platform.train.aggregate import Partial
 from edgeweave.platform.config.schema import build_config
 from edgeweave.platform.data import load_dataset
 from edgeweave.platform.partition import partition_data
 from edgeweave.platform.run.server import Server
+from edgeweave.platform.train.aggregate import Partial
 
 SAMPLES_PER_DEVICE = 5
 
 
 def config(population: int, rounds: int):
-    return build_config({
-        "name": f"population-{population}",
-        "data": {"name": "synthetic", "num_classes": 10, "train_samples": SAMPLES_PER_DEVICE * population,
-                 "test_samples": 500, "image_size": 8, "channels": 1},
-        "partition": {"policy": "iid"},
-        "model": {"name": "cnn"},
-        "devices": {"count": population, "per_round": 10, "flops_per_second": 1e8,
-                    "resources": {"name": "markov", "period": 5}, "deadline": 2.0, "stragglers": "partial"},
-        "training": {"rounds": rounds, "batch_size": 5, "eval_every": 1000},
-        "logging": {"progress": False, "wandb": {"mode": "disabled"}},
-    })
+    return build_config(
+        {
+            "name": f"population-{population}",
+            "data": {
+                "name": "synthetic",
+                "num_classes": 10,
+                "train_samples": SAMPLES_PER_DEVICE * population,
+                "test_samples": 500,
+                "image_size": 8,
+                "channels": 1,
+            },
+            "partition": {"policy": "iid"},
+            "model": {"name": "cnn"},
+            "devices": {
+                "count": population,
+                "per_round": 10,
+                "flops_per_second": 1e8,
+                "resources": {"name": "markov", "period": 5},
+                "deadline": 2.0,
+                "stragglers": "partial",
+            },
+            "training": {"rounds": rounds, "batch_size": 5, "eval_every": 1000},
+            "logging": {"progress": False, "wandb": {"mode": "disabled"}},
+        }
+    )
 
 
 def server_overhead(cfg, data, part, rounds: int) -> float:
@@ -95,12 +108,14 @@ def main() -> None:
             data = load_dataset(cfg.data, cfg.seed)
             part = partition_data(cfg.partition, data.y_train, n, cfg.seed, data.owners)
             server = Server(cfg, data, part)
-            rows.append({
-                "population": n,
-                "server_ms": 1000 * server_overhead(cfg, data, part, args.rounds),
-                "round_ms": 1000 * ray_round(cfg, data, part, args.rounds),
-                "bytes_per_device": state_bytes_per_device(server, part),
-            })
+            rows.append(
+                {
+                    "population": n,
+                    "server_ms": 1000 * server_overhead(cfg, data, part, args.rounds),
+                    "round_ms": 1000 * ray_round(cfg, data, part, args.rounds),
+                    "bytes_per_device": state_bytes_per_device(server, part),
+                }
+            )
             print(json.dumps(rows[-1]), flush=True)
     finally:
         ray.shutdown()
@@ -108,8 +123,10 @@ def main() -> None:
     print("\n| devices | driver work per round | whole round (2 workers) | vs smallest | driver state per device |")
     print("|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['population']:,} | {r['server_ms']:.2f} ms | {r['round_ms']:.1f} ms | "
-              f"{r['round_ms'] / base['round_ms']:.2f}x | {r['bytes_per_device']:.0f} B |")
+        print(
+            f"| {r['population']:,} | {r['server_ms']:.2f} ms | {r['round_ms']:.1f} ms | "
+            f"{r['round_ms'] / base['round_ms']:.2f}x | {r['bytes_per_device']:.0f} B |"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(rows, indent=2))
 

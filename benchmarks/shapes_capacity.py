@@ -15,6 +15,7 @@ import json
 import math
 import time
 from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -39,8 +40,7 @@ def make_model(name: str, width: float, data: ArrayData, seed: int) -> nn.Module
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     model.eval()
     with torch.no_grad():
-        hits = sum(int((model(x[i : i + 1000]).argmax(1) == y[i : i + 1000]).sum())
-                   for i in range(0, len(x), 1000))
+        hits = sum(int((model(x[i : i + 1000]).argmax(1) == y[i : i + 1000]).sum()) for i in range(0, len(x), 1000))
     return hits / len(x)
 
 
@@ -92,19 +92,32 @@ def main() -> None:
             t0 = time.perf_counter()
             model = make_model(name, width, data, args.seed)
             train(model, data, args.epochs, args.batch_size, lr, args.seed)
-            row = {"classes": classes, "model": name, "width": width, "lr": lr,
-                   "parameters": sum(q.numel() for q in model.parameters()),
-                   "accuracy": accuracy(model, x_test, y_test), "seconds": time.perf_counter() - t0}
+            row = {
+                "classes": classes,
+                "model": name,
+                "width": width,
+                "lr": lr,
+                "parameters": sum(q.numel() for q in model.parameters()),
+                "accuracy": accuracy(model, x_test, y_test),
+                "seconds": time.perf_counter() - t0,
+            }
             rows.append(row)
-            print(f"| {classes} | {name} | {width:g} | {row['parameters']:,} | {row['accuracy']:.1%} | "
-                  f"{row['seconds']:.0f} |", flush=True)
-    print(f"\n{args.train} training and {args.test} test images, {args.epochs} epochs, batch {args.batch_size}, "
-          f"seed {args.seed}, {args.threads} threads; chance is 1 / classes. Time: training and testing one model.")
+            print(
+                f"| {classes} | {name} | {width:g} | {row['parameters']:,} | {row['accuracy']:.1%} | "
+                f"{row['seconds']:.0f} |",
+                flush=True,
+            )
+    print(
+        f"\n{args.train} training and {args.test} test images, {args.epochs} epochs, batch {args.batch_size}, "
+        f"seed {args.seed}, {args.threads} threads; chance is 1 / classes. Time: training and testing one model."
+    )
     for classes in args.classes:
         acc = {(r["model"], r["width"]): r["accuracy"] for r in rows if r["classes"] == classes}
-        print(f"{classes} classes: CNN - linear = {100 * (acc['cnn', 1.0] - acc['linear', 1.0]):+.1f} points "
-              f"(target >= 20), VGG-11 w0.5 - w0.125 = {100 * (acc['vgg11', 0.5] - acc['vgg11', 0.125]):+.1f} "
-              f"points (target >= 10); data generated in {generated[classes]:.1f} s")
+        print(
+            f"{classes} classes: CNN - linear = {100 * (acc['cnn', 1.0] - acc['linear', 1.0]):+.1f} points "
+            f"(target >= 20), VGG-11 w0.5 - w0.125 = {100 * (acc['vgg11', 0.5] - acc['vgg11', 0.125]):+.1f} "
+            f"points (target >= 10); data generated in {generated[classes]:.1f} s"
+        )
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"args": {**vars(args), "out": str(args.out)}, "rows": rows}, indent=1))

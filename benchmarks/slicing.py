@@ -19,15 +19,15 @@ from pathlib import Path
 
 import torch
 
-from edgeweave.platform.train.aggregate import Partial
 from edgeweave.platform.config.schema import build_config
 from edgeweave.platform.data import load_dataset
+from edgeweave.platform.models import build_model
 from edgeweave.platform.models.flat import FlatLayout
 from edgeweave.platform.models.flops import measure_flops_per_sample
-from edgeweave.platform.models import build_model
+from edgeweave.platform.train.aggregate import Partial
 from edgeweave.platform.train.plans import nested, uniform_plan
-from edgeweave.platform.train.submodel import Slicer
 from edgeweave.platform.train.sgd import SGDSettings
+from edgeweave.platform.train.submodel import Slicer
 from edgeweave.platform.train.training import train_local
 
 
@@ -36,7 +36,9 @@ def half_flops_rate(slicer: Slicer, shape, classes: int, full: int) -> float:
     lo, hi = 0.3, 1.0
     for _ in range(12):
         mid = (lo + hi) / 2
-        f = measure_flops_per_sample(slicer.build(uniform_plan(slicer, lambda i, w: nested(w, mid))), shape, classes)
+        f = measure_flops_per_sample(
+            slicer.build(uniform_plan(slicer, lambda i, w, mid=mid: nested(w, mid))), shape, classes
+        )
         lo, hi = (mid, hi) if f < full / 2 else (lo, mid)
     return round((lo + hi) / 2, 3)
 
@@ -53,8 +55,12 @@ def main() -> None:
     if args.smoke_test:
         args.steps, args.repeats = 1, 1
     torch.set_num_threads(args.threads)
-    cfg = build_config({"data": {"name": "synthetic", "train_samples": 32 * args.steps, "test_samples": 10},
-                        "model": {"name": args.model, "width": 0.25 if args.smoke_test else 1.0}})
+    cfg = build_config(
+        {
+            "data": {"name": "synthetic", "train_samples": 32 * args.steps, "test_samples": 10},
+            "model": {"name": args.model, "width": 0.25 if args.smoke_test else 1.0},
+        }
+    )
     data = load_dataset(cfg.data, 0)
     shape = data.input_shape
     model = build_model(cfg.model, shape, data.num_classes, 0)
@@ -66,7 +72,7 @@ def main() -> None:
     s = SGDSettings(lr=0.01, momentum=0.9, batch_size=32, steps=args.steps)
     rows = []
     for r in rates:
-        plan = uniform_plan(slicer, lambda i, w: nested(w, r))
+        plan = uniform_plan(slicer, lambda i, w, r=r: nested(w, r))
         sub = slicer.build(plan)
         sub_layout = FlatLayout(sub)
         flops = measure_flops_per_sample(sub, shape, data.num_classes)
@@ -87,8 +93,15 @@ def main() -> None:
     for r, f, t in rows:
         print(f"| {r:g} | {f / 1e6:.1f} M | {f / full:.3f} | {t:.3f} s | {t / base:.3f} |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps([{"rate": r, "flops_per_sample": f, "flops_ratio": f / full, "seconds": t,
-                                     "time_ratio": t / base} for r, f, t in rows], indent=2))
+    args.out.write_text(
+        json.dumps(
+            [
+                {"rate": r, "flops_per_sample": f, "flops_ratio": f / full, "seconds": t, "time_ratio": t / base}
+                for r, f, t in rows
+            ],
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -45,8 +45,15 @@ def main() -> None:
     p.add_argument("--smoke-test", action="store_true", help="4 rounds, a kill every 2")
     args = p.parse_args()
     rounds, every = (4, 2) if args.smoke_test else (args.rounds, args.kill_every)
-    cfg = load_config("configs/quickstart.yaml", [f"training.rounds={rounds}", "training.eval_every=10",
-                                                  "logging.progress=false", "logging.wandb.mode=disabled"])
+    cfg = load_config(
+        "configs/quickstart.yaml",
+        [
+            f"training.rounds={rounds}",
+            "training.eval_every=10",
+            "logging.progress=false",
+            "logging.wandb.mode=disabled",
+        ],
+    )
     data = load_dataset(cfg.data, cfg.seed)
     part = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed, data.owners)
     ray.init(address="local", include_dashboard=False, logging_level="WARNING")
@@ -62,10 +69,16 @@ def main() -> None:
 
     same_metrics = strip(calm["metrics"]) == strip(hurt["metrics"])
     same_weights = bool(np.array_equal(calm["weights"], hurt["weights"]))
-    result = {"rounds": rounds, "kills": hurt["metrics"][-1]["workers_lost"],
-              "rounds_logged": len(hurt["metrics"]), "identical_metrics": same_metrics,
-              "identical_weights": same_weights, "final_accuracy": hurt["metrics"][-1]["test_accuracy"],
-              "wall_undisturbed_s": round(calm["wall"], 1), "wall_with_kills_s": round(hurt["wall"], 1)}
+    result = {
+        "rounds": rounds,
+        "kills": hurt["metrics"][-1]["workers_lost"],
+        "rounds_logged": len(hurt["metrics"]),
+        "identical_metrics": same_metrics,
+        "identical_weights": same_weights,
+        "final_accuracy": hurt["metrics"][-1]["test_accuracy"],
+        "wall_undisturbed_s": round(calm["wall"], 1),
+        "wall_with_kills_s": round(hurt["wall"], 1),
+    }
     print(json.dumps(result, indent=1))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))

@@ -67,9 +67,20 @@ def child(root: Path) -> None:
     seconds = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
     digest = "".join(hashlib.sha256(memoryview(x)).hexdigest()[:16] for x in (d.x_train, d.x_test))  # no copy
-    print(json.dumps({"seconds": seconds, "peak_rss_bytes": peak, "rss_before_load_bytes": before,
-                      "clips_read": reads[0], "x_train": list(d.x_train.shape), "x_test": list(d.x_test.shape),
-                      "features_bytes": d.x_train.nbytes + d.x_test.nbytes, "digest": digest}))
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "peak_rss_bytes": peak,
+                "rss_before_load_bytes": before,
+                "clips_read": reads[0],
+                "x_train": list(d.x_train.shape),
+                "x_test": list(d.x_test.shape),
+                "features_bytes": d.x_train.nbytes + d.x_test.nbytes,
+                "digest": digest,
+            }
+        )
+    )
 
 
 def load_once(root: Path) -> dict:
@@ -92,32 +103,56 @@ def measure(root: Path, train: int, generate_tree: bool, target_gb: float) -> di
     first = load_once(root)
     second = load_once(root)
     cache = sum(p.stat().st_size for p in (root / CACHE_DIR).glob("*.npz"))
-    loads = [{"load": "first: clips read, features computed and cached", **first},
-             {"load": "second: from the cache", **second}]
+    loads = [
+        {"load": "first: clips read, features computed and cached", **first},
+        {"load": "second: from the cache", **second},
+    ]
     peak = max(x["peak_rss_bytes"] for x in loads)
-    return {"root": str(root), "generated": generate_tree, "clips": counts if generate_tree else None,
-            "clips_loaded": first["x_train"][0] + first["x_test"][0], "generate_seconds": round(generated_s, 1),
-            "loads": loads, "cache_bytes": cache, "target_gb": target_gb, "peak_rss_gb": round(peak / 2**30, 3),
-            "target_met": peak < target_gb * 2**30, "cache_used": second["clips_read"] == 0,
-            "same_features": first["digest"] == second["digest"]}
+    return {
+        "root": str(root),
+        "generated": generate_tree,
+        "clips": counts if generate_tree else None,
+        "clips_loaded": first["x_train"][0] + first["x_test"][0],
+        "generate_seconds": round(generated_s, 1),
+        "loads": loads,
+        "cache_bytes": cache,
+        "target_gb": target_gb,
+        "peak_rss_gb": round(peak / 2**30, 3),
+        "target_met": peak < target_gb * 2**30,
+        "cache_used": second["clips_read"] == 0,
+        "same_features": first["digest"] == second["digest"],
+    }
 
 
 def table(r: dict) -> str:
     gb = lambda b: f"{b / 2**30:.2f} GB"  # noqa: E731
-    head = (f"Speech Commands v2 layout, {r['clips_loaded']} clips loaded ({r['loads'][0]['x_train'][0]} train, "
-            f"{r['loads'][0]['x_test'][0]} test; features {gb(r['loads'][0]['features_bytes'])}, "
-            f"cache {gb(r['cache_bytes'])}); target: peak RSS under {r['target_gb']:g} GB\n\n")
-    rows = "\n".join(f"| {x['load']} | {x['clips_read']} | {x['seconds']:.1f} s | {gb(x['rss_before_load_bytes'])} | "
-                     f"{gb(x['peak_rss_bytes'])} |" for x in r["loads"])
-    return (head + "| load | clips read | time | RSS before the load | peak RSS |\n|---|---:|---:|---:|---:|\n"
-            + rows + "\n")
+    head = (
+        f"Speech Commands v2 layout, {r['clips_loaded']} clips loaded ({r['loads'][0]['x_train'][0]} train, "
+        f"{r['loads'][0]['x_test'][0]} test; features {gb(r['loads'][0]['features_bytes'])}, "
+        f"cache {gb(r['cache_bytes'])}); target: peak RSS under {r['target_gb']:g} GB\n\n"
+    )
+    rows = "\n".join(
+        f"| {x['load']} | {x['clips_read']} | {x['seconds']:.1f} s | {gb(x['rss_before_load_bytes'])} | "
+        f"{gb(x['peak_rss_bytes'])} |"
+        for x in r["loads"]
+    )
+    return (
+        head
+        + "| load | clips read | time | RSS before the load | peak RSS |\n|---|---:|---:|---:|---:|\n"
+        + rows
+        + "\n"
+    )
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--train-clips", type=int, default=TRAIN, help="training clips to generate (lists in proportion)")
-    p.add_argument("--root", type=Path, help="tree to generate or reuse (default data/speech-commands-synthetic-N); "
-                                             "a real copy of the data set is measured as it is")
+    p.add_argument(
+        "--root",
+        type=Path,
+        help="tree to generate or reuse (default data/speech-commands-synthetic-N); "
+        "a real copy of the data set is measured as it is",
+    )
     p.add_argument("--target-gb", type=float, default=4.0)
     p.add_argument("--out", type=Path, default=Path("runs/bench-speech-loader.json"))
     p.add_argument("--smoke-test", action="store_true", help="300 training clips in a temporary folder")

@@ -28,17 +28,25 @@ from edgeweave.platform.config.schema import load_config
 from edgeweave.platform.report.report import read_run, summarise
 
 CASES = {  # data set -> (config, central's overrides, [(label, task-wise overrides)])
-    "digits": ("configs/taskwise_digits.yaml", ["training.rounds=15", "training.batch_size=32"], [
-        ("iid, 1 task", ["strategy.tasks_per_device=1"]),
-        ("iid, 2 tasks", []),
-        ("iid, 3 tasks", ["strategy.tasks_per_device=3"]),
-        ("dirichlet 0.5, 2 tasks", ["partition={policy: dirichlet, alpha: 0.5, min_samples: 10}"]),
-    ]),
-    "synthetic": ("configs/taskwise_synthetic.yaml", ["training.rounds=10"], [
-        ("iid, 1 task", ["strategy.tasks_per_device=1"]),
-        ("iid, 2 tasks", []),
-        ("iid, 3 tasks", ["strategy.tasks_per_device=3"]),
-    ]),
+    "digits": (
+        "configs/taskwise_digits.yaml",
+        ["training.rounds=15", "training.batch_size=32"],
+        [
+            ("iid, 1 task", ["strategy.tasks_per_device=1"]),
+            ("iid, 2 tasks", []),
+            ("iid, 3 tasks", ["strategy.tasks_per_device=3"]),
+            ("dirichlet 0.5, 2 tasks", ["partition={policy: dirichlet, alpha: 0.5, min_samples: 10}"]),
+        ],
+    ),
+    "synthetic": (
+        "configs/taskwise_synthetic.yaml",
+        ["training.rounds=10"],
+        [
+            ("iid, 1 task", ["strategy.tasks_per_device=1"]),
+            ("iid, 2 tasks", []),
+            ("iid, 3 tasks", ["strategy.tasks_per_device=3"]),
+        ],
+    ),
 }
 
 
@@ -67,8 +75,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--only", choices=sorted(CASES), help="one data set")
     p.add_argument("--out", type=Path, default=Path("runs/taskwise-" + time.strftime("%Y%m%d-%H%M%S")))
-    p.add_argument("--smoke-test", action="store_true",
-                   help="check every run's config, train central and one task-wise case of one data set 2 rounds")
+    p.add_argument(
+        "--smoke-test",
+        action="store_true",
+        help="check every run's config, train central and one task-wise case of one data set 2 rounds",
+    )
     args = p.parse_args()
     short = SMOKE if args.smoke_test else []
     plan = []  # (data set, label, config, overrides); label None: the central reference
@@ -90,21 +101,37 @@ def main() -> None:
                 ref[name] = summarise(read_run(run(config, where, sets)), 1.0)
                 continue
             s = summarise(read_run(run(config, where, sets)), 1.0, ref[name]["final_accuracy"])
-            rows.append({"data": name, "case": label, "rounds": s["rounds"], "accuracy": s["final_accuracy"],
-                         "central": ref[name]["final_accuracy"], "gap": s["vs_reference"],
-                         "min_saving": s["min_saving"], "mean_saving": s["mean_saving"]})
+            rows.append(
+                {
+                    "data": name,
+                    "case": label,
+                    "rounds": s["rounds"],
+                    "accuracy": s["final_accuracy"],
+                    "central": ref[name]["final_accuracy"],
+                    "gap": s["vs_reference"],
+                    "min_saving": s["min_saving"],
+                    "mean_saving": s["mean_saving"],
+                }
+            )
     finally:
         ray.shutdown()
-    lines = ["| data | task-wise run | rounds | accuracy | central | gap | device saving (min / mean) |",
-             "|---|---|---:|---:|---:|---:|---:|"]
-    lines += [f"| {r['data']} | {r['case']} | {r['rounds']} | {r['accuracy']:.4f} | {r['central']:.4f} | "
-              f"{100 * r['gap']:+.1f} pt | {r['min_saving']:.2f}x / {r['mean_saving']:.2f}x |" for r in rows]
+    lines = [
+        "| data | task-wise run | rounds | accuracy | central | gap | device saving (min / mean) |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {r['data']} | {r['case']} | {r['rounds']} | {r['accuracy']:.4f} | {r['central']:.4f} | "
+        f"{100 * r['gap']:+.1f} pt | {r['min_saving']:.2f}x / {r['mean_saving']:.2f}x |"
+        for r in rows
+    ]
     for name in dict.fromkeys(r["data"] for r in rows):
         within = [r for r in rows if r["data"] == name and r["gap"] >= -0.01]
         best = max(within, key=lambda r: r["min_saving"], default=None)
         lines.append("")
-        lines.append(f"{name}: largest saving at most 1 point below central: " + (
-            f"{best['min_saving']:.2f}x ({best['case']}, {100 * best['gap']:+.1f} pt)" if best else "none"))
+        lines.append(
+            f"{name}: largest saving at most 1 point below central: "
+            + (f"{best['min_saving']:.2f}x ({best['case']}, {100 * best['gap']:+.1f} pt)" if best else "none")
+        )
     table = "\n".join(lines)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "table.md").write_text(table + "\n")

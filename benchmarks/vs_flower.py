@@ -39,8 +39,10 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parents[1]
 FLOWER_APP = ROOT / "benchmarks" / "flower_app" / "fedavg_app.py"
-INSTALL = ("python3 -m venv .venv-flower && .venv-flower/bin/pip install 'flwr[simulation]' torch pydantic pyyaml "
-           "&& .venv-flower/bin/pip install --no-deps -e .")
+INSTALL = (
+    "python3 -m venv .venv-flower && .venv-flower/bin/pip install 'flwr[simulation]' torch pydantic pyyaml "
+    "&& .venv-flower/bin/pip install --no-deps -e ."
+)
 WORKERS = 2
 TARGET_SPEEDUP = 1.8
 ACCURACY_TOLERANCE = 0.01  # 20 of the 2,000 test images
@@ -53,8 +55,10 @@ class CommandFailed(Exception):
 
 def flower_ready(python: Path) -> bool:
     """Whether `python` exists and imports both Flower and edgeweave.platform."""
-    return python.is_file() and subprocess.run([str(python), "-c", "import flwr, edgeweave.platform"],
-                                               capture_output=True).returncode == 0
+    return (
+        python.is_file()
+        and subprocess.run([str(python), "-c", "import flwr, edgeweave.platform"], capture_output=True).returncode == 0
+    )
 
 
 def smoke_workload() -> ExperimentConfig:
@@ -138,8 +142,10 @@ def weight_difference(safetensors_path: Path, npz_path: Path) -> float:
 
 def table(rows: Sequence[dict[str, Any]]) -> str:
     """The Markdown table: each system's wall, final accuracy, and edgeweave's speed-up over Flower."""
-    lines = ["| system | wall of the whole command (s) | final test accuracy | edgeweave's speed-up |",
-             "|---|---:|---:|---:|"]
+    lines = [
+        "| system | wall of the whole command (s) | final test accuracy | edgeweave's speed-up |",
+        "|---|---:|---:|---:|",
+    ]
     for r in rows:
         speedup = "-" if r["speedup"] is None else f"{r['speedup']:.2f}x"
         lines.append(f"| {r['system']} | {r['wall_s']:.1f} | {r['accuracy']:.4f} | {speedup} |")
@@ -149,27 +155,38 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
 def verdict(speedup: float, accuracy_diff: float) -> list[str]:
     """The target, met or missed: edgeweave at least TARGET_SPEEDUP times faster, the same accuracy within noise."""
     fast, same = speedup >= TARGET_SPEEDUP, accuracy_diff <= ACCURACY_TOLERANCE
-    return [f"speed-up {speedup:.2f}x: {'met' if fast else 'missed'} (at least {TARGET_SPEEDUP}x)",
-            f"final accuracy difference {accuracy_diff:.4f}: {'met' if same else 'missed'} "
-            f"(at most {ACCURACY_TOLERANCE})",
-            f"target (edgeweave at least {TARGET_SPEEDUP}x faster, same final accuracy within noise): "
-            f"{'met' if fast and same else 'missed'}"]
+    return [
+        f"speed-up {speedup:.2f}x: {'met' if fast else 'missed'} (at least {TARGET_SPEEDUP}x)",
+        f"final accuracy difference {accuracy_diff:.4f}: {'met' if same else 'missed'} (at most {ACCURACY_TOLERANCE})",
+        f"target (edgeweave at least {TARGET_SPEEDUP}x faster, same final accuracy within noise): "
+        f"{'met' if fast and same else 'missed'}",
+    ]
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=30, help="rounds of the workload (default 30; the smoke test runs 3)")
-    p.add_argument("--out", help="directory for vs_flower.json, vs_flower.md and the logs "
-                                 "(default runs/vs-flower-<time>)")
-    p.add_argument("--smoke-test", action="store_true",
-                   help="a tiny workload (100 devices, 3 rounds, evaluated each) to check both sides end to end")
-    p.add_argument("--flower-python", default=str(ROOT / ".venv-flower" / "bin" / "python"),
-                   help="the Python of Flower's virtualenv (default .venv-flower/bin/python)")
+    p.add_argument(
+        "--out", help="directory for vs_flower.json, vs_flower.md and the logs (default runs/vs-flower-<time>)"
+    )
+    p.add_argument(
+        "--smoke-test",
+        action="store_true",
+        help="a tiny workload (100 devices, 3 rounds, evaluated each) to check both sides end to end",
+    )
+    p.add_argument(
+        "--flower-python",
+        default=str(ROOT / ".venv-flower" / "bin" / "python"),
+        help="the Python of Flower's virtualenv (default .venv-flower/bin/python)",
+    )
     args = p.parse_args(argv)
     flower_python = Path(args.flower_python).absolute()  # not resolved: a venv's python is a symlink
     if not flower_ready(flower_python):
-        print(f"Flower's virtualenv is missing or incomplete ({flower_python} must import flwr and "
-              f"edgeweave.platform). Install it from the repository root:\n\n    {INSTALL}\n", file=sys.stderr)
+        print(
+            f"Flower's virtualenv is missing or incomplete ({flower_python} must import flwr and "
+            f"edgeweave.platform). Install it from the repository root:\n\n    {INSTALL}\n",
+            file=sys.stderr,
+        )
         return 2
 
     from edgeweave.platform.bench.rounds import workload
@@ -182,36 +199,85 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     config.write_text(dump_config(cfg))
     sequence.write_text(json.dumps(devices_per_round(cfg)))
     try:
-        ew_wall = timed("edgeweave", [*edgeweave_command(), "run", str(config), "--set",
-                                      f"ray.num_workers={WORKERS}", "--set", f"logging.out_dir={out / 'edgeweave'}"],
-                        out / "edgeweave.log")
+        ew_wall = timed(
+            "edgeweave",
+            [
+                *edgeweave_command(),
+                "run",
+                str(config),
+                "--set",
+                f"ray.num_workers={WORKERS}",
+                "--set",
+                f"logging.out_dir={out / 'edgeweave'}",
+            ],
+            out / "edgeweave.log",
+        )
         ew_accuracy, ew_weights = edgeweave_result(out / "edgeweave", out / "edgeweave.log")
-        fl_wall = timed("Flower", [str(flower_python), str(FLOWER_APP), str(config), str(sequence),
-                                   str(out / "flower"), "--workers", str(WORKERS)], out / "flower.log")
+        fl_wall = timed(
+            "Flower",
+            [
+                str(flower_python),
+                str(FLOWER_APP),
+                str(config),
+                str(sequence),
+                str(out / "flower"),
+                "--workers",
+                str(WORKERS),
+            ],
+            out / "flower.log",
+        )
         flower = flower_result(out / "flower", out / "flower.log")
     except CommandFailed as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     speedup, accuracy_diff = fl_wall / ew_wall, abs(ew_accuracy - flower["accuracy"])
     versions = {"edgeweave": version("edgeweave"), "ray": version("ray"), "torch": version("torch")}
-    rows = [{"system": f"edgeweave {versions['edgeweave']} (Ray {versions['ray']})", "wall_s": ew_wall,
-             "accuracy": ew_accuracy, "speedup": speedup, "log": "edgeweave.log"},
-            {"system": f"Flower {flower['versions']['flwr']} (Ray {flower['versions']['ray']})", "wall_s": fl_wall,
-             "accuracy": flower["accuracy"], "speedup": None, "log": "flower.log"}]
+    rows = [
+        {
+            "system": f"edgeweave {versions['edgeweave']} (Ray {versions['ray']})",
+            "wall_s": ew_wall,
+            "accuracy": ew_accuracy,
+            "speedup": speedup,
+            "log": "edgeweave.log",
+        },
+        {
+            "system": f"Flower {flower['versions']['flwr']} (Ray {flower['versions']['ray']})",
+            "wall_s": fl_wall,
+            "accuracy": flower["accuracy"],
+            "speedup": None,
+            "log": "flower.log",
+        },
+    ]
     lines = verdict(speedup, accuracy_diff)
     weights = weight_difference(ew_weights, out / "flower" / "weights.npz")
-    workload_line = (f"{cfg.devices.count:,} devices, {cfg.devices.per_round} per round, {cfg.training.rounds} "
-                     f"rounds, {WORKERS} workers{' (smoke test)' if args.smoke_test else ''}; "
-                     f"largest final weight difference {weights:.2e}")
+    workload_line = (
+        f"{cfg.devices.count:,} devices, {cfg.devices.per_round} per round, {cfg.training.rounds} "
+        f"rounds, {WORKERS} workers{' (smoke test)' if args.smoke_test else ''}; "
+        f"largest final weight difference {weights:.2e}"
+    )
     md = "\n".join([table(rows), "", workload_line, "", *lines])
     (out / "vs_flower.md").write_text(md + "\n")
-    (out / "vs_flower.json").write_text(json.dumps({
-        "smoke_test": args.smoke_test, "workload": cfg.to_dict(), "workers": WORKERS, "rows": rows,
-        "speedup": speedup, "accuracy_diff": accuracy_diff, "max_weight_diff": weights,
-        "flower_accuracies": flower["accuracies"], "versions": {"edgeweave_side": versions,
-                                                                "flower_side": flower["versions"]},
-        "target": {"speedup": TARGET_SPEEDUP, "accuracy_tolerance": ACCURACY_TOLERANCE,
-                   "met": speedup >= TARGET_SPEEDUP and accuracy_diff <= ACCURACY_TOLERANCE}}, indent=1))
+    (out / "vs_flower.json").write_text(
+        json.dumps(
+            {
+                "smoke_test": args.smoke_test,
+                "workload": cfg.to_dict(),
+                "workers": WORKERS,
+                "rows": rows,
+                "speedup": speedup,
+                "accuracy_diff": accuracy_diff,
+                "max_weight_diff": weights,
+                "flower_accuracies": flower["accuracies"],
+                "versions": {"edgeweave_side": versions, "flower_side": flower["versions"]},
+                "target": {
+                    "speedup": TARGET_SPEEDUP,
+                    "accuracy_tolerance": ACCURACY_TOLERANCE,
+                    "met": speedup >= TARGET_SPEEDUP and accuracy_diff <= ACCURACY_TOLERANCE,
+                },
+            },
+            indent=1,
+        )
+    )
     print("\n" + md)
     print(f"\nvs_flower -> {out / 'vs_flower.md'}, {out / 'vs_flower.json'}")
     return 0

@@ -10,7 +10,7 @@ plugin is validated without torch.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgeweave.platform.core.errors import UserError
 from edgeweave.platform.core.registries import DATASETS, MODELS, PARTITIONERS, RESOURCES, SERVER_RULES, STRATEGIES
@@ -26,13 +26,49 @@ from edgeweave.platform.partition.base import Partition
 from edgeweave.platform.train.aggregate import Partial
 from edgeweave.platform.train.plans import Plan
 
-_WITH_TORCH = {"ConvNet": "edgeweave.platform.models.layers", "conv_stack": "edgeweave.platform.models.layers",
-               "mlp_head": "edgeweave.platform.models.layers", "Slicer": "edgeweave.platform.train.submodel"}
+if TYPE_CHECKING:
+    from edgeweave.platform.models.layers import ConvNet, conv_stack, mlp_head
+    from edgeweave.platform.train.submodel import Slicer
 
-__all__ = ["DATASETS", "MODELS", "PARTITIONERS", "RESOURCES", "SERVER_RULES", "STRATEGIES", "ArrayData",
-           "ConvNet", "DeviceContext", "DeviceHalf", "Facts", "Job", "Method", "ModelParams", "Params", "Partial",
-           "Partition", "Plan", "ResourceModel", "RoundPlan", "Rules", "ServerContext", "ServerHalf", "ServerRule",
-           "Slicer", "UserError", "conv_stack", "hashing", "mlp_head", "scaled"]
+_WITH_TORCH = {
+    "ConvNet": "edgeweave.platform.models.layers",
+    "conv_stack": "edgeweave.platform.models.layers",
+    "mlp_head": "edgeweave.platform.models.layers",
+    "Slicer": "edgeweave.platform.train.submodel",
+}
+
+__all__ = [
+    "DATASETS",
+    "MODELS",
+    "PARTITIONERS",
+    "RESOURCES",
+    "SERVER_RULES",
+    "STRATEGIES",
+    "ArrayData",
+    "ConvNet",
+    "DeviceContext",
+    "DeviceHalf",
+    "Facts",
+    "Job",
+    "Method",
+    "ModelParams",
+    "Params",
+    "Partial",
+    "Partition",
+    "Plan",
+    "ResourceModel",
+    "RoundPlan",
+    "Rules",
+    "ServerContext",
+    "ServerHalf",
+    "ServerRule",
+    "Slicer",
+    "UserError",
+    "conv_stack",
+    "hashing",
+    "mlp_head",
+    "scaled",
+]
 
 
 def __getattr__(name: str) -> Any:

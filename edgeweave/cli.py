@@ -12,10 +12,10 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from edgeweave.actors.session import Prestarted
-    from edgeweave.platform.run.checkpoint import RunState
     from edgeweave.platform.config.schema import ExperimentConfig
     from edgeweave.platform.data import ArrayData
     from edgeweave.platform.partition import Partition
+    from edgeweave.platform.run.checkpoint import RunState
     from edgeweave.platform.run.phases import Phases
 
 
@@ -69,8 +69,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     """
     from pathlib import Path
 
-    from edgeweave.platform.run.phases import Phases
-
     phases: Phases = args.phases
     with phases.phase("config and plugins"):
         from edgeweave.platform.config.schema import load_config
@@ -83,7 +81,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             if not (run_dir / "config.yaml").is_file():
                 raise UserError(f"--resume = {args.resume!r}: no config.yaml there; expected a run directory")
             if args.set:
-                raise UserError(f"--set = {args.set[0]!r}: a resumed run keeps its config; start a new run to change it")
+                raise UserError(
+                    f"--set = {args.set[0]!r}: a resumed run keeps its config; start a new run to change it"
+                )
             if args.plugin:
                 raise UserError(f"--plugin = {args.plugin[0]!r}: a resumed run keeps its config's plugins")
             from edgeweave.platform.run.checkpoint import load_checkpoint, run_fingerprint
@@ -103,12 +103,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 
             if resume is None:
                 run_dir = create_run_dir(cfg)
-                print(f"edgeweave run {cfg.name}: {method_text(cfg)} on {cfg.data.name}, "
-                      f"{cfg.devices.count} devices, {rounds_text(cfg)} -> {run_dir}", flush=True)
+                print(
+                    f"edgeweave run {cfg.name}: {method_text(cfg)} on {cfg.data.name}, "
+                    f"{cfg.devices.count} devices, {rounds_text(cfg)} -> {run_dir}",
+                    flush=True,
+                )
             else:
                 unit = "step" if cfg.aggregation.mode == "async" else "round"
-                print(f"edgeweave run {cfg.name}: resuming at {unit} {resume.next_round} of {cfg.training.rounds} "
-                      f"-> {run_dir}", flush=True)
+                print(
+                    f"edgeweave run {cfg.name}: resuming at {unit} {resume.next_round} of {cfg.training.rounds} "
+                    f"-> {run_dir}",
+                    flush=True,
+                )
     except BaseException:
         prestarted.close()
         raise
@@ -170,19 +176,26 @@ def _start(cfg: "ExperimentConfig", phases: "Phases", loading: InThread) -> "Pre
         raise
 
 
-def _train(cfg: "ExperimentConfig", data_ref: Any, shape: tuple, partition: "Partition", prestarted: "Prestarted",
-           run_dir: "Path", resume: Optional["RunState"], phases: "Phases") -> None:
+def _train(
+    cfg: "ExperimentConfig",
+    data_ref: Any,
+    shape: tuple,
+    partition: "Partition",
+    prestarted: "Prestarted",
+    run_dir: "Path",
+    resume: Optional["RunState"],
+    phases: "Phases",
+) -> None:
     """The simulation on the data in the object store (taking over the prestarted processes), its rounds, the
     final weights (`shape`: the data's input shape and classes); Ray stops while the figures are drawn. W&B's
     start (a service process) overlaps the workers' start."""
     from edgeweave.actors.session import Simulation
-    from edgeweave.platform.run.experiment import run_rounds
     from edgeweave.platform.models import build_model
+    from edgeweave.platform.run.experiment import run_rounds
     from edgeweave.platform.run.rundir import save_weights
     from edgeweave.platform.run.sinks import default_sinks
 
-    opening = InThread(lambda: default_sinks(cfg, run_dir, start=resume.next_round if resume else 0), phases,
-                       "sinks")
+    opening = InThread(lambda: default_sinks(cfg, run_dir, start=resume.next_round if resume else 0), phases, "sinks")
     try:
         sim = Simulation(cfg, None, partition, data_ref=data_ref, prestarted=prestarted, phases=phases)
     except BaseException as e:
@@ -218,8 +231,8 @@ def cmd_dse(args: argparse.Namespace) -> int:
 
     from edgeweave.platform.config.schema import load_config
     from edgeweave.platform.data import load_dataset
-    from edgeweave.platform.search.dse import Explorer, evaluations, explore, store
     from edgeweave.platform.run.plots import plot_front
+    from edgeweave.platform.search.dse import Explorer, evaluations, explore, store
 
     cfg = load_config(args.config, args.set, check_strategy=False, plugins=args.plugin)
     if cfg.strategy.name != "distreal":
@@ -227,8 +240,10 @@ def cmd_dse(args: argparse.Namespace) -> int:
     out = Path(args.out or cfg.strategy.front)
     if out.exists() and not args.force:
         field = "--out" if args.out else "strategy.front"
-        raise UserError(f"{field} = {str(out)!r}: a front is already there; name another file with --out, "
-                        "or give --force to replace it")
+        raise UserError(
+            f"{field} = {str(out)!r}: a front is already there; name another file with --out, "
+            "or give --force to replace it"
+        )
     data = load_dataset(cfg.data, cfg.seed)
     explorer = Explorer(cfg, data)
     p = cfg.strategy.params
@@ -244,9 +259,11 @@ def cmd_dse(args: argparse.Namespace) -> int:
     spread = [np.std(e["seed_scores"]) for e in evaluated if len(e["seed_scores"]) > 1]
     if spread:
         none = next(e["seed_scores"] for e in evaluated if not any(e["vector"]))
-        print(f"score of no dropout over {len(none)} seeds: {np.mean(none):.4f} ± {np.std(none):.4f} "
-              f"(min {min(none):.4f}, max {max(none):.4f}); median spread (std) over the {len(spread)} vectors: "
-              f"{np.median(spread):.4f}")
+        print(
+            f"score of no dropout over {len(none)} seeds: {np.mean(none):.4f} ± {np.std(none):.4f} "
+            f"(min {min(none):.4f}, max {max(none):.4f}); median spread (std) over the {len(spread)} vectors: "
+            f"{np.median(spread):.4f}"
+        )
     return 0
 
 
@@ -288,8 +305,10 @@ def cmd_report(args: argparse.Namespace) -> int:
             md += f"\n| {r['dir'].name} | " + " | ".join(f"{scores[float(w)][0]:.4f}" for w in args.widths) + " |"
         other = sorted({r["strategy"].split(",")[0] for r in runs} - {"heterofl", "fjord", "small"})
         if other:
-            md += (f"\n\n{', '.join(other)}: the left-most slices of these models were never trained as models "
-                   "of their own (only heterofl, fjord and small train nested widths)")
+            md += (
+                f"\n\n{', '.join(other)}: the left-most slices of these models were never trained as models "
+                "of their own (only heterofl, fjord and small train nested widths)"
+            )
     out.with_suffix(".md").write_text(md + "\n")
     out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
     print(md)
@@ -312,8 +331,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             raise UserError(f"--plugin = {args.plugin[0]!r}: a resumed sweep keeps its base's plugins")
         return 0 if resume_sweep(Path(args.resume)) else 1
     sweep, base = load_sweep(args.sweep, args.plugin)
-    print(f"edgeweave sweep {sweep.name}: {grid_size(sweep)} trials over {', '.join(sweep.space)} "
-          f"({sweep.scheduler.name}, {sweep.metric} {sweep.mode})", flush=True)
+    print(
+        f"edgeweave sweep {sweep.name}: {grid_size(sweep)} trials over {', '.join(sweep.space)} "
+        f"({sweep.scheduler.name}, {sweep.metric} {sweep.mode})",
+        flush=True,
+    )
     return 0 if run_sweep(sweep, base) else 1
 
 
@@ -334,9 +356,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from edgeweave.platform.bench.rounds import device_sequence, run_floor, summary, table, targets, workload
+    from edgeweave.platform.bench.whole import WORKLOADS as WHOLE_WORKLOADS
     from edgeweave.platform.data import load_dataset
     from edgeweave.platform.partition import partition_data
-    from edgeweave.platform.bench.whole import WORKLOADS as WHOLE_WORKLOADS
 
     workers = _int_list(args.workers, "--workers")
     populations = _int_list(args.populations, "--populations")
@@ -344,8 +366,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise UserError(f"--repeat = {args.repeat}: must be at least 1")
     if args.rounds < 2:
         raise UserError(f"--rounds = {args.rounds}: must be at least 2 (a first round and a steady one)")
-    for flag, value in (("--samples", args.samples), ("--test-samples", args.test_samples),
-                        ("--per-round", args.per_round)):
+    for flag, value in (
+        ("--samples", args.samples),
+        ("--test-samples", args.test_samples),
+        ("--per-round", args.per_round),
+    ):
         if value < 1:
             raise UserError(f"{flag} = {value}: must be at least 1")
     names = [w.strip() for w in args.workloads.split(",") if w.strip()]
@@ -362,8 +387,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from edgeweave.platform.bench.whole import targets as whole_targets
 
         workers = min(max(workers), cpu_count())
-        print(f"whole commands, process start to exit: {', '.join(names)}; floor and platform alternating, "
-              f"{args.repeat} repeat(s), {workers} worker(s)", flush=True)
+        print(
+            f"whole commands, process start to exit: {', '.join(names)}; floor and platform alternating, "
+            f"{args.repeat} repeat(s), {workers} worker(s)",
+            flush=True,
+        )
         rows = run_whole(names, args.repeat, out.resolve(), workers, progress=lambda line: print(line, flush=True))
         md = whole_table(rows) + "\n\n" + "\n".join(f"- {line}" for line in whole_targets(rows))
         (out / "whole.md").write_text(md + "\n")
@@ -373,8 +401,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.batching:
         from edgeweave.platform.bench.rounds import batching_table, run_batching
 
-        print(f"devices trained one by one and as training.batched=auto decides: {args.rounds} rounds of "
-              f"{args.per_round} devices, one worker, one thread", flush=True)
+        print(
+            f"devices trained one by one and as training.batched=auto decides: {args.rounds} rounds of "
+            f"{args.per_round} devices, one worker, one thread",
+            flush=True,
+        )
         batching = run_batching(args.rounds, args.per_round)
         (out / "batching.json").write_text(json.dumps(batching, indent=1))
         md = batching_table(batching)
@@ -392,11 +423,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
         data = load_dataset(cfg.data, cfg.seed)
         partition = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed, data.owners)
         if with_floor:
-            print(f"[{i}/{len(plan)}] floor: {w} plain PyTorch process(es), {population:,} devices, "
-                  f"{args.rounds} rounds", flush=True)
+            print(
+                f"[{i}/{len(plan)}] floor: {w} plain PyTorch process(es), {population:,} devices, {args.rounds} rounds",
+                flush=True,
+            )
             sequence = device_sequence(cfg, data, partition)
-            rows.append(summary("floor", w, population, cfg, run_floor(cfg, data, partition, sequence, w),
-                                len(data.y_train)))
+            rows.append(
+                summary("floor", w, population, cfg, run_floor(cfg, data, partition, sequence, w), len(data.y_train))
+            )
         print(f"[{i}/{len(plan)}] platform: {w} worker(s), {population:,} devices, {args.rounds} rounds", flush=True)
         rows.append(summary("platform", w, population, cfg, run_platform(cfg, data, partition, w), len(data.y_train)))
         (out / "bench.json").write_text(json.dumps(rows, indent=1))  # kept as it grows
@@ -414,61 +448,109 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run one experiment from a YAML config")
     run.add_argument("config", nargs="?", help="experiment YAML, e.g. configs/quickstart.yaml")
     run.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
-    run.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                     help="override one config value (repeatable)")
+    run.add_argument(
+        "--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override one config value (repeatable)"
+    )
     run.set_defaults(func=cmd_run)
-    run.add_argument("--plugin", action="append", default=[], metavar="PATH",
-                     help="a .py file (relative to the working directory) or importable module of your own parts, "
-                          "imported before the config is read (repeatable)")
+    run.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="a .py file (relative to the working directory) or importable module of your own parts, "
+        "imported before the config is read (repeatable)",
+    )
     dse = sub.add_parser("dse", help="find DISTREAL's Pareto front of dropout vectors for a config")
     dse.add_argument("config", help="a distreal experiment YAML, e.g. configs/distreal_digits.yaml")
     dse.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     dse.add_argument("--out", help="where to write the front (default: the config's strategy.front)")
     dse.add_argument("--force", action="store_true", help="replace a front that is already there")
     dse.set_defaults(func=cmd_dse)
-    dse.add_argument("--plugin", action="append", default=[], metavar="PATH",
-                     help="a .py file (relative to the working directory) or importable module of your own parts, "
-                          "imported before the config is read (repeatable)")
+    dse.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="a .py file (relative to the working directory) or importable module of your own parts, "
+        "imported before the config is read (repeatable)",
+    )
     sweep = sub.add_parser("sweep", help="sweep policies with Ray Tune: a table, the best config, plots")
     sweep.add_argument("sweep", nargs="?", help="sweep YAML, e.g. configs/sweeps/partition_x_strategy.yaml")
     sweep.add_argument("--resume", metavar="SWEEP_DIR", help="continue an interrupted sweep")
     sweep.set_defaults(func=cmd_sweep)
-    sweep.add_argument("--plugin", action="append", default=[], metavar="PATH",
-                     help="a .py file (relative to the working directory) or importable module of your own parts, "
-                          "imported before the config is read (repeatable)")
+    sweep.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="a .py file (relative to the working directory) or importable module of your own parts, "
+        "imported before the config is read (repeatable)",
+    )
     bench = sub.add_parser("bench", help="time the platform against plain PyTorch processes on the same work")
     bench.add_argument("--workers", default="2", help="worker counts to compare, e.g. 1,2 (default 2)")
-    bench.add_argument("--populations", default="1000",
-                       help="device counts, e.g. 1000,10000,100000; the first is compared with the floor, the rest "
-                            "run the platform only (default 1000)")
-    bench.add_argument("--samples", type=int, default=50_000,
-                       help="distinct training samples (default 50000, CIFAR-10's); each device holds 50 of its own "
-                            "while the population fits, a larger one draws from them")
+    bench.add_argument(
+        "--populations",
+        default="1000",
+        help="device counts, e.g. 1000,10000,100000; the first is compared with the floor, the rest "
+        "run the platform only (default 1000)",
+    )
+    bench.add_argument(
+        "--samples",
+        type=int,
+        default=50_000,
+        help="distinct training samples (default 50000, CIFAR-10's); each device holds 50 of its own "
+        "while the population fits, a larger one draws from them",
+    )
     bench.add_argument("--test-samples", type=int, default=2_000, help="evaluation images (default 2000)")
     bench.add_argument("--rounds", type=int, default=30)
     bench.add_argument("--eval-every", type=int, default=10)
-    bench.add_argument("--repeat", type=int, default=1,
-                       help="run floor and platform this many times, alternating; targets on the medians")
-    bench.add_argument("--batching", action="store_true",
-                       help="instead: one worker's device-updates/s with devices trained one by one and batched "
-                            "(training.batched), for a small and a CIFAR-sized model")
-    bench.add_argument("--whole", action="store_true",
-                       help="instead: the whole command (process start to exit) of `edgeweave run` and of the floor on "
-                            "--workloads, alternating --repeat times; phases side by side, peak memory")
-    bench.add_argument("--workloads", default="cifar-plugin,quickstart",
-                       help="with --whole: cifar-plugin (CIFAR-10's size, a plugin data set) and/or quickstart")
-    bench.add_argument("--per-round", type=int, default=16,
-                       help="with --batching: devices of each round, all trained by the one worker (default 16)")
+    bench.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run floor and platform this many times, alternating; targets on the medians",
+    )
+    bench.add_argument(
+        "--batching",
+        action="store_true",
+        help="instead: one worker's device-updates/s with devices trained one by one and batched "
+        "(training.batched), for a small and a CIFAR-sized model",
+    )
+    bench.add_argument(
+        "--whole",
+        action="store_true",
+        help="instead: the whole command (process start to exit) of `edgeweave run` and of the floor on "
+        "--workloads, alternating --repeat times; phases side by side, peak memory",
+    )
+    bench.add_argument(
+        "--workloads",
+        default="cifar-plugin,quickstart",
+        help="with --whole: cifar-plugin (CIFAR-10's size, a plugin data set) and/or quickstart",
+    )
+    bench.add_argument(
+        "--per-round",
+        type=int,
+        default=16,
+        help="with --batching: devices of each round, all trained by the one worker (default 16)",
+    )
     bench.add_argument("--out", help="directory for bench.json and bench.md (default runs/bench-<time>)")
     bench.set_defaults(func=cmd_bench)
     report = sub.add_parser("report", help="compare finished runs: accuracy against virtual time, a table")
     report.add_argument("runs", nargs="+", metavar="RUN_DIR")
     report.add_argument("--target", type=float, default=0.85, help="accuracy for the time-to-target column")
-    report.add_argument("--reference", metavar="RUN_DIR",
-                        help="a run to judge the others' accuracy against, e.g. the same config under central")
+    report.add_argument(
+        "--reference",
+        metavar="RUN_DIR",
+        help="a run to judge the others' accuracy against, e.g. the same config under central",
+    )
     report.add_argument("--out", default="runs/report.png", help="plot path; .md and .json written beside it")
-    report.add_argument("--widths", type=float, nargs="+", metavar="RATE",
-                        help="also score each run's final model at these nested widths (statistics recomputed there)")
+    report.add_argument(
+        "--widths",
+        type=float,
+        nargs="+",
+        metavar="RATE",
+        help="also score each run's final model at these nested widths (statistics recomputed there)",
+    )
     report.set_defaults(func=cmd_report)
     return parser
 

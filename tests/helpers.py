@@ -62,8 +62,9 @@ def all_cpus_free(timeout: float = 30.0) -> None:
     import ray
 
     deadline = time.monotonic() + timeout
-    while ray.available_resources().get("CPU", 0) < ray.cluster_resources().get("CPU", 0) and \
-            time.monotonic() < deadline:
+    while (
+        ray.available_resources().get("CPU", 0) < ray.cluster_resources().get("CPU", 0) and time.monotonic() < deadline
+    ):
         time.sleep(0.1)
 
 
@@ -73,9 +74,9 @@ def run_without_ray(cfg):
     on them."""
     import torch
 
-    from edgeweave.platform.run.client import Client
     from edgeweave.platform.data import load_dataset
     from edgeweave.platform.partition import partition_data
+    from edgeweave.platform.run.client import Client
     from edgeweave.platform.run.servers import build_server
 
     threads = torch.get_num_threads()
@@ -86,8 +87,9 @@ def run_without_ray(cfg):
         server, client = build_server(cfg, data, part), Client(cfg, data, part)
         for r in range(cfg.training.rounds):
             units = server.plan_units(r)
-            server.fold([[client.run(u.round, u.weights, u.jobs, server.shared, server.stored(u.jobs))]
-                         for u in units])
+            server.fold(
+                [[client.run(u.version, u.weights, u.jobs, server.shared, server.stored(u.jobs))] for u in units]
+            )
         return server
     finally:
         torch.set_num_threads(threads)

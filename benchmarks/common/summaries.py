@@ -14,9 +14,9 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 
 from edgeweave.cli import main as edgeweave
-from edgeweave.platform.run.checkpoint import run_fingerprint
 from edgeweave.platform.config.schema import load_config
 from edgeweave.platform.report.report import read_run
+from edgeweave.platform.run.checkpoint import run_fingerprint
 
 
 def run(*argv: str) -> None:
@@ -31,22 +31,42 @@ def summary(name: str, group: str, seed: int, config_hash: str, run_dir: Path, w
     done = read_run(run_dir)
     metrics = done["metrics"]
     evaluated = [m for m in metrics if m.get("test_accuracy") is not None]
-    curve = [{k: m.get(k) for k in ("round", "virtual_time", "test_accuracy", "test_loss", "cumulative_flops")}
-             for m in evaluated]
+    curve = [
+        {k: m.get(k) for k in ("round", "virtual_time", "test_accuracy", "test_loss", "cumulative_flops")}
+        for m in evaluated
+    ]
     accs = [m["test_accuracy"] for m in evaluated]
     quarter = max(1, len(accs) // 4)
     savings = [d["saving"] for d in done["devices"] if d.get("saving")]
-    return {"run": name, "data": group, "seed": seed, "config_hash": config_hash, "rounds": len(metrics),
-            "curve": curve, "final_accuracy": float(np.mean(accs[-3:])),
-            "last_quarter_change": float(np.mean(accs[-3:]) - np.mean(accs[-quarter - 3:-quarter] or accs[:1])),
-            "virtual_time": metrics[-1]["virtual_time"], "total_flops": metrics[-1]["cumulative_flops"],
-            "min_saving": min(savings, default=None), "mean_saving": float(np.mean(savings)) if savings else None,
-            "wall_seconds": round(wall, 1)}
+    return {
+        "run": name,
+        "data": group,
+        "seed": seed,
+        "config_hash": config_hash,
+        "rounds": len(metrics),
+        "curve": curve,
+        "final_accuracy": float(np.mean(accs[-3:])),
+        "last_quarter_change": float(np.mean(accs[-3:]) - np.mean(accs[-quarter - 3 : -quarter] or accs[:1])),
+        "virtual_time": metrics[-1]["virtual_time"],
+        "total_flops": metrics[-1]["cumulative_flops"],
+        "min_saving": min(savings, default=None),
+        "mean_saving": float(np.mean(savings)) if savings else None,
+        "wall_seconds": round(wall, 1),
+    }
 
 
-def one_run(group: str, base: str, name: str, seed: int, sets: Sequence[str], folder: Path, scratch: Path,
-            run_missing: bool = True, extra: Optional[Callable[[Path], dict[str, Any]]] = None,
-            extra_tag: str = "") -> Optional[dict[str, Any]]:
+def one_run(
+    group: str,
+    base: str,
+    name: str,
+    seed: int,
+    sets: Sequence[str],
+    folder: Path,
+    scratch: Path,
+    run_missing: bool = True,
+    extra: Optional[Callable[[Path], dict[str, Any]]] = None,
+    extra_tag: str = "",
+) -> Optional[dict[str, Any]]:
     """The run's summary: read when `folder` holds one for the same config and the same `extra_tag`, else run and
     written (None when there is none and `run_missing` is false). `extra` adds figures read from the finished
     run's directory; `extra_tag` names what it adds, so a summary without them is not taken for one with."""

@@ -39,10 +39,10 @@ from flwr.serverapp.strategy import FedAvg
 from flwr.simulation import run_simulation
 
 from edgeweave.platform.config.schema import ExperimentConfig, load_config
+from edgeweave.platform.core.seeding import torch_generator
 from edgeweave.platform.data import ArrayData, load_dataset
 from edgeweave.platform.models import build_model
 from edgeweave.platform.partition import partition_data
-from edgeweave.platform.core.seeding import torch_generator
 from edgeweave.platform.train.sgd import sgd_settings
 from edgeweave.platform.train.training import batch_order
 
@@ -55,14 +55,15 @@ class DeviceTrainer:
     def __init__(self, config: str, data: str, classes: int) -> None:
         torch.set_num_threads(1)  # one thread per client, as each edgeweave worker has
         self.cfg = load_config(config)
-        self.x, self.y, self.indices, self.offsets = (np.load(Path(data) / f"{name}.npy", mmap_mode="r")
-                                                      for name in TRAINING_FILES)
+        self.x, self.y, self.indices, self.offsets = (
+            np.load(Path(data) / f"{name}.npy", mmap_mode="r") for name in TRAINING_FILES
+        )
         self.model = build_model(self.cfg.model, tuple(self.x.shape[1:]), classes, self.cfg.seed)
         self.settings = sgd_settings(self.cfg)
 
     def train(self, weights: dict[str, torch.Tensor], round_: int, device: int) -> tuple[dict[str, torch.Tensor], int]:
         """Local SGD on the device's shard from `weights`; returns the new weights and the samples trained."""
-        ids = np.asarray(self.indices[self.offsets[device]:self.offsets[device + 1]])
+        ids = np.asarray(self.indices[self.offsets[device] : self.offsets[device + 1]])
         x, y = torch.from_numpy(np.asarray(self.x[ids])), torch.from_numpy(np.asarray(self.y[ids]))
         self.model.load_state_dict(weights)
         self.model.train()
@@ -89,10 +90,12 @@ def train(msg: Message, context: Context) -> Message:
     """Train the device the message names on its shard, from the message's weights."""
     config = msg.content["config"]
     local = trainer(str(config["config"]), str(config["data"]), int(config["classes"]))
-    weights, samples = local.train(msg.content["arrays"].to_torch_state_dict(), int(config["server-round"]) - 1,
-                                   int(config["device"]))
-    return Message(RecordDict({"arrays": ArrayRecord(weights), "metrics": MetricRecord({"num-examples": samples})}),
-                   reply_to=msg)
+    weights, samples = local.train(
+        msg.content["arrays"].to_torch_state_dict(), int(config["server-round"]) - 1, int(config["device"])
+    )
+    return Message(
+        RecordDict({"arrays": ArrayRecord(weights), "metrics": MetricRecord({"num-examples": samples})}), reply_to=msg
+    )
 
 
 class SequencedFedAvg(FedAvg):
@@ -102,18 +105,28 @@ class SequencedFedAvg(FedAvg):
         super().__init__(fraction_evaluate=0.0)  # no federated evaluation: the server evaluates centrally
         self.sequence, self.nodes = sequence, nodes
 
-    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
-                        grid: Grid) -> Iterable[Message]:
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
         while len(nodes := sorted(grid.get_node_ids())) < self.nodes:  # SuperNodes register as the run starts
             time.sleep(0.05)
-        return [Message(RecordDict({self.arrayrecord_key: arrays,
-                                    self.configrecord_key: ConfigRecord({**config, "server-round": server_round,
-                                                                         "device": device})}),
-                        dst_node_id=node, message_type=MessageType.TRAIN)
-                for node, device in zip(nodes, self.sequence[server_round - 1])]
+        return [
+            Message(
+                RecordDict(
+                    {
+                        self.arrayrecord_key: arrays,
+                        self.configrecord_key: ConfigRecord({**config, "server-round": server_round, "device": device}),
+                    }
+                ),
+                dst_node_id=node,
+                message_type=MessageType.TRAIN,
+            )
+            for node, device in zip(nodes, self.sequence[server_round - 1])
+        ]
 
-    def aggregate_train(self, server_round: int,
-                        replies: Iterable[Message]) -> tuple[ArrayRecord | None, MetricRecord | None]:
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         replies = list(replies)
         failed = [m.error.reason for m in replies if m.has_error()]
         if failed or len(replies) != len(self.sequence[server_round - 1]):
@@ -127,14 +140,15 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_siz
     correct, loss = 0, 0.0
     with torch.no_grad():
         for i in range(0, len(y), batch_size):
-            out = model(x[i:i + batch_size])
-            loss += float(F.cross_entropy(out, y[i:i + batch_size], reduction="sum"))
-            correct += int((out.argmax(1) == y[i:i + batch_size]).sum())
+            out = model(x[i : i + batch_size])
+            loss += float(F.cross_entropy(out, y[i : i + batch_size], reduction="sum"))
+            correct += int((out.argmax(1) == y[i : i + batch_size]).sum())
     return correct / len(y), loss / len(y)
 
 
-def server_app(cfg: ExperimentConfig, config: Path, sequence: list[list[int]], data_dir: Path, data: ArrayData,
-               out: Path) -> ServerApp:
+def server_app(
+    cfg: ExperimentConfig, config: Path, sequence: list[list[int]], data_dir: Path, data: ArrayData, out: Path
+) -> ServerApp:
     """The ServerApp: FedAvg over the given devices, evaluated centrally; writes the result files into `out`."""
     app = ServerApp()
     rounds, every = len(sequence), cfg.training.eval_every
@@ -154,13 +168,24 @@ def server_app(cfg: ExperimentConfig, config: Path, sequence: list[list[int]], d
             return MetricRecord({"accuracy": accuracy, "loss": loss})
 
         strategy = SequencedFedAvg(sequence, max(len(r) for r in sequence))
-        result = strategy.start(grid, ArrayRecord(model.state_dict()), num_rounds=rounds, evaluate_fn=central,
-                                train_config=ConfigRecord({"config": str(config), "data": str(data_dir),
-                                                           "classes": data.num_classes}))
+        result = strategy.start(
+            grid,
+            ArrayRecord(model.state_dict()),
+            num_rounds=rounds,
+            evaluate_fn=central,
+            train_config=ConfigRecord({"config": str(config), "data": str(data_dir), "classes": data.num_classes}),
+        )
         np.savez(out / "weights.npz", **{k: a.numpy() for k, a in result.arrays.items()})
-        (out / "result.json").write_text(json.dumps({
-            "accuracy": accuracies[rounds], "accuracies": accuracies,
-            "versions": {"flwr": flwr.__version__, "ray": ray.__version__, "torch": torch.__version__}}, indent=1))
+        (out / "result.json").write_text(
+            json.dumps(
+                {
+                    "accuracy": accuracies[rounds],
+                    "accuracies": accuracies,
+                    "versions": {"flwr": flwr.__version__, "ray": ray.__version__, "torch": torch.__version__},
+                },
+                indent=1,
+            )
+        )
 
     return app
 
@@ -188,8 +213,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             backend_config={
                 "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
                 # a fresh local Ray of `workers` CPUs, so `workers` clients run at once; no dashboard
-                "init_args": {"address": "local", "num_cpus": args.workers, "include_dashboard": False,
-                              "dashboard_host": "127.0.0.1"},
+                "init_args": {
+                    "address": "local",
+                    "num_cpus": args.workers,
+                    "include_dashboard": False,
+                    "dashboard_host": "127.0.0.1",
+                },
             },
         )
     return 0

@@ -30,8 +30,8 @@ class CifarShaped:
         scale = g.uniform(0.5, 1.5, size=(n, 1, 1, 1)).astype(np.float32)
         x = np.empty((n, *patterns.shape[1:]), np.float32)
         for i in range(0, n, 4096):
-            np.multiply(patterns[y[i:i + 4096]], scale[i:i + 4096], out=x[i:i + 4096])
-            x[i:i + 4096] += self.params.noise * g.standard_normal(x[i:i + 4096].shape, dtype=np.float32)
+            np.multiply(patterns[y[i : i + 4096]], scale[i : i + 4096], out=x[i : i + 4096])
+            x[i : i + 4096] += self.params.noise * g.standard_normal(x[i : i + 4096].shape, dtype=np.float32)
         return x, y.astype(np.int64)
 
     def load(self, seed: int) -> ArrayData:

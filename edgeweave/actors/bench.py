@@ -23,8 +23,10 @@ def run_platform(cfg: ExperimentConfig, data: ArrayData, partition: Partition, w
         raise RuntimeError("edgeweave bench starts its own Ray; run it outside an existing session")
     t0 = time.perf_counter()
     with Simulation(cfg, data, partition, num_workers=workers) as sim:
-        pids = [ray.get(sim.driver.pid.remote(), timeout=CALL_TIMEOUT),  # every actor up
-                *ray.get(sim.driver.pids.remote(), timeout=CALL_TIMEOUT)]
+        pids = [
+            ray.get(sim.driver.pid.remote(), timeout=CALL_TIMEOUT),  # every actor up
+            *ray.get(sim.driver.pids.remote(), timeout=CALL_TIMEOUT),
+        ]
         startup = time.perf_counter() - t0
         rounds, rss, accuracy = [], [], None
         for r in range(cfg.training.rounds):
@@ -34,6 +36,13 @@ def run_platform(cfg: ExperimentConfig, data: ArrayData, partition: Partition, w
             accuracy = metrics["test_accuracy"] if metrics["test_accuracy"] is not None else accuracy
             rss.append(rss_bytes([os.getpid(), *pids]))
         wall = time.perf_counter() - t0
-        timed = ray.get(sim.driver.timings.remote(), timeout=CALL_TIMEOUT)[-len(rounds):]
-    return {"wall": wall, "startup": startup, "rounds": rounds, "evaluations": [t["evaluate"] for t in timed],
-            "accuracy": accuracy, "rss": rss, "peak_rss": max(rss)}
+        timed = ray.get(sim.driver.timings.remote(), timeout=CALL_TIMEOUT)[-len(rounds) :]
+    return {
+        "wall": wall,
+        "startup": startup,
+        "rounds": rounds,
+        "evaluations": [t["evaluate"] for t in timed],
+        "accuracy": accuracy,
+        "rss": rss,
+        "peak_rss": max(rss),
+    }

@@ -65,8 +65,9 @@ def local_node_address(port: str) -> Optional[str]:
 def start_local() -> None:
     """Start a one-machine Ray whose processes all listen and talk on the loopback address only.
 
-    Its dashboard agent listens on a free port: Ray's fixed default (52365) is taken while another Ray runs on the machine or one that has
-    just ended still exits, and the agent then retried it for seconds while the node waited.
+    Its dashboard agent listens on a free port: Ray's fixed default (52365) is taken while another Ray runs on
+    the machine or one that has just ended still exits, and the agent then retried it for seconds while the
+    node waited.
     `ray.init` has no argument for that port, so the node's parameters are given it while Ray starts here.
     """
     ray_params = parameter.RayParams
@@ -79,8 +80,7 @@ def start_local() -> None:
 
     parameter.RayParams = OwnAgentPort
     try:
-        _on_loopback(address="local", include_dashboard=False, dashboard_host=LOOPBACK,
-                     logging_level=logging.WARNING)
+        _on_loopback(address="local", include_dashboard=False, dashboard_host=LOOPBACK, logging_level=logging.WARNING)
     finally:
         parameter.RayParams = ray_params
 
@@ -110,5 +110,7 @@ def _on_loopback(**options: Any) -> None:
     node = ray.util.get_node_ip_address()
     if node != LOOPBACK:
         ray.shutdown()
-        raise RunFailed(f"the local Ray took the node address {node}, not {LOOPBACK}: Ray {ray.__version__} "
-                        f"picks it otherwise than edgeweave expects")
+        raise RunFailed(
+            f"the local Ray took the node address {node}, not {LOOPBACK}: Ray {ray.__version__} "
+            f"picks it otherwise than edgeweave expects"
+        )

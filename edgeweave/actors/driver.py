@@ -13,13 +13,13 @@ import numpy as np
 import ray
 
 from edgeweave.actors.pool import LOST, Member, Spawn, WorkerPool
-from edgeweave.platform.train.aggregate import Partial
-from edgeweave.platform.run.checkpoint import RunState
 from edgeweave.platform.config.schema import ExperimentConfig
 from edgeweave.platform.data import ArrayData
 from edgeweave.platform.partition import Partition
+from edgeweave.platform.run.checkpoint import RunState
 from edgeweave.platform.run.server import Unit, split_jobs
 from edgeweave.platform.run.servers import build_server
+from edgeweave.platform.train.aggregate import Partial
 
 POLL = 5.0  # seconds between looks at the cluster while a round waits on its workers
 TIMED = 1000  # rounds whose wall seconds the driver keeps for the cluster benchmark
@@ -42,8 +42,15 @@ class Driver:
         # per round (the last TIMED): the driver's own work, its wait on the workers, evaluation
         self.seconds: deque[dict[str, float]] = deque(maxlen=TIMED)
 
-    def open(self, cfg: ExperimentConfig, data: ArrayData, partition: Partition, spawn: Spawn, limit: int,
-             starting: list[dict]) -> None:
+    def open(
+        self,
+        cfg: ExperimentConfig,
+        data: ArrayData,
+        partition: Partition,
+        spawn: Spawn,
+        limit: int,
+        starting: list[dict],
+    ) -> None:
         """The server for the run `cfg` on its data, and the pool of the workers the caller started (`starting`:
         their first answers, in a list so the refs stay refs). A driver kept from an earlier run opens again."""
         self.cfg = cfg
@@ -56,14 +63,21 @@ class Driver:
         self.pool.start(self.cfg.ray.start_timeout)
         return len(self.pool.ready)
 
-    def _train(self, units: list[Unit], weights_refs: list[Any], state_ref: Any) -> tuple[list[list[Partial]], int]:
+    def _train(
+        self, units: list[Unit], weights_refs: list[Any], state_ref: Any, where: str
+    ) -> tuple[list[list[Partial]], int]:
         """Every share of every unit trained by some worker; returns each unit's partials in share order (so
-        their sum does not depend on which worker finished first) and how many workers trained them."""
+        their sum does not depend on which worker finished first) and how many workers trained them. `where`
+        names the round or server step in errors."""
         t = self.cfg.ray
         deadline = time.monotonic() + t.round_timeout
         idle = list(self.pool.ready)
-        shares = [(u, share) for u, unit in enumerate(units)
-                  for share in split_jobs(unit.jobs, unit.samples, max(1, len(idle))) if share]
+        shares = [
+            (u, share)
+            for u, unit in enumerate(units)
+            for share in split_jobs(unit.jobs, unit.samples, max(1, len(idle)))
+            if share
+        ]
         stored = [self.server.stored(share) for _, share in shares]  # what the share's devices kept, if anything
         todo = deque(range(len(shares)))
         running: dict[Any, tuple[Member, int]] = {}
@@ -73,19 +87,22 @@ class Driver:
             if todo and not idle:
                 idle += self.pool.collect()  # a worker started since (a replacement, a new node's)
                 if not idle and not running:
-                    idle += self.pool.wait_for_one(min(deadline, time.monotonic() + t.start_timeout),
-                                                   f"round {units[0].round}: every device worker was lost")
+                    idle += self.pool.wait_for_one(
+                        min(deadline, time.monotonic() + t.start_timeout), f"{where}: every device worker was lost"
+                    )
             while todo and idle:
                 member, i = idle.pop(0), todo.popleft()
                 u, share = shares[i]
-                call = member.handle.run.remote(units[u].round, weights_refs[u], share, state_ref, stored[i])
+                call = member.handle.run.remote(units[u].version, weights_refs[u], share, state_ref, stored[i])
                 running[call] = (member, i)
             if not running:
                 continue
             left = deadline - time.monotonic()
             if left <= 0:
-                raise RuntimeError(f"round {units[0].round}: {len(running)} device worker(s) neither answered nor "
-                                   f"were lost within {t.round_timeout:g} s (ray.round_timeout)")
+                raise RuntimeError(
+                    f"{where}: {len(running)} device worker(s) neither answered nor "
+                    f"were lost within {t.round_timeout:g} s (ray.round_timeout)"
+                )
             done, _ = ray.wait(list(running), num_returns=1, timeout=min(POLL, left))
             if not done:  # a worker whose node left may take Ray a while to report: look ourselves
                 gone = self.pool.prune()
@@ -114,7 +131,8 @@ class Driver:
         state = self.server.shared
         state_ref = ray.put(state) if state is not None else None
         t1 = time.perf_counter()
-        partials, workers = self._train(units, weights_refs, state_ref)
+        where = f"{'server step' if self.cfg.aggregation.mode == 'async' else 'round'} {round_}"
+        partials, workers = self._train(units, weights_refs, state_ref, where)
         t2 = time.perf_counter()
         metrics, records = self.server.fold(partials)
         metrics["test_accuracy"] = metrics["test_loss"] = None

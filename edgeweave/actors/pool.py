@@ -18,8 +18,13 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 from edgeweave.platform.core.errors import last_line
 
 # What Ray raises when a worker, its process or its node is gone (or cannot be reached): the worker is lost.
-LOST = (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError, ray.exceptions.WorkerCrashedError,
-        ray.exceptions.NodeDiedError, ray.exceptions.ActorPlacementGroupRemoved)
+LOST = (
+    ray.exceptions.RayActorError,
+    ray.exceptions.ObjectLostError,
+    ray.exceptions.WorkerCrashedError,
+    ray.exceptions.NodeDiedError,
+    ray.exceptions.ActorPlacementGroupRemoved,
+)
 
 
 @dataclass
@@ -147,9 +152,11 @@ class WorkerPool:
             if not self.starting:
                 self.grow(at_least=1)
         free = ray.available_resources()
-        raise RuntimeError(f"{why}, and no device worker could start in time (ray.start_timeout): "
-                           f"each needs {self.spawn.needs()}, the cluster has {free.get('CPU', 0.0):g} CPU and "
-                           f"{free.get('GPU', 0.0):g} GPU free")
+        raise RuntimeError(
+            f"{why}, and no device worker could start in time (ray.start_timeout): "
+            f"each needs {self.spawn.needs()}, the cluster has {free.get('CPU', 0.0):g} CPU and "
+            f"{free.get('GPU', 0.0):g} GPU free"
+        )
 
     def start(self, timeout: float) -> None:
         """The first workers (started by `grow(at_least=1)`, here or by the caller): all waited for, `timeout` s

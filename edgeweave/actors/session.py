@@ -13,11 +13,11 @@ from edgeweave.actors.connect import connect, ray_address
 from edgeweave.actors.driver import RemoteDriver
 from edgeweave.actors.pool import LOST, Spawn, WorkerPool
 from edgeweave.actors.worker import RemoteDeviceWorker
-from edgeweave.platform.run.checkpoint import RunState
 from edgeweave.platform.config.schema import ExperimentConfig
-from edgeweave.platform.data import ArrayData
 from edgeweave.platform.core.errors import RunFailed, RunLost
+from edgeweave.platform.data import ArrayData
 from edgeweave.platform.partition import Partition
+from edgeweave.platform.run.checkpoint import RunState
 from edgeweave.platform.run.phases import Phases
 
 CALL_TIMEOUT = 600.0  # seconds for the driver's short calls (weights, checkpoints), beyond any round
@@ -37,8 +37,7 @@ def here() -> dict[str, Any]:
     group = ray.util.get_current_placement_group()
     if group is not None:
         return {"scheduling_strategy": PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=0)}
-    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(),
-                                                                  soft=False)}
+    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)}
 
 
 def start_driver(cfg: ExperimentConfig) -> Any:
@@ -49,8 +48,14 @@ def start_driver(cfg: ExperimentConfig) -> Any:
 def worker_spawn(cfg: ExperimentConfig, setup: tuple = ()) -> Spawn:
     """How the run's device workers start (`setup`: the data's and partition's refs once they are put, and the
     config)."""
-    return Spawn(RemoteDeviceWorker, (cfg, max(1, int(cfg.ray.cpus_per_worker))), cfg.ray.cpus_per_worker,
-                 cfg.ray.gpus_per_worker, ray.util.get_current_placement_group(), setup)
+    return Spawn(
+        RemoteDeviceWorker,
+        (cfg, max(1, int(cfg.ray.cpus_per_worker))),
+        cfg.ray.cpus_per_worker,
+        cfg.ray.gpus_per_worker,
+        ray.util.get_current_placement_group(),
+        setup,
+    )
 
 
 @dataclass
@@ -81,9 +86,16 @@ def prestart(cfg: ExperimentConfig, started: bool, num_workers: Optional[int] = 
 class Simulation:
     """The data in the object store once (owned by this process), a driver actor beside it and its worker pool."""
 
-    def __init__(self, cfg: ExperimentConfig, data: Optional[ArrayData], partition: Partition,
-                 num_workers: Optional[int] = None, data_ref: Any = None, prestarted: Optional[Prestarted] = None,
-                 phases: Optional[Phases] = None) -> None:
+    def __init__(
+        self,
+        cfg: ExperimentConfig,
+        data: Optional[ArrayData],
+        partition: Partition,
+        num_workers: Optional[int] = None,
+        data_ref: Any = None,
+        prestarted: Optional[Prestarted] = None,
+        phases: Optional[Phases] = None,
+    ) -> None:
         """`data_ref`: the data already in the object store (a sweep's shared copy, or put by the command, which
         passes no `data` then); else `data` is put here.
         `prestarted`: Ray and worker processes started earlier (taken over); `phases`: where to time the start."""
@@ -113,8 +125,10 @@ class Simulation:
             first.grow(at_least=1)  # the first workers start while the driver does; the driver's pool takes them
             self.first = list(first.starting.values())
             with phases.phase("workers ready", waits=f"device workers ({spawn.needs()} each) to start"):
-                self._get(self.driver.open.remote(cfg, data_ref, part_ref, spawn, limit, [first.starting]),
-                          cfg.ray.start_timeout + CALL_TIMEOUT)
+                self._get(
+                    self.driver.open.remote(cfg, data_ref, part_ref, spawn, limit, [first.starting]),
+                    cfg.ray.start_timeout + CALL_TIMEOUT,
+                )
                 self._get(self.driver.start.remote(), cfg.ray.start_timeout + CALL_TIMEOUT)
         except Exception:
             self.close()
@@ -130,8 +144,10 @@ class Simulation:
             cause = e.as_instanceof_cause()
             raise RunFailed(str(cause).strip().splitlines()[-1]) from None
         except LOST as e:
-            raise RunLost(f"the driver actor was lost ({type(e).__name__}: "
-                            f"{str(e).strip().splitlines()[0] if str(e).strip() else ''})") from None
+            raise RunLost(
+                f"the driver actor was lost ({type(e).__name__}: "
+                f"{str(e).strip().splitlines()[0] if str(e).strip() else ''})"
+            ) from None
 
     def round(self, round_: int) -> dict[str, Any]:
         return self._get(self.driver.round.remote(round_), self.cfg.ray.round_timeout + CALL_TIMEOUT)

@@ -69,7 +69,8 @@ def data_store() -> Any:
     """A new store on this process's node, for one sweep."""
     node = ray.get_runtime_context().get_node_id()
     return RemoteDataStore.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote(
-        os.getcwd())
+        os.getcwd()
+    )
 
 
 def shared_dataset(store: Any, cfg: ExperimentConfig, trial: str) -> Any:

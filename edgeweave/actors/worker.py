@@ -9,12 +9,12 @@ import numpy as np
 import ray
 import torch
 
-from edgeweave.platform.train.aggregate import Partial
-from edgeweave.platform.run.client import Client
 from edgeweave.platform.config.schema import ExperimentConfig
 from edgeweave.platform.data import ArrayData
-from edgeweave.platform.partition import Partition
 from edgeweave.platform.methods import Job
+from edgeweave.platform.partition import Partition
+from edgeweave.platform.run.client import Client
+from edgeweave.platform.train.aggregate import Partial
 
 
 class DeviceWorker:
@@ -47,8 +47,14 @@ class DeviceWorker:
         """The id of the node this worker runs on."""
         return ray.get_runtime_context().get_node_id()
 
-    def run(self, round_: int, global_weights: np.ndarray, jobs: list[Job], state: Any = None,
-            stored: Optional[dict[int, dict[str, np.ndarray]]] = None) -> Partial:
+    def run(
+        self,
+        round_: int,
+        global_weights: np.ndarray,
+        jobs: list[Job],
+        state: Any = None,
+        stored: Optional[dict[int, dict[str, np.ndarray]]] = None,
+    ) -> Partial:
         return self.client.run(round_, global_weights, jobs, state, stored)
 
 

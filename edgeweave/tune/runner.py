@@ -19,10 +19,10 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from edgeweave.actors.connect import connect
 from edgeweave.actors.shared_data import data_store
 from edgeweave.platform.config.schema import ExperimentConfig, build_config, dump_config, read_yaml
-from edgeweave.platform.core.errors import RunFailed, UserError, last_line
-from edgeweave.platform.run.sinks import wandb_mode, warn
 from edgeweave.platform.config.sweep import SweepConfig, asha_rungs, check_space, grid_size, trial_raw
+from edgeweave.platform.core.errors import RunFailed, UserError, last_line
 from edgeweave.platform.report.sweep_results import ordered, plot_tradeoffs, write_table
+from edgeweave.platform.run.sinks import wandb_mode, warn
 from edgeweave.tune.console import LOG, Progress, console_to_log
 from edgeweave.tune.space import param_space
 from edgeweave.tune.trainable import FAILED, RUNS, run_trial
@@ -44,8 +44,13 @@ def fixed_overrides(sweep: SweepConfig) -> dict[str, Any]:
     W&B is written by the sweep's driver (a Tune callback), not by the trial, so a trial that
     ASHA stops still leaves a complete W&B run.
     """
-    return {**sweep.set, "ray.num_workers": sweep.workers_per_trial, "logging.progress": False,
-            "logging.checkpoint_every": sweep.checkpoint_every, "logging.wandb.mode": "disabled"}
+    return {
+        **sweep.set,
+        "ray.num_workers": sweep.workers_per_trial,
+        "logging.progress": False,
+        "logging.checkpoint_every": sweep.checkpoint_every,
+        "logging.wandb.mode": "disabled",
+    }
 
 
 class WandbCallback(WandbLoggerCallback):
@@ -97,13 +102,32 @@ def log_results_to_wandb(sweep: SweepConfig, cfg: ExperimentConfig, out: Path, t
     try:
         import wandb
 
-        run = wandb.init(project=w.project, entity=w.entity, group=sweep.name, name=f"{sweep.name}-results",
-                         job_type="sweep-results", dir=str(out), mode=mode, reinit="finish_previous",
-                         settings=wandb.Settings(silent=True, console="off"))
+        run = wandb.init(
+            project=w.project,
+            entity=w.entity,
+            group=sweep.name,
+            name=f"{sweep.name}-results",
+            job_type="sweep-results",
+            dir=str(out),
+            mode=mode,
+            reinit="finish_previous",
+            settings=wandb.Settings(silent=True, console="off"),
+        )
         keys = list(sweep.space)
-        table = wandb.Table(columns=["trial", *keys, sweep.metric, "cumulative_flops", "virtual_time", "status"],
-                            data=[[t["trial"], *(str(t["params"][k]) for k in keys), t.get(sweep.metric),
-                                   t.get("cumulative_flops"), t.get("virtual_time"), t["status"]] for t in trials])
+        table = wandb.Table(
+            columns=["trial", *keys, sweep.metric, "cumulative_flops", "virtual_time", "status"],
+            data=[
+                [
+                    t["trial"],
+                    *(str(t["params"][k]) for k in keys),
+                    t.get(sweep.metric),
+                    t.get("cumulative_flops"),
+                    t.get("virtual_time"),
+                    t["status"],
+                ]
+                for t in trials
+            ],
+        )
         images = {"tradeoffs": wandb.Image(str(out / "tradeoffs.png"))}
         for t in trials:
             plot = out / RUNS / str(t["trial_id"]) / "accuracy.png"
@@ -117,19 +141,40 @@ def log_results_to_wandb(sweep: SweepConfig, cfg: ExperimentConfig, out: Path, t
 
 def _trainable(sweep: SweepConfig, base: dict, cfg: ExperimentConfig, out: Path):
     """The trial function with what every trial shares: the base, the sweep's plugins, one data store."""
-    return tune.with_resources(tune.with_parameters(run_trial, base=base, fixed=fixed_overrides(sweep),
-                                                    sweep_dir=str(out), plugins=cfg.loaded_plugins(),
-                                                    store=data_store()),
-                               trial_resources(sweep, cfg))
+    return tune.with_resources(
+        tune.with_parameters(
+            run_trial,
+            base=base,
+            fixed=fixed_overrides(sweep),
+            sweep_dir=str(out),
+            plugins=cfg.loaded_plugins(),
+            store=data_store(),
+        ),
+        trial_resources(sweep, cfg),
+    )
 
 
 def _tune_config(sweep: SweepConfig, rounds: int) -> tune.TuneConfig:
     s = sweep.scheduler
-    scheduler = (ASHAScheduler(time_attr="training_iteration", max_t=rounds, grace_period=s.grace_period,
-                               reduction_factor=s.reduction_factor) if s.name == "asha" else FIFOScheduler())
+    scheduler = (
+        ASHAScheduler(
+            time_attr="training_iteration",
+            max_t=rounds,
+            grace_period=s.grace_period,
+            reduction_factor=s.reduction_factor,
+        )
+        if s.name == "asha"
+        else FIFOScheduler()
+    )
     # reuse_actors: a trial's process is kept for the next trial (its imports and Ray set-up are paid once)
-    return tune.TuneConfig(metric=sweep.metric, mode=sweep.mode, scheduler=scheduler, num_samples=sweep.num_samples,
-                           max_concurrent_trials=sweep.max_concurrent_trials, reuse_actors=True)
+    return tune.TuneConfig(
+        metric=sweep.metric,
+        mode=sweep.mode,
+        scheduler=scheduler,
+        num_samples=sweep.num_samples,
+        max_concurrent_trials=sweep.max_concurrent_trials,
+        reuse_actors=True,
+    )
 
 
 def fit(tuner: tune.Tuner, out: Path) -> tune.ResultGrid:
@@ -162,14 +207,20 @@ def run_sweep(sweep: SweepConfig, base: dict) -> bool:
         connect(cfg)
         try:
             with wandb_callbacks(sweep, cfg, out) as callbacks:
-                tuner = tune.Tuner(_trainable(sweep, base, cfg, out), param_space=param_space(sweep),
-                                   tune_config=_tune_config(sweep, cfg.training.rounds),
-                                   run_config=tune.RunConfig(name=TRIALS, storage_path=str(out), verbose=1,
-                                                             callbacks=[*callbacks, progress],
-                                                             # a trial whose node was lost goes on from its checkpoint;
-                                                             # one that fails is recorded, the others go on
-                                                             failure_config=tune.FailureConfig(
-                                                                 max_failures=sweep.trial_retries)))
+                tuner = tune.Tuner(
+                    _trainable(sweep, base, cfg, out),
+                    param_space=param_space(sweep),
+                    tune_config=_tune_config(sweep, cfg.training.rounds),
+                    run_config=tune.RunConfig(
+                        name=TRIALS,
+                        storage_path=str(out),
+                        verbose=1,
+                        callbacks=[*callbacks, progress],
+                        # a trial whose node was lost goes on from its checkpoint;
+                        # one that fails is recorded, the others go on
+                        failure_config=tune.FailureConfig(max_failures=sweep.trial_retries),
+                    ),
+                )
                 return finish(sweep, base, cfg, fit(tuner, out), out, say)
         finally:
             if joined:  # also stops Ray's forwarding of the cluster's output, before the console is back
@@ -191,9 +242,12 @@ def resume_sweep(sweep_dir: Path) -> bool:
         connect(cfg)
         try:
             with wandb_callbacks(sweep, cfg, sweep_dir):  # the restored run config keeps its callbacks
-                tuner = tune.Tuner.restore(str(sweep_dir / TRIALS),
-                                           trainable=_trainable(sweep, base, cfg, sweep_dir),
-                                           resume_unfinished=True, resume_errored=True)
+                tuner = tune.Tuner.restore(
+                    str(sweep_dir / TRIALS),
+                    trainable=_trainable(sweep, base, cfg, sweep_dir),
+                    resume_unfinished=True,
+                    resume_errored=True,
+                )
                 return finish(sweep, base, cfg, fit(tuner, sweep_dir), sweep_dir, say)
         finally:
             if joined:  # also stops Ray's forwarding of the cluster's output, before the console is back
@@ -222,8 +276,14 @@ def quiet(out: Path) -> Iterator[Callable[[str], None]]:
             print(line, flush=True)
 
 
-def finish(sweep: SweepConfig, base: dict, cfg: ExperimentConfig, grid: tune.ResultGrid, out: Path,
-           say: Callable[[str], None] = print) -> bool:
+def finish(
+    sweep: SweepConfig,
+    base: dict,
+    cfg: ExperimentConfig,
+    grid: tune.ResultGrid,
+    out: Path,
+    say: Callable[[str], None] = print,
+) -> bool:
     """results.csv / results.md (best first), best.yaml, tradeoffs.png; False if interrupted or a trial failed.
 
     A sweep was interrupted when trials never started, or one stopped at a round where neither
@@ -237,36 +297,56 @@ def finish(sweep: SweepConfig, base: dict, cfg: ExperimentConfig, grid: tune.Res
         rounds = _last(frame, "round")
         rounds = None if rounds is None else int(rounds) + 1
         trial_cfg = build_config(trial_raw(base, sweep.set, {k: result.config[k] for k in keys}))
-        status = ("failed" if result.error else "done" if rounds == trial_cfg.training.rounds
-                  else "stopped early" if rounds in asha_rungs(sweep.scheduler, trial_cfg.training.rounds)
-                  else "unfinished")
-        trials.append({
-            "trial": i,
-            "params": {k: result.config[k] for k in keys},
-            **{c: _last(frame, c) for c in ("test_accuracy", "test_loss", "cumulative_flops", "virtual_time")},
-            "rounds": rounds, "status": status, "trial_id": (result.metrics or {}).get("trial_id"),
-            "config": trial_cfg, "error": last_line(result.error) if result.error else None, "path": result.path,
-        })
+        status = (
+            "failed"
+            if result.error
+            else "done"
+            if rounds == trial_cfg.training.rounds
+            else "stopped early"
+            if rounds in asha_rungs(sweep.scheduler, trial_cfg.training.rounds)
+            else "unfinished"
+        )
+        trials.append(
+            {
+                "trial": i,
+                "params": {k: result.config[k] for k in keys},
+                **{c: _last(frame, c) for c in ("test_accuracy", "test_loss", "cumulative_flops", "virtual_time")},
+                "rounds": rounds,
+                "status": status,
+                "trial_id": (result.metrics or {}).get("trial_id"),
+                "config": trial_cfg,
+                "error": last_line(result.error) if result.error else None,
+                "path": result.path,
+            }
+        )
     finished = sum(t["status"] != "unfinished" for t in trials)
     if len(trials) < grid_size(sweep) or finished < len(trials):
-        say(f"sweep {sweep.name}: interrupted with {finished} of {grid_size(sweep)} trials finished; "
-            f"continue with: edgeweave sweep --resume {out}")
+        say(
+            f"sweep {sweep.name}: interrupted with {finished} of {grid_size(sweep)} trials finished; "
+            f"continue with: edgeweave sweep --resume {out}"
+        )
         return False
     best_first = ordered(trials, sweep.metric, sweep.mode)
     md = write_table(best_first, keys, out)
     best = next((t for t in best_first if t.get(sweep.metric) is not None and t["status"] != "failed"), None)
     if best is not None:
-        (out / "best.yaml").write_text(f"# best trial of sweep {sweep.name} by {sweep.metric} ({sweep.mode}): "
-                                       f"{best['params']}\n" + dump_config(best["config"]))
+        (out / "best.yaml").write_text(
+            f"# best trial of sweep {sweep.name} by {sweep.metric} ({sweep.mode}): "
+            f"{best['params']}\n" + dump_config(best["config"])
+        )
     plot_tradeoffs(best_first, out, f"{sweep.name}: one point per trial")
     log_results_to_wandb(sweep, cfg, out, best_first)
     say(md)
     say(f"\nsweep {sweep.name}: {len(trials)} trials -> {out} (results.md, results.csv, best.yaml, tradeoffs.png)")
     failed = [t for t in trials if t["status"] == "failed"]
     for t in failed:
-        say(f"sweep {sweep.name}: trial {t['trial']} {t['params']} failed: {t['error']} "
-              f"(traceback: {Path(t['path']) / 'error.txt'})")
+        say(
+            f"sweep {sweep.name}: trial {t['trial']} {t['params']} failed: {t['error']} "
+            f"(traceback: {Path(t['path']) / 'error.txt'})"
+        )
     if failed:
-        say(f"sweep {sweep.name}: {len(failed)} of {len(trials)} trials failed; run them again with: "
-            f"edgeweave sweep --resume {out}")
+        say(
+            f"sweep {sweep.name}: {len(failed)} of {len(trials)} trials failed; run them again with: "
+            f"edgeweave sweep --resume {out}"
+        )
     return not failed

@@ -12,19 +12,19 @@ from ray import tune
 
 from edgeweave.actors.session import Prestarted, Simulation
 from edgeweave.actors.shared_data import release_dataset, shared_dataset
-from edgeweave.platform.run.checkpoint import load_checkpoint, run_fingerprint
 from edgeweave.platform.config.schema import ExperimentConfig, build_config, dump_config
-from edgeweave.platform.data import load_dataset
+from edgeweave.platform.config.sweep import trial_raw
 from edgeweave.platform.core.errors import RunFailed, last_line, lost
-from edgeweave.platform.run.server import check_with_data
-from edgeweave.platform.run.experiment import run_rounds
+from edgeweave.platform.core.plugins import Plugin
+from edgeweave.platform.data import load_dataset
 from edgeweave.platform.models import build_model
 from edgeweave.platform.partition import partition_data
+from edgeweave.platform.run.checkpoint import load_checkpoint, run_fingerprint
+from edgeweave.platform.run.experiment import run_rounds
 from edgeweave.platform.run.phases import Phases
-from edgeweave.platform.core.plugins import Plugin
 from edgeweave.platform.run.rundir import save_weights
+from edgeweave.platform.run.server import check_with_data
 from edgeweave.platform.run.sinks import default_sinks
-from edgeweave.platform.config.sweep import trial_raw
 
 RUNS = "runs"  # the sweep directory's folder of trial run directories, one per trial id
 FAILED = "failed.txt"  # in a trial's run directory: the error an attempt of it raised
@@ -53,8 +53,11 @@ class Reports:
 
     def __call__(self, metrics: dict[str, Any]) -> dict[str, Any]:
         self._remember(metrics)
-        numbers = {k: math.nan if v is None else v for k, v in metrics.items()
-                   if v is None or isinstance(v, (int, float)) and not isinstance(v, bool)}
+        numbers = {
+            k: math.nan if v is None else v
+            for k, v in metrics.items()
+            if v is None or isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
         return {**numbers, **self.last, "evaluated": int(metrics.get("test_accuracy") is not None)}
 
 
@@ -66,15 +69,25 @@ def _processes_key(cfg: ExperimentConfig) -> tuple:
     reused trial process its placement group too) and the workers' resources. Kept processes of another
     key are killed: they hold resources this trial cannot use."""
     group = ray.util.get_current_placement_group()
-    key = (group.id.hex() if group is not None else None, cfg.ray.cpus_per_worker, cfg.ray.gpus_per_worker,
-           cfg.ray.num_workers)
+    key = (
+        group.id.hex() if group is not None else None,
+        cfg.ray.cpus_per_worker,
+        cfg.ray.gpus_per_worker,
+        cfg.ray.num_workers,
+    )
     for other in [k for k in _KEPT if k != key]:
         _KEPT.pop(other).close()
     return key
 
 
-def run_trial(params: dict[str, Any], base: dict, fixed: dict[str, Any], sweep_dir: str,
-              plugins: Sequence[Plugin] = (), store: Any = None) -> None:
+def run_trial(
+    params: dict[str, Any],
+    base: dict,
+    fixed: dict[str, Any],
+    sweep_dir: str,
+    plugins: Sequence[Plugin] = (),
+    store: Any = None,
+) -> None:
     """The function trainable: build the trial's config, run (or continue) it, report each round.
 
     Its run directory is `SWEEP_DIR/runs/TRIAL_ID`, in the sweep's own storage (shared storage
@@ -105,8 +118,9 @@ def run_trial(params: dict[str, Any], base: dict, fixed: dict[str, Any], sweep_d
             release_dataset(store, run_dir.name)
 
 
-def _run_trial(params: dict[str, Any], base: dict, fixed: dict[str, Any], run_dir: Path,
-               plugins: Sequence[Plugin], store: Any) -> None:
+def _run_trial(
+    params: dict[str, Any], base: dict, fixed: dict[str, Any], run_dir: Path, plugins: Sequence[Plugin], store: Any
+) -> None:
     phases = Phases()  # the trial's own timeline, from its start: `timeline.json` in its run directory
     cfg = build_config(trial_raw(base, {**fixed, "logging.out_dir": str(run_dir.parent)}, params), carried=plugins)
     (run_dir / "config.yaml").write_text(dump_config(cfg))  # before anything can fail: a failed trial keeps it
@@ -132,12 +146,14 @@ def _run_trial(params: dict[str, Any], base: dict, fixed: dict[str, Any], run_di
 
     key = _processes_key(cfg)
     try:
-        with Simulation(cfg, data, partition, data_ref=data_ref, phases=phases,
-                        prestarted=_KEPT.pop(key, None)) as sim:
+        with Simulation(cfg, data, partition, data_ref=data_ref, phases=phases, prestarted=_KEPT.pop(key, None)) as sim:
             sinks = default_sinks(cfg, run_dir, start=state.next_round if state else 0)
             run_rounds(cfg, sim, sinks, run_dir, resume=state, on_round=on_round, phases=phases)
-            save_weights(run_dir / "model.safetensors", build_model(cfg.model, data.input_shape, data.num_classes,
-                                                                    cfg.seed), sim.weights())
+            save_weights(
+                run_dir / "model.safetensors",
+                build_model(cfg.model, data.input_shape, data.num_classes, cfg.seed),
+                sim.weights(),
+            )
             _KEPT[key] = sim.keep()  # a trial that ends otherwise kills its processes
     finally:  # a trial that failed keeps its timeline too
         phases.save(run_dir)

@@ -40,7 +40,12 @@ def test_benchmark_smoke_test(script, tmp_path):
     if script == "vs_flower.py" and not FLOWER.is_file():
         pytest.skip("Flower's virtualenv .venv-flower is not installed (benchmarks/vs_flower.py says how)")
     out, result = SCRIPTS[script]
-    proc = subprocess.run([sys.executable, f"benchmarks/{script}", "--smoke-test", "--out", str(tmp_path / out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, f"benchmarks/{script}", "--smoke-test", "--out", str(tmp_path / out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, f"{script} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     assert (tmp_path / result).is_file() and (tmp_path / result).stat().st_size > 0

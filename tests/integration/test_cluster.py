@@ -59,8 +59,9 @@ def ready_workers(sim: Simulation, count: int, timeout: float = 90.0) -> list[st
 
 
 def test_a_node_lost_mid_round_changes_nothing_and_a_node_that_joins_gets_a_worker(cluster, tmp_path):
-    cfg = build_config(tiny_raw(tmp_path, training={"rounds": 8, "local_steps": 150},
-                                devices={"count": 8, "per_round": 6}))
+    cfg = build_config(
+        tiny_raw(tmp_path, training={"rounds": 8, "local_steps": 150}, devices={"count": 8, "per_round": 6})
+    )
     expected = run_without_ray(cfg).weights
     lost = second_node(cluster)
     all_cpus_free()
@@ -90,10 +91,27 @@ def test_the_plugin_example_through_the_cli_loses_a_node_at_round_2_and_ends_as_
     all_cpus_free()
     out = tmp_path / "runs"
     env = {**os.environ, "RAY_ADDRESS": cluster.address, "PYTHONPATH": os.getcwd()}
-    run = subprocess.Popen([sys.executable, "-m", "edgeweave.cli", "run", "examples/custom_model/config.yaml",
-                            "--set", "ray.num_workers=2", "--set", f"logging.out_dir={out}", "--set",
-                            "logging.progress=false", "--set", "logging.wandb.mode=disabled"],
-                           env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    run = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "edgeweave.cli",
+            "run",
+            "examples/custom_model/config.yaml",
+            "--set",
+            "ray.num_workers=2",
+            "--set",
+            f"logging.out_dir={out}",
+            "--set",
+            "logging.progress=false",
+            "--set",
+            "logging.wandb.mode=disabled",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         wait_for_rounds(out, "*/metrics.jsonl", 2, run)
         cluster.remove_node(lost)
@@ -119,13 +137,23 @@ def test_a_sweep_that_loses_a_trials_node_retries_it_and_ends_with_the_undisturb
     cluster.wait_for_nodes()
     base = tiny_raw(tmp_path, training={"rounds": 6, "local_steps": 60})
     (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
-    sweep = {"name": "lossy", "base": str(tmp_path / "base.yaml"), "out_dir": str(tmp_path / "sweeps"),
-             "space": {"training.lr": {"grid": [0.02, 0.1]}}, "checkpoint_every": 2}
+    sweep = {
+        "name": "lossy",
+        "base": str(tmp_path / "base.yaml"),
+        "out_dir": str(tmp_path / "sweeps"),
+        "space": {"training.lr": {"grid": [0.02, 0.1]}},
+        "checkpoint_every": 2,
+    }
     (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(sweep))
     # The sweep runs as users start it, in its own process; nodes can only be added from this main thread.
     env = {**os.environ, "RAY_ADDRESS": cluster.address, "PYTHONPATH": os.getcwd()}
-    sweep_proc = subprocess.Popen([sys.executable, "-m", "edgeweave.cli", "sweep", str(tmp_path / "sweep.yaml")],
-                                  env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    sweep_proc = subprocess.Popen(
+        [sys.executable, "-m", "edgeweave.cli", "sweep", str(tmp_path / "sweep.yaml")],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         wait_for_rounds(tmp_path / "sweeps", "*/runs/*/metrics.jsonl", 3, sweep_proc)
         cluster.remove_node(lost)  # the first trial, its process and its worker, half way

@@ -3,7 +3,6 @@
 import json
 
 import numpy as np
-
 import pytest
 
 from edgeweave.cli import main
@@ -15,13 +14,26 @@ pytestmark = pytest.mark.integration
 
 def run(tmp_path, policy, rounds=4):
     out = tmp_path / policy
-    code = main(["run", "configs/devices_markov.yaml", "--set", f"devices.stragglers={policy}",
-                 "--set", f"training.rounds={rounds}", "--set", f"logging.out_dir={out}",
-                 "--set", "logging.progress=false", "--set", "logging.wandb.mode=disabled"])
+    code = main(
+        [
+            "run",
+            "configs/devices_markov.yaml",
+            "--set",
+            f"devices.stragglers={policy}",
+            "--set",
+            f"training.rounds={rounds}",
+            "--set",
+            f"logging.out_dir={out}",
+            "--set",
+            "logging.progress=false",
+            "--set",
+            "logging.wandb.mode=disabled",
+        ]
+    )
     assert code == 0
     (run_dir,) = out.iterdir()
-    metrics = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    records = [json.loads(l) for l in (run_dir / "devices.jsonl").read_text().splitlines()]
+    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (run_dir / "devices.jsonl").read_text().splitlines()]
     return run_dir, metrics, records
 
 
@@ -33,8 +45,19 @@ def test_drop_and_partial_follow_the_deadline(local_ray, tmp_path):
         assert len(records) == 4 * 10
         starts = {m["round"]: m["virtual_start"] for m in metrics}
         for r in records:
-            assert set(r) >= {"device", "tier", "speed", "speed_min", "speed_max", "stopped", "steps", "flops",
-                              "trained_flops", "finish", "dropped"}
+            assert set(r) >= {
+                "device",
+                "tier",
+                "speed",
+                "speed_min",
+                "speed_max",
+                "stopped",
+                "steps",
+                "flops",
+                "trained_flops",
+                "finish",
+                "dropped",
+            }
             if r["dropped"]:
                 assert r["steps"] == 0 and r["samples"] == 0 and r["trained_flops"] == 0
                 assert r["flops"] > 0 or r["stopped"] == "offline"  # offline before it computed anything
@@ -62,12 +85,23 @@ def test_wait_trains_everyone_and_lasts_as_long_as_the_slowest(local_ray, tmp_pa
 @pytest.mark.parametrize("strategy", ["heterofl", "fjord"])
 def test_width_baselines_record_widths_and_flops_by_tier(local_ray, tmp_path, strategy):
     out = tmp_path / strategy
-    code = main(["run", f"configs/baselines/{strategy}_digits.yaml", "--set", "training.rounds=3",
-                 "--set", f"logging.out_dir={out}", "--set", "logging.progress=false",
-                 "--set", "logging.wandb.mode=disabled"])
+    code = main(
+        [
+            "run",
+            f"configs/baselines/{strategy}_digits.yaml",
+            "--set",
+            "training.rounds=3",
+            "--set",
+            f"logging.out_dir={out}",
+            "--set",
+            "logging.progress=false",
+            "--set",
+            "logging.wandb.mode=disabled",
+        ]
+    )
     assert code == 0
     (run_dir,) = out.iterdir()
-    records = [json.loads(l) for l in (run_dir / "devices.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (run_dir / "devices.jsonl").read_text().splitlines()]
     rates = load_config(run_dir / "config.yaml").strategy.rates
     per_sample = {}
     for r in records:
@@ -81,12 +115,23 @@ def test_width_baselines_record_widths_and_flops_by_tier(local_ray, tmp_path, st
 
 def test_distreal_devices_adapt_to_their_tier(local_ray, tmp_path):
     out = tmp_path / "distreal"
-    code = main(["run", "configs/distreal_digits.yaml", "--set", "training.rounds=3",
-                 "--set", f"logging.out_dir={out}", "--set", "logging.progress=false",
-                 "--set", "logging.wandb.mode=disabled"])
+    code = main(
+        [
+            "run",
+            "configs/distreal_digits.yaml",
+            "--set",
+            "training.rounds=3",
+            "--set",
+            f"logging.out_dir={out}",
+            "--set",
+            "logging.progress=false",
+            "--set",
+            "logging.wandb.mode=disabled",
+        ]
+    )
     assert code == 0
     (run_dir,) = out.iterdir()
-    records = [json.loads(l) for l in (run_dir / "devices.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (run_dir / "devices.jsonl").read_text().splitlines()]
     cost = {}
     for r in records:
         if r["samples"]:
@@ -99,12 +144,27 @@ def test_distreal_devices_adapt_to_their_tier(local_ray, tmp_path):
 @pytest.mark.parametrize("mode", ["grouped", "attributed"])
 def test_taskwise_harvest_through_ray(local_ray, tmp_path, mode):
     out = tmp_path / mode
-    code = main(["run", "configs/taskwise_digits.yaml", "--set", "training.rounds=3", "--set", f"strategy.mode={mode}",
-                 "--set", "strategy.warmup_rounds=1", "--set", f"logging.out_dir={out}",
-                 "--set", "logging.progress=false", "--set", "logging.wandb.mode=disabled"])
+    code = main(
+        [
+            "run",
+            "configs/taskwise_digits.yaml",
+            "--set",
+            "training.rounds=3",
+            "--set",
+            f"strategy.mode={mode}",
+            "--set",
+            "strategy.warmup_rounds=1",
+            "--set",
+            f"logging.out_dir={out}",
+            "--set",
+            "logging.progress=false",
+            "--set",
+            "logging.wandb.mode=disabled",
+        ]
+    )
     assert code == 0
     (run_dir,) = out.iterdir()
-    records = [json.loads(l) for l in (run_dir / "devices.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (run_dir / "devices.jsonl").read_text().splitlines()]
     after_warmup = [r for r in records if r["round"] >= (1 if mode == "attributed" else 0)]
     assert after_warmup and all(r["saving"] > 1.5 and r["samples"] > 0 for r in after_warmup)
     # The harvested model equals the same rounds run in one process, without Ray.

@@ -16,14 +16,16 @@ def run(tmp_path, **sections) -> tuple[int, list[dict], list[dict]]:
     path.write_text(yaml.safe_dump(tiny_raw(tmp_path, **sections)))
     code = main(["run", str(path)])
     (run_dir,) = (tmp_path / "runs").iterdir()
-    read = lambda name: [json.loads(l) for l in (run_dir / name).read_text().splitlines()]  # noqa: E731
+    read = lambda name: [json.loads(line) for line in (run_dir / name).read_text().splitlines()]  # noqa: E731
     return code, read("metrics.jsonl"), read("devices.jsonl")
 
 
 def test_rounds_nobody_can_join_are_recorded_and_the_clock_moves_on(local_ray, tmp_path):
-    code, metrics, _ = run(tmp_path, devices={"count": 6, "per_round": 4, "idle_wait": 45.0,
-                                              "resources": {"name": "uniform", "availability": 0.1}},
-                           training={"rounds": 6})
+    code, metrics, _ = run(
+        tmp_path,
+        devices={"count": 6, "per_round": 4, "idle_wait": 45.0, "resources": {"name": "uniform", "availability": 0.1}},
+        training={"rounds": 6},
+    )
     assert code == 0 and [m["round"] for m in metrics] == list(range(6))
     empty = [m for m in metrics if m["devices"] == 0]
     assert empty, "availability 0.1 over 6 devices should leave some round empty"
@@ -39,8 +41,9 @@ def test_rounds_nobody_can_join_are_recorded_and_the_clock_moves_on(local_ray, t
 
 def test_a_round_where_every_device_is_dropped_is_recorded(local_ray, tmp_path):
     # 2e6 FLOP/s: one mini-batch fits the deadline (the run may start), a whole epoch does not.
-    code, metrics, devices = run(tmp_path, devices={"count": 6, "per_round": 3, "flops_per_second": 2e6,
-                                                    "deadline": 10.0, "stragglers": "drop"})
+    code, metrics, devices = run(
+        tmp_path, devices={"count": 6, "per_round": 3, "flops_per_second": 2e6, "deadline": 10.0, "stragglers": "drop"}
+    )
     assert code == 0 and len(metrics) == 2
     assert all(d["dropped"] for d in devices) and all(m["devices"] == 0 for m in metrics)
     assert [m["virtual_time"] for m in metrics] == pytest.approx([10.0, 20.0])

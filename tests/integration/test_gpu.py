@@ -17,12 +17,12 @@ import torch
 
 from edgeweave.actors.session import Simulation
 from edgeweave.cli import main
-from edgeweave.platform.run.client import Client
 from edgeweave.platform.config.schema import build_config
 from edgeweave.platform.data import load_dataset
 from edgeweave.platform.methods.front import Front, made_for
 from edgeweave.platform.models import build_model
 from edgeweave.platform.partition import partition_data
+from edgeweave.platform.run.client import Client
 from edgeweave.platform.run.server import Server
 from edgeweave.platform.train.plans import dropout_plan
 from edgeweave.platform.train.submodel import Slicer
@@ -65,8 +65,11 @@ METHODS = {
 
 
 def method_raw(tmp_path: Path, method: str, gpus: float) -> dict:
-    raw = tiny_raw(tmp_path, training={"rounds": 2, "momentum": 0.9, "weight_decay": 1e-3},
-                   partition={"policy": "dirichlet", "alpha": 0.5, "min_samples": 5})
+    raw = tiny_raw(
+        tmp_path,
+        training={"rounds": 2, "momentum": 0.9, "weight_decay": 1e-3},
+        partition={"policy": "dirichlet", "alpha": 0.5, "min_samples": 5},
+    )
     front = tmp_path / "front.json"
     if not front.exists():
         front_for(raw, front)
@@ -97,7 +100,8 @@ def test_a_gpu_client_trains_what_the_cpu_client_trains(tmp_path, plain_fp32, me
         state = server.shared
         on_gpu, on_cpu = gpu.run(r, server.weights, jobs, state), cpu.run(r, server.weights, jobs, state)
         assert [(d["device"], d["samples"], d["steps"]) for d in on_gpu.records] == [
-            (d["device"], d["samples"], d["steps"]) for d in on_cpu.records]  # the same draws
+            (d["device"], d["samples"], d["steps"]) for d in on_cpu.records
+        ]  # the same draws
         np.testing.assert_array_equal(on_gpu.counts, on_cpu.counts)  # the same elements trained
         np.testing.assert_allclose(on_gpu.sums, on_cpu.sums, rtol=1e-3, atol=1e-4)
         server.update([on_cpu])
@@ -129,9 +133,16 @@ def simulate(raw: dict) -> tuple[set[str], list[dict], np.ndarray]:
     with Simulation(cfg, data, part, num_workers=2) as sim:
         workers = [handle for handle, _ in ray.get(sim.driver.workers.remote())]
         ray.get([w.__ray_call__.remote(plain_fp32) for w in workers])
-        devices = set().union(*ray.get([w.__ray_call__.remote(
-            lambda self: {self.client.device.type, next(self.client.model.parameters()).device.type})
-            for w in workers]))
+        devices = set().union(
+            *ray.get(
+                [
+                    w.__ray_call__.remote(
+                        lambda self: {self.client.device.type, next(self.client.model.parameters()).device.type}
+                    )
+                    for w in workers
+                ]
+            )
+        )
         metrics = [sim.round(r) for r in range(cfg.training.rounds)]
         return devices, metrics, sim.weights()
 
@@ -153,9 +164,22 @@ def test_shortened_quickstart_on_gpu_workers(gpu_ray, tmp_path):
     import json
 
     out = tmp_path / "runs"
-    code = main(["run", "configs/quickstart.yaml", "--set", "training.rounds=4", "--set", "ray.gpus_per_worker=0.5",
-                 "--set", f"logging.out_dir={out}", "--set", "logging.progress=false",
-                 "--set", "logging.wandb.mode=disabled"])
+    code = main(
+        [
+            "run",
+            "configs/quickstart.yaml",
+            "--set",
+            "training.rounds=4",
+            "--set",
+            "ray.gpus_per_worker=0.5",
+            "--set",
+            f"logging.out_dir={out}",
+            "--set",
+            "logging.progress=false",
+            "--set",
+            "logging.wandb.mode=disabled",
+        ]
+    )
     assert code == 0
     (run_dir,) = out.iterdir()
     lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]

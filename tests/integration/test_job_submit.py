@@ -40,10 +40,21 @@ def ray_head():
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     bin_dir = Path(sys.executable).parent
     port = free_port()
-    cmd = [str(bin_dir / "ray"), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
-           "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", "--include-dashboard=true",
-           f"--dashboard-agent-listen-port={free_port()}", f"--metrics-export-port={free_port()}",
-           f"--temp-dir={temp_dir}", "--num-cpus=2", "--disable-usage-stats"]
+    cmd = [
+        str(bin_dir / "ray"),
+        "start",
+        "--head",
+        "--node-ip-address=127.0.0.1",
+        f"--port={port}",
+        "--dashboard-host=127.0.0.1",
+        f"--dashboard-port={dashboard}",
+        "--include-dashboard=true",
+        f"--dashboard-agent-listen-port={free_port()}",
+        f"--metrics-export-port={free_port()}",
+        f"--temp-dir={temp_dir}",
+        "--num-cpus=2",
+        "--disable-usage-stats",
+    ]
     try:
         subprocess.run(cmd, env=env, check=True, capture_output=True, timeout=180)
         yield f"http://127.0.0.1:{dashboard}", env, f"127.0.0.1:{port}"
@@ -63,8 +74,10 @@ def test_quickstart_submitted_as_a_job_writes_its_run(ray_head, tmp_path):
                 raise
             time.sleep(2)
     out = tmp_path / "shared"
-    entrypoint = (f"edgeweave run configs/quickstart.yaml --set training.rounds=3 --set logging.out_dir={out} "
-                  "--set logging.progress=false")
+    entrypoint = (
+        f"edgeweave run configs/quickstart.yaml --set training.rounds=3 --set logging.out_dir={out} "
+        "--set logging.progress=false"
+    )
     while True:  # the job agent can lag the dashboard by a few seconds
         try:
             job = client.submit_job(entrypoint=entrypoint, runtime_env={"working_dir": "."})
@@ -85,9 +98,11 @@ def test_quickstart_submitted_as_a_job_writes_its_run(ray_head, tmp_path):
     assert client.get_job_info(job).driver_node_id and "Started a local Ray instance" not in logs
 
     # A config with a plugin: the plugin file travels with the job, and its parts reach every worker.
-    example = client.submit_job(entrypoint=f"edgeweave run examples/custom_model/config.yaml --set training.rounds=2 "
-                                           f"--set logging.out_dir={tmp_path / 'example'} --set logging.progress=false",
-                                runtime_env={"working_dir": "."})
+    example = client.submit_job(
+        entrypoint=f"edgeweave run examples/custom_model/config.yaml --set training.rounds=2 "
+        f"--set logging.out_dir={tmp_path / 'example'} --set logging.progress=false",
+        runtime_env={"working_dir": "."},
+    )
     status, logs = wait(client, example)
     assert status == JobStatus.SUCCEEDED, logs[-3000:]
     assert "custom-model: fedavg finished 2 rounds" in logs
@@ -118,10 +133,25 @@ def test_runs_attach_to_a_running_head_and_leave_it_running(ray_head, tmp_path):
     _, env, gcs = ray_head
     out = tmp_path / "runs"
     for _ in range(2):
-        done = subprocess.run([str(Path(sys.executable).parent / "edgeweave"), "run", "configs/quickstart.yaml",
-                               "--set", "training.rounds=2", "--set", f"logging.out_dir={out}",
-                               "--set", "logging.progress=false", "--set", "logging.wandb.mode=disabled"],
-                              env={**env, "RAY_ADDRESS": gcs}, capture_output=True, text=True, timeout=300)
+        done = subprocess.run(
+            [
+                str(Path(sys.executable).parent / "edgeweave"),
+                "run",
+                "configs/quickstart.yaml",
+                "--set",
+                "training.rounds=2",
+                "--set",
+                f"logging.out_dir={out}",
+                "--set",
+                "logging.progress=false",
+                "--set",
+                "logging.wandb.mode=disabled",
+            ],
+            env={**env, "RAY_ADDRESS": gcs},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert done.returncode == 0, done.stderr[-3000:]
         assert "quickstart: fedavg finished 2 rounds" in done.stdout
     runs = sorted(out.iterdir())
@@ -132,6 +162,11 @@ def test_runs_attach_to_a_running_head_and_leave_it_running(ray_head, tmp_path):
         # `ray start --node-ip-address=127.0.0.1` put its node on the host's routable address: a driver joining
         # from the loopback waited a minute for a node there before it gave up
         assert phases["ray attach"]["seconds"] < 30
-    status = subprocess.run([str(Path(sys.executable).parent / "ray"), "status", f"--address={gcs}"], env=env,
-                            capture_output=True, text=True, timeout=120)
+    status = subprocess.run(
+        [str(Path(sys.executable).parent / "ray"), "status", f"--address={gcs}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert status.returncode == 0 and "CPU" in status.stdout  # the head outlived both runs

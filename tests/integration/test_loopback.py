@@ -62,9 +62,19 @@ def test_back_to_back_runs_wait_on_nothing(tmp_path, monkeypatch):
     from pathlib import Path
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    command = [str(Path(sys.executable).parent / "edgeweave"), "run", "configs/quickstart.yaml",
-               "--set", "training.rounds=2", "--set", f"logging.out_dir={tmp_path}",
-               "--set", "logging.progress=false", "--set", "logging.wandb.mode=disabled"]
+    command = [
+        str(Path(sys.executable).parent / "edgeweave"),
+        "run",
+        "configs/quickstart.yaml",
+        "--set",
+        "training.rounds=2",
+        "--set",
+        f"logging.out_dir={tmp_path}",
+        "--set",
+        "logging.progress=false",
+        "--set",
+        "logging.wandb.mode=disabled",
+    ]
     for _ in range(2):
         done = subprocess.run(command, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-3000:]
@@ -81,4 +91,5 @@ def test_back_to_back_runs_wait_on_nothing(tmp_path, monkeypatch):
         assert timeline["idle"] == [], timeline
         assert max(s["seconds"] for s in timeline["phases"]) < 30, timeline
         assert {"ray start", "data load", "workers ready", "first round", "shutdown"} <= {
-            s["phase"] for s in timeline["phases"]}
+            s["phase"] for s in timeline["phases"]
+        }

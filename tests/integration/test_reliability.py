@@ -16,10 +16,10 @@ from safetensors.torch import load_file
 
 from edgeweave.actors.session import Simulation
 from edgeweave.cli import main
-from edgeweave.platform.run.checkpoint import fingerprint, load_checkpoint
 from edgeweave.platform.config.schema import build_config
 from edgeweave.platform.data import load_dataset
 from edgeweave.platform.partition import partition_data
+from edgeweave.platform.run.checkpoint import fingerprint, load_checkpoint
 from tests.helpers import all_cpus_free, tiny_raw, wait_for_rounds
 
 pytestmark = pytest.mark.integration
@@ -34,8 +34,9 @@ def metrics_of(run_dir):
 @pytest.mark.parametrize("aggregation", [{}, {"mode": "async", "buffer": 2, "concurrency": 3}], ids=["sync", "async"])
 def test_killed_run_resumes_to_the_uninterrupted_result(local_ray, tmp_path, aggregation):
     # Async: the checkpoint holds the devices in flight and the model versions they train on.
-    raw = tiny_raw(tmp_path, training={"rounds": 6, "local_steps": 20}, logging={"checkpoint_every": 1},
-                   aggregation=aggregation)
+    raw = tiny_raw(
+        tmp_path, training={"rounds": 6, "local_steps": 20}, logging={"checkpoint_every": 1}, aggregation=aggregation
+    )
     path = tmp_path / "exp.yaml"
     path.write_text(yaml.safe_dump(raw))
     assert main(["run", str(path), "--set", f"logging.out_dir={tmp_path / 'whole'}"]) == 0
@@ -43,9 +44,13 @@ def test_killed_run_resumes_to_the_uninterrupted_result(local_ray, tmp_path, agg
 
     # Another process runs the same config on this Ray and is killed once round 3 is logged.
     env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address, "PYTHONPATH": os.getcwd()}
-    proc = subprocess.Popen([sys.executable, "-m", "edgeweave.cli", "run", str(path), "--set",
-                             f"logging.out_dir={tmp_path / 'cut'}"], env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgeweave.cli", "run", str(path), "--set", f"logging.out_dir={tmp_path / 'cut'}"],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_for_rounds(tmp_path / "cut", "*/metrics.jsonl", 3, proc)
         os.killpg(proc.pid, signal.SIGKILL)
@@ -82,8 +87,9 @@ def run_with_kills(cfg, kill_at: dict):
 
 
 def test_a_killed_worker_is_replaced_and_its_devices_redone(local_ray, tmp_path):
-    cfg = build_config(tiny_raw(tmp_path, training={"rounds": 4, "local_steps": 60},
-                                devices={"count": 8, "per_round": 6}))
+    cfg = build_config(
+        tiny_raw(tmp_path, training={"rounds": 4, "local_steps": 60}, devices={"count": 8, "per_round": 6})
+    )
     clean, w_clean = run_with_kills(cfg, {})
     hurt, w_hurt = run_with_kills(cfg, {1: "before", 2: "during"})
     assert hurt[-1]["workers_lost"] == 2 and clean[-1]["workers_lost"] == 0

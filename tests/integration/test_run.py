@@ -22,8 +22,18 @@ pytestmark = pytest.mark.integration
 def test_shortened_quickstart_end_to_end(local_ray, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     out = tmp_path / "runs"
-    code = main(["run", "configs/quickstart.yaml", "--set", "training.rounds=8",
-                 "--set", f"logging.out_dir={out}", "--set", "logging.progress=false"])
+    code = main(
+        [
+            "run",
+            "configs/quickstart.yaml",
+            "--set",
+            "training.rounds=8",
+            "--set",
+            f"logging.out_dir={out}",
+            "--set",
+            "logging.progress=false",
+        ]
+    )
     assert code == 0
     (run_dir,) = out.iterdir()
     assert run_dir.name.startswith("quickstart-")
@@ -31,7 +41,7 @@ def test_shortened_quickstart_end_to_end(local_ray, tmp_path, monkeypatch):
     cfg = load_config(run_dir / "config.yaml")
     assert cfg.training.rounds == 8 and cfg.strategy.name == "fedavg"
 
-    lines = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [m["round"] for m in lines] == list(range(8))
     for key in ("test_accuracy", "test_loss", "samples", "wall_seconds"):
         assert all(m[key] is not None for m in lines), key
@@ -63,9 +73,22 @@ def final_state(cfg, workers):
 
 
 # DISTREAL on speed that changes every second of virtual time, cut by a deadline: devices choose mid-round.
-SHIFTING = {"count": 8, "per_round": 5, "flops_per_second": 2e6, "deadline": 30.0, "stragglers": "partial",
-            "resources": {"name": "markov", "period": 1.0, "p_off": 0.02, "p_on": 0.5, "p_slow": 0.5,
-                          "p_fast": 0.5, "slow": 0.3}}
+SHIFTING = {
+    "count": 8,
+    "per_round": 5,
+    "flops_per_second": 2e6,
+    "deadline": 30.0,
+    "stragglers": "partial",
+    "resources": {
+        "name": "markov",
+        "period": 1.0,
+        "p_off": 0.02,
+        "p_on": 0.5,
+        "p_slow": 0.5,
+        "p_fast": 0.5,
+        "slow": 0.3,
+    },
+}
 
 
 def test_result_does_not_depend_on_worker_count_and_repeats(local_ray, tmp_path):
@@ -73,8 +96,12 @@ def test_result_does_not_depend_on_worker_count_and_repeats(local_ray, tmp_path)
     # tests/integration/test_cluster.py.
     from tests.unit.test_distreal import real_front
 
-    raw = tiny_raw(tmp_path, devices={"count": 8, "per_round": 5}, training={"rounds": 3},
-                   partition={"policy": "dirichlet", "alpha": 0.5, "min_samples": 5})
+    raw = tiny_raw(
+        tmp_path,
+        devices={"count": 8, "per_round": 5},
+        training={"rounds": 3},
+        partition={"policy": "dirichlet", "alpha": 0.5, "min_samples": 5},
+    )
     plain = build_config(raw)
     front = real_front(plain, load_dataset(plain.data, plain.seed), tmp_path / "front.json")
     cfg = build_config({**raw, "devices": SHIFTING, "strategy": {"name": "distreal", "front": str(front)}})
@@ -116,11 +143,20 @@ def test_server_rules_local_terms_and_device_state_do_not_depend_on_worker_count
     from tests.unit.test_async import async_raw
 
     if mode == "sync":
-        raw = tiny_raw(tmp_path, strategy={"name": "scaffold"}, devices={"count": 8, "per_round": 5},
-                       training={"rounds": 3, "prox_mu": 0.1}, aggregation={"server": {"name": "adam"}})
+        raw = tiny_raw(
+            tmp_path,
+            strategy={"name": "scaffold"},
+            devices={"count": 8, "per_round": 5},
+            training={"rounds": 3, "prox_mu": 0.1},
+            aggregation={"server": {"name": "adam"}},
+        )
     else:
-        raw = async_raw(tmp_path, strategy={"name": "fjord"}, training={"rounds": 4, "prox_mu": 0.1},
-                        aggregation={"server": {"name": "yogi"}})
+        raw = async_raw(
+            tmp_path,
+            strategy={"name": "fjord"},
+            training={"rounds": 4, "prox_mu": 0.1},
+            aggregation={"server": {"name": "yogi"}},
+        )
     cfg = build_config(raw)
     acc1, w1 = final_state(cfg, 1)
     acc2, w2 = final_state(cfg, 2)

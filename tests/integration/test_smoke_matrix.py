@@ -15,16 +15,21 @@ import yaml
 
 from edgeweave.cli import main
 from edgeweave.platform.config.schema import load_config
-from edgeweave.platform.data.speech_synth import WORDS, generate
 from edgeweave.platform.config.sweep import load_sweep
+from edgeweave.platform.data.speech_synth import WORDS, generate
 from tests.unit.test_femnist import write_leaf
 
 pytestmark = pytest.mark.integration
 
 SWEEPS = sorted(Path("configs/sweeps").glob("*.yaml")) + sorted(Path("examples").rglob("sweep.yaml"))
 CONFIGS = sorted(p for p in [*Path("configs").rglob("*.yaml"), *Path("examples").rglob("*.yaml")] if p not in SWEEPS)
-SHORT = ["training.rounds=2", "training.local_steps=2", "ray.num_workers=1", "logging.progress=false",
-         "logging.wandb.mode=disabled"]
+SHORT = [
+    "training.rounds=2",
+    "training.local_steps=2",
+    "ray.num_workers=1",
+    "logging.progress=false",
+    "logging.wandb.mode=disabled",
+]
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +40,10 @@ def generated(tmp_path_factory) -> dict[str, Path]:
     cifar = root / "cifar" / "cifar-10-batches-py"
     cifar.mkdir(parents=True)
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        batch = {"data": g.integers(0, 256, size=(60, 3072), dtype=np.uint8),
-                 "labels": g.integers(0, 10, size=60).tolist()}
+        batch = {
+            "data": g.integers(0, 256, size=(60, 3072), dtype=np.uint8),
+            "labels": g.integers(0, 10, size=60).tolist(),
+        }
         (cifar / name).write_bytes(pickle.dumps(batch))
     speech = root / "speech_commands"
     generate(speech, {"train": 120, "validation": 12, "test": 36}, WORDS[:10])  # the words configs name first
@@ -70,8 +77,14 @@ def test_shipped_config_runs(path, generated, local_ray, tmp_path):
     (run_dir,) = run_dirs(out)
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [m["round"] for m in metrics] == [0, 1] and metrics[-1]["test_accuracy"] is not None
-    for name in ("config.yaml", "devices.jsonl", "model.safetensors", "accuracy.png", "devices.png",
-                 "checkpoint/state.safetensors"):
+    for name in (
+        "config.yaml",
+        "devices.jsonl",
+        "model.safetensors",
+        "accuracy.png",
+        "devices.png",
+        "checkpoint/state.safetensors",
+    ):
         assert (run_dir / name).is_file(), name
 
 
@@ -107,8 +120,21 @@ def test_shipped_sweep_runs(path, local_ray, tmp_path):
 @pytest.mark.parametrize("path, target", [("configs/quickstart.yaml", 0.85), ("configs/central.yaml", 0.95)])
 def test_readme_accuracy_targets(path, target, local_ray, tmp_path):
     out = tmp_path / "runs"
-    assert main(["run", path, "--set", f"logging.out_dir={out}", "--set", "logging.progress=false",
-                 "--set", "logging.wandb.mode=disabled"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                path,
+                "--set",
+                f"logging.out_dir={out}",
+                "--set",
+                "logging.progress=false",
+                "--set",
+                "logging.wandb.mode=disabled",
+            ]
+        )
+        == 0
+    )
     (run_dir,) = run_dirs(out)
     last = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
     assert last["test_accuracy"] >= target

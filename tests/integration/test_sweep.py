@@ -33,11 +33,16 @@ def tune_ray():
 def write_sweep(tmp_path, rounds, **extra):
     base = tiny_raw(tmp_path, training={"rounds": rounds}, logging={"wandb": {"mode": "offline"}})
     (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
-    sweep = {"name": "tiny", "base": str(tmp_path / "base.yaml"), "out_dir": str(tmp_path / "sweeps"),
-             "space": {"training.lr": {"grid": [0.02, 0.1]}, "partition": {"grid": [{"policy": "iid"},
-                                                                                  {"policy": "dirichlet",
-                                                                                   "alpha": 0.3}]}},
-             **extra}
+    sweep = {
+        "name": "tiny",
+        "base": str(tmp_path / "base.yaml"),
+        "out_dir": str(tmp_path / "sweeps"),
+        "space": {
+            "training.lr": {"grid": [0.02, 0.1]},
+            "partition": {"grid": [{"policy": "iid"}, {"policy": "dirichlet", "alpha": 0.3}]},
+        },
+        **extra,
+    }
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump(sweep))
     return path
@@ -55,8 +60,10 @@ def wandb_runs(sweep_dir, count, timeout=60.0):
     """
     deadline, before = time.time() + timeout, None
     while True:
-        runs = {f.parent.name.rsplit("-", 1)[1]: read_wandb_offline(f)
-                for f in (sweep_dir / "wandb").glob("offline-run-*/run-*.wandb")}
+        runs = {
+            f.parent.name.rsplit("-", 1)[1]: read_wandb_offline(f)
+            for f in (sweep_dir / "wandb").glob("offline-run-*/run-*.wandb")
+        }
         written = len(runs) == count and all(r["history"] and r["summary"] for r in runs.values())
         if (written and runs == before) or time.time() > deadline:
             return runs
@@ -73,12 +80,19 @@ def test_asha_sweep_writes_table_best_config_and_wandb_runs(tune_ray, tmp_path, 
     accs = [float(r["test_accuracy"]) for r in rows]
     assert accs == sorted(accs, reverse=True)  # best first
     assert sorted((float(r["training.lr"]), yaml.safe_load(r["partition"])["policy"]) for r in rows) == [
-        (0.02, "dirichlet"), (0.02, "iid"), (0.1, "dirichlet"), (0.1, "iid")]
+        (0.02, "dirichlet"),
+        (0.02, "iid"),
+        (0.1, "dirichlet"),
+        (0.1, "iid"),
+    ]
     assert (sweep_dir / "results.md").read_text().count("\n") == 6 and (sweep_dir / "tradeoffs.png").stat().st_size
     assert "| trial |" in capsys.readouterr().out
 
     best = load_config(sweep_dir / "best.yaml")  # `edgeweave run` accepts it
-    assert best.training.lr == float(rows[0]["training.lr"]) and best.partition.name == yaml.safe_load(rows[0]["partition"])["policy"]
+    assert (
+        best.training.lr == float(rows[0]["training.lr"])
+        and best.partition.name == yaml.safe_load(rows[0]["partition"])["policy"]
+    )
 
     # Every trial streamed to its own offline W&B run, grouped by the sweep, summary = what Tune got,
     # the ASHA-stopped ones too; one more run holds the table and the plots.
@@ -99,13 +113,17 @@ def test_asha_sweep_writes_table_best_config_and_wandb_runs(tune_ray, tmp_path, 
 def test_bad_sweep_files_get_one_line_and_exit_2(tmp_path, capsys):
     path = write_sweep(tmp_path, rounds=2)
     raw = yaml.safe_load(path.read_text())
-    for change, expected in (({"space": {"training.lrr": {"grid": [0.1]}}}, "training.lrr"),
-                             ({"space": {"training.lr": {"grid": [-1.0]}}}, "training.lr = -1.0"),
-                             ({"space": {"training.lr": {"uniform": [0.5, 0.1]}}}, "low < high"),
-                             ({"scheduler": {"name": "hyperband"}}, "scheduler.name"),
-                             ({"metric": "accuracy"}, "metric = 'accuracy'"),
-                             ({"scheduler": {"name": "asha", "grace_period": 1}, "set": {"training.eval_every": 2}},
-                              "training.eval_every = 2")):
+    for change, expected in (
+        ({"space": {"training.lrr": {"grid": [0.1]}}}, "training.lrr"),
+        ({"space": {"training.lr": {"grid": [-1.0]}}}, "training.lr = -1.0"),
+        ({"space": {"training.lr": {"uniform": [0.5, 0.1]}}}, "low < high"),
+        ({"scheduler": {"name": "hyperband"}}, "scheduler.name"),
+        ({"metric": "accuracy"}, "metric = 'accuracy'"),
+        (
+            {"scheduler": {"name": "asha", "grace_period": 1}, "set": {"training.eval_every": 2}},
+            "training.eval_every = 2",
+        ),
+    ):
         path.write_text(yaml.safe_dump({**raw, **change}))
         assert main(["sweep", str(path)]) == 2
         err = capsys.readouterr().err
@@ -115,11 +133,21 @@ def test_bad_sweep_files_get_one_line_and_exit_2(tmp_path, capsys):
 
 def test_interrupted_sweep_resumes_from_checkpoints(tune_ray, tmp_path):
     rounds = 24  # rounds take ~0.1 s: enough of them that Ctrl+C lands inside the first trial
-    path = write_sweep(tmp_path, rounds=rounds, checkpoint_every=2, max_concurrent_trials=1,
-                       space={"training.lr": {"grid": [0.02, 0.1]}})
+    path = write_sweep(
+        tmp_path,
+        rounds=rounds,
+        checkpoint_every=2,
+        max_concurrent_trials=1,
+        space={"training.lr": {"grid": [0.02, 0.1]}},
+    )
     env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": os.getcwd()}
-    proc = subprocess.Popen([sys.executable, "-m", "edgeweave.cli", "sweep", str(path)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgeweave.cli", "sweep", str(path)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.time() + 240
         while time.time() < deadline and not list((tmp_path / "sweeps").glob("*/trials/run_trial_*/checkpoint_000000")):
@@ -154,8 +182,14 @@ def test_interrupted_sweep_resumes_from_checkpoints(tune_ray, tmp_path):
 def run_sweep_process(path, timeout):
     """`edgeweave sweep PATH` in a subprocess on the module's Ray; killed with its children past `timeout` s."""
     env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address, "PYTHONPATH": os.getcwd()}
-    proc = subprocess.Popen([sys.executable, "-m", "edgeweave.cli", "sweep", str(path)], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgeweave.cli", "sweep", str(path)],
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -168,8 +202,14 @@ def run_sweep_process(path, timeout):
 def test_sweep_evaluating_every_other_round_reports_the_metric_every_round(tune_ray, tmp_path):
     # Rounds 0 and 2 have no evaluation. Tune requires the metric in every report: without it Tune's
     # loop failed, and its W&B callback then waited 30 minutes for runs that never ended.
-    path = write_sweep(tmp_path, rounds=4, set={"training.eval_every": 2}, scheduler={"name": "fifo"},
-                       checkpoint_every=2, space={"training.lr": {"grid": [0.02, 0.1]}})
+    path = write_sweep(
+        tmp_path,
+        rounds=4,
+        set={"training.eval_every": 2},
+        scheduler={"name": "fifo"},
+        checkpoint_every=2,
+        space={"training.lr": {"grid": [0.02, 0.1]}},
+    )
     code, out = run_sweep_process(path, timeout=300)
     assert code == 0, out[-3000:]
     (sweep_dir,) = (tmp_path / "sweeps").iterdir()
@@ -184,14 +224,18 @@ def test_sweep_evaluating_every_other_round_reports_the_metric_every_round(tune_
     assert "Trial status" in log and "wandb:" in log
     for trial in sorted((sweep_dir / "trials").glob("run_trial_*")):
         reports = [json.loads(line) for line in (trial / "result.json").read_text().splitlines()]
-        run = [json.loads(line) for line in (sweep_dir / "runs" / reports[0]["trial_id"] / "metrics.jsonl")
-               .read_text().splitlines()]
+        run = [
+            json.loads(line)
+            for line in (sweep_dir / "runs" / reports[0]["trial_id"] / "metrics.jsonl").read_text().splitlines()
+        ]
         assert [m["test_accuracy"] is not None for m in run] == [False, True, False, True]
         assert [r["evaluated"] for r in reports] == [0, 1, 0, 1]
         assert math.isnan(reports[0]["test_accuracy"]) and math.isnan(reports[0]["test_loss"])  # none yet
         for r in (1, 2):  # round 2 carries round 1's evaluation
-            assert (reports[r]["test_accuracy"], reports[r]["test_loss"]) == (run[1]["test_accuracy"],
-                                                                              run[1]["test_loss"])
+            assert (reports[r]["test_accuracy"], reports[r]["test_loss"]) == (
+                run[1]["test_accuracy"],
+                run[1]["test_loss"],
+            )
         assert reports[3]["test_accuracy"] == run[3]["test_accuracy"]
         assert any(float(row["test_accuracy"]) == run[3]["test_accuracy"] for row in rows)
         assert [h["evaluated"] for h in wandb_runs(sweep_dir, 3)[reports[0]["trial_id"]]["history"]] == [0, 1, 0, 1]
@@ -264,10 +308,20 @@ except RunFailed as e:
 
 def test_a_failure_of_tune_itself_ends_the_sweep_with_one_line(tune_ray, tmp_path):
     # Tune's W&B callback used to wait 30 minutes for the W&B runs of trials Tune never ended.
-    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address, "PYTHONPATH": os.getcwd(),
-           "WANDB_MODE": "offline"}
-    proc = subprocess.Popen([sys.executable, "-c", TUNE_FAILS, str(tmp_path)], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    env = {
+        **os.environ,
+        "RAY_ADDRESS": ray.get_runtime_context().gcs_address,
+        "PYTHONPATH": os.getcwd(),
+        "WANDB_MODE": "offline",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-c", TUNE_FAILS, str(tmp_path)],
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         out, _ = proc.communicate(timeout=180)
     except subprocess.TimeoutExpired:
@@ -282,12 +336,24 @@ def test_a_failure_of_tune_itself_ends_the_sweep_with_one_line(tune_ray, tmp_pat
 def test_a_trial_that_loses_its_driver_goes_on_from_its_checkpoint(tune_ray, tmp_path):
     # On a cluster the driver's node can go while the trial's process still lives long enough to see it (the
     # process that dies with the node may write first): that is a lost trial, retried, not a trial that raised.
-    path = write_sweep(tmp_path, rounds=6, checkpoint_every=2, trial_retries=2, scheduler={"name": "fifo"},
-                       set={"training.local_steps": 60, "logging.wandb.mode": "disabled"},
-                       space={"training.lr": {"grid": [0.05]}})
+    path = write_sweep(
+        tmp_path,
+        rounds=6,
+        checkpoint_every=2,
+        trial_retries=2,
+        scheduler={"name": "fifo"},
+        set={"training.local_steps": 60, "logging.wandb.mode": "disabled"},
+        space={"training.lr": {"grid": [0.05]}},
+    )
     env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address, "PYTHONPATH": os.getcwd()}
-    proc = subprocess.Popen([sys.executable, "-m", "edgeweave.cli", "sweep", str(path)], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgeweave.cli", "sweep", str(path)],
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         wait_for_rounds(tmp_path / "sweeps", "*/runs/*/metrics.jsonl", 3, proc)
         (driver,) = subprocess.run(["pgrep", "-f", "^ray::Driver"], capture_output=True, text=True).stdout.split()
@@ -302,7 +368,9 @@ def test_a_trial_that_loses_its_driver_goes_on_from_its_checkpoint(tune_ray, tmp
     assert row["status"] == "done" and row["rounds"] == "6"
     (run_dir,) = trial_dirs(sweep_dir)
     assert not (run_dir / "failed.txt").exists()
-    assert [json.loads(line)["round"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()] == list(range(6))
+    assert [json.loads(line)["round"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()] == list(
+        range(6)
+    )
 
 
 def test_a_trial_run_again_from_scratch_starts_its_logs_empty(tune_ray, tmp_path, monkeypatch):
@@ -326,8 +394,12 @@ def test_a_trial_run_again_from_scratch_starts_its_logs_empty(tune_ray, tmp_path
     monkeypatch.setattr(tune, "get_context", lambda: type("Context", (), {"get_trial_id": lambda self: "t0"})())
     monkeypatch.setattr(tune, "get_checkpoint", lambda: None)  # no checkpoint yet: Tune starts the trial afresh
     monkeypatch.setattr(tune, "report", report)
-    fixed = {"ray.num_workers": 1, "logging.progress": False, "logging.checkpoint_every": 10,
-             "logging.wandb.mode": "disabled"}
+    fixed = {
+        "ray.num_workers": 1,
+        "logging.progress": False,
+        "logging.checkpoint_every": 10,
+        "logging.wandb.mode": "disabled",
+    }
     base = tiny_raw(tmp_path, training={"rounds": rounds})
     store, lost = data_store(), True
     with pytest.raises(RunLost):

@@ -21,8 +21,18 @@ def log_rounds(cfg, run_dir, rounds, start):
     sinks = default_sinks(cfg, run_dir, start=start)
     for r in rounds:
         sinks.log({"round": r, "test_accuracy": 0.1 * r, "test_loss": 1.0})
-    sinks.close({"name": cfg.name, "strategy": cfg.strategy.name, "rounds": rounds[-1] + 1, "test_accuracy": 0.5,
-                 "test_loss": 1.0, "virtual_time": 1.0, "cumulative_flops": 1.0, "wall_seconds": 1.0})
+    sinks.close(
+        {
+            "name": cfg.name,
+            "strategy": cfg.strategy.name,
+            "rounds": rounds[-1] + 1,
+            "test_accuracy": 0.5,
+            "test_loss": 1.0,
+            "virtual_time": 1.0,
+            "cumulative_flops": 1.0,
+            "wall_seconds": 1.0,
+        }
+    )
 
 
 def test_a_resumed_run_continues_its_wandb_run(make_config):
@@ -59,14 +69,17 @@ def test_wandb_mode_env_does_not_turn_an_explicit_disabled_on(make_config, monke
     assert (run_dir / "metrics.jsonl").read_text().count("\n") == 2
 
 
-@pytest.mark.parametrize("config, env, mode", [
-    ("offline", None, "offline"),
-    ("offline", "online", "online"),
-    ("offline", "disabled", "disabled"),
-    ("online", "offline", "offline"),
-    ("disabled", "online", "disabled"),
-    ("disabled", "offline", "disabled"),
-])
+@pytest.mark.parametrize(
+    "config, env, mode",
+    [
+        ("offline", None, "offline"),
+        ("offline", "online", "online"),
+        ("offline", "disabled", "disabled"),
+        ("online", "offline", "offline"),
+        ("disabled", "online", "disabled"),
+        ("disabled", "offline", "disabled"),
+    ],
+)
 def test_wandb_mode_env_overrides_all_but_disabled(monkeypatch, config, env, mode):
     if env is not None:
         monkeypatch.setenv("WANDB_MODE", env)

@@ -18,7 +18,8 @@ def test_whole_bench_times_both_commands_and_their_phases(tmp_path, capsys):
         assert r["rc"] == 0 and r["wall_s"] > r["first_round_done_s"] > 0
         assert r["tree_peak_mb"] > 50 and r["own_peak_mb"] > 50  # memory was sampled, not left at 0
         assert {"config and plugins", "data load", "workers ready", "first round", "rounds", "shutdown"} <= set(
-            r["phases"])
+            r["phases"]
+        )
     floor, platform = rows
     assert "ray start" in platform["phases"] and "ray start" not in floor["phases"]
     # The floor trains the devices the platform trains, on the same mini-batches: the same model, so the same

@@ -4,15 +4,15 @@ and every method either running or refusing in one line."""
 import numpy as np
 import pytest
 
-from edgeweave.platform.train.aggregate import average, combine
+from edgeweave.platform.config.schema import build_config
+from edgeweave.platform.core.errors import UserError
+from edgeweave.platform.data import load_dataset
+from edgeweave.platform.partition import partition_data
 from edgeweave.platform.run.asynchronous import AsyncServer, staleness_weight
 from edgeweave.platform.run.checkpoint import load_checkpoint, save_checkpoint
 from edgeweave.platform.run.client import Client
-from edgeweave.platform.config.schema import build_config
-from edgeweave.platform.data import load_dataset
-from edgeweave.platform.core.errors import UserError
-from edgeweave.platform.partition import partition_data
 from edgeweave.platform.run.servers import build_server
+from edgeweave.platform.train.aggregate import average, combine
 from tests.helpers import tiny_raw
 
 MARKOV = {"name": "markov", "period": 5, "p_off": 0.2, "p_on": 0.5, "p_slow": 0.3, "p_fast": 0.4, "slow": 0.3}
@@ -21,10 +21,13 @@ MARKOV = {"name": "markov", "period": 5, "p_off": 0.2, "p_on": 0.5, "p_slow": 0.
 def async_raw(tmp_path, aggregation=None, devices=None, training=None, **sections):
     """Digits on 12 devices whose availability and speed change every few virtual seconds; 5 train at once
     and every 3 arrivals make a server step."""
-    return tiny_raw(tmp_path, devices={"count": 12, "per_round": 4, "flops_per_second": 2e8, "resources": MARKOV,
-                                       **(devices or {})},
-                    training={"rounds": 6, "local_steps": 3, **(training or {})}, **sections,
-                    aggregation={"mode": "async", "buffer": 3, "concurrency": 5, **(aggregation or {})})
+    return tiny_raw(
+        tmp_path,
+        devices={"count": 12, "per_round": 4, "flops_per_second": 2e8, "resources": MARKOV, **(devices or {})},
+        training={"rounds": 6, "local_steps": 3, **(training or {})},
+        **sections,
+        aggregation={"mode": "async", "buffer": 3, "concurrency": 5, **(aggregation or {})},
+    )
 
 
 def parts(cfg):
@@ -35,8 +38,9 @@ def parts(cfg):
 def run_steps(server, client, first, last, records=None):
     for step in range(first, last):
         units = server.plan_units(step)
-        metrics, recs = server.fold([[client.run(u.round, u.weights, u.jobs, server.shared, server.stored(u.jobs))]
-                                     for u in units])
+        metrics, recs = server.fold(
+            [[client.run(u.version, u.weights, u.jobs, server.shared, server.stored(u.jobs))] for u in units]
+        )
         if records is not None:
             records.append((metrics, recs))
 
@@ -89,8 +93,11 @@ def test_a_device_that_comes_back_online_takes_a_free_slot_then(tmp_path):
 def test_a_step_with_every_device_started_folds_what_arrived_at_once(tmp_path):
     # Availability drawn per model version: the devices offline now stay offline until the next version,
     # so once the others arrived the step folds them at once (no idle wait).
-    raw = async_raw(tmp_path, aggregation={"buffer": 12, "concurrency": 12},
-                    devices={"resources": {"name": "uniform", "availability": 0.6}})
+    raw = async_raw(
+        tmp_path,
+        aggregation={"buffer": 12, "concurrency": 12},
+        devices={"resources": {"name": "uniform", "availability": 0.6}},
+    )
     cfg = build_config(raw)
     data, part = parts(cfg)
     server, client = build_server(cfg, data, part), Client(cfg, data, part)
@@ -104,8 +111,11 @@ def test_a_step_with_every_device_started_folds_what_arrived_at_once(tmp_path):
 def test_a_device_may_arrive_twice_in_a_step_and_both_updates_count(tmp_path):
     # A fast device that arrives from an older version starts again on the current one and can arrive
     # again before the buffer fills: two records, two staleness values, both counted.
-    cfg = build_config(async_raw(tmp_path, aggregation={"buffer": 8, "concurrency": 3},
-                                 devices={"resources": {}}, training={"rounds": 6}))
+    cfg = build_config(
+        async_raw(
+            tmp_path, aggregation={"buffer": 8, "concurrency": 3}, devices={"resources": {}}, training={"rounds": 6}
+        )
+    )
     data, part = parts(cfg)
     server, client = build_server(cfg, data, part), Client(cfg, data, part)
     steps = []
@@ -121,21 +131,20 @@ def test_a_device_may_arrive_twice_in_a_step_and_both_updates_count(tmp_path):
 
 
 def test_a_step_folds_staleness_weighted_deltas_from_each_updates_own_version(tmp_path):
-    cfg = build_config(async_raw(tmp_path, aggregation={"server": {"name": "plain", "lr": 0.7},
-                                                              "exponent": 0.5}))
+    cfg = build_config(async_raw(tmp_path, aggregation={"server": {"name": "plain", "lr": 0.7}, "exponent": 0.5}))
     data, part = parts(cfg)
     server, client = build_server(cfg, data, part), Client(cfg, data, part)
     run_steps(server, client, 0, 3)
     while True:  # a step whose updates trained on two versions
         units = server.plan_units(server.version)
-        partials = [[client.run(u.round, u.weights, u.jobs, server.shared)] for u in units]
+        partials = [[client.run(u.version, u.weights, u.jobs, server.shared)] for u in units]
         if len(units) > 1:
             break
         server.fold(partials)
     before, version = server.weights.copy(), server.version
     delta, counts = 0.0, 0.0
     for unit, (p,) in zip(units, partials):
-        s = (1 + version - unit.round) ** -0.5
+        s = (1 + version - unit.version) ** -0.5
         delta = delta + s * (p.sums - p.counts * unit.weights)
         counts = counts + p.counts
     lr = np.where(server.layout.learned(server.model), 0.7, 1.0)  # buffers (batch-norm statistics) take the mean
@@ -150,14 +159,16 @@ def test_fresh_updates_with_server_lr_1_fold_to_their_average(tmp_path):
     data, part = parts(cfg)
     server, client = build_server(cfg, data, part), Client(cfg, data, part)
     (unit,) = server.plan_units(0)
-    partials = [client.run(unit.round, unit.weights, unit.jobs, server.shared)]
+    partials = [client.run(unit.version, unit.weights, unit.jobs, server.shared)]
     total = combine(partials, server.layout.size)
     server.fold([partials])
     np.testing.assert_allclose(server.weights, average(unit.weights, total.sums, total.counts), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("strategy", [{"name": "fedavg"}, {"name": "heterofl"}, {"name": "fjord"}, {"name": "small"},
-                                      {"name": "taskwise", "groups": 2}])
+@pytest.mark.parametrize(
+    "strategy",
+    [{"name": "fedavg"}, {"name": "heterofl"}, {"name": "fjord"}, {"name": "small"}, {"name": "taskwise", "groups": 2}],
+)
 def test_a_resumed_async_run_equals_an_uninterrupted_one(tmp_path, strategy):
     cfg = build_config(async_raw(tmp_path, strategy=strategy))
     data, part = parts(cfg)
@@ -177,8 +188,11 @@ def test_a_resumed_async_run_equals_an_uninterrupted_one(tmp_path, strategy):
 def test_distreal_runs_async_with_the_deadline_as_each_devices_time_budget(tmp_path):
     from tests.unit.test_distreal import real_front
 
-    raw = async_raw(tmp_path, strategy={"name": "distreal", "front": str(tmp_path / "front.json")},
-                    devices={"flops_per_second": 1.5e5, "deadline": 25.0, "stragglers": "partial"})
+    raw = async_raw(
+        tmp_path,
+        strategy={"name": "distreal", "front": str(tmp_path / "front.json")},
+        devices={"flops_per_second": 1.5e5, "deadline": 25.0, "stragglers": "partial"},
+    )
     probe = build_config(raw, check_strategy=False)
     data, part = parts(probe)
     real_front(probe, data, tmp_path / "front.json")
@@ -193,15 +207,21 @@ def test_distreal_runs_async_with_the_deadline_as_each_devices_time_budget(tmp_p
     assert server.version == cfg.training.rounds and np.isfinite(server.weights).all()
 
 
-@pytest.mark.parametrize("change,field", [
-    ({"strategy": {"name": "central"}}, "aggregation.mode = 'async'"),
-    ({"strategy": {"name": "taskwise", "mode": "attributed", "groups": 2}}, "strategy.warmup_rounds = 2"),
-    ({"devices": {"over_selection": 0.5}}, "devices.over_selection = 0.5"),
-    ({"devices": {"round_ends": "deadline", "deadline": 5, "stragglers": "drop"}}, "devices.round_ends = 'deadline'"),
-    ({"aggregation": {"concurrency": 13}}, "aggregation.concurrency = 13"),
-    ({"aggregation": {"buffer": 13}}, "aggregation.buffer = 13: must be at most devices.count (12)"),
-    ({"aggregation": {"mode": "later"}}, "aggregation.mode = 'later'"),
-])
+@pytest.mark.parametrize(
+    "change,field",
+    [
+        ({"strategy": {"name": "central"}}, "aggregation.mode = 'async'"),
+        ({"strategy": {"name": "taskwise", "mode": "attributed", "groups": 2}}, "strategy.warmup_rounds = 2"),
+        ({"devices": {"over_selection": 0.5}}, "devices.over_selection = 0.5"),
+        (
+            {"devices": {"round_ends": "deadline", "deadline": 5, "stragglers": "drop"}},
+            "devices.round_ends = 'deadline'",
+        ),
+        ({"aggregation": {"concurrency": 13}}, "aggregation.concurrency = 13"),
+        ({"aggregation": {"buffer": 13}}, "aggregation.buffer = 13: must be at most devices.count (12)"),
+        ({"aggregation": {"mode": "later"}}, "aggregation.mode = 'later'"),
+    ],
+)
 def test_what_async_mode_cannot_run_is_refused_in_one_line(tmp_path, change, field):
     raw = async_raw(tmp_path)
     for key, value in change.items():

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from edgeweave.platform.bench.rounds import device_sequence, rss_bytes, run_floor, summary, table, targets, workload
-from edgeweave.platform.run.client import Client
 from edgeweave.platform.data import load_dataset
 from edgeweave.platform.partition import partition_data
+from edgeweave.platform.run.client import Client
 from edgeweave.platform.run.server import Server
 
 
@@ -23,8 +23,11 @@ def test_default_workload_is_the_documented_one():
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_floor_equals_the_platform_rounds(make_config, workers):
-    cfg = make_config(training={"rounds": 2, "batch_size": 10, "lr": 0.1, "momentum": 0.0},
-                      devices={"count": 8, "per_round": 3}, partition={"policy": "pool", "samples_per_device": 20})
+    cfg = make_config(
+        training={"rounds": 2, "batch_size": 10, "lr": 0.1, "momentum": 0.0},
+        devices={"count": 8, "per_round": 3},
+        partition={"policy": "pool", "samples_per_device": 20},
+    )
     data = load_dataset(cfg.data, cfg.seed)
     part = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed)
     server, client = Server(cfg, data, part), Client(cfg, data, part)
@@ -40,14 +43,20 @@ def test_floor_equals_the_platform_rounds(make_config, workers):
     row = summary("floor", workers, 8, cfg, floor, len(data.y_train))
     assert row["samples_per_s"] > 0 and row["steady_p95_s"] >= row["steady_p50_s"] > 0
     assert row["evaluation_s"] == pytest.approx(sum(floor["evaluations"]) / 2)  # eval_every 1: both rounds
-    sparse = summary("floor", workers, 8, cfg.model_copy(update={"training": cfg.training.model_copy(
-        update={"eval_every": 5})}), {**floor, "evaluations": [2.0, 0.001, 0.001, 0.001, 3.0, 0.001, 4.0]}, 1)
+    sparse = summary(
+        "floor",
+        workers,
+        8,
+        cfg.model_copy(update={"training": cfg.training.model_copy(update={"eval_every": 5})}),
+        {**floor, "evaluations": [2.0, 0.001, 0.001, 0.001, 3.0, 0.001, 4.0]},
+        1,
+    )
     assert sparse["evaluation_s"] == pytest.approx(3.5)  # the rounds that evaluated: the 5th and the last
     assert row["first_round_s"] == pytest.approx(floor["rounds"][0] - floor["evaluations"][0])
     platform = {**row, "kind": "platform", "wall_s": 2 * row["wall_s"], "first_round_s": 3 * row["steady_p50_s"]}
     assert f"| platform | {workers} | 8 | {len(data.y_train):,} | 2 |" in table([row, platform])
     assert "2.00x" in table([row, platform])
-    line, = targets([row, platform, {**platform, "wall_s": 4 * row["wall_s"]}, {**platform, "wall_s": row["wall_s"]}])
+    (line,) = targets([row, platform, {**platform, "wall_s": 4 * row["wall_s"]}, {**platform, "wall_s": row["wall_s"]}])
     assert "platform/floor wall 2.00 (missed" in line and "first round/steady p50 3.00 (missed" in line
     assert "evaluation/floor's 1.00 (met" in line
 

@@ -7,19 +7,24 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from edgeweave.platform.run.checkpoint import (RunState, fingerprint, load_checkpoint, run_fingerprint,
-                                          save_checkpoint)
 from edgeweave.platform.config.schema import dump_config
-from edgeweave.platform.data import load_dataset
 from edgeweave.platform.core.errors import UserError
-from edgeweave.platform.run.experiment import keep_rounds_before
+from edgeweave.platform.data import load_dataset
 from edgeweave.platform.partition import partition_data
+from edgeweave.platform.run.checkpoint import RunState, fingerprint, load_checkpoint, run_fingerprint, save_checkpoint
+from edgeweave.platform.run.experiment import keep_rounds_before
 from edgeweave.platform.run.server import Server
 
 
 def test_round_trip_keeps_every_field(tmp_path):
-    state = RunState(4, np.arange(10, dtype=np.float32), 12.5, 3e9, {"plan.0.keep.0": np.array([1, 3])},
-                     [{"round": 0, "test_accuracy": None}, {"round": 3, "test_accuracy": 0.5}])
+    state = RunState(
+        4,
+        np.arange(10, dtype=np.float32),
+        12.5,
+        3e9,
+        {"plan.0.keep.0": np.array([1, 3])},
+        [{"round": 0, "test_accuracy": None}, {"round": 3, "test_accuracy": 0.5}],
+    )
     save_checkpoint(tmp_path / "ck", state, "abc")
     back = load_checkpoint(tmp_path / "ck", "abc")
     assert (back.next_round, back.clock, back.total_flops, back.history) == (4, 12.5, 3e9, state.history)
@@ -37,8 +42,11 @@ def test_foreign_corrupt_and_missing_checkpoints_are_refused(tmp_path):
         load_checkpoint(tmp_path / "ck", "abc")
     with pytest.raises(UserError, match="no state.safetensors"):
         load_checkpoint(tmp_path / "nothing", "abc")
-    save_file({"weights": np.zeros(3, np.float32)}, str(tmp_path / "ck" / "state.safetensors"),
-              metadata={"edgeweave": '{"format": "other"}'})
+    save_file(
+        {"weights": np.zeros(3, np.float32)},
+        str(tmp_path / "ck" / "state.safetensors"),
+        metadata={"edgeweave": '{"format": "other"}'},
+    )
     with pytest.raises(UserError, match="not an edgeweave checkpoint"):
         load_checkpoint(tmp_path / "ck", "abc")
 
@@ -56,9 +64,11 @@ def test_fingerprint_covers_the_content_of_the_front_and_the_trace(make_config, 
 
     front, trace = tmp_path / "front.json", tmp_path / "trace.csv"
     trace.write_text("device,time,available,speed\n0,0,1,1.0\n")
-    sections = dict(model={"name": "cnn", "width": 0.125},
-                    devices={"count": 6, "per_round": 4, "resources": {"name": "trace", "path": str(trace)}},
-                    strategy={"name": "distreal", "front": str(front)})
+    sections = dict(
+        model={"name": "cnn", "width": 0.125},
+        devices={"count": 6, "per_round": 4, "resources": {"name": "trace", "path": str(trace)}},
+        strategy={"name": "distreal", "front": str(front)},
+    )
     plain = make_config(**{**sections, "strategy": {"name": "fedavg"}})
     real_front(plain, load_dataset(plain.data, plain.seed), front)
     first = make_config(**sections)
@@ -72,8 +82,11 @@ def test_fingerprint_covers_the_content_of_the_front_and_the_trace(make_config, 
     front.write_text(json.dumps(edited))
     changed = make_config(**sections)
     assert dump_config(changed) == dump_config(first) and run_fingerprint(changed) != run_fingerprint(first)
-    with pytest.raises(UserError, match=r"^checkpoint = '.*ck': strategy.front has changed since the checkpoint "
-                                        r"was written; restore the file it was written with to resume, or start a new run$"):
+    with pytest.raises(
+        UserError,
+        match=r"^checkpoint = '.*ck': strategy.front has changed since the checkpoint "
+        r"was written; restore the file it was written with to resume, or start a new run$",
+    ):
         load_checkpoint(tmp_path / "ck", run_fingerprint(changed))
 
     front.write_text(doc)
@@ -83,8 +96,11 @@ def test_fingerprint_covers_the_content_of_the_front_and_the_trace(make_config, 
 
 
 def test_server_snapshot_restores_taskwise_plans(make_config, tmp_path):
-    cfg = make_config(model={"name": "cnn", "width": 0.5}, devices={"count": 4, "per_round": 4},
-                      strategy={"name": "taskwise", "groups": 5})
+    cfg = make_config(
+        model={"name": "cnn", "width": 0.5},
+        devices={"count": 4, "per_round": 4},
+        strategy={"name": "taskwise", "groups": 5},
+    )
     data = load_dataset(cfg.data, cfg.seed)
     part = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed)
     server = Server(cfg, data, part)

@@ -28,8 +28,16 @@ def test_missing_cifar_exits_2_and_says_where_it_looked(tmp_path, capsys):
 
 def test_dse_command_writes_front_csv_and_plot(tmp_path, capsys):
     raw = tiny_raw(tmp_path, model={"width": 0.125})
-    raw["strategy"] = {"name": "distreal", "front": str(tmp_path / "fronts" / "f.json"), "population": 4,
-                       "generations": 1, "dse_steps": 2, "dse_seeds": 1, "grid_step": 0.5, "grid_max": 0.5}
+    raw["strategy"] = {
+        "name": "distreal",
+        "front": str(tmp_path / "fronts" / "f.json"),
+        "population": 4,
+        "generations": 1,
+        "dse_steps": 2,
+        "dse_seeds": 1,
+        "grid_step": 0.5,
+        "grid_max": 0.5,
+    }
     path = tmp_path / "exp.yaml"
     path.write_text(yaml.safe_dump(raw))
     assert main(["dse", str(path)]) == 0
@@ -38,6 +46,7 @@ def test_dse_command_writes_front_csv_and_plot(tmp_path, capsys):
     assert "on the front" in capsys.readouterr().out
     # The config now runs against its front (the strategy's own checks pass).
     from edgeweave.platform.config.schema import load_config
+
     assert load_config(path).strategy.name == "distreal"
 
 
@@ -52,6 +61,13 @@ def test_the_start_line_names_a_server_rule_and_a_local_term_when_they_are_not_f
     from edgeweave.platform.run.experiment import method_text
 
     assert method_text(make_config()) == "fedavg"
-    assert method_text(make_config(aggregation={"server": {"name": "plain", "lr": 0.5}}, strategy={"name": "scaffold"},
-                                   training={"prox_mu": 0.03})) == \
-        "scaffold + server rule plain (lr 0.5) + FedProx mu 0.03"
+    assert (
+        method_text(
+            make_config(
+                aggregation={"server": {"name": "plain", "lr": 0.5}},
+                strategy={"name": "scaffold"},
+                training={"prox_mu": 0.03},
+            )
+        )
+        == "scaffold + server rule plain (lr 0.5) + FedProx mu 0.03"
+    )

@@ -15,10 +15,17 @@ from edgeweave.platform.devices.timeline import constant, device_timeline, fixed
 
 def workload(policy, deadline, step_flops=None, speeds=(40.0, 20.0, 10.0)):
     step_flops = step_flops or [np.full(4, 10.0)] * len(speeds)
-    timelines = [device_timeline(constant(s), 0.0, 1.0, len(f), fixed_rule(f), deadline, policy)
-                 for s, f in zip(speeds, step_flops)]
-    return Workload(devices=np.arange(len(speeds)), shard=np.full(len(speeds), 40), batch=10,
-                    planned=np.array([len(f) for f in step_flops]), timelines=timelines)
+    timelines = [
+        device_timeline(constant(s), 0.0, 1.0, len(f), fixed_rule(f), deadline, policy)
+        for s, f in zip(speeds, step_flops)
+    ]
+    return Workload(
+        devices=np.arange(len(speeds)),
+        shard=np.full(len(speeds), 40),
+        batch=10,
+        planned=np.array([len(f) for f in step_flops]),
+        timelines=timelines,
+    )
 
 
 def play(policy, deadline, keep=None, fixed_length=False, **change):
@@ -84,8 +91,9 @@ def test_over_selection_keeps_the_first_finishers():
     np.testing.assert_allclose(t.flops, [40, 40, 30])
 
 
-@pytest.mark.parametrize("n, batch, steps, expected", [(40, 10, 4, 40), (45, 10, 5, 45), (45, 10, 7, 65),
-                                                       (45, 10, 2, 20), (5, 10, 3, 15)])
+@pytest.mark.parametrize(
+    "n, batch, steps, expected", [(40, 10, 4, 40), (45, 10, 5, 45), (45, 10, 7, 65), (45, 10, 2, 20), (5, 10, 3, 15)]
+)
 def test_samples_in_steps(n, batch, steps, expected):
     assert samples_in_steps(n, batch, steps) == expected
 
@@ -102,13 +110,16 @@ def test_partial_cuts_after_the_last_mini_batch_that_fits_when_costs_differ():
 
 def test_a_round_without_devices_takes_no_time_and_trains_nothing():
     for policy, deadline in (("wait", None), ("drop", 3.0), ("partial", 3.0)):
-        t = time_round(Workload(np.zeros(0, np.int64), np.zeros(0, np.int64), 10, np.zeros(0, np.int64), []), 0.0,
-                       policy, deadline)
+        t = time_round(
+            Workload(np.zeros(0, np.int64), np.zeros(0, np.int64), 10, np.zeros(0, np.int64), []), 0.0, policy, deadline
+        )
         assert t.end == 0 and len(t.steps) == 0 and t.flops.sum() == 0
 
 
-@pytest.mark.parametrize("n, batch, steps, expected", [(40, 10, 4, [10] * 4), (45, 10, 7, [10, 10, 10, 10, 5, 10, 10]),
-                                                       (5, 10, 2, [5, 5]), (45, 10, 0, [])])
+@pytest.mark.parametrize(
+    "n, batch, steps, expected",
+    [(40, 10, 4, [10] * 4), (45, 10, 7, [10, 10, 10, 10, 5, 10, 10]), (5, 10, 2, [5, 5]), (45, 10, 0, [])],
+)
 def test_batch_sizes_follow_epochs(n, batch, steps, expected):
     sizes = batch_sizes(n, batch, steps)
     assert sizes.tolist() == expected and sizes.sum() == samples_in_steps(n, batch, steps)
@@ -122,6 +133,7 @@ def shifting(changes):
         i = max(k for k, c in enumerate(times) if c <= t)
         until = times[i + 1] if i + 1 < len(times) else np.inf
         return changes[i][1], changes[i][2], until
+
     return at
 
 
@@ -161,6 +173,7 @@ def test_a_method_overriding_the_renamed_step_flops_is_refused_at_once():
     from edgeweave.platform.methods.base import Rules
 
     with pytest.raises(TypeError, match="Mine.step_flops: renamed sample_flops"):
+
         class Mine(Rules):
             def step_flops(self, facts, round_, job, steps):
                 return np.ones(steps)

@@ -51,8 +51,14 @@ def test_an_unknown_strategy_lists_every_registered_one(tmp_path):
         ("training.lr=-1", "training.lr = -1: Input should be greater than 0"),
         ("training.rounds=many", "training.rounds = 'many': Input should be a valid integer"),
         ("strategy.name=fedx", "strategy.name = 'fedx': unknown strategy; valid: "),  # every name: below
-        ("partition.policy=random", "partition.policy = 'random': unknown partition policy; valid: classes, dirichlet, iid, natural, pool, shards"),
-        ("data.name=mnist", "data.name = 'mnist': unknown dataset; valid: cifar10, cifar100, digits, femnist, shapes, speech_commands, synthetic"),
+        (
+            "partition.policy=random",
+            "partition.policy = 'random': unknown partition policy; valid: classes, dirichlet, iid, natural, pool, shards",
+        ),
+        (
+            "data.name=mnist",
+            "data.name = 'mnist': unknown dataset; valid: cifar10, cifar100, digits, femnist, shapes, speech_commands, synthetic",
+        ),
         ("model.name=resnet", "model.name = 'resnet': unknown model; valid: alexnet, cnn, kws_cnn, vgg11, vgg16"),
         ("devices.per_round=7", "devices.per_round = 7: must be at most devices.count (6)"),
         ("logging.wandb.mode=cloud", "logging.wandb.mode = 'cloud': Input should be 'offline', 'online' or 'disabled'"),
@@ -75,8 +81,10 @@ def test_params_of_another_policy_are_rejected(tmp_path):
 
 
 def test_overrides_are_typed_by_yaml(tmp_path):
-    raw = apply_overrides(tiny_raw(tmp_path), ["training.lr=0.2", "training.local_steps=null",
-                                               "partition.policy=classes", "partition.classes=[[0,1],[2]]"])
+    raw = apply_overrides(
+        tiny_raw(tmp_path),
+        ["training.lr=0.2", "training.local_steps=null", "partition.policy=classes", "partition.classes=[[0,1],[2]]"],
+    )
     cfg = build_config(raw)
     assert cfg.training.lr == 0.2 and cfg.training.local_steps is None
     assert cfg.partition.classes == [[0, 1], [2]]
@@ -106,9 +114,14 @@ def test_missing_and_malformed_files(tmp_path):
         load_config(listy)
 
 
-@pytest.mark.parametrize("path, method", [("configs/quickstart.yaml", "fedavg"),
-                                          ("configs/distreal_paper.yaml", "distreal"),
-                                          ("configs/taskwise_synthetic.yaml", "taskwise")])
+@pytest.mark.parametrize(
+    "path, method",
+    [
+        ("configs/quickstart.yaml", "fedavg"),
+        ("configs/distreal_paper.yaml", "distreal"),
+        ("configs/taskwise_synthetic.yaml", "taskwise"),
+    ],
+)
 def test_validating_a_config_imports_neither_torch_nor_another_method(path, method):
     """A config is checked (the tune driver, `ray job submit`, a typo's exit 2) without loading torch,
     and looking its method up imports that method's file alone."""
@@ -116,10 +129,13 @@ def test_validating_a_config_imports_neither_torch_nor_another_method(path, meth
     import sys
     from pathlib import Path
 
-    code = (f"import sys; from edgeweave.platform.config.schema import load_config; load_config({path!r}); "
-            "print('torch' in sys.modules, sorted(m.rsplit('.', 1)[1] for m in sys.modules "
-            "if m.startswith('edgeweave.platform.methods.')))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).parents[2]).stdout.split(" ", 1)
+    code = (
+        f"import sys; from edgeweave.platform.config.schema import load_config; load_config({path!r}); "
+        "print('torch' in sys.modules, sorted(m.rsplit('.', 1)[1] for m in sys.modules "
+        "if m.startswith('edgeweave.platform.methods.')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=Path(__file__).parents[2]
+    ).stdout.split(" ", 1)
     assert out[0] == "False"
     assert set(yaml.safe_load(out[1])) - {"base", "context", "server_rules", "front"} == {method}

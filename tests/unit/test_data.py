@@ -3,13 +3,14 @@ import pickle
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edgeweave.platform.config.schema import build_config
+from edgeweave.platform.core.errors import UserError
 from edgeweave.platform.data import load_dataset
 from edgeweave.platform.data.augment import crop_flip
-from edgeweave.platform.core.errors import UserError
 from tests.helpers import tiny_raw
 
 
@@ -29,8 +30,9 @@ def test_digits_are_bundled_normalised_and_stratified(tmp_path):
 
 
 def test_synthetic_repeats_from_its_seed_and_is_learnable(tmp_path):
-    choice = data_choice(tmp_path, name="synthetic", num_classes=4, train_samples=200, test_samples=80,
-                         image_size=16, difficulty=0.5)
+    choice = data_choice(
+        tmp_path, name="synthetic", num_classes=4, train_samples=200, test_samples=80, image_size=16, difficulty=0.5
+    )
     a, b = load_dataset(choice, seed=1), load_dataset(choice, seed=1)
     c = load_dataset(choice, seed=2)
     assert a.x_train.shape == (200, 3, 16, 16) and a.num_classes == 4
@@ -44,8 +46,18 @@ def test_synthetic_repeats_from_its_seed_and_is_learnable(tmp_path):
 
 def test_synthetic_difficulty_makes_it_harder(tmp_path):
     def nearest_mean_accuracy(difficulty):
-        d = load_dataset(data_choice(tmp_path, name="synthetic", num_classes=4, train_samples=200,
-                                     test_samples=200, image_size=8, difficulty=difficulty), seed=0)
+        d = load_dataset(
+            data_choice(
+                tmp_path,
+                name="synthetic",
+                num_classes=4,
+                train_samples=200,
+                test_samples=200,
+                image_size=8,
+                difficulty=difficulty,
+            ),
+            seed=0,
+        )
         means = np.stack([d.x_train[d.y_train == k].mean(0) for k in range(4)])
         dist = ((d.x_test[:, None] - means[None]) ** 2).sum(axis=(2, 3, 4))
         return (dist.argmin(1) == d.y_test).mean()
@@ -58,8 +70,10 @@ def write_fake_cifar(root, folder, files, label_key, n, classes, rng):
     base = root / folder
     base.mkdir(parents=True)
     for name in files:
-        batch = {"data": rng.integers(0, 256, size=(n, 3072), dtype=np.uint8),
-                 label_key: rng.integers(0, classes, size=n).tolist()}
+        batch = {
+            "data": rng.integers(0, 256, size=(n, 3072), dtype=np.uint8),
+            label_key: rng.integers(0, classes, size=n).tolist(),
+        }
         with open(base / name, "wb") as f:
             pickle.dump(batch, f)
 

@@ -52,8 +52,14 @@ def test_training_twice_on_cuda_gives_the_same_bits(restored):
 
     def train() -> np.ndarray:
         torch.manual_seed(0)
-        model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
-                              nn.Flatten(), nn.Linear(16 * 8 * 8, 10)).cuda()
+        model = nn.Sequential(
+            nn.Conv2d(3, 16, 3, padding=1),
+            nn.BatchNorm2d(16),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(16 * 8 * 8, 10),
+        ).cuda()
         opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
         g = torch.Generator().manual_seed(1)
         x, y = torch.randn(64, 3, 16, 16, generator=g).cuda(), torch.randint(0, 10, (64,), generator=g).cuda()

@@ -7,7 +7,8 @@ from collections import namedtuple
 import numpy as np
 import pytest
 import yaml
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edgeweave.cli import main
 from edgeweave.platform.run import device_state
@@ -16,9 +17,11 @@ from tests.helpers import tiny_raw
 
 
 @settings(max_examples=25, deadline=None)
-@given(population=st.integers(1, 40), sizes=st.dictionaries(st.sampled_from(["a", "b", "control"]),
-                                                             st.integers(1, 300), min_size=1),
-       seed=st.integers(0, 2**31 - 1))
+@given(
+    population=st.integers(1, 40),
+    sizes=st.dictionaries(st.sampled_from(["a", "b", "control"]), st.integers(1, 300), min_size=1),
+    seed=st.integers(0, 2**31 - 1),
+)
 def test_rows_read_back_as_written_in_memory_and_on_disk(population, sizes, seed):
     g = np.random.default_rng(seed)
     memory, disk = DeviceStates(population, sizes, "m"), DeviceStates(population, sizes, "m", memory=0)
@@ -53,8 +56,9 @@ def test_a_row_of_the_wrong_shape_or_name_is_refused():
         store.put(0, {"other": np.zeros(4)})
 
 
-def test_state_that_fits_neither_memory_nor_disk_is_refused_before_the_run_writes_anything(tmp_path, monkeypatch,
-                                                                                            capsys):
+def test_state_that_fits_neither_memory_nor_disk_is_refused_before_the_run_writes_anything(
+    tmp_path, monkeypatch, capsys
+):
     path = tmp_path / "exp.yaml"
     path.write_text(yaml.safe_dump(tiny_raw(tmp_path, strategy={"name": "scaffold"})))
     monkeypatch.setattr(device_state, "free_memory", lambda: 1000.0)

@@ -7,20 +7,21 @@ import numpy as np
 import pytest
 
 from edgeweave.platform.config.schema import build_config
-from edgeweave.platform.data import load_dataset
-from edgeweave.platform.search.dse import Explorer, explore
 from edgeweave.platform.core.errors import UserError
+from edgeweave.platform.core.seeding import rng
+from edgeweave.platform.data import load_dataset
 from edgeweave.platform.devices.timeline import constant, device_timeline
 from edgeweave.platform.methods.front import Front, front_rule, load_front, made_for, non_dominated
 from edgeweave.platform.models import build_model
-from edgeweave.platform.core.seeding import rng
+from edgeweave.platform.search.dse import Explorer, explore
 from edgeweave.platform.train.plans import dropout_plan
 from edgeweave.platform.train.submodel import Slicer
 from tests.helpers import tiny_raw
 
 # Three front points: cost 100, 50, 10 FLOPs per mini-batch; the costliest converges best.
-FRONT = Front(np.array([[0.0, 0.0], [0.5, 0.0], [0.75, 0.75]]), np.array([100.0, 50.0, 10.0]),
-              np.array([1.0, 2.0, 3.0]), {})
+FRONT = Front(
+    np.array([[0.0, 0.0], [0.5, 0.0], [0.75, 0.75]]), np.array([100.0, 50.0, 10.0]), np.array([1.0, 2.0, 3.0]), {}
+)
 
 
 def schedule(front, steps, speed, seconds):
@@ -70,7 +71,7 @@ def test_dropout_masks_have_the_vectors_rates_and_repeat_from_the_seed(tmp_path)
     assert len(a.keep[0]) == int(np.ceil(0.5 * slicer.widths[0]))
     assert len(a.keep[1]) == int(np.ceil(0.75 * slicer.widths[1]))
     assert len(a.keep[2]) == slicer.widths[2]
-    assert all(len(k) == w for k, w in zip(a.keep[slicer.num_convs:], slicer.widths[slicer.num_convs:]))
+    assert all(len(k) == w for k, w in zip(a.keep[slicer.num_convs :], slicer.widths[slicer.num_convs :]))
     # Over many mini-batches every filter of a dropped layer gets trained.
     seen = np.zeros(slicer.widths[0], bool)
     for k in range(40):
@@ -82,8 +83,16 @@ def test_dropout_masks_have_the_vectors_rates_and_repeat_from_the_seed(tmp_path)
 
 def tiny_distreal(tmp_path, front_path):
     raw = tiny_raw(tmp_path, model={"width": 0.125}, training={"batch_size": 16})
-    raw["strategy"] = {"name": "distreal", "front": str(front_path), "population": 6, "generations": 3,
-                       "dse_steps": 4, "dse_seeds": 1, "grid_step": 0.25, "grid_max": 0.5}
+    raw["strategy"] = {
+        "name": "distreal",
+        "front": str(front_path),
+        "population": 6,
+        "generations": 3,
+        "dse_steps": 4,
+        "dse_seeds": 1,
+        "grid_step": 0.25,
+        "grid_max": 0.5,
+    }
     return raw
 
 
@@ -113,8 +122,11 @@ def test_a_missing_or_foreign_front_is_a_clear_error(tmp_path):
     real_front(cfg, load_dataset(cfg.data, cfg.seed), tmp_path / "v.json")
     doc = json.loads((tmp_path / "v.json").read_text())
     (tmp_path / "v.json").write_text(json.dumps({**doc, "model": "vgg11"}))
-    with pytest.raises(UserError, match=r"^strategy.front = '.*v.json': made for model.name = 'vgg11', but this "
-                                        r"config has 'cnn'; make a front for this config with `edgeweave dse"):
+    with pytest.raises(
+        UserError,
+        match=r"^strategy.front = '.*v.json': made for model.name = 'vgg11', but this "
+        r"config has 'cnn'; make a front for this config with `edgeweave dse",
+    ):
         build_config(tiny_distreal(tmp_path, tmp_path / "v.json"))
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(UserError, match="not a front file"):
@@ -123,14 +135,13 @@ def test_a_missing_or_foreign_front_is_a_clear_error(tmp_path):
 
 @pytest.mark.parametrize("options", [{}, {"choose": "round"}, {"scale_kept": True}], ids=str)
 def test_devices_choose_alone_and_the_driver_replays_them_exactly(tmp_path, options):
-    from edgeweave.platform.run.client import Client
     from edgeweave.platform.partition import partition_data
+    from edgeweave.platform.run.client import Client
     from edgeweave.platform.run.server import Server
 
     raw = tiny_distreal(tmp_path, tmp_path / "real.json")
     raw["strategy"].update(options)
-    raw["devices"] = {"count": 9, "per_round": 9, "flops_per_second": 1.5e5, "deadline": 25.0,
-                      "stragglers": "partial"}
+    raw["devices"] = {"count": 9, "per_round": 9, "flops_per_second": 1.5e5, "deadline": 25.0, "stragglers": "partial"}
     probe = build_config(raw, check_strategy=False)
     data = load_dataset(probe.data, probe.seed)
     real_front(probe, data, tmp_path / "real.json", scale_kept=options.get("scale_kept", False))
@@ -157,17 +168,16 @@ def real_front(cfg, data, path, vectors=DENSE, scale_kept=False):
     b = cfg.training.batch_size
     costs = [slicer.flops(dropout_plan(slicer, v, np.random.default_rng(0))) * b for v in vectors]
     meta = {**made_for(cfg, data.input_shape, data.num_classes), **({"scale_kept": True} if scale_kept else {})}
-    Front(np.array(vectors, np.float64), np.array(costs, np.float64), np.arange(len(vectors), 0, -1.0),
-          meta).save(path)
+    Front(np.array(vectors, np.float64), np.array(costs, np.float64), np.arange(len(vectors), 0, -1.0), meta).save(path)
     return path
 
 
 def test_the_server_books_exactly_the_flops_and_time_the_devices_trained(tmp_path, monkeypatch):
     """For every deadline and speed (devices that stop early included), booked FLOPs = trained FLOPs."""
-    from edgeweave.platform.train import sliced_training
-    from edgeweave.platform.run.client import Client
     from edgeweave.platform.partition import partition_data
+    from edgeweave.platform.run.client import Client
     from edgeweave.platform.run.server import Server
+    from edgeweave.platform.train import sliced_training
 
     raw = tiny_distreal(tmp_path, tmp_path / "real.json")
     probe = build_config(raw, check_strategy=False)
@@ -176,15 +186,26 @@ def test_the_server_books_exactly_the_flops_and_time_the_devices_trained(tmp_pat
     real_front(probe, data, tmp_path / "real.json")
     real_order, real_train = sliced_training.batch_order, Client.train_steps
     stopped_early = finished = 0
-    for speed, deadline, stragglers in [(2e5, 2.0, "wait"), (2e5, 4.0, "drop"), (6e5, 1.0, "partial"),
-                                        (6e5, 2.0, "wait"), (2e5, 8.0, "partial"), (6e5, None, "wait")]:
-        raw["devices"] = {"count": 9, "per_round": 9, "flops_per_second": speed, "deadline": deadline,
-                          "stragglers": stragglers if deadline else "wait"}
+    for speed, deadline, stragglers in [
+        (2e5, 2.0, "wait"),
+        (2e5, 4.0, "drop"),
+        (6e5, 1.0, "partial"),
+        (6e5, 2.0, "wait"),
+        (2e5, 8.0, "partial"),
+        (6e5, None, "wait"),
+    ]:
+        raw["devices"] = {
+            "count": 9,
+            "per_round": 9,
+            "flops_per_second": speed,
+            "deadline": deadline,
+            "stragglers": stragglers if deadline else "wait",
+        }
         cfg = build_config(raw)
         server, client = Server(cfg, data, part), Client(cfg, data, part)
         trained = {}
 
-        def spy(self, round_, job, global_weights, partial, plan_for_step, steps=None, **kwargs):
+        def spy(self, round_, job, global_weights, partial, plan_for_step, steps=None, *, trained=trained, **kwargs):
             plans, sizes = [], []
 
             def order(n, s, g):
@@ -223,8 +244,7 @@ def test_the_server_books_exactly_the_flops_and_time_the_devices_trained(tmp_pat
 
 def test_a_front_for_8x8_data_is_refused_for_32x32_data(tmp_path):
     from edgeweave.platform.partition import partition_data
-    from edgeweave.platform.run.server import Server
-    from edgeweave.platform.run.server import check_with_data
+    from edgeweave.platform.run.server import Server, check_with_data
 
     digits = build_config(tiny_distreal(tmp_path, tmp_path / "f.json"), check_strategy=False)
     real_front(digits, load_dataset(digits.data, digits.seed), tmp_path / "f.json")  # made for (1, 8, 8)
@@ -232,8 +252,10 @@ def test_a_front_for_8x8_data_is_refused_for_32x32_data(tmp_path):
     raw["data"] = {"name": "synthetic", "image_size": 32, "channels": 1, "train_samples": 60, "test_samples": 20}
     cfg = build_config(raw)  # nothing at config time says the shape: it is checked once the data is loaded
     data = load_dataset(cfg.data, cfg.seed)
-    line = (r"^strategy.front = '.*f.json': made for input shape \[1, 8, 8\], but data 'synthetic' has "
-            r"\[1, 32, 32\]; make a front for this config with `edgeweave dse CONFIG`$")
+    line = (
+        r"^strategy.front = '.*f.json': made for input shape \[1, 8, 8\], but data 'synthetic' has "
+        r"\[1, 32, 32\]; make a front for this config with `edgeweave dse CONFIG`$"
+    )
     part = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed)
     with pytest.raises(UserError, match=line):  # a run never books a cost made for other data
         Server(cfg, data, part).plan(0)
@@ -246,8 +268,11 @@ def test_a_front_for_another_model_width_is_refused(tmp_path):
     real_front(narrow, load_dataset(narrow.data, narrow.seed), tmp_path / "f.json")
     wide = tiny_distreal(tmp_path, tmp_path / "f.json")
     wide["model"] = {"name": "cnn", "width": 0.25}
-    with pytest.raises(UserError, match=r"^strategy.front = '.*f.json': made for model.width = 0.125, but this "
-                                        r"config has 0.25; make a front for this config with `edgeweave dse"):
+    with pytest.raises(
+        UserError,
+        match=r"^strategy.front = '.*f.json': made for model.width = 0.125, but this "
+        r"config has 0.25; make a front for this config with `edgeweave dse",
+    ):
         build_config(wide)
     wide["model"], wide["training"]["batch_size"] = {"name": "cnn", "width": 0.125}, 32
     with pytest.raises(UserError, match=r"made for training.batch_size = 16, but this config has 32"):
@@ -256,16 +281,19 @@ def test_a_front_for_another_model_width_is_refused(tmp_path):
 
 def test_a_front_that_does_not_say_what_it_was_made_for_is_refused(tmp_path):
     Front(np.zeros((1, 2)), np.ones(1), np.ones(1), {"model": "cnn", "batch_size": 16}).save(tmp_path / "old.json")
-    with pytest.raises(UserError, match=r"^strategy.front = '.*old.json': does not record what it was made for "
-                                        r"\(model_params, input_shape, num_classes missing; .*\); make it again "
-                                        r"with `edgeweave dse CONFIG --force`$"):
+    with pytest.raises(
+        UserError,
+        match=r"^strategy.front = '.*old.json': does not record what it was made for "
+        r"\(model_params, input_shape, num_classes missing; .*\); make it again "
+        r"with `edgeweave dse CONFIG --force`$",
+    ):
         build_config(tiny_distreal(tmp_path, tmp_path / "old.json"))
 
 
 def test_the_run_uses_the_front_it_read_with_its_config_not_the_disk(tmp_path):
     """Workers get the config pickled, with the front's bytes: a file changed or gone later changes nothing."""
-    from edgeweave.platform.run.client import Client
     from edgeweave.platform.partition import partition_data
+    from edgeweave.platform.run.client import Client
     from edgeweave.platform.run.server import Server
 
     raw = tiny_distreal(tmp_path, tmp_path / "f.json")
@@ -296,21 +324,30 @@ def test_dse_refuses_to_overwrite_a_front_unless_forced_or_sent_elsewhere(tmp_pa
     (tmp_path / "fronts" / "f.json").write_text("the shipped front")
     assert main(["dse", str(config)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith(f"error: strategy.front = '{tmp_path / 'fronts' / 'f.json'}': a front "
-                                               "is already there; name another file with --out, or give --force")
+    assert len(err) == 1 and err[0].startswith(
+        f"error: strategy.front = '{tmp_path / 'fronts' / 'f.json'}': a front "
+        "is already there; name another file with --out, or give --force"
+    )
     assert (tmp_path / "fronts" / "f.json").read_text() == "the shipped front"
     assert main(["dse", str(config), "--out", str(tmp_path / "fronts" / "f.json")]) == 2  # the same file again
     assert main(["dse", str(config), "--out", str(tmp_path / "fronts" / "g.json")]) == 0
     assert main(["dse", str(config), "--force"]) == 0
     assert load_front(tmp_path / "fronts" / "f.json").meta["input_shape"] == [1, 8, 8]
     assert sorted(p.name for p in (tmp_path / "fronts").iterdir()) == [
-        "f.csv", "f.json", "f.png", "g.csv", "g.json", "g.png"]  # written beside, renamed: nothing left over
+        "f.csv",
+        "f.json",
+        "f.png",
+        "g.csv",
+        "g.json",
+        "g.png",
+    ]  # written beside, renamed: nothing left over
 
 
 def test_per_mini_batch_choice_reacts_to_a_slowdown_and_one_choice_per_round_does_not():
     """Speed 1 FLOP/s until 100 s, then 0.2; 4 mini-batches, 260 s. Per mini-batch: 50, 50 (ends
     at 100 s), then the slowdown makes only the 10-FLOP vector fit: 10, 10, all four done by
     200 s. One vector per round keeps 50, which no longer fits after the slowdown: it stops at 2."""
+
     def slows(t):
         return (True, 1.0, 100.0) if t < 100.0 else (True, 0.2, np.inf)
 
@@ -318,8 +355,9 @@ def test_per_mini_batch_choice_reacts_to_a_slowdown_and_one_choice_per_round_doe
     per_batch = device_timeline(slows, 0.0, 0.0, 4, batch, 260.0, "wait")
     assert [FRONT.flops_per_batch[i] for i in per_batch.choices] == [50, 50, 10, 10]
     assert per_batch.finish == pytest.approx(200.0) and per_batch.stopped is None
-    per_round = device_timeline(slows, 0.0, 0.0, 4, front_rule(FRONT, np.full(4, 10), 10, per_round=True), 260.0,
-                                "wait")
+    per_round = device_timeline(
+        slows, 0.0, 0.0, 4, front_rule(FRONT, np.full(4, 10), 10, per_round=True), 260.0, "wait"
+    )
     assert [FRONT.flops_per_batch[i] for i in per_round.choices] == [50, 50]
     assert per_round.stopped == "own choice"
 
@@ -352,12 +390,16 @@ def test_a_front_searched_without_scaling_is_refused_for_scaled_training_and_bac
     real_front(plain, load_dataset(plain.data, plain.seed), tmp_path / "f.json")  # no scale_kept recorded: false
     scaled = tiny_distreal(tmp_path, tmp_path / "f.json")
     scaled["strategy"]["scale_kept"] = True
-    with pytest.raises(UserError, match=r"^strategy.front = '.*f.json': searched with scale_kept false, but this "
-                                        r"config trains with strategy.scale_kept = true; .*`edgeweave dse CONFIG`$"):
+    with pytest.raises(
+        UserError,
+        match=r"^strategy.front = '.*f.json': searched with scale_kept false, but this "
+        r"config trains with strategy.scale_kept = true; .*`edgeweave dse CONFIG`$",
+    ):
         build_config(scaled)
     doc = json.loads((tmp_path / "f.json").read_text())
     (tmp_path / "f.json").write_text(json.dumps({**doc, "scale_kept": True}))
     assert build_config(scaled).strategy.scale_kept
-    with pytest.raises(UserError, match="searched with scale_kept true, but this config trains with "
-                                        "strategy.scale_kept = false"):
+    with pytest.raises(
+        UserError, match="searched with scale_kept true, but this config trains with strategy.scale_kept = false"
+    ):
         build_config(tiny_distreal(tmp_path, tmp_path / "f.json"))

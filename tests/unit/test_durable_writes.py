@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgeweave.platform.models import build_model
+from edgeweave.platform.models.flat import FlatLayout
 from edgeweave.platform.run.checkpoint import RunState, save_checkpoint
 from edgeweave.platform.run.experiment import keep_rounds_before
-from edgeweave.platform.models.flat import FlatLayout
-from edgeweave.platform.models import build_model
 from edgeweave.platform.run.rundir import create_run_dir, save_weights
 
 
@@ -33,7 +33,7 @@ def assert_durable(synced: list[Path], path: Path) -> None:
     temporary = path.with_name(f".{path.name}.tmp")
     assert temporary in synced or path in synced, synced
     file_at = synced.index(temporary if temporary in synced else path)
-    assert path.parent in synced[file_at + 1:], synced
+    assert path.parent in synced[file_at + 1 :], synced
 
 
 def test_a_checkpoint_is_synced_with_its_folder(synced, tmp_path):
@@ -58,9 +58,9 @@ def test_a_log_trimmed_for_a_resume_is_synced_with_its_folder(synced, tmp_path):
 
 
 def test_a_front_and_the_wandb_id_are_synced_with_their_folder(synced, tmp_path):
-    from edgeweave.platform.search.dse import store
     from edgeweave.platform.methods.front import Front
     from edgeweave.platform.run.sinks import WANDB_ID, wandb_run_id
+    from edgeweave.platform.search.dse import store
 
     wandb_run_id(tmp_path, 0)
     assert_durable(synced, tmp_path / WANDB_ID)

@@ -49,9 +49,13 @@ def test_a_diverging_run_closes_its_sinks_marked_failed(tmp_path):
     assert len(sink.closed) == 1 and "became NaN" in sink.closed[0]["failed"]
 
 
-@pytest.mark.parametrize("server, named", [(None, "lower training.lr (now 0.05) or check the data"),
-                                           ({"name": "plain", "lr": 1000.0},
-                                            "lower training.lr (now 0.05) or aggregation.server.lr (now 1000)")])
+@pytest.mark.parametrize(
+    "server, named",
+    [
+        (None, "lower training.lr (now 0.05) or check the data"),
+        ({"name": "plain", "lr": 1000.0}, "lower training.lr (now 0.05) or aggregation.server.lr (now 1000)"),
+    ],
+)
 def test_a_diverging_run_names_the_rates_it_ran_with(tmp_path, server, named):
     raw = tiny_raw(tmp_path, training={"rounds": 5}, logging={"checkpoint_every": 0})
     if server:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from edgeweave.platform.config.schema import build_config
-from edgeweave.platform.data import load_dataset
 from edgeweave.platform.core.errors import UserError
+from edgeweave.platform.data import load_dataset
 from edgeweave.platform.partition import partition_data
 from tests.helpers import tiny_raw
 
@@ -57,14 +57,16 @@ def test_natural_partition_gives_each_device_one_writer(tmp_path):
     write_leaf(tmp_path / "femnist", writers=8)
     c = cfg(tmp_path, tmp_path / "femnist", devices={"count": 5, "per_round": 2})
     d = load_dataset(c.data, c.seed)
-    part = partition_data(build_config({**c.to_dict(), "partition": {"policy": "natural"}}).partition,
-                          d.y_train, 5, c.seed, d.owners)
+    part = partition_data(
+        build_config({**c.to_dict(), "partition": {"policy": "natural"}}).partition, d.y_train, 5, c.seed, d.owners
+    )
     owners = [set(d.owners[part.shard(k)].tolist()) for k in range(5)]
     assert all(len(o) == 1 for o in owners) and len(set.union(*owners)) == 5
     for k, (o,) in enumerate(owners):  # every sample of its writer
         assert np.array_equal(part.shard(k), np.flatnonzero(d.owners == o))
-    again = partition_data(build_config({**c.to_dict(), "partition": {"policy": "natural"}}).partition,
-                           d.y_train, 5, c.seed, d.owners)
+    again = partition_data(
+        build_config({**c.to_dict(), "partition": {"policy": "natural"}}).partition, d.y_train, 5, c.seed, d.owners
+    )
     assert np.array_equal(again.indices, part.indices)
 
 
@@ -72,8 +74,11 @@ def test_natural_partition_refuses_more_devices_than_writers_and_data_without_ow
     write_leaf(tmp_path / "femnist", writers=4)
     c = cfg(tmp_path, tmp_path / "femnist", partition={"policy": "natural"})
     d = load_dataset(c.data, c.seed)
-    with pytest.raises(UserError, match=r"^devices.count = 6: partition 'natural' makes one device per owner, "
-                                        r"and the data has 4; use at most 4 devices$"):
+    with pytest.raises(
+        UserError,
+        match=r"^devices.count = 6: partition 'natural' makes one device per owner, "
+        r"and the data has 4; use at most 4 devices$",
+    ):
         partition_data(c.partition, d.y_train, 6, c.seed, d.owners)
     with pytest.raises(UserError, match=r"^partition.policy = 'natural': this data set does not say who made"):
         partition_data(c.partition, d.y_train, 3, c.seed, None)
@@ -112,6 +117,7 @@ def test_published_hdf5_converts_to_the_leaf_layout(tmp_path):
 
 def fake_archive(g, h5py):
     """What `urlretrieve` writes: the published tar.bz2 holding both HDF5 splits (here 3 writers each)."""
+
     def retrieve(url, path):
         folder = path.parent / "made"
         folder.mkdir()
@@ -125,6 +131,7 @@ def fake_archive(g, h5py):
         with tarfile.open(path, "w:bz2") as tar:
             for name in ("fed_emnist_train.h5", "fed_emnist_test.h5"):
                 tar.add(folder / name, arcname=name)
+
     return retrieve
 
 
@@ -143,8 +150,9 @@ def test_download_converts_the_published_files_and_an_interrupted_one_leaves_not
 
     monkeypatch.setattr(femnist, "h5_to_leaf", fail_on_test)
     c = cfg(tmp_path, tmp_path / "femnist")
-    choice = build_config({**c.to_dict(), "data": {"name": "femnist", "root": str(tmp_path / "femnist"),
-                                                   "download": True}}).data
+    choice = build_config(
+        {**c.to_dict(), "data": {"name": "femnist", "root": str(tmp_path / "femnist"), "download": True}}
+    ).data
     with pytest.raises(KeyboardInterrupt):
         load_dataset(choice, 0)
     assert not (tmp_path / "femnist" / "train").exists() and not (tmp_path / "femnist" / "test").exists()

@@ -7,15 +7,16 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from edgeweave.platform.run.checkpoint import RunState, fingerprint, load_checkpoint, run_fingerprint, save_checkpoint
 from edgeweave.platform.config.schema import dump_config
 from edgeweave.platform.core.errors import UserError
+from edgeweave.platform.run.checkpoint import RunState, fingerprint, load_checkpoint, run_fingerprint, save_checkpoint
 
 
 def test_a_resume_may_move_to_another_cluster_and_worker_count(make_config, tmp_path):
     first = make_config()
-    moved = make_config(ray={"address": "ray://head:10001", "num_workers": 3, "cpus_per_worker": 2.0,
-                             "round_timeout": 60.0})
+    moved = make_config(
+        ray={"address": "ray://head:10001", "num_workers": 3, "cpus_per_worker": 2.0, "round_timeout": 60.0}
+    )
     save_checkpoint(tmp_path / "ck", RunState(1, np.zeros(3, np.float32), 0.0, 0.0), run_fingerprint(first))
     assert load_checkpoint(tmp_path / "ck", run_fingerprint(moved)).next_round == 1
 
@@ -38,11 +39,17 @@ def test_keys_of_those_names_elsewhere_count(key):
 def test_a_checkpoint_of_an_earlier_format_is_refused_in_one_line(tmp_path):
     """Format 2 fingerprinted `ray.*` and the YAML's lines: its fingerprints cannot be checked any more."""
     (tmp_path / "ck").mkdir()
-    save_file({"weights": np.zeros(3, np.float32)}, str(tmp_path / "ck" / "state.safetensors"),
-              metadata={"edgeweave": json.dumps({"format": "edgeweave-checkpoint/2", "config": "abc"})})
-    with pytest.raises(UserError, match=r"^checkpoint = '.*ck': written by another edgeweave version "
-                                        r"\(format edgeweave-checkpoint/2; this one reads edgeweave-checkpoint/3\); "
-                                        r"resume it with the version that wrote it, or start a new run$"):
+    save_file(
+        {"weights": np.zeros(3, np.float32)},
+        str(tmp_path / "ck" / "state.safetensors"),
+        metadata={"edgeweave": json.dumps({"format": "edgeweave-checkpoint/2", "config": "abc"})},
+    )
+    with pytest.raises(
+        UserError,
+        match=r"^checkpoint = '.*ck': written by another edgeweave version "
+        r"\(format edgeweave-checkpoint/2; this one reads edgeweave-checkpoint/3\); "
+        r"resume it with the version that wrote it, or start a new run$",
+    ):
         load_checkpoint(tmp_path / "ck", "abc")
 
 

@@ -3,15 +3,16 @@ import pytest
 from torch import nn
 
 from edgeweave.platform.config.schema import build_config
-from edgeweave.platform.models.flops import FlopsCache, measure_flops_per_sample, shaped_flops_per_sample
 from edgeweave.platform.models import build_model
+from edgeweave.platform.models.flops import FlopsCache, measure_flops_per_sample, shaped_flops_per_sample
 from edgeweave.platform.train.plans import dropout_plan, nested, uniform_plan
 from edgeweave.platform.train.submodel import Slicer
 
 
 def small_net():
-    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 8, 3, padding=1),
-                         nn.Flatten(), nn.Linear(8 * 8 * 8, 10))
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 8, 3, padding=1), nn.Flatten(), nn.Linear(8 * 8 * 8, 10)
+    )
 
 
 def test_flops_of_a_small_conv_net_by_hand():
@@ -36,15 +37,25 @@ def test_flops_are_cached_per_key_and_shape():
     assert a == b and len(built) == 1
 
 
-@pytest.mark.parametrize("name,shape,width", [("cnn", (1, 8, 8), 0.25), ("cnn", (3, 32, 32), 1.0),
-                                              ("alexnet", (3, 32, 32), 0.25), ("vgg11", (3, 32, 32), 0.25),
-                                              ("kws_cnn", (1, 40, 51), 0.5)])
+@pytest.mark.parametrize(
+    "name,shape,width",
+    [
+        ("cnn", (1, 8, 8), 0.25),
+        ("cnn", (3, 32, 32), 1.0),
+        ("alexnet", (3, 32, 32), 0.25),
+        ("vgg11", (3, 32, 32), 0.25),
+        ("kws_cnn", (1, 40, 51), 0.5),
+    ],
+)
 def test_counting_from_shapes_equals_torchs_counter_on_the_zoo_and_its_sub_models(name, shape, width):
     model = build_model(build_config({"name": "x", "model": {"name": name, "width": width}}).model, shape, 10, 0)
     slicer = Slicer(model, shape)
     g = np.random.default_rng(0)
-    plans = [slicer.full_plan(), uniform_plan(slicer, lambda i, w: nested(w, 0.5), classes=[1, 4, 7]),
-             dropout_plan(slicer, [0.5] * slicer.num_convs, g)]
+    plans = [
+        slicer.full_plan(),
+        uniform_plan(slicer, lambda i, w: nested(w, 0.5), classes=[1, 4, 7]),
+        dropout_plan(slicer, [0.5] * slicer.num_convs, g),
+    ]
     for plan in plans:
         for scale_kept in (False, True):
             sub = slicer.build(plan, scale_kept)

@@ -6,11 +6,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from edgeweave.platform.run.checkpoint import run_fingerprint
 from edgeweave.platform.config.schema import build_config, load_config
-from edgeweave.platform.core.inputs import input_files
-from edgeweave.platform.run.rundir import create_run_dir
 from edgeweave.platform.config.sweep import load_sweep, trial_raw
+from edgeweave.platform.core.inputs import input_files
+from edgeweave.platform.run.checkpoint import run_fingerprint
+from edgeweave.platform.run.rundir import create_run_dir
 from tests.helpers import tiny_raw
 
 TRACE = "device,time,available,speed\n0,0,1,1.0\n0,5,1,0.5\n"
@@ -72,10 +72,15 @@ def test_a_sweeps_trials_read_the_files_of_its_base_from_the_bases_folder(tmp_pa
     assert input_files(trial) == {"devices.resources.path": TRACE.encode()}
 
 
-@pytest.mark.parametrize("path, field", [("configs/devices_trace.yaml", "devices.resources.path"),
-                                         ("configs/distreal_digits.yaml", "strategy.front"),
-                                         ("configs/distreal_femnist.yaml", "strategy.front"),
-                                         ("configs/distreal_paper.yaml", "strategy.front")])
+@pytest.mark.parametrize(
+    "path, field",
+    [
+        ("configs/devices_trace.yaml", "devices.resources.path"),
+        ("configs/distreal_digits.yaml", "strategy.front"),
+        ("configs/distreal_femnist.yaml", "strategy.front"),
+        ("configs/distreal_paper.yaml", "strategy.front"),
+    ],
+)
 def test_shipped_configs_find_their_files_from_any_folder(tmp_path, monkeypatch, path, field):
     shipped = Path(path).absolute()
     monkeypatch.chdir(tmp_path)

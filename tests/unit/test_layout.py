@@ -27,7 +27,8 @@ def module_names(package: Path) -> dict[str, Path]:
 def _type_checking(node: ast.If) -> bool:
     test = node.test
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def imports(path: Path, known: set[str]) -> list[tuple[str, bool]]:
@@ -128,8 +129,9 @@ def wrong_way(package: Path) -> list[str]:
     names = module_names(package)
     known = set(names)
     platform = package / "platform"
-    allowed = {f"platform.{p.parent.name}": {f"platform.{d}" for d in declared(p)}
-               for p in platform.glob("*/__init__.py")}
+    allowed = {
+        f"platform.{p.parent.name}": {f"platform.{d}" for d in declared(p)} for p in platform.glob("*/__init__.py")
+    }
     found = []
     for name, path in sorted(names.items()):
         src = room(name)
@@ -179,26 +181,28 @@ def write(root: Path, files: dict[str, str]) -> Path:
 
 
 def test_the_checks_find_a_lazy_circle_and_an_import_the_wrong_way(tmp_path):
-    package = write(tmp_path, {
-        "edgeweave/__init__.py": "",
-        "edgeweave/platform/__init__.py": "",
-        "edgeweave/platform/core/__init__.py": "MAY_IMPORT = ()\n",
-        "edgeweave/platform/core/a.py": "def f():\n    from edgeweave.platform.core import b\n",
-        "edgeweave/platform/core/b.py": "from edgeweave.platform.core.a import f\n",
-        "edgeweave/platform/run/__init__.py": "MAY_IMPORT = ('core',)\n",
-        "edgeweave/platform/run/c.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
-                                       "    from edgeweave.platform.run import d\n",
-        "edgeweave/platform/run/d.py": "import ray\nfrom edgeweave.platform.run.c import x\n",
-        "edgeweave/platform/core/e.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
-                                        "    from edgeweave.platform.run.c import x\n",
-        "edgeweave/actors/__init__.py": "from edgeweave.tune import t\n",
-        "edgeweave/tune/__init__.py": "",
-        "edgeweave/tune/t.py": "from edgeweave.platform.core import a\n",
-    })
+    package = write(
+        tmp_path,
+        {
+            "edgeweave/__init__.py": "",
+            "edgeweave/platform/__init__.py": "",
+            "edgeweave/platform/core/__init__.py": "MAY_IMPORT = ()\n",
+            "edgeweave/platform/core/a.py": "def f():\n    from edgeweave.platform.core import b\n",
+            "edgeweave/platform/core/b.py": "from edgeweave.platform.core.a import f\n",
+            "edgeweave/platform/run/__init__.py": "MAY_IMPORT = ('core',)\n",
+            "edgeweave/platform/run/c.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+            "    from edgeweave.platform.run import d\n",
+            "edgeweave/platform/run/d.py": "import ray\nfrom edgeweave.platform.run.c import x\n",
+            "edgeweave/platform/core/e.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+            "    from edgeweave.platform.run.c import x\n",
+            "edgeweave/actors/__init__.py": "from edgeweave.tune import t\n",
+            "edgeweave/tune/__init__.py": "",
+            "edgeweave/tune/t.py": "from edgeweave.platform.core import a\n",
+        },
+    )
     assert circles(graph(package)) == [["edgeweave.platform.core.a", "edgeweave.platform.core.b"]]
     assert wrong_way(package) == [
         "edgeweave.actors imports edgeweave.tune.t (actors -> tune)",
         "edgeweave.platform.core.e imports edgeweave.platform.run.c (platform.core -> platform.run)",
         "edgeweave.platform.run.d imports ray",
     ]
-

@@ -27,8 +27,11 @@ class FakeInit:
 
     def __call__(self, *args: Any, **kwargs: Any) -> None:
         self.kwargs = {"address": args[0] if args else kwargs.get("address"), **kwargs}
-        self.node = services.resolve_ip_for_localhost(kwargs["_node_ip_address"]) if "_node_ip_address" in kwargs \
+        self.node = (
+            services.resolve_ip_for_localhost(kwargs["_node_ip_address"])
+            if "_node_ip_address" in kwargs
             else services.get_node_ip_address()
+        )
 
 
 @pytest.fixture
@@ -83,8 +86,15 @@ def test_the_node_address_of_a_local_ray_is_read_from_its_raylet_s_command_line(
     import sys
     import time
 
-    fake_raylet = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)",
-                                    "--gcs-address=192.0.2.9:47113", "--node_ip_address=192.0.2.9"])
+    fake_raylet = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time; time.sleep(30)",
+            "--gcs-address=192.0.2.9:47113",
+            "--node_ip_address=192.0.2.9",
+        ]
+    )
     try:
         deadline = time.time() + 10  # until the process's command line is there to read
         while session.local_node_address("47113") is None and time.time() < deadline:

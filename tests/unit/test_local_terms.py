@@ -5,17 +5,18 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from edgeweave.platform.run.checkpoint import load_checkpoint, run_fingerprint, save_checkpoint
-from edgeweave.platform.run.client import Client
 from edgeweave.platform.config.schema import build_config
 from edgeweave.platform.core.errors import UserError
+from edgeweave.platform.methods import Job
 from edgeweave.platform.models.flat import FlatLayout
+from edgeweave.platform.run.checkpoint import load_checkpoint, run_fingerprint, save_checkpoint
+from edgeweave.platform.run.client import Client
 from edgeweave.platform.run.servers import build_server
 from edgeweave.platform.train.sgd import SGDSettings
 from edgeweave.platform.train.sliced_training import SubModels, train_per_batch
-from edgeweave.platform.methods import Job
 from edgeweave.platform.train.submodel import Slicer
 from edgeweave.platform.train.training import train_local
 from tests.helpers import tiny_raw
@@ -24,21 +25,31 @@ from tests.unit.test_training import blobs, tiny_model
 
 
 @settings(max_examples=20, deadline=None)
-@given(mu=st.floats(1e-3, 5.0), lr=st.floats(0.005, 0.2), momentum=st.sampled_from([0.0, 0.3, 0.9]),
-       steps=st.integers(1, 9), seed=st.integers(0, 1000))
-def test_the_proximal_term_is_the_gradient_of_mu_half_the_squared_distance_to_the_start(mu, lr, momentum, steps,
-                                                                                          seed):
+@given(
+    mu=st.floats(1e-3, 5.0),
+    lr=st.floats(0.005, 0.2),
+    momentum=st.sampled_from([0.0, 0.3, 0.9]),
+    steps=st.integers(1, 9),
+    seed=st.integers(0, 1000),
+)
+def test_the_proximal_term_is_the_gradient_of_mu_half_the_squared_distance_to_the_start(mu, lr, momentum, steps, seed):
     x, y = blobs(seed=seed)
     prox, plain = tiny_model(seed), tiny_model(seed)
     start = [p.detach().clone() for p in plain.parameters()]
 
     def with_term(out, target):  # Li et al.'s local objective, differentiated by autograd
-        return F.cross_entropy(out, target) + mu / 2 * sum(((p - s) ** 2).sum() for p, s in
-                                                           zip(plain.parameters(), start))
+        return F.cross_entropy(out, target) + mu / 2 * sum(
+            ((p - s) ** 2).sum() for p, s in zip(plain.parameters(), start)
+        )
 
     s = SGDSettings(lr=lr, momentum=momentum, batch_size=8, steps=steps)
-    train_local(prox, x, y, SGDSettings(lr=lr, momentum=momentum, batch_size=8, steps=steps, prox_mu=mu),
-                torch.Generator().manual_seed(seed))
+    train_local(
+        prox,
+        x,
+        y,
+        SGDSettings(lr=lr, momentum=momentum, batch_size=8, steps=steps, prox_mu=mu),
+        torch.Generator().manual_seed(seed),
+    )
     train_local(plain, x, y, s, torch.Generator().manual_seed(seed), loss_fn=with_term)
     for a, b in zip(prox.parameters(), plain.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
@@ -67,8 +78,14 @@ def build_model_of(cfg):
 
 
 def scaffold_cfg(tmp_path, **training):
-    return build_config(tiny_raw(tmp_path, strategy={"name": "scaffold"}, devices={"count": 6, "per_round": 3},
-                                 training={"rounds": 4, "local_steps": 5, "momentum": 0.0, **training}))
+    return build_config(
+        tiny_raw(
+            tmp_path,
+            strategy={"name": "scaffold"},
+            devices={"count": 6, "per_round": 3},
+            training={"rounds": 4, "local_steps": 5, "momentum": 0.0, **training},
+        )
+    )
 
 
 @settings(max_examples=8, deadline=None)
@@ -102,8 +119,7 @@ def test_scaffold_moves_the_server_variate_by_the_devices_changes_over_n_and_res
             control = server.half.control.copy()
             partial = client.run(r, server.weights, jobs, server.shared, server.stored(jobs))
             server.update([partial])
-            moved = sum(partial.states[d]["control"].astype(np.float64) - before[d].get("control", 0.0)
-                        for d in before)
+            moved = sum(partial.states[d]["control"].astype(np.float64) - before[d].get("control", 0.0) for d in before)
             np.testing.assert_allclose(server.half.control, control + moved / 6, rtol=1e-6, atol=1e-9)
             for d in before:
                 np.testing.assert_array_equal(server.states.get(d)["control"], partial.states[d]["control"])
@@ -132,8 +148,11 @@ def test_scaffold_refuses_async_in_one_line(tmp_path):
 def test_fedprox_with_a_sub_model_method_resumes_exactly(tmp_path, mode):
     strategy = {"name": "fjord", "rates": {"strong": 1.0, "medium": 0.5, "weak": 0.25}}
     training = {"prox_mu": 0.3, "rounds": 4}
-    raw = async_raw(tmp_path, strategy=strategy, training=training) if mode == "async" else \
-        tiny_raw(tmp_path, strategy=strategy, training=training)
+    raw = (
+        async_raw(tmp_path, strategy=strategy, training=training)
+        if mode == "async"
+        else tiny_raw(tmp_path, strategy=strategy, training=training)
+    )
     cfg = build_config(raw)
     data, part = parts(cfg)
 
@@ -141,7 +160,7 @@ def test_fedprox_with_a_sub_model_method_resumes_exactly(tmp_path, mode):
         client = Client(server.cfg, data, part)
         for r in range(first, last):
             units = server.plan_units(r)
-            server.fold([[client.run(u.round, u.weights, u.jobs, server.shared)] for u in units])
+            server.fold([[client.run(u.version, u.weights, u.jobs, server.shared)] for u in units])
         return server
 
     whole = go(build_server(cfg, data, part), 0, 4)

@@ -21,16 +21,20 @@ def test_every_model_runs_on_digits_cifar_and_spectrogram_shapes(tmp_path, name,
 
 
 def test_width_scales_the_hidden_layers(tmp_path):
-    count = lambda w: sum(p.numel() for p in build_model(model_choice(tmp_path, name="cnn", width=w), (3, 32, 32), 10, 0).parameters())  # noqa: E731
+    def count(w):
+        return sum(
+            p.numel() for p in build_model(model_choice(tmp_path, name="cnn", width=w), (3, 32, 32), 10, 0).parameters()
+        )
+
     assert count(0.5) < 0.35 * count(1.0)
 
 
 def test_cnn_is_the_benchmark_shape(tmp_path):
     m = build_model(model_choice(tmp_path, name="cnn"), (3, 32, 32), 10, seed=0)
-    convs = [l for l in m.modules() if isinstance(l, torch.nn.Conv2d)]
-    linears = [l for l in m.modules() if isinstance(l, torch.nn.Linear)]
+    convs = [mod for mod in m.modules() if isinstance(mod, torch.nn.Conv2d)]
+    linears = [mod for mod in m.modules() if isinstance(mod, torch.nn.Linear)]
     assert [c.out_channels for c in convs] == [32, 64]
-    assert [l.out_features for l in linears] == [128, 10]
+    assert [lin.out_features for lin in linears] == [128, 10]
     assert linears[0].in_features == 64 * 16 * 16
 
 
@@ -42,5 +46,3 @@ def test_initial_weights_come_from_the_seed_only(tmp_path):
     c = build_model(choice, (1, 8, 8), 10, seed=6)
     pa, pb, pc = (torch.cat([p.flatten() for p in m.parameters()]) for m in (a, b, c))
     assert torch.equal(pa, pb) and not torch.equal(pa, pc)
-
-

@@ -5,25 +5,24 @@ import numpy as np
 import pytest
 import torch
 
-from edgeweave.platform.run.client import Client
 from edgeweave.platform.config.schema import build_config
+from edgeweave.platform.core.seeding import SERVER, Stream, rng, torch_generator
 from edgeweave.platform.data import ArrayData, load_dataset
-from edgeweave.platform.models.flat import FlatLayout
 from edgeweave.platform.models import build_model
+from edgeweave.platform.models.flat import FlatLayout
 from edgeweave.platform.models.norm import NORMS, statistics_mask
 from edgeweave.platform.partition import Partition, partition_data
-from edgeweave.platform.train.plans import dropout_plan, nested, uniform_plan
-from edgeweave.platform.core.seeding import SERVER, Stream, rng, torch_generator
+from edgeweave.platform.run.client import Client
 from edgeweave.platform.run.server import Server
 from edgeweave.platform.run.servers import build_server
+from edgeweave.platform.train.plans import dropout_plan, nested, uniform_plan
 from edgeweave.platform.train.sgd import SGDSettings
 from edgeweave.platform.train.sliced_training import SubModels, train_per_batch
 from edgeweave.platform.train.submodel import Slicer
 from tests.helpers import tiny_raw
 
 VGG = {"name": "vgg11", "width": 0.125}
-SHAPES = {"cnn": (1, 8, 8), "alexnet": (3, 32, 32), "vgg11": (3, 32, 32), "vgg16": (3, 32, 32),
-          "kws_cnn": (1, 40, 101)}
+SHAPES = {"cnn": (1, 8, 8), "alexnet": (3, 32, 32), "vgg11": (3, 32, 32), "vgg16": (3, 32, 32), "kws_cnn": (1, 40, 101)}
 HAS_BN = {"alexnet", "vgg11", "vgg16", "kws_cnn"}
 
 
@@ -70,8 +69,15 @@ def test_every_zoo_model_accepts_every_policy(tmp_path, name, norm):
     x, y = torch.randn(6, *shape), torch.arange(6) % 5
     weights = torch.from_numpy(FlatLayout(model).flatten(model))
     before = weights.clone()
-    result, touched = train_per_batch(SubModels(slicer, norm=norm), weights, x, y, SGDSettings(0.05, batch_size=3, steps=2),
-                                      torch.Generator().manual_seed(0), lambda k: half)
+    result, touched = train_per_batch(
+        SubModels(slicer, norm=norm),
+        weights,
+        x,
+        y,
+        SGDSettings(0.05, batch_size=3, steps=2),
+        torch.Generator().manual_seed(0),
+        lambda k: half,
+    )
     assert result.steps == 2 and np.isfinite(result.loss)
     stats = torch.from_numpy(statistics_mask(FlatLayout(model)))
     assert not torch.equal(weights[~stats], before[~stats])
@@ -82,17 +88,25 @@ def test_every_zoo_model_accepts_every_policy(tmp_path, name, norm):
     model.eval()(torch.randn(2, *shape))
 
 
-@pytest.mark.parametrize("strategy, norm, scaled", [
-    ({"name": "fedavg"}, "running", None), ({"name": "heterofl"}, "static", True),
-    ({"name": "fedrolex"}, "static", True), ({"name": "fd"}, "static", False),
-    ({"name": "fjord"}, "per_width", False), ({"name": "taskwise"}, "static", None),
-])
+@pytest.mark.parametrize(
+    "strategy, norm, scaled",
+    [
+        ({"name": "fedavg"}, "running", None),
+        ({"name": "heterofl"}, "static", True),
+        ({"name": "fedrolex"}, "static", True),
+        ({"name": "fd"}, "static", False),
+        ({"name": "fjord"}, "per_width", False),
+        ({"name": "taskwise"}, "static", None),
+    ],
+)
 def test_each_method_defaults_to_its_papers_batch_norm_and_a_config_overrides_it(tmp_path, strategy, norm, scaled):
     cfg = build_config(tiny_raw(tmp_path, model=VGG, strategy=strategy))
     assert cfg.model.params.norm == norm
     if scaled is not None:
         assert cfg.strategy.params.scale_kept is scaled
-    assert build_config(tiny_raw(tmp_path, model={**VGG, "norm": "none"}, strategy=strategy)).model.params.norm == "none"
+    assert (
+        build_config(tiny_raw(tmp_path, model={**VGG, "norm": "none"}, strategy=strategy)).model.params.norm == "none"
+    )
 
 
 def test_static_keeps_every_devices_statistics_out_and_evaluates_with_recomputed_ones(tmp_path):
@@ -132,8 +146,12 @@ def test_running_lets_sub_models_statistics_in(tmp_path):
 
 
 def test_per_width_statistics_come_from_full_width_training_only(tmp_path):
-    cfg, data, part = setup(tmp_path, {"name": "heterofl", "rates": {"strong": 0.5, "medium": 0.5, "weak": 0.25}},
-                            norm="per_width", devices={"count": 6, "per_round": 6})
+    cfg, data, part = setup(
+        tmp_path,
+        {"name": "heterofl", "rates": {"strong": 0.5, "medium": 0.5, "weak": 0.25}},
+        norm="per_width",
+        devices={"count": 6, "per_round": 6},
+    )
     server, client = Server(cfg, data, part), Client(cfg, data, part)
     stats = statistics_mask(server.layout)
     before = server.weights.copy()
@@ -141,9 +159,14 @@ def test_per_width_statistics_come_from_full_width_training_only(tmp_path):
     server.update([client.run(0, server.weights, jobs, server.shared)])
     assert np.array_equal(server.weights[stats], before[stats])  # only thinned widths trained: not theirs
 
-    full = build_config(tiny_raw(tmp_path, model={**VGG, "norm": "per_width"},
-                                 strategy={"name": "heterofl", "rates": {"strong": 1.0, "medium": 1.0, "weak": 0.5}},
-                                 devices={"count": 6, "per_round": 6}))
+    full = build_config(
+        tiny_raw(
+            tmp_path,
+            model={**VGG, "norm": "per_width"},
+            strategy={"name": "heterofl", "rates": {"strong": 1.0, "medium": 1.0, "weak": 0.5}},
+            devices={"count": 6, "per_round": 6},
+        )
+    )
     server, client = Server(full, data, part), Client(full, data, part)
     jobs, _ = server.plan(0)
     partial = client.run(0, server.weights, jobs, server.shared)
@@ -164,8 +187,15 @@ def test_per_width_per_mini_batch_keeps_a_thinned_steps_statistics_out(tmp_path)
     runs = {}
     for name, plans in {"thinned": [half, half, half], "one full": [half, full, half]}.items():
         w = torch.from_numpy(layout.flatten(model))
-        _, touched = train_per_batch(SubModels(slicer, norm="per_width"), w, x, y, SGDSettings(0.05, batch_size=4, steps=3),
-                                     torch.Generator().manual_seed(0), plans.__getitem__)
+        _, touched = train_per_batch(
+            SubModels(slicer, norm="per_width"),
+            w,
+            x,
+            y,
+            SGDSettings(0.05, batch_size=4, steps=3),
+            torch.Generator().manual_seed(0),
+            plans.__getitem__,
+        )
         runs[name] = (w, touched)
     start = torch.from_numpy(layout.flatten(model))
     assert torch.equal(runs["thinned"][0][stats], start[stats]) and not runs["thinned"][1][stats.numpy()].any()
@@ -179,8 +209,14 @@ def test_the_search_scores_a_vector_as_the_run_evaluates_its_model(tmp_path, nor
     from edgeweave.platform.search.dse import Explorer
 
     raw = tiny_raw(tmp_path, model={**VGG, "norm": norm}, training={"batch_size": 16})
-    raw["strategy"] = {"name": "distreal", "front": str(tmp_path / "f.json"), "dse_steps": 6, "dse_seeds": 2,
-                       "grid_step": 0.25, "grid_max": 0.5}
+    raw["strategy"] = {
+        "name": "distreal",
+        "front": str(tmp_path / "f.json"),
+        "dse_steps": 6,
+        "dse_seeds": 2,
+        "grid_step": 0.25,
+        "grid_max": 0.5,
+    }
     cfg = build_config(raw, check_strategy=False)
     data = load_dataset(cfg.data, cfg.seed)
     explorer = Explorer(cfg, data)
@@ -188,13 +224,22 @@ def test_the_search_scores_a_vector_as_the_run_evaluates_its_model(tmp_path, nor
     score = explorer.seed_score(vector, 1)
     trained = torch.from_numpy(explorer.start.copy())  # the search's training, replayed for the run's evaluation
     gens = [rng(cfg.seed, 1, SERVER, Stream.DSE_DROPOUT, k) for k in range(6)]
-    train_per_batch(explorer.models, trained, explorer.x_train, explorer.y_train, explorer.settings,
-                    torch_generator(cfg.seed, 1, SERVER, Stream.DSE_BATCHES),
-                    lambda k: dropout_plan(explorer.slicer, vector, gens[k]))
+    train_per_batch(
+        explorer.models,
+        trained,
+        explorer.x_train,
+        explorer.y_train,
+        explorer.settings,
+        torch_generator(cfg.seed, 1, SERVER, Stream.DSE_BATCHES),
+        lambda k: dropout_plan(explorer.slicer, vector, gens[k]),
+    )
     train_rows = _train_rows(explorer, data)
     as_run = ArrayData(data.x_train, data.y_train, explorer.x_val, explorer.y_val, data.num_classes)
-    server = Server(build_config({**raw, "strategy": {"name": "fedavg"}, "model": {**VGG, "norm": norm}}), as_run,
-                    Partition(train_rows, np.array([0, len(train_rows)])))
+    server = Server(
+        build_config({**raw, "strategy": {"name": "fedavg"}, "model": {**VGG, "norm": norm}}),
+        as_run,
+        Partition(train_rows, np.array([0, len(train_rows)])),
+    )
     server.weights = trained.numpy().copy()
     assert server.evaluate()[1] == pytest.approx(score, rel=1e-5)
     assert explorer.score(vector) == pytest.approx(np.mean([explorer.seed_score(vector, s) for s in range(2)]))
@@ -203,7 +248,7 @@ def test_the_search_scores_a_vector_as_the_run_evaluates_its_model(tmp_path, nor
 def _train_rows(explorer, data):
     """The rows of the data the explorer trains on, in its order."""
     order = rng(explorer.cfg.seed, -1, SERVER, Stream.DSE_HOLD_OUT).permutation(len(data.y_train))
-    return order[max(1, int(len(order) * explorer.p.held_out)):]
+    return order[max(1, int(len(order) * explorer.p.held_out)) :]
 
 
 def test_static_scores_thinned_vectors_far_better_than_running_statistics(tmp_path):
@@ -240,8 +285,9 @@ def test_static_keeps_devices_statistics_out_of_asynchronous_steps_too(tmp_path)
 def test_under_static_when_the_model_is_evaluated_changes_nothing_the_run_trains(tmp_path):
     """Task-wise attribution scores filters on a copy of the global model: under `static` that copy must carry
     statistics recomputed as at evaluation, not those of whichever evaluation came last (or none)."""
-    raw = tiny_raw(tmp_path, model=VGG, strategy={"name": "taskwise", "mode": "attributed", "warmup_rounds": 1,
-                                                   "groups": 2})
+    raw = tiny_raw(
+        tmp_path, model=VGG, strategy={"name": "taskwise", "mode": "attributed", "warmup_rounds": 1, "groups": 2}
+    )
     cfg = build_config(raw)
     assert cfg.model.params.norm == "static"
     data = load_dataset(cfg.data, cfg.seed)
@@ -293,8 +339,11 @@ def test_a_front_scored_another_way_is_refused(tmp_path):
     with pytest.raises(UserError, match=r"scored on the model with batch norm, but this config's has none"):
         check_front(front, plain, "strategy.front", model=build_model(plain.model, (1, 8, 8), 10, seed=0))
     running = build_config(tiny_raw(tmp_path, model={**VGG, "norm": "running"}))
-    with pytest.raises(UserError, match=r"scored under model.norm = 'static', but this config trains with "
-                                        r"model.norm = 'running'"):
+    with pytest.raises(
+        UserError,
+        match=r"scored under model.norm = 'static', but this config trains with "
+        r"model.norm = 'running'",
+    ):
         check_front(front, running, "strategy.front", model=model)
 
 
@@ -324,9 +373,9 @@ def test_a_plugin_model_with_batch_norm_and_no_norm_field_is_refused_in_one_line
     """Its thinned sub-models' statistics would reach the global model whatever the method: refused."""
     from edgeweave.platform.config.schema import Choice
     from edgeweave.platform.core.errors import UserError
+    from edgeweave.platform.core.registry import Params, Registry
     from edgeweave.platform.models import MODELS
     from edgeweave.platform.models.layers import ConvNet
-    from edgeweave.platform.core.registry import Params, Registry
 
     class Plain(Params):
         width: float = 1.0
@@ -341,8 +390,11 @@ def test_a_plugin_model_with_batch_norm_and_no_norm_field_is_refused_in_one_line
 
     MODELS.add("normed_without_norm", Normed, Plain, module="test_norm_plugin")
     try:
-        with pytest.raises(UserError, match=r"^model.name = 'normed_without_norm': it has batch-norm layers, but its "
-                                            r"parameters \(Plain\) have no `norm`; subclass ModelParams"):
+        with pytest.raises(
+            UserError,
+            match=r"^model.name = 'normed_without_norm': it has batch-norm layers, but its "
+            r"parameters \(Plain\) have no `norm`; subclass ModelParams",
+        ):
             build_model(Choice(key="name", name="normed_without_norm", params=Plain()), (1, 8, 8), 10, seed=0)
     finally:
         Registry.forget("test_norm_plugin")

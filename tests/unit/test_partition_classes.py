@@ -28,10 +28,12 @@ def test_unknown_class_is_a_clear_error(tmp_path):
 
 
 @settings(max_examples=30, deadline=None)
-@given(per_class=st.integers(3, 40), classes=st.integers(2, 7), devices=st.integers(2, 9),
-       elsewhere=st.floats(0.0, 0.95))
-def test_elsewhere_deals_that_share_of_each_class_to_the_devices_not_listing_it(tmp_path_factory, per_class, classes,
-                                                                                  devices, elsewhere):
+@given(
+    per_class=st.integers(3, 40), classes=st.integers(2, 7), devices=st.integers(2, 9), elsewhere=st.floats(0.0, 0.95)
+)
+def test_elsewhere_deals_that_share_of_each_class_to_the_devices_not_listing_it(
+    tmp_path_factory, per_class, classes, devices, elsewhere
+):
     assume(devices >= classes)  # every class listed by some device
     y = labels(per_class, classes=classes)
     lists = [[c % classes] for c in range(devices)]

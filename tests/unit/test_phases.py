@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import time
 
-from hypothesis import assume, given, settings, strategies as st
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from edgeweave.platform.run.phases import Phases, process_age
 

@@ -13,12 +13,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edgeweave.cli import main
-from edgeweave.platform.run.checkpoint import run_fingerprint
 from edgeweave.platform.config.schema import build_config, dump_config, load_config
+from edgeweave.platform.core.errors import UserError
 from edgeweave.platform.data import load_dataset
 from edgeweave.platform.devices.view import DeviceView
-from edgeweave.platform.core.errors import UserError
 from edgeweave.platform.models import build_model
+from edgeweave.platform.run.checkpoint import run_fingerprint
 from tests.helpers import tiny_raw
 
 ROOT = Path(__file__).parents[2]
@@ -142,17 +142,23 @@ def test_a_changed_plugin_changes_the_fingerprint_so_a_resume_is_refused(tmp_pat
 
 def test_a_name_that_clashes_with_a_built_in_names_both(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(UserError, match=r"^plugins = '.*plugs/halves.py': partition policy 'iid' "
-                                        r"clashes with a built-in partition policy of the same name "
-                                        r"\(edgeweave.platform.partition.iid\); give it another name$"):
+    with pytest.raises(
+        UserError,
+        match=r"^plugins = '.*plugs/halves.py': partition policy 'iid' "
+        r"clashes with a built-in partition policy of the same name "
+        r"\(edgeweave.platform.partition.iid\); give it another name$",
+    ):
         load_config(write(tmp_path, name="iid"))
 
 
-@pytest.mark.parametrize("spec, expected", [
-    ("nowhere.py", r"^plugins = 'nowhere.py': no such file \(looked in .* and in the working directory\)$"),
-    ("no_such_module_xyz", r"^plugins = 'no_such_module_xyz': no such module; name an importable module"),
-    ("broken.py", r"^plugins = '/.*/broken.py': importing it failed \(ZeroDivisionError: division by zero\)$"),
-])
+@pytest.mark.parametrize(
+    "spec, expected",
+    [
+        ("nowhere.py", r"^plugins = 'nowhere.py': no such file \(looked in .* and in the working directory\)$"),
+        ("no_such_module_xyz", r"^plugins = 'no_such_module_xyz': no such module; name an importable module"),
+        ("broken.py", r"^plugins = '/.*/broken.py': importing it failed \(ZeroDivisionError: division by zero\)$"),
+    ],
+)
 def test_bad_plugins_are_one_line(tmp_path, monkeypatch, spec, expected):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "broken.py").write_text("x = 1 / 0\n")
@@ -193,16 +199,21 @@ def test_an_unpickled_config_imports_its_plugins_first(tmp_path, monkeypatch):
     assert out.stdout.split() == ["HalvesParams", "0.75", "Halves"]
 
 
-@given(start=st.floats(0, 1e6), capacity=st.integers(1, 10**5).map(lambda n: n / 10),
-       recharge=st.integers(1, 10**5).map(lambda n: n / 10), device=st.integers(0, 10**6))
+@given(
+    start=st.floats(0, 1e6),
+    capacity=st.integers(1, 10**5).map(lambda n: n / 10),
+    recharge=st.integers(1, 10**5).map(lambda n: n / 10),
+    device=st.integers(0, 10**6),
+)
 @settings(max_examples=60, deadline=None)
 def test_the_example_battery_changes_state_at_every_change_it_announces(start, capacity, recharge, device):
     """Full speed, power saving, offline, full speed again: each announced change is the next state,
     never the old one (state and next_change read the same absolute edges, as a plugin must)."""
     from edgeweave.platform.devices.resources import build_resources
 
-    cfg = load_config(EXAMPLE / "config.yaml", [f"devices.resources.capacity={capacity}",
-                                                f"devices.resources.recharge={recharge}"])
+    cfg = load_config(
+        EXAMPLE / "config.yaml", [f"devices.resources.capacity={capacity}", f"devices.resources.recharge={recharge}"]
+    )
     battery = build_resources(cfg.devices.resources, 3)
     ids = np.array([device])
 
@@ -236,16 +247,19 @@ def carry():
         sys.modules.pop(owner, None)
 
 
-def test_the_stateful_example_keeps_each_devices_momentum_in_the_store_and_resumes_exactly(tmp_path, monkeypatch,
-                                                                                          carry):
+def test_the_stateful_example_keeps_each_devices_momentum_in_the_store_and_resumes_exactly(
+    tmp_path, monkeypatch, carry
+):
+    from edgeweave.platform.partition import partition_data
     from edgeweave.platform.run.checkpoint import load_checkpoint, run_fingerprint, save_checkpoint
     from edgeweave.platform.run.client import Client
-    from edgeweave.platform.partition import partition_data
     from edgeweave.platform.run.servers import build_server
 
     monkeypatch.chdir(ROOT)
-    cfg = load_config(STATEFUL / "config.yaml", ["devices.count=6", "devices.per_round=6", "training.local_steps=2",
-                                                 "strategy.beta=0.5"])
+    cfg = load_config(
+        STATEFUL / "config.yaml",
+        ["devices.count=6", "devices.per_round=6", "training.local_steps=2", "strategy.beta=0.5"],
+    )
     data = load_dataset(cfg.data, cfg.seed)
     part = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed)
 
@@ -255,8 +269,13 @@ def test_the_stateful_example_keeps_each_devices_momentum_in_the_store_and_resum
             jobs, _ = server.plan(r)
             kept = {j.device: server.states.get(j.device).get("momentum") for j in jobs}
             partial = client.run(r, server.weights, jobs, server.shared, server.stored(jobs))
-            fedavg = Client(cfg.model_copy(update={"strategy": load_config(
-                STATEFUL / "config.yaml", ["strategy={name: fedavg}"]).strategy}), data, part)
+            fedavg = Client(
+                cfg.model_copy(
+                    update={"strategy": load_config(STATEFUL / "config.yaml", ["strategy={name: fedavg}"]).strategy}
+                ),
+                data,
+                part,
+            )
             for job in jobs:  # what FedAvg's device would train from the same weights
                 alone = fedavg.run(r, server.weights, [job])
                 update = alone.sums / alone.counts - server.weights
@@ -285,8 +304,14 @@ def test_a_device_that_keeps_state_brings_one_update_to_an_async_step(tmp_path, 
 
     monkeypatch.chdir(ROOT)
     for strategy, twice in (({"name": "fedavg"}, True), ({"name": "carry"}, False)):
-        raw = async_raw(tmp_path, aggregation={"buffer": 8, "concurrency": 3}, devices={"resources": {}},
-                        training={"rounds": 6}, strategy=strategy, plugins=[str(STATEFUL / "plugin.py")])
+        raw = async_raw(
+            tmp_path,
+            aggregation={"buffer": 8, "concurrency": 3},
+            devices={"resources": {}},
+            training={"rounds": 6},
+            strategy=strategy,
+            plugins=[str(STATEFUL / "plugin.py")],
+        )
         cfg = build_config(raw)
         data, part = parts(cfg)
         server, client = build_server(cfg, data, part), Client(cfg, data, part)

@@ -10,8 +10,10 @@ def fake_run(root, name, strategy, accs, step=10.0):
     d = root / name
     d.mkdir(parents=True)
     (d / "config.yaml").write_text(yaml.safe_dump({"name": name, "strategy": {"name": strategy}}))
-    lines = [{"round": r, "test_accuracy": a, "virtual_time": step * (r + 1), "cumulative_flops": 1e9 * (r + 1)}
-             for r, a in enumerate(accs)]
+    lines = [
+        {"round": r, "test_accuracy": a, "virtual_time": step * (r + 1), "cumulative_flops": 1e9 * (r + 1)}
+        for r, a in enumerate(accs)
+    ]
     (d / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in lines))
     return d
 
@@ -25,8 +27,10 @@ def test_time_to_target_final_and_flops(tmp_path):
 
 
 def test_table_orders_by_time_to_target(tmp_path):
-    rows = [summarise(read_run(fake_run(tmp_path, n, "x", accs)), 0.5)
-            for n, accs in (("slow", [0.1, 0.2, 0.6]), ("never", [0.1, 0.2]), ("fast", [0.7]))]
+    rows = [
+        summarise(read_run(fake_run(tmp_path, n, "x", accs)), 0.5)
+        for n, accs in (("slow", [0.1, 0.2, 0.6]), ("never", [0.1, 0.2]), ("fast", [0.7]))
+    ]
     names = [line.split("|")[1].strip() for line in table(rows, 0.5).splitlines()[2:]]
     assert names == ["fast", "slow", "never"]
 
@@ -57,8 +61,15 @@ def test_device_savings_sum_over_rounds(tmp_path):
 
     d = fake_run(tmp_path, "tw", "taskwise", [0.5, 0.9])
     # device 3 trains a 4x-cheaper sub-model, then a 6x-cheaper one on as many FLOPs: 5x over the run
-    devices_log(d, [{"device": 3, "flops": 100.0, "saving": 4.0}, {"device": 3, "flops": 100.0, "saving": 6.0},
-                    {"device": 1, "flops": 50.0, "saving": 2.0}, {"device": 2, "flops": 0.0, "saving": None}])
+    devices_log(
+        d,
+        [
+            {"device": 3, "flops": 100.0, "saving": 4.0},
+            {"device": 3, "flops": 100.0, "saving": 6.0},
+            {"device": 1, "flops": 50.0, "saving": 2.0},
+            {"device": 2, "flops": 0.0, "saving": None},
+        ],
+    )
     rows = device_savings(d / "devices.jsonl")
     assert [r["device"] for r in rows] == [1, 3]  # device 2 trained nothing
     assert rows[1]["rounds"] == 2 and rows[1]["full_flops"] == 1000.0 and rows[1]["saving"] == 5.0

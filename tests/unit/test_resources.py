@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from edgeweave.platform.config.schema import build_config
-from edgeweave.platform.devices.resources import build_resources
 from edgeweave.platform.core.errors import UserError
+from edgeweave.platform.devices.resources import build_resources
 from tests.helpers import tiny_raw
 
 
@@ -94,19 +94,23 @@ def test_trace_csv_steps_cycles_and_maps_devices(tmp_path):
 
 def test_trace_json_equals_csv(tmp_path):
     p = tmp_path / "t.json"
-    p.write_text(json.dumps({"series": [{"device": 0, "time": [0, 10], "available": [True, False],
-                                         "speed": [1.0, 0.5]}]}))
+    p.write_text(
+        json.dumps({"series": [{"device": 0, "time": [0, 10], "available": [True, False], "speed": [1.0, 0.5]}]})
+    )
     avail, speed = model(tmp_path, name="trace", path=str(p)).state(np.array([3]), 0, 11.0)
     assert list(avail) == [False] and list(speed) == [0.5]
 
 
-@pytest.mark.parametrize("content, message", [
-    ("device,time\n0,1\n", "line 1: the header must name available, device, speed, time"),
-    ("device,time,available,speed\n0,x,1,1.0\n", "line 2: could not convert string to float"),
-    ("device,time,available,speed\n0,0,maybe,1.0\n", "line 2: available = 'maybe' is not 0/1/true/false"),
-    ("device,time,available,speed\n0,0,1,0\n", "speed: every speed multiplier must be > 0"),
-    ("device,time,available,speed\n", "empty: the trace has no rows"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("device,time\n0,1\n", "line 1: the header must name available, device, speed, time"),
+        ("device,time,available,speed\n0,x,1,1.0\n", "line 2: could not convert string to float"),
+        ("device,time,available,speed\n0,0,maybe,1.0\n", "line 2: available = 'maybe' is not 0/1/true/false"),
+        ("device,time,available,speed\n0,0,1,0\n", "speed: every speed multiplier must be > 0"),
+        ("device,time,available,speed\n", "empty: the trace has no rows"),
+    ],
+)
 def test_malformed_traces_name_the_place(tmp_path, content, message):
     p = tmp_path / "t.csv"
     p.write_text(content)
@@ -152,8 +156,12 @@ def test_next_change_is_where_the_state_can_change_next(tmp_path):
     assert np.isinf(model(tmp_path, name="uniform").next_change(ids, 3, 5.0)).all()  # redrawn per round only
     assert list(model(tmp_path, name="uniform", period=0.5).next_change(ids, 3, 5.2)) == [5.5, 5.5]
     assert np.isinf(model(tmp_path, name="constant").next_change(ids, 0, 1.0)).all()
-    for m in (trace, model(tmp_path, name="markov", period=2.0), model(tmp_path, name="uniform", period=0.5),
-              model(tmp_path, name="diurnal", slot=600.0, period=3600.0)):
+    for m in (
+        trace,
+        model(tmp_path, name="markov", period=2.0),
+        model(tmp_path, name="uniform", period=0.5),
+        model(tmp_path, name="diurnal", slot=600.0, period=3600.0),
+    ):
         for t in (0.0, 3.3, 12.7, 599.0):
             nxt = m.next_change(ids, 0, t)
             assert (nxt > t).all()

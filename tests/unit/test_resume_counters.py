@@ -4,9 +4,9 @@ import numpy as np
 
 from edgeweave.actors.driver import Driver
 from edgeweave.actors.pool import Spawn
-from edgeweave.platform.run.checkpoint import RunState, load_checkpoint, save_checkpoint
 from edgeweave.platform.data import load_dataset
 from edgeweave.platform.partition import partition_data
+from edgeweave.platform.run.checkpoint import RunState, load_checkpoint, save_checkpoint
 
 
 def test_workers_lost_go_on_counting_after_a_resume(make_config, tmp_path):

@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
-from edgeweave.platform.run.client import Client
 from edgeweave.platform.data import load_dataset
 from edgeweave.platform.devices.clock import batch_sizes
-from edgeweave.platform.partition import partition_data
-from edgeweave.platform.run.server import Server, split_jobs
 from edgeweave.platform.methods import Job
+from edgeweave.platform.partition import partition_data
+from edgeweave.platform.run.client import Client
+from edgeweave.platform.run.server import Server, split_jobs
 
 
 def setup(cfg):
@@ -85,8 +85,9 @@ def test_split_jobs_balances_load_and_keeps_every_job():
 
 
 def test_partial_work_trains_exactly_what_the_clock_planned(make_config):
-    cfg = make_config(devices={"count": 6, "per_round": 6, "flops_per_second": 2e6, "deadline": 30.0,
-                               "stragglers": "partial"})
+    cfg = make_config(
+        devices={"count": 6, "per_round": 6, "flops_per_second": 2e6, "deadline": 30.0, "stragglers": "partial"}
+    )
     data, part = setup(cfg)
     server, client = Server(cfg, data, part), Client(cfg, data, part)
     jobs, samples = server.plan(0)
@@ -102,10 +103,11 @@ def test_partial_work_trains_exactly_what_the_clock_planned(make_config):
 
 
 def test_fjord_cut_by_the_deadline_is_charged_the_widths_it_trained(make_config, monkeypatch):
-    cfg = make_config(devices={"count": 6, "per_round": 6, "flops_per_second": 2e6, "deadline": 30.0,
-                               "stragglers": "partial"},
-                      training={"local_epochs": 2},
-                      strategy={"name": "fjord", "rates": {"strong": 1.0, "medium": 1.0, "weak": 1.0}})
+    cfg = make_config(
+        devices={"count": 6, "per_round": 6, "flops_per_second": 2e6, "deadline": 30.0, "stragglers": "partial"},
+        training={"local_epochs": 2},
+        strategy={"name": "fjord", "rates": {"strong": 1.0, "medium": 1.0, "weak": 1.0}},
+    )
     data, part = setup(cfg)
     server, client = Server(cfg, data, part), Client(cfg, data, part)
     trained: dict[int, list[float]] = {}
@@ -113,8 +115,16 @@ def test_fjord_cut_by_the_deadline_is_charged_the_widths_it_trained(make_config,
 
     def spy(self, round_, job, weights, partial, plan_for_step, steps=None, **kw):
         costs = trained.setdefault(job.device, [])
-        return original(self, round_, job, weights, partial,
-                        lambda k: (costs.append(self.slicer.flops(plan := plan_for_step(k))), plan)[1], steps, **kw)
+        return original(
+            self,
+            round_,
+            job,
+            weights,
+            partial,
+            lambda k: (costs.append(self.slicer.flops(plan := plan_for_step(k))), plan)[1],
+            steps,
+            **kw,
+        )
 
     monkeypatch.setattr(Client, "train_steps", spy)
     jobs, _ = server.plan(0)
@@ -131,8 +141,9 @@ def test_fjord_cut_by_the_deadline_is_charged_the_widths_it_trained(make_config,
 
 
 def test_a_round_nobody_can_join_keeps_the_weights_and_moves_the_clock(make_config):
-    cfg = make_config(devices={"count": 6, "per_round": 4, "idle_wait": 30.0,
-                               "resources": {"name": "uniform", "availability": 0.01}})
+    cfg = make_config(
+        devices={"count": 6, "per_round": 4, "idle_wait": 30.0, "resources": {"name": "uniform", "availability": 0.01}}
+    )
     data, part = setup(cfg)
     server = Server(cfg, data, part)
     before = server.weights.copy()

@@ -5,11 +5,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from edgeweave.platform.run import rundir
 from edgeweave.platform.config.schema import load_config
 from edgeweave.platform.core.errors import UserError
-from edgeweave.platform.models.flat import FlatLayout
 from edgeweave.platform.models import build_model
+from edgeweave.platform.models.flat import FlatLayout
+from edgeweave.platform.run import rundir
 from edgeweave.platform.run.rundir import create_run_dir, save_weights
 
 

@@ -19,8 +19,11 @@ def stream_arguments() -> list[tuple[str, ast.expr]]:
     for path in sorted(set(PACKAGE.rglob("*.py")) - {PACKAGE / "platform" / "core" / "seeding.py"}):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("rng", "torch_generator"):
-                stream = node.args[3] if len(node.args) > 3 else next(
-                    (k.value for k in node.keywords if k.arg == "stream"), None)
+                stream = (
+                    node.args[3]
+                    if len(node.args) > 3
+                    else next((k.value for k in node.keywords if k.arg == "stream"), None)
+                )
                 if stream is not None:
                     where = f"{path.relative_to(PACKAGE.parent)}:{node.lineno}"
                     found.append((where, stream))
@@ -35,8 +38,11 @@ def draws(*key: int) -> np.ndarray:
 
 def test_no_caller_computes_its_stream():
     """A stream computed by arithmetic (`400 + k`) meets another purpose's constant (`500` at k = 100)."""
-    computed = [f"{where}: {ast.unparse(e)}" for where, e in stream_arguments()
-                if not isinstance(e, (ast.Attribute, ast.Name, ast.Constant))]
+    computed = [
+        f"{where}: {ast.unparse(e)}"
+        for where, e in stream_arguments()
+        if not isinstance(e, (ast.Attribute, ast.Name, ast.Constant))
+    ]
     assert computed == []
 
 
@@ -63,10 +69,12 @@ def test_the_streams_that_collided_draw_apart():
     (100 + 100), the DSE's step 10 and its first population (70 + 10)."""
     from edgeweave.platform.core.seeding import SERVER, Stream
 
-    pairs = [((Stream.TASKWISE_THIN, 100), (Stream.TASKWISE_TASKS, 0)),
-             ((Stream.DISTREAL_DROPOUT, 100), (Stream.TASKWISE_THIN, 0)),
-             ((Stream.FD_CHANNELS, 100), (Stream.FJORD_WIDTHS, 0)),
-             ((Stream.DSE_DROPOUT, 10), (Stream.DSE_POPULATION, 0))]
+    pairs = [
+        ((Stream.TASKWISE_THIN, 100), (Stream.TASKWISE_TASKS, 0)),
+        ((Stream.DISTREAL_DROPOUT, 100), (Stream.TASKWISE_THIN, 0)),
+        ((Stream.FD_CHANNELS, 100), (Stream.FJORD_WIDTHS, 0)),
+        ((Stream.DSE_DROPOUT, 10), (Stream.DSE_POPULATION, 0)),
+    ]
     for a, b in pairs:
         assert not np.array_equal(draws(0, 3, 2, *a), draws(0, 3, 2, *b))
         assert not np.array_equal(draws(0, -1, SERVER, *a), draws(0, -1, SERVER, *b))

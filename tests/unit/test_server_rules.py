@@ -5,15 +5,16 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from edgeweave.platform.train.aggregate import average, combine
-from edgeweave.platform.run.checkpoint import load_checkpoint, run_fingerprint, save_checkpoint
-from edgeweave.platform.run.client import Client
 from edgeweave.platform.config.schema import build_config, dump_config, load_config
 from edgeweave.platform.core.errors import UserError
-from edgeweave.platform.run.servers import build_server
 from edgeweave.platform.methods.server_rules import SERVER_RULES, build_rule
+from edgeweave.platform.run.checkpoint import load_checkpoint, run_fingerprint, save_checkpoint
+from edgeweave.platform.run.client import Client
+from edgeweave.platform.run.servers import build_server
+from edgeweave.platform.train.aggregate import average, combine
 from tests.helpers import tiny_raw
 from tests.unit.test_async import async_raw, parts
 
@@ -27,11 +28,11 @@ def reference(name, p, w, m, v, delta):
         return w + p["lr"] * v, m, v
     m = p["beta1"] * m + (1 - p["beta1"]) * delta
     if name == "adagrad":
-        v = v + delta ** 2
+        v = v + delta**2
     elif name == "adam":
-        v = p["beta2"] * v + (1 - p["beta2"]) * delta ** 2
+        v = p["beta2"] * v + (1 - p["beta2"]) * delta**2
     else:
-        v = v - (1 - p["beta2"]) * delta ** 2 * math.copysign(1.0, v - delta ** 2) if v != delta ** 2 else v
+        v = v - (1 - p["beta2"]) * delta**2 * math.copysign(1.0, v - delta**2) if v != delta**2 else v
     return w + p["lr"] * m / (math.sqrt(v) + p["tau"]), m, v
 
 
@@ -40,8 +41,15 @@ betas = st.floats(0.0, 0.999)
 
 
 @settings(max_examples=60, deadline=None)
-@given(name=st.sampled_from(["plain", "momentum", "adam", "yogi", "adagrad"]), lr=rates, beta1=betas, beta2=betas,
-       tau=st.floats(1e-6, 0.3), seed=st.integers(0, 2**31 - 1), rounds=st.integers(1, 6))
+@given(
+    name=st.sampled_from(["plain", "momentum", "adam", "yogi", "adagrad"]),
+    lr=rates,
+    beta1=betas,
+    beta2=betas,
+    tau=st.floats(1e-6, 0.3),
+    seed=st.integers(0, 2**31 - 1),
+    rounds=st.integers(1, 6),
+)
 def test_each_rule_steps_as_its_equations_on_trained_parameters_only(name, lr, beta1, beta2, tau, seed, rounds):
     fields = SERVER_RULES.entry(name, "name")[1].model_fields
     p = {k: v for k, v in dict(lr=lr, beta1=beta1, beta2=beta2, tau=tau).items() if k in fields}
@@ -93,14 +101,15 @@ def test_plain_at_lr_1_is_fedavg_bit_for_bit_and_adam_steps_along_the_averaged_u
     model = {"name": "vgg11", "width": 0.125, "norm": "running"}
     plain, before, total = one_round(build_config(tiny_raw(tmp_path, strategy=strategy, model=model)))
     np.testing.assert_array_equal(plain.weights, average(before, total.sums, total.counts))
-    cfg = build_config(tiny_raw(tmp_path, strategy=strategy, model=model,
-                                aggregation={"server": {"name": "adam", "lr": 0.03}}))
+    cfg = build_config(
+        tiny_raw(tmp_path, strategy=strategy, model=model, aggregation={"server": {"name": "adam", "lr": 0.03}})
+    )
     adam, before, total = one_round(cfg)
     trained = total.counts > 0
     assert not trained.all()
     delta = np.where(trained, total.sums / np.where(trained, total.counts, 1) - before, 0.0)
     learned = adam.layout.learned(adam.model)
-    step = 0.03 * 0.1 * delta / (np.sqrt(0.01 * delta ** 2 + 0.99e-6) + 1e-3)  # m, v from zero and tau^2: one step
+    step = 0.03 * 0.1 * delta / (np.sqrt(0.01 * delta**2 + 0.99e-6) + 1e-3)  # m, v from zero and tau^2: one step
     want = np.where(learned, before + step, before + delta)
     np.testing.assert_allclose(adam.weights, want.astype(np.float32), rtol=1e-5, atol=1e-7)
     assert np.array_equal(adam.weights[~trained], before[~trained])
@@ -119,7 +128,7 @@ def test_a_resumed_run_with_a_server_rule_equals_an_uninterrupted_one(tmp_path, 
         client = Client(cfg, data, part)
         for r in range(first, last):
             units = server.plan_units(r)
-            server.fold([[client.run(u.round, u.weights, u.jobs, server.shared)] for u in units])
+            server.fold([[client.run(u.version, u.weights, u.jobs, server.shared)] for u in units])
         return server
 
     whole = go(build_server(cfg, data, part), 0, 4)
@@ -142,8 +151,11 @@ def test_the_rule_is_configured_once_for_sync_and_async_and_reads_back(tmp_path)
     path.write_text(dump_config(cfg))
     assert load_config(path).aggregation.server.params == cfg.aggregation.server.params
     assert "server" not in dump_config(build_config(tiny_raw(tmp_path)))  # the default leaves configs as they were
-    with pytest.raises(UserError, match=r"^aggregation\.server\.name = 'sgd': unknown server rule; valid: adagrad, "
-                                        r"adam, momentum, plain, yogi$"):
+    with pytest.raises(
+        UserError,
+        match=r"^aggregation\.server\.name = 'sgd': unknown server rule; valid: adagrad, "
+        r"adam, momentum, plain, yogi$",
+    ):
         build_config(tiny_raw(tmp_path, aggregation={"server": {"name": "sgd"}}))
     with pytest.raises(UserError, match=r"^aggregation\.server\.tau: unknown key; valid keys: lr, beta1$"):
         build_config(tiny_raw(tmp_path, aggregation={"server": {"name": "momentum", "tau": 0.1}}))

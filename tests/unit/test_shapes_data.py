@@ -7,9 +7,9 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from edgeweave.platform.config.schema import build_config
+from edgeweave.platform.core.seeding import SERVER, Stream, rng
 from edgeweave.platform.data import load_dataset
 from edgeweave.platform.data.shapes import COMPOSITIONS, FACTORS, Shapes, ShapesParams
-from edgeweave.platform.core.seeding import SERVER, Stream, rng
 from tests.helpers import tiny_raw
 
 
@@ -24,8 +24,12 @@ def nearest_class_mean_accuracy(d, feature) -> float:
 
 
 def test_a_config_names_it_and_gets_normalised_colour_images(tmp_path):
-    choice = build_config({**tiny_raw(tmp_path), "data": {"name": "shapes", "num_classes": 4, "train_samples": 40,
-                                                           "test_samples": 12, "image_size": 16}}).data
+    choice = build_config(
+        {
+            **tiny_raw(tmp_path),
+            "data": {"name": "shapes", "num_classes": 4, "train_samples": 40, "test_samples": 12, "image_size": 16},
+        }
+    ).data
     d = load_dataset(choice, seed=1)
     assert d.x_train.shape == (40, 3, 16, 16) and d.x_test.shape == (12, 3, 16, 16) and d.num_classes == 4
     assert d.x_train.dtype == np.float32 and d.y_train.dtype == np.int64 and d.y_test.dtype == np.int64
@@ -35,8 +39,11 @@ def test_a_config_names_it_and_gets_normalised_colour_images(tmp_path):
 
 
 def test_repeats_from_its_seed_and_differs_by_seed():
-    a, b, c = load(3, train_samples=30, test_samples=10), load(3, train_samples=30, test_samples=10), load(
-        4, train_samples=30, test_samples=10)
+    a, b, c = (
+        load(3, train_samples=30, test_samples=10),
+        load(3, train_samples=30, test_samples=10),
+        load(4, train_samples=30, test_samples=10),
+    )
     for name in ("x_train", "y_train", "x_test", "y_test"):
         assert np.array_equal(getattr(a, name), getattr(b, name)), name
     assert not np.array_equal(a.x_train, c.x_train)
@@ -56,11 +63,23 @@ def test_colour_brightness_and_templates_do_not_tell_the_class():
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(classes=st.integers(2, 12), extra=st.integers(0, 20), test=st.integers(1, 15), size=st.integers(8, 20),
-       distractors=st.integers(0, 4), seed=st.integers(0, 2**32 - 1))
+@given(
+    classes=st.integers(2, 12),
+    extra=st.integers(0, 20),
+    test=st.integers(1, 15),
+    size=st.integers(8, 20),
+    distractors=st.integers(0, 4),
+    seed=st.integers(0, 2**32 - 1),
+)
 def test_any_size_gives_balanced_labels_and_finite_images(classes, extra, test, size, distractors, seed):
-    d = load(seed, num_classes=classes, train_samples=classes + extra, test_samples=test, image_size=size,
-             distractors=distractors)
+    d = load(
+        seed,
+        num_classes=classes,
+        train_samples=classes + extra,
+        test_samples=test,
+        image_size=size,
+        distractors=distractors,
+    )
     assert d.x_train.shape == (classes + extra, 3, size, size) and d.x_test.shape == (test, 3, size, size)
     assert np.isfinite(d.x_train).all() and np.isfinite(d.x_test).all()
     counts = np.bincount(d.y_train, minlength=classes)
@@ -78,8 +97,17 @@ def test_classes_are_distinct_compositions(classes, seed):
     assert (kinds >= 0).all() and (kinds < np.array(FACTORS)).all()
 
 
-@pytest.mark.parametrize("bad", [{"num_classes": 1}, {"num_classes": COMPOSITIONS + 1}, {"image_size": 4},
-                                 {"distractors": -1}, {"noise": -0.1}, {"colour": "red"}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"num_classes": 1},
+        {"num_classes": COMPOSITIONS + 1},
+        {"image_size": 4},
+        {"distractors": -1},
+        {"noise": -0.1},
+        {"colour": "red"},
+    ],
+)
 def test_refuses_what_it_cannot_draw(bad):
     with pytest.raises(ValidationError):
         ShapesParams(**bad)

@@ -1,19 +1,19 @@
 """`small`, FedAvg on the one width every device can afford, and a global model scored at each width."""
 
 import numpy as np
-import torch
 import pytest
+import torch
 
-from edgeweave.platform.run.client import Client
 from edgeweave.platform.config.schema import build_config
-from edgeweave.platform.data import load_dataset
 from edgeweave.platform.core.errors import UserError
+from edgeweave.platform.data import load_dataset
 from edgeweave.platform.models.norm import statistics_rows
 from edgeweave.platform.partition import partition_data
-from edgeweave.platform.train.plans import nested, uniform_plan
-from edgeweave.platform.run.server import Server
-from edgeweave.platform.train.task_plans import allowed_mask
 from edgeweave.platform.report.widths import width_scores
+from edgeweave.platform.run.client import Client
+from edgeweave.platform.run.server import Server
+from edgeweave.platform.train.plans import nested, uniform_plan
+from edgeweave.platform.train.task_plans import allowed_mask
 from tests.helpers import tiny_raw
 
 VGG = {"name": "vgg11", "width": 0.125}
@@ -36,9 +36,14 @@ def trained(tmp_path, strategy, rounds=2, model=VGG):
 TIERS = {"strong": 1, "medium": 0.7, "weak": 0.6}
 
 
-@pytest.mark.parametrize("strategy, rate", [({"name": "small"}, 0.25),  # the smallest tier rate
-                                            ({"name": "small", "rates": TIERS}, 0.6),
-                                            ({"name": "small", "rate": 0.5}, 0.5)])
+@pytest.mark.parametrize(
+    "strategy, rate",
+    [
+        ({"name": "small"}, 0.25),  # the smallest tier rate
+        ({"name": "small", "rates": TIERS}, 0.6),
+        ({"name": "small", "rate": 0.5}, 0.5),
+    ],
+)
 @pytest.mark.parametrize("model", [VGG, {"name": "cnn", "width": 0.5}])
 def test_the_global_model_is_exactly_the_small_model(tmp_path, strategy, rate, model):
     cfg, data, server, rates, x_stats = trained(tmp_path, strategy, model=model)
@@ -52,8 +57,9 @@ def test_the_global_model_is_exactly_the_small_model(tmp_path, strategy, rate, m
 
 def test_small_refuses_budget_rates_in_one_line(tmp_path):
     with pytest.raises(UserError, match=r"strategy.rate_by = 'budget': `small` trains one width on every device"):
-        build_config(tiny_raw(tmp_path, model=VGG, strategy={"name": "small", "rate_by": "budget"},
-                              devices={"deadline": 5}))
+        build_config(
+            tiny_raw(tmp_path, model=VGG, strategy={"name": "small", "rate_by": "budget"}, devices={"deadline": 5})
+        )
 
 
 def test_a_nested_model_at_full_width_scores_as_the_server_evaluates_it(tmp_path):
@@ -110,8 +116,8 @@ def test_small_learns_without_batch_norm():
 
 def test_a_slice_starts_at_its_own_widths_initial_scale(tmp_path):
     cfg = build_config(tiny_raw(tmp_path, model={"name": "cnn", "width": 1.0}))
-    from edgeweave.platform.models.flat import FlatLayout
     from edgeweave.platform.models import build_model
+    from edgeweave.platform.models.flat import FlatLayout
     from edgeweave.platform.train.submodel import Slicer
 
     model = build_model(cfg.model, (1, 8, 8), 10, seed=0)

@@ -8,11 +8,11 @@ import torch
 from scipy.io import wavfile
 
 from edgeweave.platform.config.schema import build_config
+from edgeweave.platform.core.errors import UserError
 from edgeweave.platform.data import load_dataset
 from edgeweave.platform.data import speech_commands as sc
 from edgeweave.platform.data.base import normalise, normalise_in_place
 from edgeweave.platform.data.speech_commands import RATE, log_mel, mel_filterbank
-from edgeweave.platform.core.errors import UserError
 from tests.helpers import tiny_raw
 
 
@@ -60,7 +60,10 @@ def test_word_subset_and_unknown_word(tmp_path):
 
 
 def test_missing_data_says_where_it_looked(tmp_path):
-    with pytest.raises(UserError, match=r"Speech Commands not found \(looked for .*testing_list.txt\); set data.download=true.*speech_synth.generate"):
+    with pytest.raises(
+        UserError,
+        match=r"Speech Commands not found \(looked for .*testing_list.txt\); set data.download=true.*speech_synth.generate",
+    ):
         load_dataset(choice(tmp_path, root=str(tmp_path / "none")), seed=0)
 
 
@@ -79,9 +82,13 @@ def test_mel_filterbank_and_log_mel():
 # Streaming and the feature cache: the real set is ~96,000 clips read, so clips are transformed a
 # chunk at a time and the features are cached under the root.
 
+
 def clip_paths(root):
-    return [p for word in sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("_"))
-            for p in sorted(word.glob("*.wav"))]
+    return [
+        p
+        for word in sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("_"))
+        for p in sorted(word.glob("*.wav"))
+    ]
 
 
 def count_reads(monkeypatch):
@@ -106,8 +113,9 @@ def test_streamed_features_equal_the_direct_computation(tmp_path, chunk):
     assert streamed.dtype == np.float32 and streamed.shape == (7, 1, 40, sc.FRAMES)
     np.testing.assert_allclose(streamed, direct, rtol=1e-6, atol=1e-5)
     for i, p in enumerate(paths):  # every clip in its own row, none shifted across a chunk boundary
-        np.testing.assert_allclose(streamed[i], log_mel(torch.from_numpy(sc.read_wav(p))[None])[0].numpy(),
-                                   rtol=1e-6, atol=1e-5)
+        np.testing.assert_allclose(
+            streamed[i], log_mel(torch.from_numpy(sc.read_wav(p))[None])[0].numpy(), rtol=1e-6, atol=1e-5
+        )
 
 
 @pytest.mark.parametrize("chunk", [2, 5, 1024])
@@ -146,8 +154,12 @@ def test_second_load_reads_the_cache_not_the_clips(tmp_path, monkeypatch):
     reads = count_reads(monkeypatch)
     second = load_dataset(cfg, seed=0)
     assert reads == []
-    for a, b in ((first.x_train, second.x_train), (first.x_test, second.x_test),
-                 (first.y_train, second.y_train), (first.y_test, second.y_test)):
+    for a, b in (
+        (first.x_train, second.x_train),
+        (first.x_test, second.x_test),
+        (first.y_train, second.y_train),
+        (first.y_test, second.y_test),
+    ):
         np.testing.assert_array_equal(a, b)
     assert second.num_classes == 2
 

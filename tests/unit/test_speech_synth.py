@@ -6,9 +6,9 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from edgeweave.platform.config.schema import build_config
+from edgeweave.platform.core.errors import UserError
 from edgeweave.platform.data import load_dataset
 from edgeweave.platform.data.speech_synth import WORDS, clip, generate, speaker_voice, word_pattern
-from edgeweave.platform.core.errors import UserError
 
 
 @pytest.fixture(scope="module")

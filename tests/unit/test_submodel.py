@@ -4,12 +4,12 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from edgeweave.platform.train.aggregate import Partial, average, combine
 from edgeweave.platform.config.schema import build_config
 from edgeweave.platform.core.errors import UserError
+from edgeweave.platform.models import build_model
 from edgeweave.platform.models.flat import FlatLayout
 from edgeweave.platform.models.flops import measure_flops_per_sample
-from edgeweave.platform.models import build_model
+from edgeweave.platform.train.aggregate import Partial, average, combine
 from edgeweave.platform.train.plans import Plan, nested, random_subset, rolling, uniform_plan
 from edgeweave.platform.train.submodel import Slicer
 from tests.helpers import tiny_raw
@@ -38,7 +38,7 @@ def test_extract_is_a_real_smaller_model_equal_to_the_masked_full_one(tmp_path, 
     masked[pos] = flat[pos]
     for n, off, shp in zip(layout.names, layout.offsets, layout.shapes):
         if n.endswith("running_var"):
-            seg = masked[off: off + int(np.prod(shp))]
+            seg = masked[off : off + int(np.prod(shp))]
             seg[seg == 0] = 1.0
     layout.load(model, masked)
     x = torch.randn(2, *shape)
@@ -111,15 +111,24 @@ def test_overlapping_sub_models_average_per_element(tmp_path):
 
 
 def test_half_width_has_about_a_quarter_of_the_inner_flops():
-    net = nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(),
-                        nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+    net = nn.Sequential(
+        nn.Conv2d(3, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(32, 64, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(64, 64, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+    )
     from edgeweave.platform.models.layers import ConvNet
+
     model = ConvNet(net, nn.Sequential(nn.Linear(64 * 8 * 8, 10)))
     slicer = Slicer(model, (3, 16, 16))
     half = slicer.build(uniform_plan(slicer, lambda i, w: nested(w, 0.5)))
 
     def inner_flops(m):  # FLOPs of the conv layers after the first (both sides sliced)
         from torch.utils.flop_counter import FlopCounterMode
+
         x = torch.zeros(2, 32 if m is model else 16, 16, 16)
         with FlopCounterMode(display=False) as c:
             m.features[2:](x).sum().backward()
@@ -154,7 +163,9 @@ def test_count_equals_the_number_of_positions(tmp_path, name):
     _, slicer, _ = zoo(tmp_path, name, (1, 8, 8))
     g = np.random.default_rng(2)
     for rate in (1.0, 0.5, 0.2):
-        plan = uniform_plan(slicer, lambda i, w: random_subset(w, rate, g), classes=[0, 4] if rate < 1 else None)
+        plan = uniform_plan(
+            slicer, lambda i, w, rate=rate: random_subset(w, rate, g), classes=[0, 4] if rate < 1 else None
+        )
         assert slicer.count(plan) == len(slicer.positions(plan))
 
 
@@ -173,8 +184,11 @@ class Transfers(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         name = getattr(func, "__name__", "")
-        to_device = name != "to" or "device" in kwargs or any(
-            isinstance(a, (torch.device, str, torch.Tensor)) for a in args[1:])  # not a dtype-only .to
+        to_device = (
+            name != "to"
+            or "device" in kwargs
+            or any(isinstance(a, (torch.device, str, torch.Tensor)) for a in args[1:])
+        )  # not a dtype-only .to
         if name in self.MOVES and to_device and args and isinstance(args[0], torch.Tensor):
             self.elements += args[0].numel()
         return func(*args, **kwargs)
@@ -182,9 +196,9 @@ class Transfers(TorchFunctionMode):
 
 def test_the_per_batch_engine_moves_no_weights_between_devices_per_step(tmp_path):
     from edgeweave.platform.core.seeding import rng
-    from edgeweave.platform.train.sliced_training import SubModels, train_per_batch
     from edgeweave.platform.train.plans import dropout_plan
     from edgeweave.platform.train.sgd import SGDSettings
+    from edgeweave.platform.train.sliced_training import SubModels, train_per_batch
 
     model, slicer, layout = zoo(tmp_path, "cnn", (1, 8, 8), width=0.5)
     g = torch.Generator().manual_seed(0)
@@ -219,11 +233,16 @@ def plugin_net() -> nn.Module:
     """A plugin's network with settings the zoo never uses: dilation, reflect padding, stride, no conv
     or linear bias, batch norm with its own eps and momentum, one without affine or momentum."""
     from edgeweave.platform.models.layers import ConvNet
+
     features = nn.Sequential(
         nn.Conv2d(3, 6, 3, padding=2, dilation=2, padding_mode="reflect", bias=False),
-        nn.BatchNorm2d(6, eps=0.1, momentum=0.5), nn.ReLU(),
+        nn.BatchNorm2d(6, eps=0.1, momentum=0.5),
+        nn.ReLU(),
         nn.Conv2d(6, 8, 3, stride=2, dilation=2),  # 12x12 -> 4x4
-        nn.BatchNorm2d(8, affine=False, momentum=None), nn.ReLU(), nn.MaxPool2d(2))
+        nn.BatchNorm2d(8, affine=False, momentum=None),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+    )
     model = ConvNet(features, nn.Sequential(nn.Linear(8 * 2 * 2, 12, bias=False), nn.ReLU(), nn.Linear(12, 5)))
     with torch.no_grad():  # running statistics that differ from a fresh layer's
         for m in model.modules():
@@ -259,8 +278,16 @@ def test_full_width_sub_model_keeps_every_layer_setting_so_equals_the_original()
 
 def grouped_net() -> nn.Module:
     from edgeweave.platform.models.layers import ConvNet
-    features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1, groups=4),
-                             nn.ReLU(), nn.Conv2d(8, 6, 1), nn.ReLU(), nn.MaxPool2d(2))
+
+    features = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3, padding=1, groups=4),
+        nn.ReLU(),
+        nn.Conv2d(8, 6, 1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+    )
     return ConvNet(features, nn.Sequential(nn.Linear(6 * 4 * 4, 4)))
 
 
@@ -282,7 +309,7 @@ def test_a_grouped_conv_is_kept_whole_or_refused_by_name():
     after = uniform_plan(slicer, lambda i, w: nested(w, 0.5) if i == 2 else np.arange(w))  # reads it whole
     assert slicer.count(after) == len(slicer.positions(after)) < layout.size
     for thinned in (0, 1):  # its input, itself
-        plan = uniform_plan(slicer, lambda i, w: nested(w, 0.5) if i == thinned else np.arange(w))
+        plan = uniform_plan(slicer, lambda i, w, thinned=thinned: nested(w, 0.5) if i == thinned else np.arange(w))
         for use in (slicer.build, slicer.positions, slicer.count):
             with pytest.raises(UserError, match=r"features\.2 .*groups=4"):
                 use(plan)

@@ -4,20 +4,23 @@ import numpy as np
 import pytest
 import torch
 
-from edgeweave.platform.train.aggregate import Partial, average, combine
-from edgeweave.platform.run.client import Client
 from edgeweave.platform.data import load_dataset
 from edgeweave.platform.models.flat import FlatLayout
 from edgeweave.platform.partition import partition_data
+from edgeweave.platform.run.client import Client
 from edgeweave.platform.run.server import Server
-from edgeweave.platform.train.task_training import other_loss, ovr_loss, own_labels, relevance
+from edgeweave.platform.train.aggregate import Partial, average, combine
 from edgeweave.platform.train.task_plans import allowed_mask, attributed_plans, class_groups, grouped_plans, union
+from edgeweave.platform.train.task_training import other_loss, ovr_loss, own_labels, relevance
 
 
 def setup(make_config, **strategy):
-    cfg = make_config(model={"name": "cnn", "width": 0.5}, devices={"count": 6, "per_round": 6},
-                      partition={"policy": "dirichlet", "alpha": 0.5, "min_samples": 5},
-                      strategy={"name": "taskwise", "groups": 5, **strategy})
+    cfg = make_config(
+        model={"name": "cnn", "width": 0.5},
+        devices={"count": 6, "per_round": 6},
+        partition={"policy": "dirichlet", "alpha": 0.5, "min_samples": 5},
+        strategy={"name": "taskwise", "groups": 5, **strategy},
+    )
     data = load_dataset(cfg.data, cfg.seed)
     part = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed)
     return cfg, data, Server(cfg, data, part), Client(cfg, data, part)
@@ -105,8 +108,9 @@ def test_devices_train_only_their_tasks_sub_model(make_config):
         tasks = server.rules.tasks_of(server.facts, j.device, 0)
         held = np.bincount(data.y_train[server.partition.shard(j.device)], minlength=10)
         groups = class_groups(10, 5)
-        assert len(tasks) == 2 and min(held[groups[t]].sum() for t in tasks) >= sorted(
-            held[g].sum() for g in groups)[-2]
+        assert (
+            len(tasks) == 2 and min(held[groups[t]].sum() for t in tasks) >= sorted(held[g].sum() for g in groups)[-2]
+        )
 
 
 def test_sampled_tasks_follow_the_held_samples_and_change_by_round(make_config):
@@ -142,11 +146,13 @@ def test_attributed_mode_warms_up_with_the_full_model(make_config):
     server.update([client.run(0, server.weights, jobs, server.shared)])
     jobs, _ = server.plan(1)
     plans = server.rules.plans
-    assert plans is not None and all(len(k) == int(np.ceil(0.5 * w)) for k, w in zip(plans[0].keep,
-                                                                                       server.slicer.widths))
+    assert plans is not None and all(
+        len(k) == int(np.ceil(0.5 * w)) for k, w in zip(plans[0].keep, server.slicer.widths)
+    )
     partial = client.run(1, server.weights, jobs, server.shared)
     assert client.half.rules.plans is plans or all(
-        np.array_equal(a, b) for p, q in zip(client.half.rules.plans, plans) for a, b in zip(p.keep, q.keep))
+        np.array_equal(a, b) for p, q in zip(client.half.rules.plans, plans) for a, b in zip(p.keep, q.keep)
+    )
     assert partial.records and union(plans).classes.tolist() == list(range(10))
 
 
@@ -156,10 +162,12 @@ def test_dropout_inside_task_sub_models(make_config, tmp_path):
     front = tmp_path / "front.json"
     made = made_for(make_config(model={"name": "cnn", "width": 0.5}), (1, 8, 8), 10)  # the task's own costs count
     Front(np.array([[0.0, 0.0], [0.5, 0.5], [0.75, 0.75]]), np.ones(3), np.array([1.0, 2.0, 3.0]), made).save(front)
-    cfg = make_config(model={"name": "cnn", "width": 0.5}, partition={"policy": "dirichlet", "alpha": 0.5, "min_samples": 5},
-                      devices={"count": 6, "per_round": 6, "flops_per_second": 1.5e5, "deadline": 30.0,
-                               "stragglers": "partial"},
-                      strategy={"name": "taskwise", "groups": 5, "tasks_per_device": 2, "dropout_front": str(front)})
+    cfg = make_config(
+        model={"name": "cnn", "width": 0.5},
+        partition={"policy": "dirichlet", "alpha": 0.5, "min_samples": 5},
+        devices={"count": 6, "per_round": 6, "flops_per_second": 1.5e5, "deadline": 30.0, "stragglers": "partial"},
+        strategy={"name": "taskwise", "groups": 5, "tasks_per_device": 2, "dropout_front": str(front)},
+    )
     data = load_dataset(cfg.data, cfg.seed)
     part = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed)
     server, client = Server(cfg, data, part), Client(cfg, data, part)
@@ -179,24 +187,51 @@ def test_dropout_inside_task_sub_models(make_config, tmp_path):
 # ids and class lists at config validation, what needs the data's classes and the model's widths once
 # the data is loaded (`check_with_data`).
 BAD_CONFIG = [  # (id, strategy keys, data section, text the one line must hold)
-    ("task id past the tasks", {"tasks": "explicit", "assignment": [[0], [7]]}, None,
-     "strategy.assignment = [[0], [7]]: task 7 does not exist; task ids are 0..4"),
+    (
+        "task id past the tasks",
+        {"tasks": "explicit", "assignment": [[0], [7]]},
+        None,
+        "strategy.assignment = [[0], [7]]: task 7 does not exist; task ids are 0..4",
+    ),
     ("negative task id", {"tasks": "explicit", "assignment": [[-1]]}, None, "task -1 does not exist"),
-    ("task id past explicit groups", {"tasks": "explicit", "assignment": [[2]], "class_groups": [[0, 1], [2]]},
-     None, "task 2 does not exist; task ids are 0..1"),
-    ("more devices than there are", {"tasks": "explicit", "assignment": [[0]] * 7}, None,
-     "strategy.assignment = [[0], [0], [0], [0], [0], [0], [0]]: 7 entries, one per device id, but devices.count = 6"),
-    ("a device without tasks", {"tasks": "explicit", "assignment": [[0], []]}, None,
-     "device 1 has no task"),
-    ("an empty class group", {"class_groups": [[0, 1], []]}, None,
-     "strategy.class_groups = [[0, 1], []]: group 1 is empty"),
+    (
+        "task id past explicit groups",
+        {"tasks": "explicit", "assignment": [[2]], "class_groups": [[0, 1], [2]]},
+        None,
+        "task 2 does not exist; task ids are 0..1",
+    ),
+    (
+        "more devices than there are",
+        {"tasks": "explicit", "assignment": [[0]] * 7},
+        None,
+        "strategy.assignment = [[0], [0], [0], [0], [0], [0], [0]]: 7 entries, one per device id, but devices.count = 6",
+    ),
+    ("a device without tasks", {"tasks": "explicit", "assignment": [[0], []]}, None, "device 1 has no task"),
+    (
+        "an empty class group",
+        {"class_groups": [[0, 1], []]},
+        None,
+        "strategy.class_groups = [[0, 1], []]: group 1 is empty",
+    ),
     ("negative class", {"class_groups": [[0, -1]]}, None, "class -1 does not exist"),
-    ("class past a declared count", {"class_groups": [[0, 1], [2, 5]]}, {"name": "synthetic", "num_classes": 4},
-     "strategy.class_groups = [[0, 1], [2, 5]]: class 5 does not exist; data synthetic has classes 0..3"),
-    ("class missed, declared count", {"class_groups": [[0, 1], [3]]}, {"name": "synthetic", "num_classes": 4},
-     "class 2 is in no group"),
-    ("more groups than declared classes", {"groups": 5}, {"name": "synthetic", "num_classes": 4},
-     "strategy.groups = 5: at most 4"),
+    (
+        "class past a declared count",
+        {"class_groups": [[0, 1], [2, 5]]},
+        {"name": "synthetic", "num_classes": 4},
+        "strategy.class_groups = [[0, 1], [2, 5]]: class 5 does not exist; data synthetic has classes 0..3",
+    ),
+    (
+        "class missed, declared count",
+        {"class_groups": [[0, 1], [3]]},
+        {"name": "synthetic", "num_classes": 4},
+        "class 2 is in no group",
+    ),
+    (
+        "more groups than declared classes",
+        {"groups": 5},
+        {"name": "synthetic", "num_classes": 4},
+        "strategy.groups = 5: at most 4",
+    ),
 ]
 
 
@@ -217,15 +252,27 @@ def test_bad_taskwise_config_is_one_line_before_the_run(tmp_path, capsys, case, 
 
 
 BAD_FOR_DATA = [  # (id, model section, strategy keys, text); digits has 10 classes
-    ("class past the data's classes", {}, {"class_groups": [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9, 10]]},
-     "strategy.class_groups = [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9, 10]]: class 10 does not exist; "
-     "data digits has classes 0..9"),
+    (
+        "class past the data's classes",
+        {},
+        {"class_groups": [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9, 10]]},
+        "strategy.class_groups = [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9, 10]]: class 10 does not exist; "
+        "data digits has classes 0..9",
+    ),
     ("class missed", {}, {"class_groups": [[0, 1, 2], [3, 4, 5, 6, 7, 8]]}, "class 9 is in no group"),
     ("more groups than classes", {"width": 1.0}, {"groups": 12}, "strategy.groups = 12: at most 10"),
-    ("more groups than channels", {"width": 0.125}, {"groups": 10, "trunk": 1},
-     "strategy.groups = 10: 10 tasks; at most 8, the channels of the narrowest grouped layer"),
-    ("explicit groups past channels", {"width": 0.125}, {"class_groups": [[c] for c in range(10)], "trunk": 0},
-     "10 tasks; at most 4, the channels of the narrowest grouped layer"),
+    (
+        "more groups than channels",
+        {"width": 0.125},
+        {"groups": 10, "trunk": 1},
+        "strategy.groups = 10: 10 tasks; at most 8, the channels of the narrowest grouped layer",
+    ),
+    (
+        "explicit groups past channels",
+        {"width": 0.125},
+        {"class_groups": [[c] for c in range(10)], "trunk": 0},
+        "10 tasks; at most 4, the channels of the narrowest grouped layer",
+    ),
 ]
 
 
@@ -254,6 +301,7 @@ def test_deadline_check_asks_only_for_the_smallest_task_sub_model(make_config):
     """A deadline the fastest device meets with its task's sub-model, not with the full model, is allowed."""
     from edgeweave.platform.core.errors import UserError
     from edgeweave.platform.run.server import check_deadline
+
     cfg, data, server, _ = setup(make_config)
     d, batch = cfg.devices, cfg.training.batch_size
 

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from edgeweave.platform.devices.tiers import DEFAULT_TIERS, assign_tiers
 from edgeweave.platform.core.errors import UserError
+from edgeweave.platform.devices.tiers import DEFAULT_TIERS, assign_tiers
 
 
 def test_default_tiers_are_strong_medium_weak():

@@ -14,11 +14,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edgeweave.platform.config.schema import build_config
+from edgeweave.platform.core.errors import UserError
 from edgeweave.platform.devices.resources import build_resources
 from edgeweave.platform.devices.resources.base import slot_of, slot_start
 from edgeweave.platform.devices.resources.markov import chain_state
 from edgeweave.platform.devices.timeline import ClockStalled, constant, device_timeline, fixed_rule
-from edgeweave.platform.core.errors import UserError
 from edgeweave.platform.run.invariants import check_timeline
 from tests.helpers import tiny_raw
 
@@ -45,6 +45,7 @@ def segment_of(model, device=0, speed=1e9, budget=100_000):
         assert calls[0] < budget, f"the timeline is still asking at t = {t!r}: it does not advance"
         available, multiplier = model.state(ids, 0, t)
         return bool(available[0]), speed * float(multiplier[0]), float(model.next_change(ids, 0, t)[0])
+
     return at
 
 
@@ -112,8 +113,11 @@ def test_markov_state_at_next_change_is_the_next_steps(tmp_path, t, period, devi
 @given(t=times, period=periods, kind=st.sampled_from(["uniform", "diurnal", "markov"]))
 @FAST
 def test_every_slot_model_holds_its_state_until_its_next_change(tmp_path, t, period, kind):
-    params = {"uniform": {"period": period}, "diurnal": {"slot": period, "period": period * 144},
-              "markov": {"period": period}}[kind]
+    params = {
+        "uniform": {"period": period},
+        "diurnal": {"slot": period, "period": period * 144},
+        "markov": {"period": period},
+    }[kind]
     m = resources(tmp_path, name=kind, **params)
     ids = np.arange(5)
     change = m.next_change(ids, 0, t)
@@ -155,12 +159,20 @@ def test_a_cycling_trace_visits_every_row_in_order(tmp_path, trace, start, cycle
         t, row = change, nxt
 
 
-@given(start=starts, period=periods, steps=st.integers(0, 60), periods_a_step=st.floats(0.01, 30),
-       comm=st.sampled_from([0.0, 0.7, 13.3]), deadline=st.one_of(st.none(), st.floats(0.1, 1e4)),
-       policy=st.sampled_from(["wait", "drop", "partial"]), availability=st.sampled_from([True, False]))
+@given(
+    start=starts,
+    period=periods,
+    steps=st.integers(0, 60),
+    periods_a_step=st.floats(0.01, 30),
+    comm=st.sampled_from([0.0, 0.7, 13.3]),
+    deadline=st.one_of(st.none(), st.floats(0.1, 1e4)),
+    policy=st.sampled_from(["wait", "drop", "partial"]),
+    availability=st.sampled_from([True, False]),
+)
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-def test_every_timeline_ends_and_its_books_are_the_resource_models(tmp_path, start, period, steps, periods_a_step,
-                                                                     comm, deadline, policy, availability):
+def test_every_timeline_ends_and_its_books_are_the_resource_models(
+    tmp_path, start, period, steps, periods_a_step, comm, deadline, policy, availability
+):
     if availability:
         m = always_on_markov(tmp_path, period)
     else:
@@ -184,8 +196,12 @@ def test_a_resource_model_that_does_not_move_on_is_an_error_not_a_loop():
         device_timeline(stuck, 5.5, 0.0, 3, fixed_rule(np.full(3, 1e6)), None, "wait")
 
 
-@given(seed=st.integers(0, 2**32 - 1), device=st.integers(0, 2**40), slot=st.integers(-2**40, 2**62),
-       stream=st.integers(0, 1000))
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    device=st.integers(0, 2**40),
+    slot=st.integers(-(2**40), 2**62),
+    stream=st.integers(0, 1000),
+)
 @FAST
 def test_one_devices_draw_is_the_vectorised_draw(seed, device, slot, stream):
     from edgeweave.platform.devices import hashing
@@ -210,11 +226,16 @@ def test_the_earliest_change_of_many_devices_is_the_least_of_theirs(tmp_path, tr
     """What an async server waits for, answered from every row at once, is the min over the devices."""
     times_, cycle = trace
     path = tmp_path / "many.csv"
-    path.write_text("device,time,available,speed\n" + "".join(
-        f"{s},{x!r},{(i + s) % 2},{1 + i}\n" for s in range(3) for i, x in enumerate(times_[s:] or times_)))
+    path.write_text(
+        "device,time,available,speed\n"
+        + "".join(f"{s},{x!r},{(i + s) % 2},{1 + i}\n" for s in range(3) for i, x in enumerate(times_[s:] or times_))
+    )
     params = {"cycle": cycle} if cyclic else {}
     ids = np.array(devices, np.int64)
-    for m in (resources(tmp_path, name="trace", path=str(path), **params),
-              resources(tmp_path, name="markov", period=cycle / 7), resources(tmp_path, name="uniform", period=0.3)):
+    for m in (
+        resources(tmp_path, name="trace", path=str(path), **params),
+        resources(tmp_path, name="markov", period=cycle / 7),
+        resources(tmp_path, name="uniform", period=0.3),
+    ):
         expected = float(m.next_change(ids, 0, t).min()) if len(ids) else np.inf
         assert m.earliest_change(ids, 0, t) == expected

@@ -8,13 +8,13 @@ the trained mini-batches over the device's own speed changes.
 import numpy as np
 import pytest
 
-from edgeweave.platform.run.client import Client
 from edgeweave.platform.data import load_dataset
-from edgeweave.platform.models.flat import FlatLayout
 from edgeweave.platform.devices.clock import batch_sizes
 from edgeweave.platform.devices.timeline import fixed_rule
+from edgeweave.platform.models.flat import FlatLayout
 from edgeweave.platform.models.flops import measure_flops_per_sample
 from edgeweave.platform.partition import partition_data
+from edgeweave.platform.run.client import Client
 from edgeweave.platform.run.server import Server
 from tests.unit.test_distreal import real_front
 
@@ -51,8 +51,14 @@ def test_every_method_is_in_the_books():
 @pytest.mark.parametrize("name", sorted(STRATEGIES))
 def test_the_driver_books_what_each_device_trained(make_config, tmp_path, monkeypatch, name, stragglers):
     front = tmp_path / "front.json"
-    devices = {"count": 9, "per_round": 9, "flops_per_second": 2e6, "deadline": 30.0, "stragglers": stragglers,
-               "resources": SHIFTING}
+    devices = {
+        "count": 9,
+        "per_round": 9,
+        "flops_per_second": 2e6,
+        "deadline": 30.0,
+        "stragglers": stragglers,
+        "resources": SHIFTING,
+    }
     plain = make_config(devices=devices)
     data = load_dataset(plain.data, plain.seed)
     real_front(plain, data, front)

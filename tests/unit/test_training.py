@@ -35,8 +35,9 @@ def test_local_training_learns_and_reports():
     x, y = blobs()
     model = tiny_model()
     before, _ = evaluate(model, x.numpy(), y.numpy())
-    res = train_local(model, x, y, SGDSettings(lr=0.2, momentum=0.9, batch_size=8, epochs=5),
-                      torch.Generator().manual_seed(0))
+    res = train_local(
+        model, x, y, SGDSettings(lr=0.2, momentum=0.9, batch_size=8, epochs=5), torch.Generator().manual_seed(0)
+    )
     after, loss = evaluate(model, x.numpy(), y.numpy())
     assert res.steps == 5 * 8 and res.samples == 5 * 64
     assert after > 0.95 and after > before
@@ -48,8 +49,14 @@ def test_local_training_repeats_for_the_same_generator():
     outs = []
     for _ in range(2):
         model = tiny_model()
-        train_local(model, x, y, SGDSettings(lr=0.1, batch_size=8, weight_decay=1e-3),
-                    torch.Generator().manual_seed(7), augment=False)
+        train_local(
+            model,
+            x,
+            y,
+            SGDSettings(lr=0.1, batch_size=8, weight_decay=1e-3),
+            torch.Generator().manual_seed(7),
+            augment=False,
+        )
         outs.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
     assert torch.equal(outs[0], outs[1])
 

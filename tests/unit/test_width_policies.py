@@ -6,24 +6,25 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edgeweave.platform.run.client import Client
-from edgeweave.platform.data import load_dataset
 from edgeweave.platform.core.errors import UserError
+from edgeweave.platform.data import load_dataset
+from edgeweave.platform.methods import Job
 from edgeweave.platform.models.flat import FlatLayout
 from edgeweave.platform.partition import partition_data
+from edgeweave.platform.run.client import Client
 from edgeweave.platform.run.server import Server
-from edgeweave.platform.train.sliced_training import SubModels, train_per_batch
-from edgeweave.platform.methods import Job
 from edgeweave.platform.train.plans import nested, uniform_plan
 from edgeweave.platform.train.sgd import SGDSettings
+from edgeweave.platform.train.sliced_training import SubModels, train_per_batch
 from edgeweave.platform.train.training import train_local
 
 RATES = {"strong": 1.0, "medium": 0.5, "weak": 0.25}
 
 
 def setup(make_config, strategy, devices=None, **params):
-    cfg = make_config(strategy={"name": strategy, "rates": RATES, **params},
-                      devices={"count": 9, "per_round": 9, **(devices or {})})
+    cfg = make_config(
+        strategy={"name": strategy, "rates": RATES, **params}, devices={"count": 9, "per_round": 9, **(devices or {})}
+    )
     data = load_dataset(cfg.data, cfg.seed)
     part = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed)
     return cfg, Server(cfg, data, part), Client(cfg, data, part)
@@ -74,7 +75,9 @@ def test_fjord_draws_ordered_widths_up_to_p_max(make_config):
     assert set(full.tolist()) == {0.25, 0.5, 0.75, 1.0}
     # Each mini-batch costs its own width's FLOPs: p_max 0.5 mixes 0.25 and 0.5, so the job's
     # mean lies strictly between the two (charging p_max for every step would not).
-    width_flops = {r: server.plan_flops(uniform_plan(server.slicer, lambda i, w: nested(w, r))) for r in (0.25, 0.5)}
+    width_flops = {
+        r: server.plan_flops(uniform_plan(server.slicer, lambda i, w, r=r: nested(w, r))) for r in (0.25, 0.5)
+    }
     flops = server.rules.sample_flops(server.facts, 0, Job(1, rate=0.5), 200)
     np.testing.assert_array_equal(flops, [width_flops[r] for r in rates])
     assert width_flops[0.25] < flops.mean() < width_flops[0.5]
@@ -86,8 +89,12 @@ def test_rates_must_cover_every_tier(make_config):
 
 
 def test_budget_picks_the_widest_rate_that_fits(make_config):
-    _, server, _ = setup(make_config, "heterofl", rate_by="budget",
-                         devices={"flops_per_second": 2e6, "deadline": 40.0, "stragglers": "drop"})
+    _, server, _ = setup(
+        make_config,
+        "heterofl",
+        rate_by="budget",
+        devices={"flops_per_second": 2e6, "deadline": 40.0, "stragglers": "drop"},
+    )
     jobs = server.half.plan(0, np.arange(9), server.context()).jobs
     for j in jobs:
         fits = [r for r in (1.0, 0.75, 0.5, 0.25) if server.job_seconds(0, Job(j.device, rate=r)) <= 40.0]
@@ -128,8 +135,9 @@ def test_label_split_trains_only_held_classes(make_config):
     assert partial.records[0]["samples"] > 0
 
 
-@pytest.mark.parametrize("arch", [{"name": "cnn"}, {"name": "vgg11", "width": 0.0625}],
-                         ids=["cnn", "vgg11-bn"])  # BatchNorm: running statistics are buffers, not parameters
+@pytest.mark.parametrize(
+    "arch", [{"name": "cnn"}, {"name": "vgg11", "width": 0.0625}], ids=["cnn", "vgg11-bn"]
+)  # BatchNorm: running statistics are buffers, not parameters
 def test_per_batch_engine_with_the_full_plan_equals_plain_sgd(make_config, arch):
     cfg = make_config(strategy={"name": "fjord", "rates": RATES}, devices={"count": 9, "per_round": 9}, model=arch)
     data = load_dataset(cfg.data, cfg.seed)
@@ -147,14 +155,14 @@ def test_per_batch_engine_with_the_full_plan_equals_plain_sgd(make_config, arch)
         assert (expected[a:b] != server.weights[a:b]).any(), f"{name} did not move: the comparison would be vacuous"
     weights = torch.from_numpy(server.weights.copy())
     full = client.slicer.full_plan()
-    _, touched = train_per_batch(SubModels(client.slicer), weights, x, y, s, torch.Generator().manual_seed(3),
-                                 lambda k: full)
+    _, touched = train_per_batch(
+        SubModels(client.slicer), weights, x, y, s, torch.Generator().manual_seed(3), lambda k: full
+    )
     assert touched.all()
     np.testing.assert_allclose(weights.numpy(), expected, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("arch", [{"name": "cnn"}, {"name": "vgg11", "width": 0.0625}],
-                         ids=["cnn", "vgg11-bn"])
+@pytest.mark.parametrize("arch", [{"name": "cnn"}, {"name": "vgg11", "width": 0.0625}], ids=["cnn", "vgg11-bn"])
 def test_per_batch_engine_with_a_half_plan_equals_plain_sgd_on_the_sub_model(make_config, arch):
     cfg = make_config(strategy={"name": "fjord", "rates": RATES}, devices={"count": 9, "per_round": 9}, model=arch)
     data = load_dataset(cfg.data, cfg.seed)
@@ -169,8 +177,9 @@ def test_per_batch_engine_with_a_half_plan_equals_plain_sgd_on_the_sub_model(mak
     sub_layout.load(sub, server.weights[pos])
     train_local(sub, x, y, s, torch.Generator().manual_seed(3))
     weights = torch.from_numpy(server.weights.copy())
-    _, touched = train_per_batch(SubModels(client.slicer), weights, x, y, s, torch.Generator().manual_seed(3),
-                                 lambda k: plan)
+    _, touched = train_per_batch(
+        SubModels(client.slicer), weights, x, y, s, torch.Generator().manual_seed(3), lambda k: plan
+    )
     assert np.array_equal(np.flatnonzero(touched), np.sort(pos))
     np.testing.assert_allclose(weights.numpy()[pos], sub_layout.flatten(sub), rtol=1e-4, atol=1e-5)
     outside = np.ones(len(weights), bool)
@@ -183,8 +192,10 @@ def test_the_deadline_check_pairs_each_tier_with_its_own_width(make_config):
     width at the strong tier's speed would meet is met by no device, and is refused."""
     from edgeweave.platform.run.server import check_deadline
 
-    tiers = [{"name": "strong", "share": 0.5, "speed": 1.0, "bandwidth": 1e12},
-             {"name": "weak", "share": 0.5, "speed": 0.25, "bandwidth": 1e12}]
+    tiers = [
+        {"name": "strong", "share": 0.5, "speed": 1.0, "bandwidth": 1e12},
+        {"name": "weak", "share": 0.5, "speed": 0.25, "bandwidth": 1e12},
+    ]
     rates = {"strong": 1.0, "weak": 0.25}
     cfg, server, _ = setup(make_config, "heterofl", devices={"tiers": tiers}, rates=rates)
     d, batch = cfg.devices, cfg.training.batch_size
@@ -208,8 +219,12 @@ def test_the_deadline_check_counts_the_resource_models_fastest_multiplier(make_c
     """A constant multiplier below 1 slows every device: a deadline met only at full speed is refused."""
     from edgeweave.platform.run.server import check_deadline, model_slicer
 
-    cfg = make_config(devices={"tiers": [{"name": "only", "share": 1.0, "speed": 1.0, "bandwidth": 1e15}],
-                               "resources": {"name": "constant", "multiplier": multiplier}})
+    cfg = make_config(
+        devices={
+            "tiers": [{"name": "only", "share": 1.0, "speed": 1.0, "bandwidth": 1e15}],
+            "resources": {"name": "constant", "multiplier": multiplier},
+        }
+    )
     data = load_dataset(cfg.data, cfg.seed)
     need = model_slicer(cfg, data).flops(None) * cfg.training.batch_size / cfg.devices.flops_per_second
 

@@ -4,5 +4,14 @@
 (the floor's own whole command). Imports the stages up to `run`.
 """
 
-MAY_IMPORT = ('core', 'config', 'data', 'partition', 'devices', 'models', 'train', 'methods', 'run')  # checked by tests/unit/test_layout.py
-
+MAY_IMPORT = (
+    "core",
+    "config",
+    "data",
+    "partition",
+    "devices",
+    "models",
+    "train",
+    "methods",
+    "run",
+)  # checked by tests/unit/test_layout.py

@@ -36,8 +36,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
             cfg = load_config(args.config, args.set, plugins=args.plugin)
         if cfg.strategy.name != "fedavg" or cfg.aggregation.mode != "sync":
-            raise UserError(f"strategy.name = {cfg.strategy.name!r}, aggregation.mode = {cfg.aggregation.mode!r}: "
-                            "the floor trains synchronous fedavg only")
+            raise UserError(
+                f"strategy.name = {cfg.strategy.name!r}, aggregation.mode = {cfg.aggregation.mode!r}: "
+                "the floor trains synchronous fedavg only"
+            )
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

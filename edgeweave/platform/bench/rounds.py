@@ -20,13 +20,13 @@ import torch
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
+from edgeweave.platform.bench.whole import proc_kib
 from edgeweave.platform.config.schema import ExperimentConfig, build_config
+from edgeweave.platform.core.seeding import torch_generator
 from edgeweave.platform.data import ArrayData
 from edgeweave.platform.models import build_model
 from edgeweave.platform.partition import Partition
 from edgeweave.platform.run.phases import Phases
-from edgeweave.platform.bench.whole import proc_kib
-from edgeweave.platform.core.seeding import torch_generator
 from edgeweave.platform.run.server import Server
 from edgeweave.platform.train.sgd import sgd_settings
 from edgeweave.platform.train.training import batch_order
@@ -36,8 +36,14 @@ SAMPLES = 50_000  # distinct CIFAR-shaped training samples, as many as CIFAR-10 
 TEST_SAMPLES = 2_000
 
 
-def workload(population: int = 1000, rounds: int = 30, eval_every: int = 10, seed: int = 0,
-             samples: int = SAMPLES, test_samples: int = TEST_SAMPLES) -> ExperimentConfig:
+def workload(
+    population: int = 1000,
+    rounds: int = 30,
+    eval_every: int = 10,
+    seed: int = 0,
+    samples: int = SAMPLES,
+    test_samples: int = TEST_SAMPLES,
+) -> ExperimentConfig:
     """The default benchmark: devices of 50 CIFAR-shaped samples, 10 per round, one epoch at
     batch 10, SGD lr 0.1, the two-conv CNN (32 and 64 filters, max-pool, 128 hidden units).
 
@@ -45,18 +51,33 @@ def workload(population: int = 1000, rounds: int = 30, eval_every: int = 10, see
     CIFAR-10's 50,000); a larger population draws its devices' samples from that pool.
     """
     distinct = population * SAMPLES_PER_DEVICE <= samples
-    return build_config({
-        "name": f"bench-{population}",
-        "seed": seed,
-        "data": {"name": "synthetic", "train_samples": population * SAMPLES_PER_DEVICE if distinct else samples,
-                 "test_samples": test_samples, "image_size": 32, "channels": 3},
-        "partition": {"policy": "iid"} if distinct else {"policy": "pool", "samples_per_device": SAMPLES_PER_DEVICE},
-        "model": {"name": "cnn"},
-        "devices": {"count": population, "per_round": 10},
-        "training": {"rounds": rounds, "local_epochs": 1, "batch_size": 10, "lr": 0.1, "momentum": 0.0,
-                     "eval_every": eval_every},
-        "logging": {"progress": False, "wandb": {"mode": "disabled"}, "checkpoint_every": 0},
-    })
+    return build_config(
+        {
+            "name": f"bench-{population}",
+            "seed": seed,
+            "data": {
+                "name": "synthetic",
+                "train_samples": population * SAMPLES_PER_DEVICE if distinct else samples,
+                "test_samples": test_samples,
+                "image_size": 32,
+                "channels": 3,
+            },
+            "partition": {"policy": "iid"}
+            if distinct
+            else {"policy": "pool", "samples_per_device": SAMPLES_PER_DEVICE},
+            "model": {"name": "cnn"},
+            "devices": {"count": population, "per_round": 10},
+            "training": {
+                "rounds": rounds,
+                "local_epochs": 1,
+                "batch_size": 10,
+                "lr": 0.1,
+                "momentum": 0.0,
+                "eval_every": eval_every,
+            },
+            "logging": {"progress": False, "wandb": {"mode": "disabled"}, "checkpoint_every": 0},
+        }
+    )
 
 
 def device_sequence(cfg: ExperimentConfig, data: ArrayData, partition: Partition) -> list[list[int]]:
@@ -70,13 +91,24 @@ def load_vector(vector: torch.Tensor, params: Sequence[torch.Tensor]) -> None:
     offset = 0
     with torch.no_grad():
         for p in params:
-            p.copy_(vector[offset:offset + p.numel()].view_as(p))
+            p.copy_(vector[offset : offset + p.numel()].view_as(p))
             offset += p.numel()
 
 
-def _floor_worker(rank: int, cfg: ExperimentConfig, x: torch.Tensor, y: torch.Tensor, indices: np.ndarray,
-                  offsets: np.ndarray, shape: tuple, classes: int, weights: torch.Tensor, sums: torch.Tensor,
-                  tasks: Any, done: Any) -> None:
+def _floor_worker(
+    rank: int,
+    cfg: ExperimentConfig,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    indices: np.ndarray,
+    offsets: np.ndarray,
+    shape: tuple,
+    classes: int,
+    weights: torch.Tensor,
+    sums: torch.Tensor,
+    tasks: Any,
+    done: Any,
+) -> None:
     torch.set_num_threads(1)
     model = build_model(cfg.model, shape, classes, cfg.seed)
     params = list(model.parameters())
@@ -88,7 +120,7 @@ def _floor_worker(rank: int, cfg: ExperimentConfig, x: torch.Tensor, y: torch.Te
         total = 0
         for d in devices:
             load_vector(weights, params)
-            ids = torch.from_numpy(indices[offsets[d]:offsets[d + 1]])
+            ids = torch.from_numpy(indices[offsets[d] : offsets[d + 1]])
             xd, yd = x[ids], y[ids]
             opt = torch.optim.SGD(params, lr=settings.lr, momentum=settings.momentum)
             model.train()
@@ -104,12 +136,20 @@ def _floor_worker(rank: int, cfg: ExperimentConfig, x: torch.Tensor, y: torch.Te
 def _evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     model.eval()
     with torch.no_grad():
-        return float(sum(int((model(x[i:i + 1024]).argmax(1) == y[i:i + 1024]).sum())
-                         for i in range(0, len(y), 1024)) / len(y))
+        return float(
+            sum(int((model(x[i : i + 1024]).argmax(1) == y[i : i + 1024]).sum()) for i in range(0, len(y), 1024))
+            / len(y)
+        )
 
 
-def run_floor(cfg: ExperimentConfig, data: ArrayData, partition: Partition, sequence: Sequence[Sequence[int]],
-              workers: int, phases: Optional[Phases] = None) -> dict[str, Any]:
+def run_floor(
+    cfg: ExperimentConfig,
+    data: ArrayData,
+    partition: Partition,
+    sequence: Sequence[Sequence[int]],
+    workers: int,
+    phases: Optional[Phases] = None,
+) -> dict[str, Any]:
     """Time the plain-PyTorch floor; returns wall and start-up seconds, per-round times (evaluation included)
     and evaluation seconds (next to nothing where a round had none), the last accuracy, RSS. `phases`: where
     its workers' start, first round, rounds, evaluations and shutdown are timed as the platform's are."""
@@ -125,9 +165,27 @@ def run_floor(cfg: ExperimentConfig, data: ArrayData, partition: Partition, sequ
     sums = [torch.zeros_like(weights).share_memory_() for _ in range(workers)]
     tasks = [ctx.Queue() for _ in range(workers)]
     done = ctx.Queue()
-    procs = [ctx.Process(target=_floor_worker, args=(r, cfg, x, y, partition.indices, partition.offsets,
-                                                     data.input_shape, data.num_classes, weights, sums[r],
-                                                     tasks[r], done), daemon=True) for r in range(workers)]
+    procs = [
+        ctx.Process(
+            target=_floor_worker,
+            args=(
+                r,
+                cfg,
+                x,
+                y,
+                partition.indices,
+                partition.offsets,
+                data.input_shape,
+                data.num_classes,
+                weights,
+                sums[r],
+                tasks[r],
+                done,
+            ),
+            daemon=True,
+        )
+        for r in range(workers)
+    ]
     for p in procs:
         p.start()
     pids = [done.get()[2] for _ in procs]
@@ -162,9 +220,16 @@ def run_floor(cfg: ExperimentConfig, data: ArrayData, partition: Partition, sequ
         for p in procs:
             p.join(timeout=30)
         phases.add("shutdown", began, phases.now())
-    return {"wall": time.perf_counter() - t0, "startup": startup, "rounds": rounds, "evaluations": evaluations,
-            "accuracy": accuracies[-1], "weights": weights.numpy().copy(),
-            "rss": rss, "peak_rss": max(rss)}  # sampled once per round
+    return {
+        "wall": time.perf_counter() - t0,
+        "startup": startup,
+        "rounds": rounds,
+        "evaluations": evaluations,
+        "accuracy": accuracies[-1],
+        "weights": weights.numpy().copy(),
+        "rss": rss,
+        "peak_rss": max(rss),
+    }  # sampled once per round
 
 
 def rss_bytes(pids: Sequence[int]) -> int:
@@ -178,8 +243,9 @@ def _quantile(values: Sequence[float], q: int) -> float:
     return ordered[min(len(ordered) - 1, max(0, -(-q * len(ordered) // 100) - 1))]
 
 
-def summary(kind: str, workers: int, population: int, cfg: ExperimentConfig, result: dict[str, Any],
-            samples: int) -> dict[str, Any]:
+def summary(
+    kind: str, workers: int, population: int, cfg: ExperimentConfig, result: dict[str, Any], samples: int
+) -> dict[str, Any]:
     """One table row (`samples`: the distinct training samples): wall and each phase (start-up, first
     round, steady rounds' p50 / p95 without evaluation, mean evaluation), throughput, memory."""
     rounds, evaluations = result["rounds"], result["evaluations"]
@@ -189,12 +255,18 @@ def summary(kind: str, workers: int, population: int, cfg: ExperimentConfig, res
     evaluated = [e for r, e in enumerate(evaluations) if (r + 1) % every == 0 or r + 1 == len(evaluations)]
     updates = cfg.devices.per_round * len(rounds)
     train_seconds = result["wall"] - result["startup"]
-    early, late = result["rss"][: max(1, len(rounds) // 10)], result["rss"][-max(1, len(rounds) // 10):]
+    early, late = result["rss"][: max(1, len(rounds) // 10)], result["rss"][-max(1, len(rounds) // 10) :]
     return {
-        "kind": kind, "workers": workers, "population": population, "rounds": len(rounds),
+        "kind": kind,
+        "workers": workers,
+        "population": population,
+        "rounds": len(rounds),
         "samples": samples,
-        "wall_s": result["wall"], "startup_s": result["startup"], "first_round_s": training[0],
-        "steady_p50_s": statistics.median(steady), "steady_p95_s": _quantile(steady, 95),
+        "wall_s": result["wall"],
+        "startup_s": result["startup"],
+        "first_round_s": training[0],
+        "steady_p50_s": statistics.median(steady),
+        "steady_p95_s": _quantile(steady, 95),
         "evaluation_s": statistics.mean(evaluated) if evaluated else 0.0,
         "device_updates_per_s": updates / train_seconds,
         "samples_per_s": updates * SAMPLES_PER_DEVICE * cfg.training.local_epochs / train_seconds,
@@ -209,8 +281,10 @@ def medians(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for r in rows:
         groups.setdefault((r["kind"], r["workers"], r["population"]), []).append(r)
-    return [{k: statistics.median(g[k] for g in group) if isinstance(v, float) else v for k, v in group[0].items()}
-            for group in groups.values()]
+    return [
+        {k: statistics.median(g[k] for g in group) if isinstance(v, float) else v for k, v in group[0].items()}
+        for group in groups.values()
+    ]
 
 
 def targets(rows: Sequence[dict[str, Any]]) -> list[str]:
@@ -223,57 +297,81 @@ def targets(rows: Sequence[dict[str, Any]]) -> list[str]:
         f = floors.get((r["workers"], r["population"]))
         if r["kind"] != "platform" or f is None:
             continue
-        checks = [("platform/floor wall", r["wall_s"] / f["wall_s"], 1.10),
-                  ("first round/steady p50", r["first_round_s"] / r["steady_p50_s"], 1.5),
-                  ("evaluation/floor's", r["evaluation_s"] / f["evaluation_s"] if f["evaluation_s"] else 0.0, 1.1)]
-        lines.append(f"{r['workers']} worker(s), {r['population']:,} devices: " + "; ".join(
-            f"{name} {v:.2f} ({'met' if v <= bound else 'missed'}, at most {bound:.2f})" for name, v, bound in checks))
+        checks = [
+            ("platform/floor wall", r["wall_s"] / f["wall_s"], 1.10),
+            ("first round/steady p50", r["first_round_s"] / r["steady_p50_s"], 1.5),
+            ("evaluation/floor's", r["evaluation_s"] / f["evaluation_s"] if f["evaluation_s"] else 0.0, 1.1),
+        ]
+        lines.append(
+            f"{r['workers']} worker(s), {r['population']:,} devices: "
+            + "; ".join(
+                f"{name} {v:.2f} ({'met' if v <= bound else 'missed'}, at most {bound:.2f})"
+                for name, v, bound in checks
+            )
+        )
     return lines
 
 
 def table(rows: Sequence[dict[str, Any]]) -> str:
     """The benchmark's Markdown table; `overhead` is the platform's wall over the floor's, same workers."""
     floor = {(r["workers"], r["population"]): r["wall_s"] for r in rows if r["kind"] == "floor"}
-    lines = ["| run | workers | devices | samples | rounds | wall (s) | start-up (s) | first round (s) | "
-             "steady p50 (s) | steady p95 (s) | evaluation (s) | overhead | device-updates/s | peak RSS (MB) | "
-             "RSS growth (MB) | accuracy |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| run | workers | devices | samples | rounds | wall (s) | start-up (s) | first round (s) | "
+        "steady p50 (s) | steady p95 (s) | evaluation (s) | overhead | device-updates/s | peak RSS (MB) | "
+        "RSS growth (MB) | accuracy |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
         base = floor.get((r["workers"], r["population"]))
         ratio = f"{r['wall_s'] / base:.2f}x" if base and r["kind"] == "platform" else "-"
-        lines.append(f"| {r['kind']} | {r['workers']} | {r['population']:,} | {r['samples']:,} | {r['rounds']} | "
-                     f"{r['wall_s']:.1f} | {r['startup_s']:.1f} | {r['first_round_s']:.2f} | {r['steady_p50_s']:.3f} | "
-                     f"{r['steady_p95_s']:.3f} | {r['evaluation_s']:.2f} | {ratio} | "
-                     f"{r['device_updates_per_s']:.1f} | {r['peak_rss_mb']:,.0f} | {r['rss_growth_mb']:+.1f} | "
-                     f"{r['accuracy']:.4f} |")
+        lines.append(
+            f"| {r['kind']} | {r['workers']} | {r['population']:,} | {r['samples']:,} | {r['rounds']} | "
+            f"{r['wall_s']:.1f} | {r['startup_s']:.1f} | {r['first_round_s']:.2f} | {r['steady_p50_s']:.3f} | "
+            f"{r['steady_p95_s']:.3f} | {r['evaluation_s']:.2f} | {ratio} | "
+            f"{r['device_updates_per_s']:.1f} | {r['peak_rss_mb']:,.0f} | {r['rss_growth_mb']:+.1f} | "
+            f"{r['accuracy']:.4f} |"
+        )
     return "\n".join(lines)
 
 
 BATCHING = {  # the workloads `edgeweave bench --batching` compares: a step dominated by overhead, and a real one
     "cnn width 0.25, digits 8x8": ({"name": "digits"}, {"name": "cnn", "width": 0.25}),
-    "two-conv CNN, 32x32x3": ({"name": "synthetic", "train_samples": 5000, "test_samples": 100, "image_size": 32,
-                               "channels": 3}, {"name": "cnn"}),
+    "two-conv CNN, 32x32x3": (
+        {"name": "synthetic", "train_samples": 5000, "test_samples": 100, "image_size": 32, "channels": 3},
+        {"name": "cnn"},
+    ),
 }
 
 
 def batching_workload(data: dict, model: dict, batched: str, per_round: int = 10) -> ExperimentConfig:
     """Devices of 50 samples (from a shared pool, so all alike in size), `per_round` a round, batch 10."""
-    return build_config({
-        "name": "bench-batching", "seed": 0, "data": data, "model": model,
-        "partition": {"policy": "pool", "samples_per_device": SAMPLES_PER_DEVICE},
-        "devices": {"count": 100, "per_round": per_round},
-        "training": {"rounds": 1, "local_epochs": 1, "batch_size": 10, "lr": 0.1, "momentum": 0.0,
-                     "batched": batched},
-        "logging": {"progress": False, "wandb": {"mode": "disabled"}, "checkpoint_every": 0},
-    })
+    return build_config(
+        {
+            "name": "bench-batching",
+            "seed": 0,
+            "data": data,
+            "model": model,
+            "partition": {"policy": "pool", "samples_per_device": SAMPLES_PER_DEVICE},
+            "devices": {"count": 100, "per_round": per_round},
+            "training": {
+                "rounds": 1,
+                "local_epochs": 1,
+                "batch_size": 10,
+                "lr": 0.1,
+                "momentum": 0.0,
+                "batched": batched,
+            },
+            "logging": {"progress": False, "wandb": {"mode": "disabled"}, "checkpoint_every": 0},
+        }
+    )
 
 
 def run_batching(rounds: int, per_round: int = 16) -> list[dict[str, Any]]:
     """Device-updates per second of one worker (one thread, no Ray) training its rounds one device after
     another (`batched: off`) and as `auto` decides, and the largest relative difference of an update."""
-    from edgeweave.platform.run.client import Client
     from edgeweave.platform.data import load_dataset
     from edgeweave.platform.partition import partition_data
+    from edgeweave.platform.run.client import Client
 
     torch.set_num_threads(1)
     rows = []
@@ -292,19 +390,31 @@ def run_batching(rounds: int, per_round: int = 16) -> list[dict[str, Any]]:
             sums[mode] = np.concatenate([p.sums / np.maximum(p.counts, 1) for p in partials])
             batched = server.batching
         diff = np.abs(sums["auto"] - sums["off"]) / np.maximum(np.abs(sums["off"]), 1e-3)
-        rows.append({"workload": name, "per_round": per_round, "batch_mflops": server.slicer.flops(None) * 10 / 1e6,
-                     "batched": batched,
-                     "sequential_per_s": speeds["off"], "auto_per_s": speeds["auto"],
-                     "speedup": speeds["auto"] / speeds["off"], "max_rel_diff": float(diff.max())})
+        rows.append(
+            {
+                "workload": name,
+                "per_round": per_round,
+                "batch_mflops": server.slicer.flops(None) * 10 / 1e6,
+                "batched": batched,
+                "sequential_per_s": speeds["off"],
+                "auto_per_s": speeds["auto"],
+                "speedup": speeds["auto"] / speeds["off"],
+                "max_rel_diff": float(diff.max()),
+            }
+        )
     return rows
 
 
 def batching_table(rows: Sequence[dict[str, Any]]) -> str:
     """`run_batching`'s Markdown table."""
-    lines = ["| workload | devices | training MFLOPs per mini-batch | `auto` batches | device-updates/s, one by one | "
-             "device-updates/s, `auto` | speed-up | largest relative difference |",
-             "|---|---:|---:|---|---:|---:|---:|---:|"]
-    lines += [f"| {r['workload']} | {r['per_round']} | {r['batch_mflops']:.1f} | {'yes' if r['batched'] else 'no'} | "
-              f"{r['sequential_per_s']:.1f} | {r['auto_per_s']:.1f} | {r['speedup']:.2f}x | {r['max_rel_diff']:.1e} |"
-              for r in rows]
+    lines = [
+        "| workload | devices | training MFLOPs per mini-batch | `auto` batches | device-updates/s, one by one | "
+        "device-updates/s, `auto` | speed-up | largest relative difference |",
+        "|---|---:|---:|---|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {r['workload']} | {r['per_round']} | {r['batch_mflops']:.1f} | {'yes' if r['batched'] else 'no'} | "
+        f"{r['sequential_per_s']:.1f} | {r['auto_per_s']:.1f} | {r['speedup']:.2f}x | {r['max_rel_diff']:.1e} |"
+        for r in rows
+    ]
     return "\n".join(lines)

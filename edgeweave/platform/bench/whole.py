@@ -83,8 +83,12 @@ def timed(argv: Sequence[str], log: Path) -> dict[str, Any]:
                     except ProcessLookupError:
                         pass
                 proc.wait()
-    return {"wall_s": time.perf_counter() - t0, "rc": proc.returncode, "tree_peak_mb": tree_peak / 1024,
-            "own_peak_mb": own_peak / 1024}
+    return {
+        "wall_s": time.perf_counter() - t0,
+        "rc": proc.returncode,
+        "tree_peak_mb": tree_peak / 1024,
+        "own_peak_mb": own_peak / 1024,
+    }
 
 
 def commands(workload: str, out: Path, workers: int) -> dict[str, list[str]]:
@@ -92,11 +96,29 @@ def commands(workload: str, out: Path, workers: int) -> dict[str, list[str]]:
     config, plugins = WORKLOADS[workload]
     plugin_args = [a for p in plugins for a in ("--plugin", p)]
     return {
-        "floor": [sys.executable, "-m", "edgeweave.platform.bench.floor_command", config, *plugin_args,
-                  "--workers", str(workers), "--out", str(out / "floor")],
-        "platform": [str(Path(sys.executable).with_name("edgeweave")), "run", config, *plugin_args,
-                     "--set", f"logging.out_dir={out / 'platform'}", "--set", f"ray.num_workers={workers}",
-                     "--set", "logging.progress=false"],
+        "floor": [
+            sys.executable,
+            "-m",
+            "edgeweave.platform.bench.floor_command",
+            config,
+            *plugin_args,
+            "--workers",
+            str(workers),
+            "--out",
+            str(out / "floor"),
+        ],
+        "platform": [
+            str(Path(sys.executable).with_name("edgeweave")),
+            "run",
+            config,
+            *plugin_args,
+            "--set",
+            f"logging.out_dir={out / 'platform'}",
+            "--set",
+            f"ray.num_workers={workers}",
+            "--set",
+            "logging.progress=false",
+        ],
     }
 
 
@@ -108,8 +130,9 @@ def latest_timeline(folder: Path) -> dict[str, Any]:
     return json.loads(found[-1].read_text())
 
 
-def run_whole(workloads: Sequence[str], repeat: int, out: Path, workers: int = 2,
-              progress: Any = print) -> list[dict[str, Any]]:
+def run_whole(
+    workloads: Sequence[str], repeat: int, out: Path, workers: int = 2, progress: Any = print
+) -> list[dict[str, Any]]:
     """Floor and platform, alternating, `repeat` times per workload; one row per command run, also written to
     `out/whole.json` as each command ends (an interrupted bench keeps what it measured)."""
     rows: list[dict[str, Any]] = []
@@ -125,10 +148,18 @@ def run_whole(workloads: Sequence[str], repeat: int, out: Path, workers: int = 2
                     raise RunFailed(f"{' '.join(argv)} exited with {result['rc']}; see {folder / 'command.log'}")
                 timeline = latest_timeline(folder)
                 spans = {s["phase"]: s for s in timeline["phases"]}
-                rows.append({"workload": w, "kind": kind, "repeat": i, **result,
-                             "first_round_done_s": spans["first round"]["end"],
-                             "phases": {name: s["seconds"] for name, s in spans.items()},
-                             "repeated": timeline["repeated"], "idle": timeline["idle"]})
+                rows.append(
+                    {
+                        "workload": w,
+                        "kind": kind,
+                        "repeat": i,
+                        **result,
+                        "first_round_done_s": spans["first round"]["end"],
+                        "phases": {name: s["seconds"] for name, s in spans.items()},
+                        "repeated": timeline["repeated"],
+                        "idle": timeline["idle"],
+                    }
+                )
                 (out / "whole.json").write_text(json.dumps(rows, indent=1))
     return rows
 
@@ -138,15 +169,21 @@ def medians(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, str], dict[str, A
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in rows:
         groups.setdefault((r["workload"], r["kind"]), []).append(r)
-    return {key: {"wall_s": statistics.median(r["wall_s"] for r in g),
-                  "first_round_done_s": statistics.median(r["first_round_done_s"] for r in g),
-                  "tree_peak_mb": statistics.median(r["tree_peak_mb"] for r in g),
-                  "own_peak_mb": statistics.median(r["own_peak_mb"] for r in g),
-                  "phases": {name: statistics.median(r["phases"].get(name, 0.0) for r in g)
-                             for name in dict.fromkeys(n for r in g for n in r["phases"])},
-                  "idle": max((gap["seconds"] for r in g for gap in r["idle"]), default=0.0),
-                  "walls": [round(r["wall_s"], 1) for r in g]}
-            for key, g in groups.items()}
+    return {
+        key: {
+            "wall_s": statistics.median(r["wall_s"] for r in g),
+            "first_round_done_s": statistics.median(r["first_round_done_s"] for r in g),
+            "tree_peak_mb": statistics.median(r["tree_peak_mb"] for r in g),
+            "own_peak_mb": statistics.median(r["own_peak_mb"] for r in g),
+            "phases": {
+                name: statistics.median(r["phases"].get(name, 0.0) for r in g)
+                for name in dict.fromkeys(n for r in g for n in r["phases"])
+            },
+            "idle": max((gap["seconds"] for r in g for gap in r["idle"]), default=0.0),
+            "walls": [round(r["wall_s"], 1) for r in g],
+        }
+        for key, g in groups.items()
+    }
 
 
 def targets(rows: Sequence[dict[str, Any]]) -> list[str]:
@@ -156,34 +193,53 @@ def targets(rows: Sequence[dict[str, Any]]) -> list[str]:
         p, f = m.get((w, "platform")), m.get((w, "floor"))
         if p is None or f is None:
             continue
-        checks = [("whole command / floor's", p["wall_s"] / f["wall_s"], 1.15, "x"),
-                  ("first round done after the floor's", p["first_round_done_s"] - f["first_round_done_s"], 3.0, " s"),
-                  ("longest time in no phase", p["idle"], 1.0, " s"),
-                  ("process tree's peak memory / floor's", p["tree_peak_mb"] / f["tree_peak_mb"], 1.1, "x"),
-                  # the floor's own process holds the one copy of the data its workers share
-                  ("the command's own peak / the floor's", p["own_peak_mb"] / f["own_peak_mb"], 1.05, "x")]
-        lines.append(f"{w}: " + "; ".join(f"{name} {v:.2f}{unit} ({'met' if v <= bound else 'missed'}, at most "
-                                           f"{bound:g}{unit})" for name, v, bound, unit in checks))
+        checks = [
+            ("whole command / floor's", p["wall_s"] / f["wall_s"], 1.15, "x"),
+            ("first round done after the floor's", p["first_round_done_s"] - f["first_round_done_s"], 3.0, " s"),
+            ("longest time in no phase", p["idle"], 1.0, " s"),
+            ("process tree's peak memory / floor's", p["tree_peak_mb"] / f["tree_peak_mb"], 1.1, "x"),
+            # the floor's own process holds the one copy of the data its workers share
+            ("the command's own peak / the floor's", p["own_peak_mb"] / f["own_peak_mb"], 1.05, "x"),
+        ]
+        lines.append(
+            f"{w}: "
+            + "; ".join(
+                f"{name} {v:.2f}{unit} ({'met' if v <= bound else 'missed'}, at most {bound:g}{unit})"
+                for name, v, bound, unit in checks
+            )
+        )
     return lines
 
 
 def table(rows: Sequence[dict[str, Any]]) -> str:
     """Medians per workload and command: whole wall, first round done, memory; then the phases side by side."""
     m = medians(rows)
-    lines = ["| workload | command | whole command (s) | runs (s) | first round done at (s) | "
-             "process tree peak PSS (MB) | command's own peak RSS (MB) |",
-             "|---|---|---:|---|---:|---:|---:|"]
+    lines = [
+        "| workload | command | whole command (s) | runs (s) | first round done at (s) | "
+        "process tree peak PSS (MB) | command's own peak RSS (MB) |",
+        "|---|---|---:|---|---:|---:|---:|",
+    ]
     for (w, kind), r in m.items():
-        lines.append(f"| {w} | {kind} | {r['wall_s']:.1f} | {', '.join(map(str, r['walls']))} | "
-                     f"{r['first_round_done_s']:.1f} | {r['tree_peak_mb']:,.0f} | {r['own_peak_mb']:,.0f} |")
+        lines.append(
+            f"| {w} | {kind} | {r['wall_s']:.1f} | {', '.join(map(str, r['walls']))} | "
+            f"{r['first_round_done_s']:.1f} | {r['tree_peak_mb']:,.0f} | {r['own_peak_mb']:,.0f} |"
+        )
     for w in dict.fromkeys(r["workload"] for r in rows):
         kinds = [k for k in ("floor", "platform") if (w, k) in m]
         names = list(dict.fromkeys(n for k in kinds for n in m[(w, k)]["phases"]))
-        lines += ["", f"Phases of {w} (median seconds; phases overlap where they run side by side):", "",
-                  "| phase | " + " | ".join(kinds) + " |", "|---|" + "---:|" * len(kinds)]
+        lines += [
+            "",
+            f"Phases of {w} (median seconds; phases overlap where they run side by side):",
+            "",
+            "| phase | " + " | ".join(kinds) + " |",
+            "|---|" + "---:|" * len(kinds),
+        ]
         for n in names:
-            lines.append(f"| {n} | " + " | ".join(
-                f"{m[(w, k)]['phases'][n]:.2f}" if n in m[(w, k)]["phases"] else "-" for k in kinds) + " |")
+            lines.append(
+                f"| {n} | "
+                + " | ".join(f"{m[(w, k)]['phases'][n]:.2f}" if n in m[(w, k)]["phases"] else "-" for k in kinds)
+                + " |"
+            )
     return "\n".join(lines)
 
 

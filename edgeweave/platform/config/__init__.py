@@ -6,5 +6,4 @@ part declares, looked up by name, so the schema imports no part itself. Imports 
 device tiers (`devices`).
 """
 
-MAY_IMPORT = ('core', 'devices')  # checked by tests/unit/test_layout.py
-
+MAY_IMPORT = ("core", "devices")  # checked by tests/unit/test_layout.py

@@ -42,12 +42,15 @@ class Choice(BaseModel):
 
 
 class DevicesConfig(Params):
-    count: int = Field(20, ge=1)
-    per_round: int = Field(10, ge=1)
+    """The simulated devices: how many, how many a round, their tiers, resources over virtual time, deadline."""
+
+    count: int = Field(20, ge=1)  # devices in the population, ids 0..count-1, each with its own training samples
+    per_round: int = Field(10, ge=1)  # sync: devices drawn per round among the available; async: concurrency's default
     flops_per_second: float = Field(1e9, gt=0)  # speed 1.0 in a tier's terms
     tiers: list[Tier] = Field(default_factory=lambda: list(DEFAULT_TIERS), min_length=1)
     resources: Choice  # availability and speed multiplier over virtual time
     deadline: Optional[float] = Field(None, gt=0)  # seconds of virtual time per round; null: wait
+    # A device that misses the deadline: wait for it, drop its update, or keep the mini-batches it finished
     stragglers: Literal["wait", "drop", "partial"] = "wait"
     over_selection: float = Field(0.0, ge=0)  # sample this fraction more, keep the first finishers
     round_ends: Literal["last_finish", "deadline"] = "last_finish"  # deadline: fixed-length rounds
@@ -55,33 +58,39 @@ class DevicesConfig(Params):
 
 
 class TrainingConfig(Params):
-    rounds: int = Field(20, ge=1)
-    local_epochs: int = Field(1, ge=1)
+    """Each device's local SGD, the length of the run, and how often the global model is tested."""
+
+    rounds: int = Field(20, ge=1)  # sync rounds, or async server steps, in the run
+    local_epochs: int = Field(1, ge=1)  # passes a device makes over its own samples each round
     local_steps: Optional[int] = Field(None, ge=1)  # when set, replaces local_epochs
-    batch_size: int = Field(32, ge=1)
-    lr: float = Field(0.05, gt=0)
-    momentum: float = Field(0.9, ge=0, lt=1)
-    weight_decay: float = Field(0.0, ge=0)
+    batch_size: int = Field(32, ge=1)  # samples per local mini-batch
+    lr: float = Field(0.05, gt=0)  # devices' SGD learning rate
+    momentum: float = Field(0.9, ge=0, lt=1)  # devices' SGD momentum, started afresh every device-round
+    weight_decay: float = Field(0.0, ge=0)  # L2 coefficient added to every local gradient (torch SGD's)
     prox_mu: float = Field(0.0, ge=0)  # FedProx's proximal term mu/2 ||w - w_global||^2 on what a device trains
-    eval_every: int = Field(1, ge=1)
+    eval_every: int = Field(1, ge=1)  # rounds (async: steps) between test-set evaluations; the last is always tested
+    # Samples per forward pass when testing; under model.norm `static` also the batches whose statistics are averaged
     eval_batch_size: int = Field(1024, ge=1)
     # Devices of a round that train the same plan on as many samples are trained in one batched pass
     # (`auto`, for models whose mini-batch is cheap, platform/train/batched.py), at most batch_devices at once.
     batched: Literal["auto", "off"] = "auto"
-    batch_devices: int = Field(8, ge=2)
+    batch_devices: int = Field(8, ge=2)  # the most devices trained in one batched pass
 
 
 class AggregationConfig(Params):
     """How updates reach the global model: synchronous rounds, or buffered asynchronous steps (FedBuff)."""
 
-    mode: Literal["sync", "async"] = "sync"
+    mode: Literal["sync", "async"] = "sync"  # sync: rounds; async: FedBuff's steps, counted by training.rounds
     buffer: Optional[int] = Field(None, ge=1)  # async: updates folded in per server step (K); default concurrency/2
     concurrency: Optional[int] = Field(None, ge=1)  # async: devices training at once; default devices.per_round
     staleness: Literal["constant", "polynomial"] = "polynomial"  # an update s steps old weighs (1+s)^-exponent
-    exponent: float = Field(0.5, ge=0)
+    exponent: float = Field(0.5, ge=0)  # async, polynomial staleness: the power; 0.5 is FedBuff's 1/sqrt(1+s)
     # The server's update rule on the averaged update, sync and async (platform/methods/server_rules.py)
-    server: Choice = Field(default_factory=lambda: Choice(key="name", name="plain",
-                                                                params=SERVER_RULES.entry("plain", "aggregation.server.name")[1]()))
+    server: Choice = Field(
+        default_factory=lambda: Choice(
+            key="name", name="plain", params=SERVER_RULES.entry("plain", "aggregation.server.name")[1]()
+        )
+    )
 
     def sizes(self, devices: DevicesConfig) -> tuple[int, int]:
         """(buffer, concurrency) of an async run, defaults resolved: devices.per_round train at once, half
@@ -91,33 +100,40 @@ class AggregationConfig(Params):
 
 
 class RayConfig(Params):
+    """Where the run's Ray is, its device workers and what each reserves, and bounds on waits for Ray."""
+
     address: Optional[str] = None  # an existing cluster; else RAY_ADDRESS, else a local one
     num_workers: Optional[int] = Field(None, ge=1)  # default: one per free slot, up to a round's devices
-    cpus_per_worker: float = Field(1.0, gt=0)
-    gpus_per_worker: float = Field(0.0, ge=0)
+    cpus_per_worker: float = Field(1.0, gt=0)  # Ray CPUs a device worker reserves; its torch threads: the whole part
+    gpus_per_worker: float = Field(0.0, ge=0)  # GPU share a worker reserves; above 0 it trains on CUDA if it has one
     # Bounds on every wait for Ray, in seconds: for a device worker to start when the run has none,
     # and for a round (a worker that hangs without Ray noticing stops the run with one line).
-    start_timeout: float = Field(120.0, gt=0)
-    round_timeout: float = Field(3600.0, gt=0)
+    start_timeout: float = Field(120.0, gt=0)  # wall seconds a run with no worker waits for one to start
+    round_timeout: float = Field(3600.0, gt=0)  # wall seconds a round may take before the run stops
 
 
 class WandbConfig(Params):
+    """Weights & Biases logging, offline by default; a resumed run goes on in the same W&B run."""
+
+    # offline: written to the run directory (wandb sync later); WANDB_MODE overrides all but a config's disabled
     mode: Literal["offline", "online", "disabled"] = "offline"
-    project: str = "edgeweave"
-    entity: Optional[str] = None
-    group: Optional[str] = None
+    project: str = "edgeweave"  # the W&B project
+    entity: Optional[str] = None  # the W&B user or team; null: W&B's default
+    group: Optional[str] = None  # a W&B group to put the run in; null: none
 
 
 class LoggingConfig(Params):
-    out_dir: str = "runs"
-    progress: bool = True
+    """Where the run directory goes, the console's progress bar, checkpoints and W&B."""
+
+    out_dir: str = "runs"  # the folder each run's directory, name-timestamp, is made in (relative: to the working dir)
+    progress: bool = True  # a progress bar over the rounds on stderr
     checkpoint_every: int = Field(10, ge=0)  # rounds between checkpoints (0: only at the end)
     wandb: WandbConfig = WandbConfig()
 
 
 class ExperimentConfig(Params):
     plugins: list[str] = Field(default_factory=list)  # users' modules, imported before the rest is read
-    name: str = Field("run", pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field("run", pattern=r"^[A-Za-z0-9_.-]+$")  # the run directory's name before its timestamp
     seed: int = Field(0, ge=0, lt=2**32)  # one word of every random key
     data: Choice
     partition: Choice
@@ -194,8 +210,9 @@ def _validate(model: type[BaseModel], data: Any, prefix: str) -> BaseModel:
         raise UserError(f"{where} = {err['input']!r}: {msg}") from None
 
 
-def build_config(raw: Any, check_strategy: bool = True, base: Optional[Path] = None,
-                 carried: Sequence[Plugin] = ()) -> ExperimentConfig:
+def build_config(
+    raw: Any, check_strategy: bool = True, base: Optional[Path] = None, carried: Sequence[Plugin] = ()
+) -> ExperimentConfig:
     """Validate a raw mapping (the parsed YAML plus overrides) into an ExperimentConfig.
 
     Its `plugins` are imported first (plugin files relative to `base`, the config's folder, else
@@ -214,8 +231,10 @@ def build_config(raw: Any, check_strategy: bool = True, base: Optional[Path] = N
     raw["plugins"] = [p.spec for p in plugins]
     raw = with_input_paths(raw, base)
     if isinstance(raw.get("aggregation"), dict) and "server_lr" in raw["aggregation"]:
-        raise UserError(f"aggregation.server_lr = {raw['aggregation']['server_lr']!r}: now aggregation.server.lr "
-                        "(the server's update rule, sync and async): write server: {name: plain, lr: ...}")
+        raise UserError(
+            f"aggregation.server_lr = {raw['aggregation']['server_lr']!r}: now aggregation.server.lr "
+            "(the server's update rule, sync and async): write server: {name: plain, lr: ...}"
+        )
     for path, (registry, default) in PLUGGABLE.items():
         parent = raw
         for i, part in enumerate(path[:-1]):
@@ -268,35 +287,45 @@ def with_input_paths(raw: dict, base: Optional[Path]) -> dict:
 def _check_across(cfg: ExperimentConfig, check_strategy: bool) -> None:
     if cfg.devices.per_round > cfg.devices.count:
         raise UserError(
-            f"devices.per_round = {cfg.devices.per_round}: must be at most devices.count "
-            f"({cfg.devices.count})"
+            f"devices.per_round = {cfg.devices.per_round}: must be at most devices.count ({cfg.devices.count})"
         )
     d = cfg.devices
     if d.stragglers != "wait" and d.deadline is None:
         raise UserError(f"devices.stragglers = {d.stragglers!r}: needs devices.deadline in seconds (or use 'wait')")
     if d.round_ends == "deadline" and d.stragglers == "wait":
-        raise UserError("devices.round_ends = 'deadline': devices.stragglers = 'wait' waits for every device, so "
-                        "rounds would end at the last finish; use stragglers drop or partial, or round_ends: "
-                        "last_finish")
+        raise UserError(
+            "devices.round_ends = 'deadline': devices.stragglers = 'wait' waits for every device, so "
+            "rounds would end at the last finish; use stragglers drop or partial, or round_ends: "
+            "last_finish"
+        )
     names = [t.name for t in d.tiers]
     if len(set(names)) != len(names):
         raise UserError(f"devices.tiers = {names}: tier names must differ")
     a = cfg.aggregation
-    ignored = [k for k, f in type(a).model_fields.items()
-               if k not in ("mode", "server") and getattr(a, k) != f.get_default()]
+    ignored = [
+        k for k, f in type(a).model_fields.items() if k not in ("mode", "server") and getattr(a, k) != f.get_default()
+    ]
     if a.mode == "sync" and ignored:
-        raise UserError(f"aggregation.{ignored[0]} = {getattr(a, ignored[0])!r}: only async aggregation uses it; "
-                        "add aggregation.mode: async, or leave it out")
+        raise UserError(
+            f"aggregation.{ignored[0]} = {getattr(a, ignored[0])!r}: only async aggregation uses it; "
+            "add aggregation.mode: async, or leave it out"
+        )
     if a.mode == "async":
         if d.over_selection > 0:
-            raise UserError(f"devices.over_selection = {d.over_selection:g}: async aggregation has no rounds to "
-                            "over-select for; set it to 0 or use aggregation.mode: sync")
+            raise UserError(
+                f"devices.over_selection = {d.over_selection:g}: async aggregation has no rounds to "
+                "over-select for; set it to 0 or use aggregation.mode: sync"
+            )
         if d.round_ends != "last_finish":
-            raise UserError(f"devices.round_ends = {d.round_ends!r}: async aggregation has no rounds to end; "
-                            "use 'last_finish' or aggregation.mode: sync")
+            raise UserError(
+                f"devices.round_ends = {d.round_ends!r}: async aggregation has no rounds to end; "
+                "use 'last_finish' or aggregation.mode: sync"
+            )
         if a.buffer is not None and a.buffer > d.count:
-            raise UserError(f"aggregation.buffer = {a.buffer}: must be at most devices.count ({d.count}); a device "
-                            "trains at most once per model version")
+            raise UserError(
+                f"aggregation.buffer = {a.buffer}: must be at most devices.count ({d.count}); a device "
+                "trains at most once per model version"
+            )
         if a.concurrency is not None and a.concurrency > d.count:
             raise UserError(f"aggregation.concurrency = {a.concurrency}: must be at most devices.count ({d.count})")
     if check_strategy:
@@ -348,8 +377,9 @@ def read_yaml(path: str | Path) -> Any:
         raise UserError(f"config = {str(path)!r}: not valid YAML{where}") from None
 
 
-def load_config(path: str | Path, overrides: Sequence[str] = (), check_strategy: bool = True,
-                plugins: Sequence[str] = ()) -> ExperimentConfig:
+def load_config(
+    path: str | Path, overrides: Sequence[str] = (), check_strategy: bool = True, plugins: Sequence[str] = ()
+) -> ExperimentConfig:
     """Read a YAML experiment, apply `--set` overrides, add `plugins` (paths relative to the working
     directory, as `--plugin` gives them), validate."""
     raw = read_yaml(path)
@@ -371,10 +401,16 @@ def with_plugins(raw: dict, plugins: Sequence[str]) -> dict:
 
 # Fields added after checkpoints existed: left out of the dump while at their default, so older
 # configs read as they did before (their checkpoints, of an earlier format, are refused by it).
-ADDED_LATER = {("plugins",): ExperimentConfig, ("ray", "start_timeout"): RayConfig,
-               ("ray", "round_timeout"): RayConfig, ("training", "batched"): TrainingConfig,
-               ("training", "batch_devices"): TrainingConfig, ("training", "prox_mu"): TrainingConfig,
-               ("aggregation",): ExperimentConfig, ("aggregation", "server"): AggregationConfig}
+ADDED_LATER = {
+    ("plugins",): ExperimentConfig,
+    ("ray", "start_timeout"): RayConfig,
+    ("ray", "round_timeout"): RayConfig,
+    ("training", "batched"): TrainingConfig,
+    ("training", "batch_devices"): TrainingConfig,
+    ("training", "prox_mu"): TrainingConfig,
+    ("aggregation",): ExperimentConfig,
+    ("aggregation", "server"): AggregationConfig,
+}
 
 
 def dump_config(cfg: ExperimentConfig) -> str:

@@ -14,10 +14,16 @@ from typing import Any, Literal, Optional, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from edgeweave.platform.config.schema import (ExperimentConfig, build_config, read_yaml, set_key, with_input_paths,
-                                       with_plugins)
-from edgeweave.platform.core.plugins import load, resolve
+from edgeweave.platform.config.schema import (
+    ExperimentConfig,
+    build_config,
+    read_yaml,
+    set_key,
+    with_input_paths,
+    with_plugins,
+)
 from edgeweave.platform.core.errors import UserError
+from edgeweave.platform.core.plugins import load, resolve
 
 KINDS = ("grid", "choice", "uniform", "loguniform", "randint")
 
@@ -145,8 +151,10 @@ def check_space(sweep: SweepConfig, base: dict) -> ExperimentConfig:
     built = None
     for key, dim in sweep.space.items():
         if sweep.scheduler.name == "asha" and key in ASHA_CHECKED and dim.kind not in ("grid", "choice"):
-            raise UserError(f"sweep space {key}: {dim.kind} under asha; give grid or choice values, so each "
-                            f"can be checked against the rungs")
+            raise UserError(
+                f"sweep space {key}: {dim.kind} under asha; give grid or choice values, so each "
+                f"can be checked against the rungs"
+            )
         for value in dim.examples():
             try:
                 cfg = build_config(trial_raw(base, sweep.set, {**first, key: value}))
@@ -166,7 +174,7 @@ def asha_rungs(scheduler: Scheduler, rounds: int) -> list[int]:
     report per round, training_iteration = round + 1).
     """
     rungs, k = [], 0
-    while scheduler.name == "asha" and (milestone := scheduler.grace_period * scheduler.reduction_factor ** k) < rounds:
+    while scheduler.name == "asha" and (milestone := scheduler.grace_period * scheduler.reduction_factor**k) < rounds:
         rungs.append(math.ceil(milestone - 1e-9))
         k += 1
     return rungs
@@ -181,20 +189,27 @@ def check_rungs(scheduler: Scheduler, cfg: ExperimentConfig, rounds: int, key: s
     t, g, rf = cfg.training, scheduler.grace_period, scheduler.reduction_factor
     where = f"sweep space {key} = {value!r}: " if key in ASHA_CHECKED else "sweep "
     if t.rounds != rounds:
-        raise UserError(f"{where}training.rounds = {t.rounds}, but another trial runs {rounds}; asha stops every "
-                        f"trial at one max_t, so set training.rounds once, in the sweep's `set`")
+        raise UserError(
+            f"{where}training.rounds = {t.rounds}, but another trial runs {rounds}; asha stops every "
+            f"trial at one max_t, so set training.rounds once, in the sweep's `set`"
+        )
     if g > t.rounds:
         raise UserError(f"sweep scheduler.grace_period = {g}: must be at most training.rounds ({t.rounds})")
     rungs = asha_rungs(scheduler, t.rounds)
     late = [r for r in rungs if r % t.eval_every]
     if late:
         grace = t.eval_every * math.ceil(g / t.eval_every)
-        fix = (f"e.g. grace_period = {grace} with a whole reduction_factor" if grace < t.rounds
-               else f"e.g. training.eval_every = 1, or a divisor of {math.gcd(*rungs)}")
-        raise UserError(f"{where}scheduler.grace_period = {g}, reduction_factor = {rf:g}: asha compares trials after "
-                        f"rounds {', '.join(map(str, rungs))}, but training.eval_every = {t.eval_every} evaluates "
-                        f"only after multiples of {t.eval_every} (and the last); every rung must be a multiple of "
-                        f"{t.eval_every}: {fix}")
+        fix = (
+            f"e.g. grace_period = {grace} with a whole reduction_factor"
+            if grace < t.rounds
+            else f"e.g. training.eval_every = 1, or a divisor of {math.gcd(*rungs)}"
+        )
+        raise UserError(
+            f"{where}scheduler.grace_period = {g}, reduction_factor = {rf:g}: asha compares trials after "
+            f"rounds {', '.join(map(str, rungs))}, but training.eval_every = {t.eval_every} evaluates "
+            f"only after multiples of {t.eval_every} (and the last); every rung must be a multiple of "
+            f"{t.eval_every}: {fix}"
+        )
 
 
 def grid_size(sweep: SweepConfig) -> int:

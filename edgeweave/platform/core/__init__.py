@@ -6,4 +6,3 @@ random streams, NumPy-to-torch views, input paths. Imports nothing else of the p
 """
 
 MAY_IMPORT = ()  # checked by tests/unit/test_layout.py
-

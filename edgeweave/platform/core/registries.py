@@ -18,14 +18,39 @@ SERVER_RULES: Registry = Registry("server rule")
 
 _P = "edgeweave.platform"
 BUILT_IN: dict[Registry, dict[str, str]] = {
-    DATASETS: {"cifar10": "data.cifar", "cifar100": "data.cifar", "digits": "data.digits", "femnist": "data.femnist",
-               "shapes": "data.shapes", "speech_commands": "data.speech_commands", "synthetic": "data.synthetic"},
+    DATASETS: {
+        "cifar10": "data.cifar",
+        "cifar100": "data.cifar",
+        "digits": "data.digits",
+        "femnist": "data.femnist",
+        "shapes": "data.shapes",
+        "speech_commands": "data.speech_commands",
+        "synthetic": "data.synthetic",
+    },
     PARTITIONERS: {name: f"partition.{name}" for name in ("classes", "dirichlet", "iid", "natural", "pool", "shards")},
-    MODELS: {"alexnet": "models.alexnet", "cnn": "models.cnn", "kws_cnn": "models.kws_cnn", "vgg11": "models.vgg",
-             "vgg16": "models.vgg"},
+    MODELS: {
+        "alexnet": "models.alexnet",
+        "cnn": "models.cnn",
+        "kws_cnn": "models.kws_cnn",
+        "vgg11": "models.vgg",
+        "vgg16": "models.vgg",
+    },
     RESOURCES: {name: f"devices.resources.{name}" for name in ("constant", "diurnal", "markov", "trace", "uniform")},
-    STRATEGIES: {name: f"methods.{name}" for name in ("central", "distreal", "fd", "fedavg", "fedrolex", "fjord",
-                                                       "heterofl", "scaffold", "small", "taskwise")},
+    STRATEGIES: {
+        name: f"methods.{name}"
+        for name in (
+            "central",
+            "distreal",
+            "fd",
+            "fedavg",
+            "fedrolex",
+            "fjord",
+            "heterofl",
+            "scaffold",
+            "small",
+            "taskwise",
+        )
+    },
     SERVER_RULES: {name: "methods.server_rules" for name in ("plain", "momentum", "adam", "yogi", "adagrad")},
 }
 for _registry, _names in BUILT_IN.items():

@@ -52,10 +52,13 @@ class Registry(Generic[T]):
         first = self._owners.get(name, built_in)
         reloaded = first != built_in and _where(first) == _where(module)  # a plugin file run again after an edit
         if (name in self._entries and not reloaded) or (
-                built_in is not None and module != built_in and self._importing != built_in):
+            built_in is not None and module != built_in and self._importing != built_in
+        ):
             kind = "a built-in" if first == built_in else "a"
-            raise UserError(f"{self.kind} {name!r} clashes with {kind} {self.kind} of the same name "
-                            f"({_where(first)}); give it another name")
+            raise UserError(
+                f"{self.kind} {name!r} clashes with {kind} {self.kind} of the same name "
+                f"({_where(first)}); give it another name"
+            )
         self._entries[name] = (entry, params)
         self._owners[name] = module
 
@@ -91,9 +94,7 @@ class Registry(Generic[T]):
             finally:
                 self._importing = None
         if not isinstance(name, str) or name not in self._entries:
-            raise UserError(
-                f"{field} = {name!r}: unknown {self.kind}; valid: {', '.join(self.names())}"
-            )
+            raise UserError(f"{field} = {name!r}: unknown {self.kind}; valid: {', '.join(self.names())}")
         return self._entries[name]
 
     def build(self, name: str, params: Params, **kwargs: Any) -> T:

@@ -44,8 +44,9 @@ class Stream(enum.IntEnum):
     SHAPES_DATA = 700  # the `shapes` data set's classes and samples
 
 
-def rng(seed: int, round_: int, device: int, stream: int = Stream.ROUND,
-        index: Optional[int] = None) -> np.random.Generator:
+def rng(
+    seed: int, round_: int, device: int, stream: int = Stream.ROUND, index: Optional[int] = None
+) -> np.random.Generator:
     """A NumPy generator for one (seed, round, device, stream), or one (seed, round, device, stream, index).
 
     Each field is one 32-bit word of the key, so keys of one length cannot alias: NumPy would split a
@@ -64,8 +65,9 @@ def rng(seed: int, round_: int, device: int, stream: int = Stream.ROUND,
     return np.random.default_rng(words)
 
 
-def torch_generator(seed: int, round_: int, device: int, stream: int = Stream.ROUND,
-                    index: Optional[int] = None) -> torch.Generator:
+def torch_generator(
+    seed: int, round_: int, device: int, stream: int = Stream.ROUND, index: Optional[int] = None
+) -> torch.Generator:
     """A torch generator seeded from the same derivation as `rng`."""
     import torch  # only processes that train import torch
 

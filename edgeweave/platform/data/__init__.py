@@ -6,7 +6,7 @@ Imports only `core`.
 
 from edgeweave.platform.data.base import DATASETS, ArrayData
 
-MAY_IMPORT = ('core',)  # checked by tests/unit/test_layout.py
+MAY_IMPORT = ("core",)  # checked by tests/unit/test_layout.py
 
 
 __all__ = ["DATASETS", "ArrayData", "load_dataset"]

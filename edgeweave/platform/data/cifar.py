@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeweave.platform.data.base import DATASETS, ArrayData, normalise
 from edgeweave.platform.core.errors import UserError
 from edgeweave.platform.core.registry import Params
+from edgeweave.platform.data.base import DATASETS, ArrayData, normalise
 
 _ALLOWED = {
     ("numpy.core.multiarray", "_reconstruct"),
@@ -37,9 +37,9 @@ def read_batch(path: Path) -> dict:
 
 
 class CifarParams(Params):
-    root: str = "data"
-    download: bool = False
-    augment: bool = True
+    root: str = "data"  # the folder holding cifar-10-batches-py/ or cifar-100-python/ (relative: to the working dir)
+    download: bool = False  # torchvision fetches a missing set; false: a missing set is an error saying where it looked
+    augment: bool = True  # random crop (zero padding 4) and horizontal flip of every training mini-batch
 
 
 class _Cifar:
@@ -83,9 +83,7 @@ class _Cifar:
         x_train, y_train = self._read(self.train_files, base)
         x_test, y_test = self._read(self.test_files, base)
         x_train, x_test = normalise(x_train, x_test)
-        return ArrayData(
-            x_train, y_train, x_test, y_test, self.num_classes, augment=self.params.augment
-        )
+        return ArrayData(x_train, y_train, x_test, y_test, self.num_classes, augment=self.params.augment)
 
 
 @DATASETS.register("cifar10", CifarParams)

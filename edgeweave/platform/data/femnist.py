@@ -18,9 +18,9 @@ from typing import Iterator
 
 import numpy as np
 
-from edgeweave.platform.data.base import DATASETS, ArrayData, normalise_in_place
 from edgeweave.platform.core.errors import UserError
 from edgeweave.platform.core.registry import Params
+from edgeweave.platform.data.base import DATASETS, ArrayData, normalise_in_place
 
 URL = "https://storage.googleapis.com/tff-datasets-public/fed_emnist.tar.bz2"
 H5 = {"train": "fed_emnist_train.h5", "test": "fed_emnist_test.h5"}
@@ -32,8 +32,8 @@ USERS_PER_FILE = 100  # writers per JSON file when converting
 class FemnistParams(Params):
     """Where LEAF's femnist `train/` and `test/` folders are, and whether to fetch them when they are not."""
 
-    root: str = "data/femnist"
-    download: bool = False
+    root: str = "data/femnist"  # the folder holding `train/*.json` and `test/*.json` (relative: to the working dir)
+    download: bool = False  # when root has none, fetch TFF's HDF5 copy and write it in LEAF's layout (needs h5py)
 
 
 def read_split(folder: Path) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
@@ -49,8 +49,10 @@ def read_split(folder: Path) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
                     raise ValueError(f"writer {user!r} has {len(x)} images and {len(y)} labels")
                 yield str(user), x, y
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as e:
-            raise UserError(f"data.root: {path} is not a LEAF FEMNIST file ({type(e).__name__}: {e}); expected "
-                            '{"users": [...], "user_data": {user: {"x": [[784 floats]], "y": [...]}}}') from None
+            raise UserError(
+                f"data.root: {path} is not a LEAF FEMNIST file ({type(e).__name__}: {e}); expected "
+                '{"users": [...], "user_data": {user: {"x": [[784 floats]], "y": [...]}}}'
+            ) from None
 
 
 def h5_to_leaf(h5_path: Path, out: Path, users_per_file: int = USERS_PER_FILE) -> None:
@@ -63,9 +65,14 @@ def h5_to_leaf(h5_path: Path, out: Path, users_per_file: int = USERS_PER_FILE) -
     with h5py.File(h5_path, "r") as f:
         writers = sorted(f["examples"])
         for start in range(0, len(writers), users_per_file):
-            part = writers[start:start + users_per_file]
-            data = {w: {"x": np.asarray(f["examples"][w]["pixels"], np.float32).reshape(-1, SIDE * SIDE).tolist(),
-                        "y": np.asarray(f["examples"][w]["label"], np.int64).reshape(-1).tolist()} for w in part}
+            part = writers[start : start + users_per_file]
+            data = {
+                w: {
+                    "x": np.asarray(f["examples"][w]["pixels"], np.float32).reshape(-1, SIDE * SIDE).tolist(),
+                    "y": np.asarray(f["examples"][w]["label"], np.int64).reshape(-1).tolist(),
+                }
+                for w in part
+            }
             doc = {"users": part, "num_samples": [len(data[w]["y"]) for w in part], "user_data": data}
             tmp = out / f".part_{start // users_per_file:04d}.json"
             tmp.write_text(json.dumps(doc))
@@ -106,9 +113,11 @@ class Femnist:
         if not present() and self.params.download:
             self._fetch(root)
         if not present():
-            raise UserError(f"data.root = {self.params.root!r}: FEMNIST not found (looked for {root}/train/*.json "
-                            f"and {root}/test/*.json, LEAF's layout); set data.download=true, or put LEAF's "
-                            "femnist data/train and data/test folders there")
+            raise UserError(
+                f"data.root = {self.params.root!r}: FEMNIST not found (looked for {root}/train/*.json "
+                f"and {root}/test/*.json, LEAF's layout); set data.download=true, or put LEAF's "
+                "femnist data/train and data/test folders there"
+            )
         splits = {}
         writers: dict[str, int] = {}
         for split in ("train", "test"):
@@ -122,9 +131,12 @@ class Femnist:
             if len(y) == 0:
                 raise UserError(f"data.root = {self.params.root!r}: the {split} split has no samples")
             if y.min() < 0 or y.max() >= CLASSES:
-                raise UserError(f"data.root = {self.params.root!r}: the {split} split has label "
-                                f"{int(y.min() if y.min() < 0 else y.max())}; FEMNIST's are 0..{CLASSES - 1}")
+                raise UserError(
+                    f"data.root = {self.params.root!r}: the {split} split has label "
+                    f"{int(y.min() if y.min() < 0 else y.max())}; FEMNIST's are 0..{CLASSES - 1}"
+                )
             splits[split] = (np.concatenate(xs).reshape(-1, 1, SIDE, SIDE), y, np.concatenate(owners))
         x_train, x_test = normalise_in_place(splits["train"][0], splits["test"][0])
-        return ArrayData(x_train, splits["train"][1], x_test, splits["test"][1], num_classes=CLASSES,
-                         owners=splits["train"][2])
+        return ArrayData(
+            x_train, splits["train"][1], x_test, splits["test"][1], num_classes=CLASSES, owners=splits["train"][2]
+        )

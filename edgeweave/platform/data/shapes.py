@@ -12,9 +12,9 @@ from typing import Callable, Optional, Union
 import numpy as np
 from pydantic import Field
 
-from edgeweave.platform.data.base import DATASETS, ArrayData, normalise_in_place
 from edgeweave.platform.core.registry import Params
 from edgeweave.platform.core.seeding import SERVER, Stream, rng
+from edgeweave.platform.data.base import DATASETS, ArrayData, normalise_in_place
 
 SHAPES = ("disc", "ring", "square", "frame", "triangle", "bar", "cross", "half_disc")
 TEXTURES = ("plain", "stripes", "checker", "dots")
@@ -25,13 +25,13 @@ CHUNK = 256  # samples rendered at once: a chunk's planes stay in cache
 
 
 class ShapesParams(Params):
-    num_classes: int = Field(10, ge=2, le=COMPOSITIONS)
-    train_samples: int = Field(10000, ge=2)
-    test_samples: int = Field(2000, ge=1)
-    image_size: int = Field(32, ge=8)
+    num_classes: int = Field(10, ge=2, le=COMPOSITIONS)  # classes, distinct compositions drawn from the seed
+    train_samples: int = Field(10000, ge=2)  # training images, the classes balanced (to within one)
+    test_samples: int = Field(2000, ge=1)  # test images, the classes balanced (to within one)
+    image_size: int = Field(32, ge=8)  # side of the square colour images, in pixels
     distractors: int = Field(2, ge=0, le=4)  # parts of random kinds under and around each sample's pair
     noise: float = Field(0.04, ge=0)  # pixel noise std, on colours in [0, 1]
-    augment: bool = False
+    augment: bool = False  # random crop (zero padding 4) and horizontal flip of every training mini-batch
 
 
 def _distance(shape: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -86,8 +86,9 @@ def _distinct(g: np.random.Generator, *others: np.ndarray, gap: float = 0.45) ->
         fg[bad] = g.uniform(0, 1, (int(bad.sum()), 3))
 
 
-def _by_kind(kind: Union[np.ndarray, int], fn: Callable[..., Optional[np.ndarray]],
-             *planes: np.ndarray) -> Optional[np.ndarray]:
+def _by_kind(
+    kind: Union[np.ndarray, int], fn: Callable[..., Optional[np.ndarray]], *planes: np.ndarray
+) -> Optional[np.ndarray]:
     """fn(k, *planes) where every row has kind k, or row groups of each kind when `kind` differs by row."""
     if np.ndim(kind) == 0:
         return fn(int(kind), *planes)
@@ -112,8 +113,15 @@ class _Renderer:
         grid = np.arange(size, dtype=np.float32) + 0.5 - size / 2
         self.x, self.y = grid[None, None, :], grid[None, :, None]
 
-    def _part(self, shape: Union[np.ndarray, int], texture: Union[np.ndarray, int], cx: np.ndarray,
-              cy: np.ndarray, s: np.ndarray, g: np.random.Generator) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    def _part(
+        self,
+        shape: Union[np.ndarray, int],
+        texture: Union[np.ndarray, int],
+        cx: np.ndarray,
+        cy: np.ndarray,
+        s: np.ndarray,
+        g: np.random.Generator,
+    ) -> tuple[np.ndarray, Optional[np.ndarray]]:
         """Coverage and texture weight planes (n, size, size) of one part centred at (cx, cy), radius s pixels."""
         n = len(cx)
         col = lambda a: np.asarray(a, dtype=np.float32)[:, None, None]  # noqa: E731
@@ -141,8 +149,16 @@ class _Renderer:
         base = 0.16 * size
         for _ in range(self.distractors):  # anywhere, under the pair
             cx, cy = g.uniform(-0.3, 0.3, (2, n)) * size
-            parts.append(self._part(g.integers(0, len(SHAPES), n), g.integers(0, len(TEXTURES), n), cx, cy,
-                                    base * g.uniform(0.8, 1.2, n), g))
+            parts.append(
+                self._part(
+                    g.integers(0, len(SHAPES), n),
+                    g.integers(0, len(TEXTURES), n),
+                    cx,
+                    cy,
+                    base * g.uniform(0.8, 1.2, n),
+                    g,
+                )
+            )
         cx, cy = g.uniform(-0.12, 0.12, (2, n)) * size
         if arrangement == 3:  # inside: B small, over the middle of A
             sa = base * 1.55 * g.uniform(0.9, 1.1, n)
@@ -183,7 +199,8 @@ class _Renderer:
                 planes[:, 2 + 2 * j] -= planes[:, 3 + 2 * j]
         phi = g.uniform(0, 2 * np.pi, n)
         ramp = self.x * (np.cos(phi) / size).astype(np.float32)[:, None, None] + (
-            self.y * (np.sin(phi) / size).astype(np.float32)[:, None, None] + 0.5)
+            self.y * (np.sin(phi) / size).astype(np.float32)[:, None, None] + 0.5
+        )
         np.multiply(keep, np.clip(ramp, 0, 1, out=ramp), out=planes[:, 1])
         np.subtract(keep, planes[:, 1], out=planes[:, 0])
         planes[:, -1] = g.random((n, size, size), dtype=np.float32)
@@ -223,6 +240,4 @@ class Shapes:
         x_train, y_train = self._draw(kinds, self.params.train_samples, g)
         x_test, y_test = self._draw(kinds, self.params.test_samples, g)
         x_train, x_test = normalise_in_place(x_train, x_test)  # `normalise`, without float64 copies
-        return ArrayData(
-            x_train, y_train, x_test, y_test, self.params.num_classes, augment=self.params.augment
-        )
+        return ArrayData(x_train, y_train, x_test, y_test, self.params.num_classes, augment=self.params.augment)

@@ -29,9 +29,9 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence
 import numpy as np
 from pydantic import Field
 
-from edgeweave.platform.data.base import DATASETS, ArrayData, normalise_in_place
 from edgeweave.platform.core.errors import UserError
 from edgeweave.platform.core.registry import Params
+from edgeweave.platform.data.base import DATASETS, ArrayData, normalise_in_place
 
 if TYPE_CHECKING:
     import torch
@@ -47,10 +47,10 @@ PROGRESS_MIN_CLIPS = 4096  # a progress bar only where computing takes a while
 
 
 class SpeechCommandsParams(Params):
-    root: str = "data/speech_commands"
-    download: bool = False
+    root: str = "data/speech_commands"  # Speech Commands v2 in its own layout (relative: to the working dir)
+    download: bool = False  # fetch and unpack the v0.02 archive when root has no testing_list.txt
     words: Optional[list[str]] = None  # None: every word folder
-    n_mels: int = Field(40, ge=8)
+    n_mels: int = Field(40, ge=8)  # log-mel bands: a clip is 1 x n_mels x 101 frames (30 ms windows, 10 ms hops)
 
 
 def mel_filterbank(n_mels: int, n_fft: int, rate: int = RATE) -> torch.Tensor:
@@ -113,9 +113,22 @@ def clip_features(paths: Sequence[Path], n_mels: int, chunk: int = CHUNK, bar: A
 def features_key(root: Path, clips: dict[str, list[str]], words: Sequence[str], n_mels: int) -> str:
     """A hash of what the features depend on: feature settings, words, and every clip's split, path, size
     and modification time (an edited, added or removed clip makes a cached set stale)."""
-    h = hashlib.sha256(json.dumps({"format": CACHE_FORMAT, "rate": RATE, "n_fft": N_FFT, "hop": HOP,
-                                   "window": "hann", "mel": "htk", "floor": 1e-6, "n_mels": n_mels,
-                                   "words": list(words)}, sort_keys=True).encode())
+    h = hashlib.sha256(
+        json.dumps(
+            {
+                "format": CACHE_FORMAT,
+                "rate": RATE,
+                "n_fft": N_FFT,
+                "hop": HOP,
+                "window": "hann",
+                "mel": "htk",
+                "floor": 1e-6,
+                "n_mels": n_mels,
+                "words": list(words),
+            },
+            sort_keys=True,
+        ).encode()
+    )
     for split, rels in clips.items():
         h.update(f"\n[{split}]".encode())
         for rel in rels:
@@ -154,8 +167,11 @@ def write_cache(path: Path, key: str, feats: dict[str, np.ndarray]) -> None:
             np.savez(f, key=np.array(key), **feats)
         os.replace(tmp, path)
     except OSError as e:
-        warnings.warn(f"data.root: cannot cache Speech Commands features at {path} ({e}); "
-                      "they will be computed again on the next load", stacklevel=3)
+        warnings.warn(
+            f"data.root: cannot cache Speech Commands features at {path} ({e}); "
+            "they will be computed again on the next load",
+            stacklevel=3,
+        )
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink()
@@ -181,10 +197,12 @@ class SpeechCommands:
         if not (root / "testing_list.txt").is_file() and self.params.download:
             self._fetch(root)
         if not (root / "testing_list.txt").is_file():
-            raise UserError(f"data.root = {self.params.root!r}: Speech Commands not found (looked for "
-                            f"{root / 'testing_list.txt'}); set data.download=true, or fetch {URL} and unpack it "
-                            "there, or write a generated stand-in there "
-                            "(edgeweave.platform.data.speech_synth.generate)")
+            raise UserError(
+                f"data.root = {self.params.root!r}: Speech Commands not found (looked for "
+                f"{root / 'testing_list.txt'}); set data.download=true, or fetch {URL} and unpack it "
+                "there, or write a generated stand-in there "
+                "(edgeweave.platform.data.speech_synth.generate)"
+            )
         found = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("_"))
         words = self.params.words or found
         missing = [w for w in words if w not in found]
@@ -207,8 +225,14 @@ class SpeechCommands:
         x_train, x_test = normalise_in_place(feats["train"], feats["test"])
         speakers = [rel.rsplit("/", 1)[-1].split("_nohash_")[0] for rel in clips["train"]]  # SPEAKER_nohash_N.wav
         ids = {s: i for i, s in enumerate(sorted(set(speakers)))}
-        return ArrayData(x_train, np.array(labels["train"], np.int64), x_test, np.array(labels["test"], np.int64),
-                         num_classes=len(words), owners=np.array([ids[s] for s in speakers], np.int64))
+        return ArrayData(
+            x_train,
+            np.array(labels["train"], np.int64),
+            x_test,
+            np.array(labels["test"], np.int64),
+            num_classes=len(words),
+            owners=np.array([ids[s] for s in speakers], np.int64),
+        )
 
     def _features(self, root: Path, clips: dict[str, list[str]], words: Sequence[str]) -> dict[str, np.ndarray]:
         """Each split's log-mel features: from the cache when it matches the clips, else computed and cached."""
@@ -220,8 +244,13 @@ class SpeechCommands:
             from tqdm.auto import tqdm
 
             total = sum(len(rels) for rels in clips.values())
-            with tqdm(total=total, desc="speech_commands features", unit="clip", file=sys.stderr,
-                      disable=total < PROGRESS_MIN_CLIPS) as bar:
+            with tqdm(
+                total=total,
+                desc="speech_commands features",
+                unit="clip",
+                file=sys.stderr,
+                disable=total < PROGRESS_MIN_CLIPS,
+            ) as bar:
                 feats = {s: clip_features([root / r for r in rels], n_mels, CHUNK, bar) for s, rels in clips.items()}
             write_cache(path, key, feats)
         return feats

@@ -3,8 +3,9 @@
 Each word is a fixed sequence of one to three syllables drawn from a few shared sounds: a vowel (a voiced tone
 with harmonics shaped by two formants), a pitch glide, and sometimes an opening noise burst. Each speaker (the
 clip name's hash, three clips a speaker as in the real set) says every word with their own pitch, vocal-tract
-length and speaking rate; every clip adds its own onset, loudness, pitch wobble, length and background noise. So the class is in the sequence of
-formants and glides, not in any one band, and a model has to generalise over speakers to find it. The tree has
+length and speaking rate; every clip adds its own onset, loudness, pitch wobble, length and background noise.
+So the class is in the sequence of formants and glides, not in any one band, and a model has to generalise
+over speakers to find it. The tree has
 the data set's word folders, `SPEAKER_nohash_N.wav` names, testing and validation lists, and a
 `_background_noise_` folder; `speech_commands` loads it as it loads the real one.
 """
@@ -22,8 +23,10 @@ import numpy as np
 from edgeweave.platform.core.errors import UserError
 
 RATE = 16000
-WORDS = ("backward bed bird cat dog down eight five follow forward four go happy house learn left marvin nine no "
-         "off on one right seven sheila six stop three tree two up visual wow yes zero").split()
+WORDS = (
+    "backward bed bird cat dog down eight five follow forward four go happy house learn left marvin nine no "
+    "off on one right seven sheila six stop three tree two up visual wow yes zero"
+).split()
 MARKER = ".edgeweave-generated.json"  # written last: its presence means the tree is complete
 LEGACY_MARKER = ".edgeweave-bench.json"  # what an earlier version of the generator (plain tones) left
 HARMONICS = 12
@@ -39,8 +42,16 @@ def word_pattern(word: int, seed: int) -> list[dict[str, float]]:
     syllables = []
     for _ in range(int(g.integers(1, 4))):
         (f1, f2), (a, b) = VOWELS[g.integers(len(VOWELS))], GLIDES[g.integers(len(GLIDES))]
-        syllables.append({"seconds": g.uniform(0.12, 0.24), "f0_start": 130 * a, "f0_end": 130 * b, "f1": f1,
-                          "f2": f2, "burst": BURSTS[g.integers(len(BURSTS))]})
+        syllables.append(
+            {
+                "seconds": g.uniform(0.12, 0.24),
+                "f0_start": 130 * a,
+                "f0_end": 130 * b,
+                "f1": f1,
+                "f2": f2,
+                "burst": BURSTS[g.integers(len(BURSTS))],
+            }
+        )
     return syllables
 
 
@@ -75,7 +86,7 @@ def clip(pattern: Sequence[dict[str, float]], voice: dict[str, float], g: np.ran
     word /= np.abs(word).max() + 1e-9
     x = 0.1 * g.uniform(0.3, 2.0) * g.standard_normal(n)
     start = int(g.integers(0, n - len(word) + 1))
-    x[start:start + len(word)] += g.uniform(0.2, 0.9) * word
+    x[start : start + len(word)] += g.uniform(0.2, 0.9) * word
     return np.clip(x, -1, 1)
 
 
@@ -90,8 +101,10 @@ def generate(root: Path, counts: dict[str, int], words: Sequence[str] = WORDS, s
         return False
     if root.exists() and any(root.iterdir()):
         if not any((root / name).exists() for name in (MARKER, LEGACY_MARKER, ".edgeweave-partial")):
-            raise UserError(f"data.root = {str(root)!r}: holds files this generator did not write; "
-                            "allowed: an empty folder, a new one, or one it generated")
+            raise UserError(
+                f"data.root = {str(root)!r}: holds files this generator did not write; "
+                "allowed: an empty folder, a new one, or one it generated"
+            )
         shutil.rmtree(root)  # an unfinished or different generated tree
     root.mkdir(parents=True)
     (root / ".edgeweave-partial").touch()
@@ -99,7 +112,9 @@ def generate(root: Path, counts: dict[str, int], words: Sequence[str] = WORDS, s
     total = sum(counts.values())
     order = g.permutation(total // 3 + 1)  # lists hold whole speakers, as the real set's hashing does
     test_speakers = set(order[: counts.get("test", 0) // 3].tolist())
-    validation_speakers = set(order[len(test_speakers): len(test_speakers) + counts.get("validation", 0) // 3].tolist())
+    validation_speakers = set(
+        order[len(test_speakers) : len(test_speakers) + counts.get("validation", 0) // 3].tolist()
+    )
     patterns = [word_pattern(w, seed) for w in range(len(words))]
     testing, validation = [], []
     for word in words:
@@ -115,8 +130,11 @@ def generate(root: Path, counts: dict[str, int], words: Sequence[str] = WORDS, s
             validation.append(name)
     (root / "_background_noise_").mkdir()
     for k in range(2):
-        wavfile.write(root / "_background_noise_" / f"noise_{k}.wav", RATE,
-                      (0.1 * g.standard_normal(5 * RATE) * 32767).astype(np.int16))
+        wavfile.write(
+            root / "_background_noise_" / f"noise_{k}.wav",
+            RATE,
+            (0.1 * g.standard_normal(5 * RATE) * 32767).astype(np.int16),
+        )
     (root / "testing_list.txt").write_text("\n".join(sorted(testing)) + "\n")
     (root / "validation_list.txt").write_text("\n".join(sorted(validation)) + "\n")
     (root / "README.md").write_text("Generated spoken-word-like clips in the layout of Speech Commands v0.02.\n")

@@ -5,22 +5,21 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from edgeweave.platform.data.base import DATASETS, ArrayData, normalise
 from edgeweave.platform.core.registry import Params
 from edgeweave.platform.core.seeding import SERVER, Stream, rng
-
+from edgeweave.platform.data.base import DATASETS, ArrayData, normalise
 
 CHUNK = 4096  # samples whose noise is drawn at once
 
 
 class SyntheticParams(Params):
-    num_classes: int = Field(10, ge=2)
-    train_samples: int = Field(5000, ge=2)
-    test_samples: int = Field(1000, ge=1)
-    image_size: int = Field(32, ge=4)
-    channels: int = Field(3, ge=1)
+    num_classes: int = Field(10, ge=2)  # classes, each a smooth random prototype drawn from the seed
+    train_samples: int = Field(5000, ge=2)  # training images; each label drawn uniformly, so classes are not balanced
+    test_samples: int = Field(1000, ge=1)  # test images, their labels drawn the same way
+    image_size: int = Field(32, ge=4)  # side of the square images, in pixels
+    channels: int = Field(3, ge=1)  # image channels (3: CIFAR-shaped)
     difficulty: float = Field(1.0, ge=0)  # noise std relative to the class signal
-    augment: bool = False
+    augment: bool = False  # random crop (zero padding 4) and horizontal flip of every training mini-batch
 
 
 @DATASETS.register("synthetic", SyntheticParams)
@@ -37,7 +36,9 @@ class Synthetic:
         p = self.params
         coarse = g.standard_normal((p.num_classes, p.channels, 4, 4)).astype(np.float32)
         fine = F.interpolate(
-            torch.from_numpy(coarse), size=(p.image_size, p.image_size), mode="bilinear",
+            torch.from_numpy(coarse),
+            size=(p.image_size, p.image_size),
+            mode="bilinear",
             align_corners=False,
         )
         return fine.numpy()
@@ -57,7 +58,7 @@ class Synthetic:
         x = rolled[y, (shifts[:, 0] + 2) * 5 + shifts[:, 1] + 2]  # a roll moves values: scaling commutes with it
         np.multiply(x, scale, out=x)
         for i in range(0, n, CHUNK):  # one stream drawn in pieces is the stream drawn at once
-            x[i:i + CHUNK] += p.difficulty * g.standard_normal(x[i:i + CHUNK].shape).astype(np.float32)
+            x[i : i + CHUNK] += p.difficulty * g.standard_normal(x[i : i + CHUNK].shape).astype(np.float32)
         return x, y
 
     def load(self, seed: int) -> ArrayData:
@@ -66,6 +67,4 @@ class Synthetic:
         x_train, y_train = self._draw(protos, self.params.train_samples, g)
         x_test, y_test = self._draw(protos, self.params.test_samples, g)
         x_train, x_test = normalise(x_train, x_test)
-        return ArrayData(
-            x_train, y_train, x_test, y_test, self.params.num_classes, augment=self.params.augment
-        )
+        return ArrayData(x_train, y_train, x_test, y_test, self.params.num_classes, augment=self.params.augment)

@@ -4,5 +4,4 @@ A new resource model goes in `devices/resources/` (one file, one line in `core/r
 Every time here is absolute virtual seconds. Imports only `core`.
 """
 
-MAY_IMPORT = ('core',)  # checked by tests/unit/test_layout.py
-
+MAY_IMPORT = ("core",)  # checked by tests/unit/test_layout.py

@@ -57,8 +57,14 @@ class Timing:
     end: float  # absolute virtual seconds; the round's start when nothing took any time
 
 
-def time_round(w: Workload, start: float, policy: str, deadline: Optional[float], keep: Optional[int] = None,
-               fixed_length: bool = False) -> Timing:
+def time_round(
+    w: Workload,
+    start: float,
+    policy: str,
+    deadline: Optional[float],
+    keep: Optional[int] = None,
+    fixed_length: bool = False,
+) -> Timing:
     """Put the round that began at `start` together: over-selection (`keep` first finishers), the round's
     end, what each computed. `deadline` is seconds after `start`.
 
@@ -82,8 +88,9 @@ def time_round(w: Workload, start: float, policy: str, deadline: Optional[float]
         end = max(end, due)
     offline = np.array([s == "offline" for s in stopped], bool)
     # Devices cut off by the round's end computed until then; one gone offline, until it went.
-    flops = np.array([tl.spent_by(end) if cut and not off else tl.spent
-                      for tl, cut, off in zip(tls, dropped, offline)], np.float64)
+    flops = np.array(
+        [tl.spent_by(end) if cut and not off else tl.spent for tl, cut, off in zip(tls, dropped, offline)], np.float64
+    )
     finish = np.where(dropped & ~offline, end, np.minimum(finish, end) if len(finish) else finish)
     steps = np.array([0 if cut else tl.steps for tl, cut in zip(tls, dropped)], np.int64)
     samples = np.array([samples_in_steps(int(n), w.batch, int(k)) for n, k in zip(w.shard, steps)], np.int64)

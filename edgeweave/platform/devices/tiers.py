@@ -10,7 +10,9 @@ from edgeweave.platform.core.seeding import SERVER, Stream, rng
 
 
 class Tier(Params):
-    name: str
+    """A class of devices alike in compute speed and network bandwidth, and its share of the population."""
+
+    name: str  # the key of width methods' strategy.rates; the label in devices.jsonl and plots; names must differ
     speed: float = Field(gt=0)  # relative to devices.flops_per_second
     share: float = Field(gt=0)  # share of the population (normalised over tiers)
     bandwidth: float = Field(10e6, gt=0)  # bytes per second, each way

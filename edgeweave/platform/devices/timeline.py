@@ -104,6 +104,7 @@ def held(segment: Segment) -> Segment:
         if last[1] is None or not last[0] <= t < last[1][2]:
             last[0], last[1] = t, _at(segment, t)
         return last[1]
+
     return at
 
 
@@ -120,8 +121,9 @@ def _transfer(segment: Segment, t: float, seconds: float) -> tuple[bool, float]:
         t = until  # strictly later: `held` checked it
 
 
-def device_timeline(segment: Segment, start: float, comm: float, planned: int, rule: StepRule,
-                    deadline: Optional[float], policy: str) -> DeviceTimeline:
+def device_timeline(
+    segment: Segment, start: float, comm: float, planned: int, rule: StepRule, deadline: Optional[float], policy: str
+) -> DeviceTimeline:
     """Play one device-round from `start`: download (`comm` seconds), up to `planned` mini-batches chosen
     by `rule`, upload.
 
@@ -193,7 +195,19 @@ def device_timeline(segment: Segment, start: float, comm: float, planned: int, r
         if not ok:
             stopped, lost = "offline", True
     speeds = work_speed or [speed_start]
-    return DeviceTimeline(float(start), float(comm), np.array(flops, np.float64), np.array(choices, np.int64),
-                          np.array(ends, np.float64), float(finish), stopped, lost, float(speed_start),
-                          float(min(speeds)), float(max(speeds)), np.array(work_start, np.float64),
-                          np.array(work_speed, np.float64), float(compute_end))
+    return DeviceTimeline(
+        float(start),
+        float(comm),
+        np.array(flops, np.float64),
+        np.array(choices, np.int64),
+        np.array(ends, np.float64),
+        float(finish),
+        stopped,
+        lost,
+        float(speed_start),
+        float(min(speeds)),
+        float(max(speeds)),
+        np.array(work_start, np.float64),
+        np.array(work_speed, np.float64),
+        float(compute_end),
+    )

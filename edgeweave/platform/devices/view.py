@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from edgeweave.platform.devices.resources import build_resources
-from edgeweave.platform.devices.timeline import ClockStalled, DeviceTimeline, Segment, StepRule, device_timeline
 from edgeweave.platform.devices.tiers import assign_tiers
+from edgeweave.platform.devices.timeline import ClockStalled, DeviceTimeline, Segment, StepRule, device_timeline
 
 
 class DeviceView:
@@ -42,10 +42,12 @@ class DeviceView:
             available, multiplier = self.resources.state(ids, round_, t)
             until = float(self.resources.next_change(ids, round_, t)[0])
             return bool(available[0]), float(base * multiplier[0]), until
+
         return at
 
-    def timeline(self, round_: int, device: int, start: float, model_bytes: float, planned: int,
-                 rule: StepRule) -> DeviceTimeline:
+    def timeline(
+        self, round_: int, device: int, start: float, model_bytes: float, planned: int, rule: StepRule
+    ) -> DeviceTimeline:
         """The device's round from `start` under the config's deadline and straggler policy: the one
         computation the driver (for the clock) and the device (for what it trains) both run."""
         d = self.cfg.devices
@@ -53,5 +55,6 @@ class DeviceView:
         try:
             return device_timeline(self.segment(device, round_), start, comm, planned, rule, d.deadline, d.stragglers)
         except ClockStalled as e:
-            raise ClockStalled(f"device {device}, round {round_}, devices.resources = {d.resources.name!r}: {e}") \
-                from None
+            raise ClockStalled(
+                f"device {device}, round {round_}, devices.resources = {d.resources.name!r}: {e}"
+            ) from None

@@ -9,11 +9,37 @@ and one line in `core/registries.py`; looking it up imports that file only. Impo
 below the run (`core`, `config`, `data`, `partition`, `devices`, `models`, `train`).
 """
 
-from edgeweave.platform.methods.base import (STRATEGIES, DeviceHalf, Job, Method, RoundPlan, Rules, ServerHalf,
-                                                device_half, server_half)
+from edgeweave.platform.methods.base import (
+    STRATEGIES,
+    DeviceHalf,
+    Job,
+    Method,
+    RoundPlan,
+    Rules,
+    ServerHalf,
+    device_half,
+    server_half,
+)
 
-MAY_IMPORT = ('core', 'config', 'data', 'partition', 'devices', 'models', 'train')  # checked by tests/unit/test_layout.py
+MAY_IMPORT = (
+    "core",
+    "config",
+    "data",
+    "partition",
+    "devices",
+    "models",
+    "train",
+)  # checked by tests/unit/test_layout.py
 
 
-__all__ = ["STRATEGIES", "DeviceHalf", "Job", "Method", "RoundPlan", "Rules", "ServerHalf", "device_half",
-           "server_half"]
+__all__ = [
+    "STRATEGIES",
+    "DeviceHalf",
+    "Job",
+    "Method",
+    "RoundPlan",
+    "Rules",
+    "ServerHalf",
+    "device_half",
+    "server_half",
+]

@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
 import numpy as np
 
-from edgeweave.platform.train.aggregate import Partial
-from edgeweave.platform.devices.timeline import DeviceTimeline, StepRule, fixed_rule
 from edgeweave.platform.core.registries import STRATEGIES as STRATEGIES
 from edgeweave.platform.core.registry import Params
+from edgeweave.platform.devices.timeline import DeviceTimeline, StepRule, fixed_rule
+from edgeweave.platform.train.aggregate import Partial
 
 if TYPE_CHECKING:
     from edgeweave.platform.config.schema import ExperimentConfig
@@ -31,16 +31,16 @@ if TYPE_CHECKING:
     from edgeweave.platform.train.submodel import Slicer
 
 
-
 @dataclass(frozen=True)
 class Job:
-    """One device's work in one round; small, so a round's jobs cost nothing to send."""
+    """One device's work from one model version (a sync round's, or an async device's own start); small, so a
+    round's jobs cost nothing to send. The method's rules make it; the server then fills in `start` and `group`."""
 
     device: int
     pooled: bool = False  # train on the union of every device's data (the central reference)
     steps: Optional[int] = None  # mini-batches to do, when a deadline cuts the work short
     rate: float = 1.0  # share of each layer's channels the device trains (width methods)
-    start: float = 0.0  # virtual time the round started (devices that plan for themselves read it)
+    start: float = 0.0  # absolute virtual time it starts: the round's start, or an async device's own start
     group: Optional[int] = None  # jobs of one group train together in one batched pass (platform/train/batched.py)
 
 
@@ -61,8 +61,10 @@ class Rules:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "step_flops" in vars(cls):  # renamed: an override under the old name would be silently ignored
-            raise TypeError(f"{cls.__qualname__}.step_flops: renamed sample_flops (training FLOPs per sample of "
-                            "each mini-batch); rename the method")
+            raise TypeError(
+                f"{cls.__qualname__}.step_flops: renamed sample_flops (training FLOPs per sample of "
+                "each mini-batch); rename the method"
+            )
 
     def __init__(self, params: Params, cfg: "ExperimentConfig") -> None:
         self.params = params

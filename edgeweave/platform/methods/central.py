@@ -6,9 +6,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgeweave.platform.methods.base import STRATEGIES, Job, Method, RoundPlan, Rules, ServerHalf
 from edgeweave.platform.core.errors import UserError
 from edgeweave.platform.core.registry import Params
+from edgeweave.platform.methods.base import STRATEGIES, Job, Method, RoundPlan, Rules, ServerHalf
 from edgeweave.platform.methods.context import ServerContext
 
 if TYPE_CHECKING:
@@ -21,16 +21,22 @@ class CentralRules(Rules):
     @classmethod
     def check(cls, params: Params, cfg: "ExperimentConfig") -> None:
         if cfg.aggregation.mode == "async":
-            raise UserError("aggregation.mode = 'async': strategy central trains the pooled data in one job per "
-                            "round, with no devices to run asynchronously; use aggregation.mode: sync")
+            raise UserError(
+                "aggregation.mode = 'async': strategy central trains the pooled data in one job per "
+                "round, with no devices to run asynchronously; use aggregation.mode: sync"
+            )
         rule = cfg.aggregation.server
         if rule.name != "plain" or rule.lr != 1.0:
-            raise UserError(f"aggregation.server = {{name: {rule.name}, lr: {rule.lr:g}}}: strategy central is the "
-                            "plainly trained reference the other methods are judged against; leave the server rule "
-                            "out (plain, lr 1)")
+            raise UserError(
+                f"aggregation.server = {{name: {rule.name}, lr: {rule.lr:g}}}: strategy central is the "
+                "plainly trained reference the other methods are judged against; leave the server rule "
+                "out (plain, lr 1)"
+            )
         if cfg.training.prox_mu:
-            raise UserError(f"training.prox_mu = {cfg.training.prox_mu:g}: strategy central has no global model to "
-                            "stay near (one pooled job); set it to 0")
+            raise UserError(
+                f"training.prox_mu = {cfg.training.prox_mu:g}: strategy central has no global model to "
+                "stay near (one pooled job); set it to 0"
+            )
 
 
 class CentralServer(ServerHalf):

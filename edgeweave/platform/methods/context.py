@@ -14,17 +14,17 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Protocol
 
 import numpy as np
 
-from edgeweave.platform.train.aggregate import Partial
 from edgeweave.platform.devices.clock import batch_sizes
 from edgeweave.platform.devices.timeline import DeviceTimeline, Segment, StepRule, constant, device_timeline
+from edgeweave.platform.train.aggregate import Partial
 from edgeweave.platform.train.sgd import local_steps, sgd_settings
 
 if TYPE_CHECKING:
     from edgeweave.platform.config.schema import ExperimentConfig
     from edgeweave.platform.data import ArrayData
     from edgeweave.platform.devices.view import DeviceView
-    from edgeweave.platform.partition import Partition
     from edgeweave.platform.methods.base import Job
+    from edgeweave.platform.partition import Partition
     from edgeweave.platform.train.plans import Plan
     from edgeweave.platform.train.submodel import Slicer
 
@@ -32,8 +32,15 @@ if TYPE_CHECKING:
 class Facts:
     """What the driver and every worker know alike about the model and the devices."""
 
-    def __init__(self, cfg: "ExperimentConfig", slicer: "Slicer", view: "DeviceView", partition: "Partition",
-                 labels: np.ndarray, num_classes: int) -> None:
+    def __init__(
+        self,
+        cfg: "ExperimentConfig",
+        slicer: "Slicer",
+        view: "DeviceView",
+        partition: "Partition",
+        labels: np.ndarray,
+        num_classes: int,
+    ) -> None:
         self.cfg = cfg
         self.slicer = slicer  # the model's prunable layers, sub-model sizes and exact FLOPs
         self.view = view  # each device's tier, bandwidth and resources over virtual time
@@ -80,8 +87,9 @@ class Facts:
         """
         planned = self.full_steps(job)
         if job.pooled:
-            return device_timeline(self.segment(round_, job), job.start, 0.0, planned, rule, None,
-                                   self.cfg.devices.stragglers)
+            return device_timeline(
+                self.segment(round_, job), job.start, 0.0, planned, rule, None, self.cfg.devices.stragglers
+            )
         return self.view.timeline(round_, job.device, job.start, model_bytes, planned, rule)
 
     def segment(self, round_: int, job: "Job") -> Segment:
@@ -101,26 +109,45 @@ class ServerContext:
 
 
 class TrainFull(Protocol):
-    def __call__(self, round_: int, job: "Job", weights: np.ndarray, partial: Partial,
-                 correction: Optional[np.ndarray] = None) -> Optional[np.ndarray]:
+    def __call__(
+        self, round_: int, job: "Job", weights: np.ndarray, partial: Partial, correction: Optional[np.ndarray] = None
+    ) -> Optional[np.ndarray]:
         """Train the full model. `correction` (flat, the model's size) joins every step's gradient (SCAFFOLD's
         c - c_i); with it, returns the mean over the steps of the loss gradient (flat, zeros on buffers)."""
 
 
 class TrainPlan(Protocol):
-    def __call__(self, round_: int, job: "Job", weights: np.ndarray, partial: Partial, plan: "Plan",
-                 targets: Optional[Callable[[Any, "Plan"], Any]] = None, loss_fn: Optional[Callable] = None,
-                 allowed: Optional[np.ndarray] = None, scale_kept: bool = False) -> None:
+    def __call__(
+        self,
+        round_: int,
+        job: "Job",
+        weights: np.ndarray,
+        partial: Partial,
+        plan: "Plan",
+        targets: Optional[Callable[[Any, "Plan"], Any]] = None,
+        loss_fn: Optional[Callable] = None,
+        allowed: Optional[np.ndarray] = None,
+        scale_kept: bool = False,
+    ) -> None:
         """Train the sub-model `plan` for the whole job. `targets(y, plan)` maps labels (default: the
         plan's classes, label split); elements outside `allowed` (a mask over the flat weights) stay zero;
         `scale_kept` scales thinned layers' outputs by full over kept width (HeteroFL's scaler)."""
 
 
 class TrainSteps(Protocol):
-    def __call__(self, round_: int, job: "Job", weights: np.ndarray, partial: Partial,
-                 plan_for_step: Callable[[int], "Plan"], steps: Optional[int] = None,
-                 loss_fn: Optional[Callable] = None, targets: Optional[Callable[[Any, "Plan"], Any]] = None,
-                 allowed: Optional[np.ndarray] = None, scale_kept: bool = False) -> None:
+    def __call__(
+        self,
+        round_: int,
+        job: "Job",
+        weights: np.ndarray,
+        partial: Partial,
+        plan_for_step: Callable[[int], "Plan"],
+        steps: Optional[int] = None,
+        loss_fn: Optional[Callable] = None,
+        targets: Optional[Callable[[Any, "Plan"], Any]] = None,
+        allowed: Optional[np.ndarray] = None,
+        scale_kept: bool = False,
+    ) -> None:
         """Train a fresh sub-model `plan_for_step(k)` at each mini-batch k (`steps` of them, default the
         job's); `scale_kept` scales thinned layers' outputs by full over kept width."""
 

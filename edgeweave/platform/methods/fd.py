@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgeweave.platform.train.plans import random_subset
 from edgeweave.platform.core.seeding import Stream, rng
 from edgeweave.platform.methods.base import STRATEGIES
 from edgeweave.platform.methods.width import WidthParams, WidthRules, width_method
+from edgeweave.platform.train.plans import random_subset
 
 
 class FederatedDropoutRules(WidthRules):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from edgeweave.platform.train.plans import rolling
 from edgeweave.platform.methods.base import STRATEGIES
 from edgeweave.platform.methods.width import ScaledWidthParams, WidthRules, width_method
+from edgeweave.platform.train.plans import rolling
 
 
 class FedRolexParams(ScaledWidthParams):

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgeweave.platform.train.aggregate import Partial
-from edgeweave.platform.train.plans import Plan, nested, uniform_plan
 from edgeweave.platform.core.seeding import Stream, rng
 from edgeweave.platform.methods.base import STRATEGIES, DeviceHalf, Job, Method
 from edgeweave.platform.methods.context import DeviceContext, Facts
 from edgeweave.platform.methods.width import WidthParams, WidthRules, WidthServer
+from edgeweave.platform.train.aggregate import Partial
+from edgeweave.platform.train.plans import Plan, nested, uniform_plan
 
 
 class FjORDRules(WidthRules):
@@ -35,8 +35,9 @@ class FjORDRules(WidthRules):
         """Each mini-batch's sub-model (one plan object per width, shared by its mini-batches)."""
         rates = self.step_rates(round_, job, steps)
         classes = self.classes_of(facts, job.device)
-        plans = {r: uniform_plan(facts.slicer, lambda i, w, r=r: nested(w, r), classes)
-                 for r in map(float, np.unique(rates))}
+        plans = {
+            r: uniform_plan(facts.slicer, lambda i, w, r=r: nested(w, r), classes) for r in map(float, np.unique(rates))
+        }
         return [plans[float(r)] for r in rates]
 
     def sample_flops(self, facts: Facts, round_: int, job: Job, steps: int) -> np.ndarray:

@@ -16,8 +16,8 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from edgeweave.platform.devices.timeline import StepRule
 from edgeweave.platform.core.errors import UserError
+from edgeweave.platform.devices.timeline import StepRule
 
 MADE_FOR = ("model", "model_params", "input_shape", "num_classes", "batch_size")  # keys `made_for` writes
 NORM_FIELDS = ("norm", "norm_samples")  # model parameters recorded apart: they matter only where a model normalises
@@ -43,8 +43,10 @@ class Front:
     def save(self, path: Path, evaluated: Optional[list[dict]] = None) -> None:
         """front.json (with every evaluated point when given) and front.csv beside it."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        points = [{"vector": v.tolist(), "flops_per_batch": float(f), "score": float(s)}
-                  for v, f, s in zip(self.vectors, self.flops_per_batch, self.score)]
+        points = [
+            {"vector": v.tolist(), "flops_per_batch": float(f), "score": float(s)}
+            for v, f, s in zip(self.vectors, self.flops_per_batch, self.score)
+        ]
         doc = {**self.meta, "points": points, "evaluated": evaluated or []}
         path.write_text(json.dumps(doc, indent=1))
         with open(path.with_suffix(".csv"), "w", newline="") as f:
@@ -58,10 +60,15 @@ def made_for(cfg, input_shape: Sequence[int], num_classes: int) -> dict[str, Any
     """What a front's costs and scores hold for: the model and its parameters, the data's shape, the batch,
     and the batch-norm policy its vectors were scored under."""
     params, t = cfg.model.params.model_dump(mode="json"), cfg.training
-    return {"model": cfg.model.name, "model_params": {k: v for k, v in params.items() if k not in NORM_FIELDS},
-            "input_shape": [int(n) for n in input_shape], "num_classes": int(num_classes),
-            "batch_size": t.batch_size, "norm": params.get("norm"),
-            "training": {"lr": t.lr, "momentum": t.momentum, "weight_decay": t.weight_decay}}
+    return {
+        "model": cfg.model.name,
+        "model_params": {k: v for k, v in params.items() if k not in NORM_FIELDS},
+        "input_shape": [int(n) for n in input_shape],
+        "num_classes": int(num_classes),
+        "batch_size": t.batch_size,
+        "norm": params.get("norm"),
+        "training": {"lr": t.lr, "momentum": t.momentum, "weight_decay": t.weight_decay},
+    }
 
 
 def parse_front(content: Optional[bytes], path: str, field: str = "strategy.front") -> Front:
@@ -74,9 +81,13 @@ def parse_front(content: Optional[bytes], path: str, field: str = "strategy.fron
         vectors = np.array([q["vector"] for q in points], np.float64)
         if vectors.ndim != 2 or len(points) == 0:
             raise ValueError("no points")
-        return Front(vectors, np.array([q["flops_per_batch"] for q in points], np.float64),
-                     np.array([q["score"] for q in points], np.float64),
-                     {k: v for k, v in doc.items() if k not in ("points", "evaluated")}, str(path))
+        return Front(
+            vectors,
+            np.array([q["flops_per_batch"] for q in points], np.float64),
+            np.array([q["score"] for q in points], np.float64),
+            {k: v for k, v in doc.items() if k not in ("points", "evaluated")},
+            str(path),
+        )
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as e:
         raise UserError(f"{field} = {path!r}: not a front file ({type(e).__name__}: {e})") from None
 
@@ -96,37 +107,52 @@ def check_front(front: Front | str | Path, cfg, field: str, data=None, model=Non
     where = f"{field} = {front.source!r}"
     missing = [k for k in MADE_FOR if k not in front.meta]
     if missing:
-        raise UserError(f"{where}: does not record what it was made for ({', '.join(missing)} missing; an older "
-                        f"edgeweave made it); make it again with `edgeweave dse CONFIG --force`")
+        raise UserError(
+            f"{where}: does not record what it was made for ({', '.join(missing)} missing; an older "
+            f"edgeweave made it); make it again with `edgeweave dse CONFIG --force`"
+        )
     made = front.meta
     theirs_params = made["model_params"] if isinstance(made["model_params"], dict) else {}
     ours_params = {k: v for k, v in cfg.model.params.model_dump(mode="json").items() if k not in NORM_FIELDS}
     diffs = [("model.name =", made["model"], "this config has", cfg.model.name)]
-    diffs += [(f"model.{k} =", theirs_params.get(k), "this config has", ours_params.get(k))
-              for k in sorted(set(theirs_params) | set(ours_params))]
+    diffs += [
+        (f"model.{k} =", theirs_params.get(k), "this config has", ours_params.get(k))
+        for k in sorted(set(theirs_params) | set(ours_params))
+    ]
     diffs += [("training.batch_size =", made["batch_size"], "this config has", cfg.training.batch_size)]
     trained = made.get("training") if isinstance(made.get("training"), dict) else {}  # recorded since the policy
     diffs += [(f"training.{k} =", trained[k], "this config has", getattr(cfg.training, k)) for k in sorted(trained)]
     if data is not None:
         data_has = f"data {cfg.data.name!r} has"
-        diffs += [("input shape", made["input_shape"], data_has, [int(n) for n in data.input_shape]),
-                  ("classes", made["num_classes"], data_has, int(data.num_classes))]
+        diffs += [
+            ("input shape", made["input_shape"], data_has, [int(n) for n in data.input_shape]),
+            ("classes", made["num_classes"], data_has, int(data.num_classes)),
+        ]
     for name, theirs, who, ours in diffs:
         if theirs != ours:
-            raise UserError(f"{where}: made for {name} {theirs!r}, but {who} {ours!r}; "
-                            "make a front for this config with `edgeweave dse CONFIG`")
+            raise UserError(
+                f"{where}: made for {name} {theirs!r}, but {who} {ours!r}; "
+                "make a front for this config with `edgeweave dse CONFIG`"
+            )
     norm = getattr(cfg.model.params, "norm", None)
     if model is not None and "batch_norm" in made and made["batch_norm"] != normalises(model):
         had = "with" if made["batch_norm"] else "without"
-        raise UserError(f"{where}: scored on the model {had} batch norm, but this config's has "
-                        f"{'none' if made['batch_norm'] else 'batch norm'} (model.norm = {norm!r}); make a front "
-                        "for this config with `edgeweave dse CONFIG`")
+        raise UserError(
+            f"{where}: scored on the model {had} batch norm, but this config's has "
+            f"{'none' if made['batch_norm'] else 'batch norm'} (model.norm = {norm!r}); make a front "
+            "for this config with `edgeweave dse CONFIG`"
+        )
     if model is not None and normalises(model) and made.get("norm") != norm:
-        searched = "without a batch-norm policy (an older edgeweave)" if made.get("norm") is None else \
-            f"under model.norm = {made['norm']!r}"
-        raise UserError(f"{where}: scored {searched}, but this config trains with model.norm = {norm!r}: its scores "
-                        "rank vectors for other batch-norm statistics; make a front for this config with "
-                        "`edgeweave dse CONFIG`")
+        searched = (
+            "without a batch-norm policy (an older edgeweave)"
+            if made.get("norm") is None
+            else f"under model.norm = {made['norm']!r}"
+        )
+        raise UserError(
+            f"{where}: scored {searched}, but this config trains with model.norm = {norm!r}: its scores "
+            "rank vectors for other batch-norm statistics; make a front for this config with "
+            "`edgeweave dse CONFIG`"
+        )
     return front
 
 
@@ -172,6 +198,7 @@ def front_rule(front: Front, sizes: np.ndarray, batch: int, per_round: bool = Fa
         if per_round:
             kept.append(i)
         return float(cost[i]), i
+
     return rule
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgeweave.platform.train.plans import nested
 from edgeweave.platform.methods.base import STRATEGIES
 from edgeweave.platform.methods.width import ScaledWidthParams, WidthRules, width_method
+from edgeweave.platform.train.plans import nested
 
 
 class HeteroFLRules(WidthRules):

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgeweave.platform.train.aggregate import Partial
 from edgeweave.platform.core.errors import UserError
 from edgeweave.platform.core.registry import Params
 from edgeweave.platform.methods.base import STRATEGIES, DeviceHalf, Job, Method, RoundPlan, Rules, ServerHalf
 from edgeweave.platform.methods.context import DeviceContext, ServerContext
+from edgeweave.platform.train.aggregate import Partial
 
 if TYPE_CHECKING:
     from edgeweave.platform.config.schema import ExperimentConfig
@@ -35,9 +35,11 @@ class ScaffoldRules(Rules):
     @classmethod
     def check(cls, params: Params, cfg: "ExperimentConfig") -> None:
         if cfg.aggregation.mode == "async":
-            raise UserError("strategy.name = 'scaffold': needs aggregation.mode: sync; a device's correction uses "
-                            "the server's control variate as it started, and async steps keep the weights of past "
-                            "model versions but not that variate's")
+            raise UserError(
+                "strategy.name = 'scaffold': needs aggregation.mode: sync; a device's correction uses "
+                "the server's control variate as it started, and async steps keep the weights of past "
+                "model versions but not that variate's"
+            )
 
     def device_arrays(self, slicer: "Slicer") -> dict[str, int]:
         return {CONTROL: slicer.layout.size}

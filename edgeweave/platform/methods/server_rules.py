@@ -24,7 +24,6 @@ from edgeweave.platform.core.registries import SERVER_RULES as SERVER_RULES
 from edgeweave.platform.core.registry import Params
 
 
-
 class PlainParams(Params):
     lr: float = Field(1.0, gt=0)  # the server's step along the averaged update (1: the average itself)
 
@@ -35,15 +34,15 @@ class MomentumParams(PlainParams):
 
 class AdaptiveParams(Params):
     lr: float = Field(0.01, gt=0)  # Reddi et al.'s best server rates lie between 10^-2.5 and 1 (their Table 8)
-    beta1: float = Field(0.9, ge=0, lt=1)
-    beta2: float = Field(0.99, ge=0, lt=1)
+    beta1: float = Field(0.9, ge=0, lt=1)  # decay of the first moment m of the averaged updates; Reddi et al.: 0.9
+    beta2: float = Field(0.99, ge=0, lt=1)  # decay of the second moment v; Reddi et al.: 0.99
     tau: float = Field(1e-3, gt=0)  # adaptivity: larger is closer to momentum SGD
 
 
 class AdagradParams(Params):
-    lr: float = Field(0.1, gt=0)
-    beta1: float = Field(0.9, ge=0, lt=1)
-    tau: float = Field(1e-3, gt=0)
+    lr: float = Field(0.1, gt=0)  # the server's rate, inside Reddi et al.'s best range (10^-2.5 to 1)
+    beta1: float = Field(0.9, ge=0, lt=1)  # decay of the first moment m of the averaged updates; Reddi et al.: 0.9
+    tau: float = Field(1e-3, gt=0)  # adaptivity: larger is closer to momentum SGD
 
 
 class ServerRule:
@@ -97,7 +96,7 @@ class Adaptive(ServerRule):
     def __init__(self, params: Params, learned: np.ndarray) -> None:
         super().__init__(params, learned)
         self.m = np.zeros(len(learned), np.float64)
-        self.v = np.full(len(learned), params.tau ** 2, np.float64)
+        self.v = np.full(len(learned), params.tau**2, np.float64)
 
     def second(self, v: np.ndarray, d2: np.ndarray) -> np.ndarray:
         return self.params.beta2 * v + (1 - self.params.beta2) * d2
@@ -132,8 +131,9 @@ SERVER_RULES.add("yogi", Yogi, AdaptiveParams)
 SERVER_RULES.add("adagrad", Adagrad, AdagradParams)
 
 
-def build_rule(name: str, params: Params, learned: np.ndarray, state: Optional[dict[str, np.ndarray]] = None
-               ) -> ServerRule:
+def build_rule(
+    name: str, params: Params, learned: np.ndarray, state: Optional[dict[str, np.ndarray]] = None
+) -> ServerRule:
     """The config's rule over a model whose parameter elements are `learned`."""
     rule = SERVER_RULES.build(name, params, learned=learned)
     if state:

@@ -14,10 +14,10 @@ import numpy as np
 from pydantic import Field
 
 from edgeweave.platform.core.errors import UserError
-from edgeweave.platform.train.plans import nested, uniform_plan
 from edgeweave.platform.methods.base import STRATEGIES, Job, Method, RoundPlan
 from edgeweave.platform.methods.context import ServerContext
 from edgeweave.platform.methods.width import WidthDevice, WidthParams, WidthRules, WidthServer
+from edgeweave.platform.train.plans import nested, uniform_plan
 from edgeweave.platform.train.task_plans import allowed_mask
 
 if TYPE_CHECKING:
@@ -38,8 +38,10 @@ class SmallRules(WidthRules):
     @classmethod
     def check(cls, params: SmallParams, cfg: "ExperimentConfig") -> None:  # type: ignore[override]
         if params.rate_by != "tier":
-            raise UserError(f"strategy.rate_by = {params.rate_by!r}: `small` trains one width on every device; "
-                            "allowed: tier (set strategy.rate, or the tier rates whose smallest it takes)")
+            raise UserError(
+                f"strategy.rate_by = {params.rate_by!r}: `small` trains one width on every device; "
+                "allowed: tier (set strategy.rate, or the tier rates whose smallest it takes)"
+            )
         if params.rate is None:
             super().check(params, cfg)
 

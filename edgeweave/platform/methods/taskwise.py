@@ -16,16 +16,16 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Optional
 import numpy as np
 from pydantic import Field
 
-from edgeweave.platform.train.aggregate import Partial
+from edgeweave.platform.core.errors import UserError
+from edgeweave.platform.core.inputs import FileParams
+from edgeweave.platform.core.seeding import Stream, rng
 from edgeweave.platform.data import DATASETS, ArrayData
 from edgeweave.platform.devices.timeline import StepRule
-from edgeweave.platform.core.errors import UserError
-from edgeweave.platform.methods.front import Front, check_front, front_rule, parse_front
-from edgeweave.platform.core.inputs import FileParams
-from edgeweave.platform.train.plans import Plan, thin
-from edgeweave.platform.core.seeding import Stream, rng
 from edgeweave.platform.methods.base import STRATEGIES, DeviceHalf, Job, Method, RoundPlan, Rules, ServerHalf
 from edgeweave.platform.methods.context import DeviceContext, Facts, ServerContext
+from edgeweave.platform.methods.front import Front, check_front, front_rule, parse_front
+from edgeweave.platform.train.aggregate import Partial
+from edgeweave.platform.train.plans import Plan, thin
 from edgeweave.platform.train.task_plans import allowed_mask, attributed_plans, class_groups, grouped_plans, union
 
 if TYPE_CHECKING:
@@ -35,16 +35,18 @@ if TYPE_CHECKING:
 
 class TaskwiseParams(FileParams):
     input_fields: ClassVar[tuple[str, ...]] = ("dropout_front",)  # read once with the config, sent with it
+    # grouped: layers after `trunk` split into one channel group per task; attributed: by relevance after warm-up
     mode: Literal["grouped", "attributed"] = "grouped"
     groups: int = Field(5, ge=1)  # tasks: the classes split into this many contiguous groups
     class_groups: Optional[list[list[int]]] = None  # or explicit class lists, one per task
     trunk: int = Field(1, ge=0)  # grouped: prunable layers shared by every task
     keep: float = Field(0.5, gt=0, le=1)  # attributed: share of each layer a task keeps
     warmup_rounds: int = Field(2, ge=0)  # attributed: full-model FedAvg rounds before scoring
+    # held: the ones it holds most; sampled: drawn per round by samples held; explicit: `assignment`; budget: by tier
     tasks: Literal["held", "sampled", "explicit", "budget"] = "held"
-    tasks_per_device: int = Field(1, ge=1)
+    tasks_per_device: int = Field(1, ge=1)  # tasks a device trains; budget: times its tier's speed, rounded up
     assignment: Optional[list[list[int]]] = None  # explicit: task ids per device (cycled)
-    objective: Literal["other", "ovr"] = "other"
+    objective: Literal["other", "ovr"] = "other"  # other: softmax plus a zero "other" logit; ovr: a sigmoid per class
     dropout_front: Optional[str] = None  # a DISTREAL front: drop filters inside the task sub-model
 
 
@@ -75,45 +77,60 @@ def _check_tasks(p: TaskwiseParams, cfg: "ExperimentConfig") -> None:
     tasks = _task_count(p)
     for g, classes in enumerate(p.class_groups or []):
         if not classes:
-            raise UserError(f"strategy.class_groups = {p.class_groups}: group {g} is empty; "
-                            "every group needs at least one class")
+            raise UserError(
+                f"strategy.class_groups = {p.class_groups}: group {g} is empty; every group needs at least one class"
+            )
         if min(classes) < 0:
-            raise UserError(f"strategy.class_groups = {p.class_groups}: class {min(classes)} does not exist; "
-                            "classes are numbered from 0")
+            raise UserError(
+                f"strategy.class_groups = {p.class_groups}: class {min(classes)} does not exist; "
+                "classes are numbered from 0"
+            )
     if p.assignment is None:
         return
     count = cfg.devices.count
     if len(p.assignment) > count:
-        raise UserError(f"strategy.assignment = {p.assignment}: {len(p.assignment)} entries, one per device id, "
-                        f"but devices.count = {count}; give at most {count} (they repeat over the devices)")
+        raise UserError(
+            f"strategy.assignment = {p.assignment}: {len(p.assignment)} entries, one per device id, "
+            f"but devices.count = {count}; give at most {count} (they repeat over the devices)"
+        )
     for d, ids in enumerate(p.assignment):
         if not ids:
-            raise UserError(f"strategy.assignment = {p.assignment}: device {d} has no task; "
-                            f"give it task ids in 0..{tasks - 1}")
+            raise UserError(
+                f"strategy.assignment = {p.assignment}: device {d} has no task; give it task ids in 0..{tasks - 1}"
+            )
         bad = [t for t in ids if not 0 <= t < tasks]
         if bad:
-            source = (f"{len(p.class_groups)} strategy.class_groups" if p.class_groups
-                      else f"strategy.groups = {p.groups}")
-            raise UserError(f"strategy.assignment = {p.assignment}: task {bad[0]} does not exist; "
-                            f"task ids are 0..{tasks - 1} ({source})")
+            source = (
+                f"{len(p.class_groups)} strategy.class_groups" if p.class_groups else f"strategy.groups = {p.groups}"
+            )
+            raise UserError(
+                f"strategy.assignment = {p.assignment}: task {bad[0]} does not exist; "
+                f"task ids are 0..{tasks - 1} ({source})"
+            )
 
 
 def _check_classes(p: TaskwiseParams, num_classes: int, where: str) -> None:
     """Every class id exists and every class is in some group; no more contiguous groups than classes."""
     if not p.class_groups:
         if p.groups > num_classes:
-            raise UserError(f"strategy.groups = {p.groups}: at most {num_classes}, the classes of {where} "
-                            "(every task needs a class)")
+            raise UserError(
+                f"strategy.groups = {p.groups}: at most {num_classes}, the classes of {where} "
+                "(every task needs a class)"
+            )
         return
     named = sorted({c for g in p.class_groups for c in g})
     past = [c for c in named if c >= num_classes]
     if past:
-        raise UserError(f"strategy.class_groups = {p.class_groups}: class {past[0]} does not exist; "
-                        f"{where} has classes 0..{num_classes - 1}")
+        raise UserError(
+            f"strategy.class_groups = {p.class_groups}: class {past[0]} does not exist; "
+            f"{where} has classes 0..{num_classes - 1}"
+        )
     missed = sorted(set(range(num_classes)) - set(named))
     if missed:
-        raise UserError(f"strategy.class_groups = {p.class_groups}: class {missed[0]} is in no group; "
-                        f"every class of {where} (0..{num_classes - 1}) needs a group")
+        raise UserError(
+            f"strategy.class_groups = {p.class_groups}: class {missed[0]} is in no group; "
+            f"every class of {where} (0..{num_classes - 1}) needs a group"
+        )
 
 
 class TaskwiseRules(Rules):
@@ -135,9 +152,11 @@ class TaskwiseRules(Rules):
             raise UserError("strategy.tasks = 'explicit': needs strategy.assignment, task ids per device")
         _check_tasks(params, cfg)
         if cfg.aggregation.mode == "async" and params.mode == "attributed" and params.warmup_rounds > 0:
-            raise UserError(f"strategy.warmup_rounds = {params.warmup_rounds}: in async aggregation the task plans "
-                            "replace the model while devices still train the warm-up's; set it to 0 (plans from "
-                            "the initial model) or use aggregation.mode: sync")
+            raise UserError(
+                f"strategy.warmup_rounds = {params.warmup_rounds}: in async aggregation the task plans "
+                "replace the model while devices still train the warm-up's; set it to 0 (plans from "
+                "the initial model) or use aggregation.mode: sync"
+            )
         declared = declared_classes(cfg)
         if declared is not None:
             _check_classes(params, declared, f"data {cfg.data.name}")
@@ -155,7 +174,7 @@ class TaskwiseRules(Rules):
             check_front(_dropout_front(params), cfg, DROPOUT_FRONT, data, slicer.model)
         if params.mode != "grouped":
             return
-        grouped = slicer.widths[params.trunk:]
+        grouped = slicer.widths[params.trunk :]
         tasks = _task_count(params)
         if grouped and tasks > min(grouped):
             field = "strategy.class_groups" if params.class_groups else "strategy.groups"
@@ -164,7 +183,8 @@ class TaskwiseRules(Rules):
             raise UserError(
                 f"{field} = {value}: {tasks} tasks; at most {min(grouped)}, the channels of the narrowest "
                 f"grouped layer (prunable layer {layer} of model {cfg.model.name}, after strategy.trunk = "
-                f"{params.trunk}); use fewer tasks, a larger strategy.trunk or a wider model")
+                f"{params.trunk}); use fewer tasks, a larger strategy.trunk or a wider model"
+            )
 
     def receive(self, shared: Any) -> None:
         """The task plans, once the server has made them (they never change after)."""
@@ -251,8 +271,9 @@ class TaskwiseServer(ServerHalf):
         if not rules.warming_up(round_) and rules.plans is None:
             plans = self._make_plans(ctx)
             # From here on, elements no task owns are zero: the model is the union of the tasks.
-            weights = np.where(allowed_mask(ctx.facts.slicer, ctx.facts.model_size, plans), ctx.weights,
-                               0.0).astype(np.float32)
+            weights = np.where(allowed_mask(ctx.facts.slicer, ctx.facts.model_size, plans), ctx.weights, 0.0).astype(
+                np.float32
+            )
             return RoundPlan([Job(int(d)) for d in devices], plans, weights)
         return RoundPlan([Job(int(d)) for d in devices], rules.plans)
 
@@ -278,8 +299,10 @@ class TaskwiseServer(ServerHalf):
         tasks = sorted({int(k.split(".")[1]) for k in arrays if k.startswith("plan.")})
         layers = sorted({int(k.split(".")[3]) for k in arrays if ".keep." in k})
         self.rules.plans = None
-        self.rules.receive([Plan(tuple(arrays[f"plan.{t}.keep.{k}"] for k in layers), arrays[f"plan.{t}.classes"])
-                            for t in tasks] or None)
+        self.rules.receive(
+            [Plan(tuple(arrays[f"plan.{t}.keep.{k}"] for k in layers), arrays[f"plan.{t}.classes"]) for t in tasks]
+            or None
+        )
 
 
 class TaskwiseDevice(DeviceHalf):
@@ -295,17 +318,26 @@ class TaskwiseDevice(DeviceHalf):
         from edgeweave.platform.train.task_training import OBJECTIVES, own_labels  # torch: only where devices train
 
         plan = rules.device_plan(facts, job.device, round_)
-        task = dict(loss_fn=OBJECTIVES[rules.params.objective], targets=lambda y, p: own_labels(y, p.classes),
-                    allowed=rules.allowed(facts))
+        task = dict(
+            loss_fn=OBJECTIVES[rules.params.objective],
+            targets=lambda y, p: own_labels(y, p.classes),
+            allowed=rules.allowed(facts),
+        )
         if not rules.params.dropout_front:
             ctx.train_plan(round_, job, weights, partial, plan, **task)
             return
         timeline = rules.device_round(facts, round_, job)
         vectors = rules.own_front(facts, plan).vectors[timeline.choices]  # its own order, by cost here
         seed = rules.cfg.seed
-        ctx.train_steps(round_, job, weights, partial, steps=timeline.steps,
-                        plan_for_step=lambda k: thin(plan, vectors[k],
-                                                     rng(seed, round_, job.device, Stream.TASKWISE_THIN, k)), **task)
+        ctx.train_steps(
+            round_,
+            job,
+            weights,
+            partial,
+            steps=timeline.steps,
+            plan_for_step=lambda k: thin(plan, vectors[k], rng(seed, round_, job.device, Stream.TASKWISE_THIN, k)),
+            **task,
+        )
 
 
 STRATEGIES.add("taskwise", Method(TaskwiseRules, TaskwiseServer, TaskwiseDevice), TaskwiseParams)

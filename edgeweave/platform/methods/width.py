@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Literal, Optional
 import numpy as np
 from pydantic import Field, field_validator
 
-from edgeweave.platform.train.aggregate import Partial
 from edgeweave.platform.core.errors import UserError
-from edgeweave.platform.train.plans import Plan, nested, uniform_plan
 from edgeweave.platform.core.registry import Params
 from edgeweave.platform.methods.base import DeviceHalf, Job, Method, RoundPlan, Rules, ServerHalf
 from edgeweave.platform.methods.context import DeviceContext, Facts, ServerContext
+from edgeweave.platform.train.aggregate import Partial
+from edgeweave.platform.train.plans import Plan, nested, uniform_plan
 
 if TYPE_CHECKING:
     from edgeweave.platform.config.schema import ExperimentConfig
@@ -26,8 +26,11 @@ if TYPE_CHECKING:
 
 
 class WidthParams(Params):
+    # Width rate per tier name, the share of each layer's channels its devices train (`small`: the least of them)
     rates: dict[str, float] = Field(default_factory=lambda: {"strong": 1.0, "medium": 0.5, "weak": 0.25})
+    # tier: the tier's rate; budget: the largest of `allowed` whose whole work fits devices.deadline at round start
     rate_by: Literal["tier", "budget"] = "tier"
+    # The rates rate_by: budget picks from; fjord draws each mini-batch's width from those up to the device's rate
     allowed: list[float] = Field(default_factory=lambda: [1.0, 0.75, 0.5, 0.25], min_length=1)
     label_split: bool = False  # train only the output rows of the classes the device holds
     scale_kept: bool = False  # scale a thinned layer's outputs by full over kept width in training (a scaler)
@@ -65,10 +68,13 @@ class WidthRules(Rules):
         missing = [t for t in tiers if t not in params.rates]
         if missing:
             raise UserError(
-                f"strategy.rates = {dict(params.rates)}: no rate for tier {missing[0]!r}; tiers: {', '.join(tiers)}")
+                f"strategy.rates = {dict(params.rates)}: no rate for tier {missing[0]!r}; tiers: {', '.join(tiers)}"
+            )
         if params.rate_by == "budget" and cfg.devices.deadline is None:
-            raise UserError("strategy.rate_by = 'budget': needs devices.deadline in seconds (a device's budget is the "
-                            "work that fits before it); set devices.deadline, or use rate_by: tier")
+            raise UserError(
+                "strategy.rate_by = 'budget': needs devices.deadline in seconds (a device's budget is the "
+                "work that fits before it); set devices.deadline, or use rate_by: tier"
+            )
 
     @abstractmethod
     def channels(self, layer: int, width: int, rate: float, round_: int, device: int) -> np.ndarray:
@@ -78,8 +84,11 @@ class WidthRules(Rules):
         return facts.classes(device) if self.params.label_split else None
 
     def job_plan(self, facts: Facts, round_: int, job: Job) -> Plan:
-        return uniform_plan(facts.slicer, lambda i, w: self.channels(i, w, job.rate, round_, job.device),
-                            self.classes_of(facts, job.device))
+        return uniform_plan(
+            facts.slicer,
+            lambda i, w: self.channels(i, w, job.rate, round_, job.device),
+            self.classes_of(facts, job.device),
+        )
 
     def cheapest_job(self, slicer: "Slicer", batch: int, tier: str) -> tuple[int, float]:
         """The narrowest sub-model a device of `tier` can be given: its tier's rate, or any allowed rate."""
@@ -112,8 +121,14 @@ class WidthDevice(DeviceHalf):
     rules: WidthRules
 
     def train(self, ctx: DeviceContext, round_: int, job: Job, weights: np.ndarray, partial: Partial) -> None:
-        ctx.train_plan(round_, job, weights, partial, self.rules.job_plan(ctx.facts, round_, job),
-                       scale_kept=self.rules.params.scale_kept)
+        ctx.train_plan(
+            round_,
+            job,
+            weights,
+            partial,
+            self.rules.job_plan(ctx.facts, round_, job),
+            scale_kept=self.rules.params.scale_kept,
+        )
 
 
 def width_method(rules: type[WidthRules]) -> Method:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from edgeweave.platform.models.base import MODELS
 
-MAY_IMPORT = ('core',)  # checked by tests/unit/test_layout.py
+MAY_IMPORT = ("core",)  # checked by tests/unit/test_layout.py
 
 if TYPE_CHECKING:
     from torch import nn
@@ -32,7 +32,9 @@ def build_model(choice, input_shape: tuple[int, int, int], num_classes: int, see
         torch.manual_seed(seed)
         model = MODELS.build(choice.name, choice.params).build(input_shape, num_classes)
     if "norm" not in type(choice.params).model_fields and any(is_batch_norm(m) for m in model.modules()):
-        raise UserError(f"model.name = {choice.name!r}: it has batch-norm layers, but its parameters "
-                        f"({type(choice.params).__name__}) have no `norm`; subclass ModelParams so that model.norm "
-                        "can say whose statistics the global model keeps")
+        raise UserError(
+            f"model.name = {choice.name!r}: it has batch-norm layers, but its parameters "
+            f"({type(choice.params).__name__}) have no `norm`; subclass ModelParams so that model.norm "
+            "can say whose statistics the global model keeps"
+        )
     return apply_norm(model, getattr(choice.params, "norm", None))

@@ -8,10 +8,9 @@ from typing import Optional
 
 from pydantic import Field
 
-from edgeweave.platform.models.norm import Norm
 from edgeweave.platform.core.registries import MODELS as MODELS
 from edgeweave.platform.core.registry import Params
-
+from edgeweave.platform.models.norm import Norm
 
 
 class ModelParams(Params):

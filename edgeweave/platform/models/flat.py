@@ -44,14 +44,19 @@ class FlatLayout:
     def grads(self, model: nn.Module) -> torch.Tensor:
         """The gradients in layout order; buffers and untouched parameters give zeros."""
         state = model.state_dict(keep_vars=True)
-        return torch.cat([(state[n].grad if state[n].grad is not None else torch.zeros_like(state[n])).reshape(-1)
-                          for n in self.names])
+        return torch.cat(
+            [
+                (state[n].grad if state[n].grad is not None else torch.zeros_like(state[n])).reshape(-1)
+                for n in self.names
+            ]
+        )
 
     def learned(self, model: nn.Module) -> np.ndarray:
         """A bool mask over the flat elements: True on parameters, False on buffers (batch-norm statistics)."""
         params = {n for n, _ in model.named_parameters()}
-        return np.concatenate([np.full(b - a, n in params) for n, a, b in zip(self.names, self.offsets[:-1],
-                                                                              self.offsets[1:])])
+        return np.concatenate(
+            [np.full(b - a, n in params) for n, a, b in zip(self.names, self.offsets[:-1], self.offsets[1:])]
+        )
 
     def gather(self, named: dict[str, torch.Tensor]) -> np.ndarray:
         """Named tensors (some of the layout's) as one flat float32 array, zeros where none is given."""
@@ -65,5 +70,7 @@ class FlatLayout:
         """A flat array (a mask, say) as named tensors of the model's shapes, to be read (a read-only array from
         the object store, SCAFFOLD's shared control variate, is fine)."""
         src = tensor_view(flat)
-        return {n: src[a:b].view(s).to(torch.float32)
-                for n, s, a, b in zip(self.names, self.shapes, self.offsets[:-1], self.offsets[1:])}
+        return {
+            n: src[a:b].view(s).to(torch.float32)
+            for n, s, a, b in zip(self.names, self.shapes, self.offsets[:-1], self.offsets[1:])
+        }

@@ -17,8 +17,16 @@ import torch.nn.functional as F
 from torch import nn
 
 SHAPED = (nn.Conv2d, nn.Linear)  # layers whose FLOPs follow from their shapes
-FREE = (nn.ReLU, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten, nn.BatchNorm2d, nn.Identity,
-        nn.Dropout)  # layers the counter counts nothing for
+FREE = (
+    nn.ReLU,
+    nn.MaxPool2d,
+    nn.AvgPool2d,
+    nn.AdaptiveAvgPool2d,
+    nn.Flatten,
+    nn.BatchNorm2d,
+    nn.Identity,
+    nn.Dropout,
+)  # layers the counter counts nothing for
 
 
 def shaped_flops_per_sample(model: nn.Module, input_shape: tuple[int, ...], batch: int = 2) -> Optional[int]:
@@ -29,9 +37,12 @@ def shaped_flops_per_sample(model: nn.Module, input_shape: tuple[int, ...], batc
     from edgeweave.platform.models.layers import ConvNet  # whose forward calls nothing but its layers
 
     leaves = [m for m in model.modules() if not list(m.children())]
-    if (type(model) is not ConvNet or not all(isinstance(m, SHAPED + FREE) for m in leaves)
-            or any(isinstance(m, nn.Conv2d) and m.groups != 1 for m in leaves)
-            or not all(p.requires_grad for p in model.parameters())):
+    if (
+        type(model) is not ConvNet
+        or not all(isinstance(m, SHAPED + FREE) for m in leaves)
+        or any(isinstance(m, nn.Conv2d) and m.groups != 1 for m in leaves)
+        or not all(p.requires_grad for p in model.parameters())
+    ):
         return None
     total, gradient_flows = 0, False
 
@@ -79,12 +90,14 @@ class FlopsCache:
     def __init__(self) -> None:
         self._cache: dict[Hashable, int] = {}
 
-    def per_sample(self, key: Hashable, build: Callable[[], nn.Module], input_shape: tuple[int, ...],
-                   num_classes: int) -> int:
+    def per_sample(
+        self, key: Hashable, build: Callable[[], nn.Module], input_shape: tuple[int, ...], num_classes: int
+    ) -> int:
         full_key = (key, tuple(input_shape), num_classes)
         if full_key not in self._cache:
             model = build()
             shaped = shaped_flops_per_sample(model, input_shape)
-            self._cache[full_key] = shaped if shaped is not None else measure_flops_per_sample(
-                model, input_shape, num_classes)
+            self._cache[full_key] = (
+                shaped if shaped is not None else measure_flops_per_sample(model, input_shape, num_classes)
+            )
         return self._cache[full_key]

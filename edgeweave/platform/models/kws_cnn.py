@@ -21,6 +21,11 @@ class KwsCNN:
         from edgeweave.platform.models.layers import ConvNet, conv_stack, mlp_head
 
         w = self.params.width
-        features, c, pixels = conv_stack([32, "M", 64, "M", 64, "M", 128, "M"], input_shape[0], input_shape[1:],
-                                         w, batch_norm=self.params.has_batch_norm())
+        features, c, pixels = conv_stack(
+            [32, "M", 64, "M", 64, "M", 128, "M"],
+            input_shape[0],
+            input_shape[1:],
+            w,
+            batch_norm=self.params.has_batch_norm(),
+        )
         return ConvNet(features, mlp_head(c * pixels, [scaled(128, w)], num_classes))

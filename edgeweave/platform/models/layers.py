@@ -9,7 +9,11 @@ from edgeweave.platform.models.base import scaled
 
 
 def conv_stack(
-    spec: list[int | str], in_channels: int, size: tuple[int, int], width: float, batch_norm: bool,
+    spec: list[int | str],
+    in_channels: int,
+    size: tuple[int, int],
+    width: float,
+    batch_norm: bool,
 ) -> tuple[nn.Sequential, int, int]:
     """3x3 conv layers and 'M' max-pools; a pool is skipped once the input is 1 pixel high or wide.
 

@@ -81,8 +81,7 @@ def recompute_statistics(model: "nn.Module", x: np.ndarray, batch_size: int = 50
     passed through the full model in batches (HeteroFL's procedure after training: momentum None)."""
     import torch
 
-    from edgeweave.platform.core.arrays import tensor_view
-    from edgeweave.platform.core.arrays import device_of
+    from edgeweave.platform.core.arrays import device_of, tensor_view
 
     norms = [m for m in model.modules() if is_batch_norm(m) and m.track_running_stats]
     if not norms or len(x) == 0:

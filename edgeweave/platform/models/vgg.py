@@ -25,8 +25,9 @@ class _VGG:
         from edgeweave.platform.models.layers import ConvNet, conv_stack, mlp_head
 
         p = self.params
-        features, c, pixels = conv_stack(SPECS[self.depth], input_shape[0], input_shape[1:], p.width,
-                                         p.has_batch_norm())
+        features, c, pixels = conv_stack(
+            SPECS[self.depth], input_shape[0], input_shape[1:], p.width, p.has_batch_norm()
+        )
         return ConvNet(features, mlp_head(c * pixels, [], num_classes))
 
 

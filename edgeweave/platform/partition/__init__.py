@@ -7,17 +7,18 @@ from typing import Optional
 
 import numpy as np
 
-from edgeweave.platform.partition.base import PARTITIONERS, Partition
 from edgeweave.platform.core.seeding import SERVER, Stream, rng
+from edgeweave.platform.partition.base import PARTITIONERS, Partition
 
-MAY_IMPORT = ('core',)  # checked by tests/unit/test_layout.py
+MAY_IMPORT = ("core",)  # checked by tests/unit/test_layout.py
 
 
 __all__ = ["PARTITIONERS", "Partition", "partition_data"]
 
 
-def partition_data(choice, labels: np.ndarray, num_devices: int, seed: int,
-                   owners: Optional[np.ndarray] = None) -> Partition:
+def partition_data(
+    choice, labels: np.ndarray, num_devices: int, seed: int, owners: Optional[np.ndarray] = None
+) -> Partition:
     """Split the training samples between `num_devices` devices as the config's policy says; a policy
     that reads who made each sample (`natural`) gets `owners`."""
     policy = PARTITIONERS.build(choice.name, choice.params)

@@ -10,7 +10,6 @@ import numpy as np
 from edgeweave.platform.core.registries import PARTITIONERS as PARTITIONERS
 
 
-
 @dataclass(frozen=True)
 class Partition:
     """All devices' sample indices in one array; device d holds indices[offsets[d]:offsets[d+1]]."""

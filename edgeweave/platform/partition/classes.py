@@ -10,12 +10,12 @@ import numpy as np
 from pydantic import Field
 
 from edgeweave.platform.core.errors import UserError
-from edgeweave.platform.partition.base import PARTITIONERS
 from edgeweave.platform.core.registry import Params
+from edgeweave.platform.partition.base import PARTITIONERS
 
 
 class ClassesParams(Params):
-    classes: list[list[int]] = Field(min_length=1)
+    classes: list[list[int]] = Field(min_length=1)  # class ids per device: device d holds classes[d mod len(classes)]
     elsewhere: float = Field(0.0, ge=0, lt=1)  # share of each class's samples dealt to the devices not listing it
 
 
@@ -29,7 +29,7 @@ class Classes:
     def split(self, labels: np.ndarray, num_devices: int, g: np.random.Generator) -> list[np.ndarray]:
         lists = [self.params.classes[d % len(self.params.classes)] for d in range(num_devices)]
         present = set(np.unique(labels).tolist())
-        for d, cls in enumerate(lists):
+        for cls in lists:
             bad = [c for c in cls if c not in present]
             if bad:
                 raise UserError(

@@ -6,14 +6,14 @@ import numpy as np
 from pydantic import Field
 
 from edgeweave.platform.core.errors import UserError
-from edgeweave.platform.partition.base import PARTITIONERS
 from edgeweave.platform.core.registry import Params
+from edgeweave.platform.partition.base import PARTITIONERS
 
 
 class DirichletParams(Params):
-    alpha: float = Field(0.5, gt=0)
-    min_samples: int = Field(1, ge=0)
-    max_tries: int = Field(100, ge=1)
+    alpha: float = Field(0.5, gt=0)  # concentration of each class's shares over devices: smaller is more skewed
+    min_samples: int = Field(1, ge=0)  # the least samples a device may hold; a split with fewer is drawn again
+    max_tries: int = Field(100, ge=1)  # draws of the split before giving up with an error
 
 
 @PARTITIONERS.register("dirichlet", DirichletParams)

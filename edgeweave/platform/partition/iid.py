@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgeweave.platform.partition.base import PARTITIONERS
 from edgeweave.platform.core.registry import Params
+from edgeweave.platform.partition.base import PARTITIONERS
 
 
 @PARTITIONERS.register("iid")

@@ -11,8 +11,8 @@ from typing import Optional
 import numpy as np
 
 from edgeweave.platform.core.errors import UserError
-from edgeweave.platform.partition.base import PARTITIONERS
 from edgeweave.platform.core.registry import Params
+from edgeweave.platform.partition.base import PARTITIONERS
 
 
 @PARTITIONERS.register("natural")
@@ -24,17 +24,22 @@ class Natural:
     def __init__(self, params: Params) -> None:
         self.params = params
 
-    def split(self, labels: np.ndarray, num_devices: int, g: np.random.Generator,
-              owners: Optional[np.ndarray] = None) -> list[np.ndarray]:
+    def split(
+        self, labels: np.ndarray, num_devices: int, g: np.random.Generator, owners: Optional[np.ndarray] = None
+    ) -> list[np.ndarray]:
         """Each device's samples: all of one owner's, for `num_devices` owners drawn from `g`."""
         if owners is None:
-            raise UserError("partition.policy = 'natural': this data set does not say who made each sample; "
-                            "natural needs femnist (writers) or speech_commands (speakers)")
+            raise UserError(
+                "partition.policy = 'natural': this data set does not say who made each sample; "
+                "natural needs femnist (writers) or speech_commands (speakers)"
+            )
         ids, inverse = np.unique(owners, return_inverse=True)
         if num_devices > len(ids):
-            raise UserError(f"devices.count = {num_devices}: partition 'natural' makes one device per owner, and "
-                            f"the data has {len(ids)}; use at most {len(ids)} devices")
+            raise UserError(
+                f"devices.count = {num_devices}: partition 'natural' makes one device per owner, and "
+                f"the data has {len(ids)}; use at most {len(ids)} devices"
+            )
         chosen = np.sort(g.choice(len(ids), size=num_devices, replace=False))
         order = np.argsort(inverse, kind="stable")
         starts = np.searchsorted(inverse[order], np.arange(len(ids) + 1))
-        return [order[starts[k]:starts[k + 1]] for k in chosen]
+        return [order[starts[k] : starts[k + 1]] for k in chosen]

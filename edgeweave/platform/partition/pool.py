@@ -10,12 +10,12 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from edgeweave.platform.partition.base import PARTITIONERS
 from edgeweave.platform.core.registry import Params
+from edgeweave.platform.partition.base import PARTITIONERS
 
 
 class PoolParams(Params):
-    samples_per_device: int = Field(50, ge=1)
+    samples_per_device: int = Field(50, ge=1)  # distinct samples each device draws (at most the data's size)
 
 
 @PARTITIONERS.register("pool", PoolParams)

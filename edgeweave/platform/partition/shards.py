@@ -6,12 +6,12 @@ import numpy as np
 from pydantic import Field
 
 from edgeweave.platform.core.errors import UserError
-from edgeweave.platform.partition.base import PARTITIONERS
 from edgeweave.platform.core.registry import Params
+from edgeweave.platform.partition.base import PARTITIONERS
 
 
 class ShardsParams(Params):
-    shards_per_device: int = Field(2, ge=1)
+    shards_per_device: int = Field(2, ge=1)  # label-sorted shards per device, about as many classes; McMahan et al.: 2
 
 
 @PARTITIONERS.register("shards", ShardsParams)

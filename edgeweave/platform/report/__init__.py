@@ -5,5 +5,14 @@ each width of the nested family (`widths.py`), and summarises a sweep's trials
 (`sweep_results.py`). Imports the stages up to `run`.
 """
 
-MAY_IMPORT = ('core', 'config', 'data', 'partition', 'devices', 'models', 'train', 'methods', 'run')  # checked by tests/unit/test_layout.py
-
+MAY_IMPORT = (
+    "core",
+    "config",
+    "data",
+    "partition",
+    "devices",
+    "models",
+    "train",
+    "methods",
+    "run",
+)  # checked by tests/unit/test_layout.py

@@ -13,8 +13,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from edgeweave.platform.config.schema import read_yaml  # noqa: E402
 from edgeweave.platform.core.errors import UserError  # noqa: E402
-from edgeweave.platform.run.plots import time_axis  # noqa: E402
 from edgeweave.platform.report.savings import device_savings  # noqa: E402
+from edgeweave.platform.run.plots import time_axis  # noqa: E402
 
 
 def read_run(run_dir: Path) -> dict[str, Any]:
@@ -31,9 +31,14 @@ def read_run(run_dir: Path) -> dict[str, Any]:
     strategy = cfg.get("strategy", {}).get("name", "?")
     if agg.get("mode") == "async":  # side by side with sync runs of the same method
         strategy += ", async" + (f" (buffer {agg['buffer']})" if agg.get("buffer") else "")
-    return {"dir": run_dir, "name": cfg.get("name", run_dir.name), "strategy": strategy,
-            "asynchronous": agg.get("mode") == "async",
-            "metrics": metrics, "devices": device_savings(devices_file) if devices_file.is_file() else []}
+    return {
+        "dir": run_dir,
+        "name": cfg.get("name", run_dir.name),
+        "strategy": strategy,
+        "asynchronous": agg.get("mode") == "async",
+        "metrics": metrics,
+        "devices": device_savings(devices_file) if devices_file.is_file() else [],
+    }
 
 
 def summarise(run: dict[str, Any], target: float, reference: Optional[float] = None) -> dict[str, Any]:
@@ -59,19 +64,24 @@ def summarise(run: dict[str, Any], target: float, reference: Optional[float] = N
 
 def table(rows: Sequence[dict[str, Any]], target: float) -> str:
     """A Markdown table, fastest to the target first (runs that never reach it last)."""
+
     def fmt(x: Optional[float], spec: str) -> str:
         return "-" if x is None else format(x, spec)
 
     ordered = sorted(rows, key=lambda r: (r["time_to_target"] is None, r["time_to_target"] or 0.0))
-    lines = [f"| run | strategy | final accuracy | best accuracy | virtual time to {target:g} (s) | "
-             "virtual time (s) | total FLOPs | device saving (min / mean) | accuracy vs reference |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"| run | strategy | final accuracy | best accuracy | virtual time to {target:g} (s) | "
+        "virtual time (s) | total FLOPs | device saving (min / mean) | accuracy vs reference |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in ordered:
-        lines.append(f"| {r['run']} | {r['strategy']} | {fmt(r['final_accuracy'], '.4f')} | "
-                     f"{fmt(r['best_accuracy'], '.4f')} | {fmt(r['time_to_target'], '.0f')} | "
-                     f"{fmt(r['virtual_time'], '.0f')} | {fmt(r['total_flops'], '.3g')} | "
-                     f"{fmt(r['min_saving'], '.2f')} / {fmt(r['mean_saving'], '.2f')} | "
-                     f"{fmt(r['vs_reference'], '+.4f')} |")
+        lines.append(
+            f"| {r['run']} | {r['strategy']} | {fmt(r['final_accuracy'], '.4f')} | "
+            f"{fmt(r['best_accuracy'], '.4f')} | {fmt(r['time_to_target'], '.0f')} | "
+            f"{fmt(r['virtual_time'], '.0f')} | {fmt(r['total_flops'], '.3g')} | "
+            f"{fmt(r['min_saving'], '.2f')} / {fmt(r['mean_saving'], '.2f')} | "
+            f"{fmt(r['vs_reference'], '+.4f')} |"
+        )
     return "\n".join(lines)
 
 
@@ -81,8 +91,12 @@ def plot(runs: Sequence[dict[str, Any]], path: Path, target: float) -> Path:
     fig, ax = plt.subplots(figsize=(8, 4.8))
     for r in runs:
         pts = [m for m in r["metrics"] if m.get("test_accuracy") is not None and m.get("virtual_time") is not None]
-        ax.plot([m["virtual_time"] / scale for m in pts], [m["test_accuracy"] for m in pts],
-                linestyle="--" if r.get("asynchronous") else "-", label=f"{r['name']} ({r['strategy']})")
+        ax.plot(
+            [m["virtual_time"] / scale for m in pts],
+            [m["test_accuracy"] for m in pts],
+            linestyle="--" if r.get("asynchronous") else "-",
+            label=f"{r['name']} ({r['strategy']})",
+        )
     ax.axhline(target, color="0.5", linestyle="--", linewidth=1, label=f"target {target:g}")
     ax.set_xlabel(f"virtual time ({unit})")
     ax.set_ylabel("test accuracy")

@@ -24,13 +24,17 @@ def device_savings(devices_file: Path) -> list[dict[str, Any]]:
         t[0] += 1
         t[1] += r["flops"]
         t[2] += r["flops"] * r["saving"]
-    return [{"device": d, "rounds": int(n), "flops": f, "full_flops": full, "saving": full / f}
-            for d, (n, f, full) in sorted(totals.items())]
+    return [
+        {"device": d, "rounds": int(n), "flops": f, "full_flops": full, "saving": full / f}
+        for d, (n, f, full) in sorted(totals.items())
+    ]
 
 
 def savings_table(rows: Sequence[dict[str, Any]]) -> str:
     """A Markdown table of `device_savings` rows."""
     lines = ["| device | rounds | FLOPs trained | full model's FLOPs | saving |", "|---:|---:|---:|---:|---:|"]
-    lines += [f"| {r['device']} | {r['rounds']} | {r['flops']:.3g} | {r['full_flops']:.3g} | {r['saving']:.2f}x |"
-              for r in rows]
+    lines += [
+        f"| {r['device']} | {r['rounds']} | {r['flops']:.3g} | {r['full_flops']:.3g} | {r['saving']:.2f}x |"
+        for r in rows
+    ]
     return "\n".join(lines)

@@ -38,8 +38,12 @@ def write_table(trials: Sequence[dict[str, Any]], keys: Sequence[str], out: Path
         for t in trials:
             w.writerow([t["trial"], *(t["params"].get(k) for k in keys), *(t.get(c) for c in COLUMNS)])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join([str(t["trial"]), *(str(t["params"].get(k)) for k in keys),
-                                 *(_cell(t.get(c)) for c in COLUMNS)]) + " |" for t in trials]
+    lines += [
+        "| "
+        + " | ".join([str(t["trial"]), *(str(t["params"].get(k)) for k in keys), *(_cell(t.get(c)) for c in COLUMNS)])
+        + " |"
+        for t in trials
+    ]
     md = "\n".join(lines)
     (out / "results.md").write_text(md + "\n")
     return md
@@ -49,8 +53,10 @@ def plot_tradeoffs(trials: Sequence[dict[str, Any]], out: Path, title: str) -> P
     """Accuracy against total FLOPs and against virtual time, one point per trial, Pareto front marked."""
     done = [t for t in trials if t.get("test_accuracy") is not None]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
-    for ax, key, label in ((axes[0], "cumulative_flops", "total training FLOPs"),
-                           (axes[1], "virtual_time", "virtual time (s)")):
+    for ax, key, label in (
+        (axes[0], "cumulative_flops", "total training FLOPs"),
+        (axes[1], "virtual_time", "virtual time (s)"),
+    ):
         pts = [t for t in done if t.get(key) is not None]
         if pts:
             cost = np.array([t[key] for t in pts], np.float64)
@@ -58,8 +64,15 @@ def plot_tradeoffs(trials: Sequence[dict[str, Any]], out: Path, title: str) -> P
             front = non_dominated(cost, -acc)
             ax.scatter(cost, acc, color="tab:blue", s=28, label="trial")
             order = front[np.argsort(cost[front])]
-            ax.plot(cost[order], acc[order], color="tab:red", marker="o", markerfacecolor="none", markersize=10,
-                    label="Pareto front")
+            ax.plot(
+                cost[order],
+                acc[order],
+                color="tab:red",
+                marker="o",
+                markerfacecolor="none",
+                markersize=10,
+                label="Pareto front",
+            )
             for t, c, a in zip(pts, cost, acc):
                 ax.annotate(str(t["trial"]), (c, a), fontsize=6, xytext=(3, 3), textcoords="offset points")
         ax.set_xlabel(label)

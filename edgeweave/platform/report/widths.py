@@ -16,10 +16,10 @@ import torch
 from safetensors.torch import load_file
 
 from edgeweave.platform.config.schema import ExperimentConfig, load_config
-from edgeweave.platform.data import ArrayData, load_dataset
 from edgeweave.platform.core.errors import UserError
-from edgeweave.platform.models.flat import FlatLayout
+from edgeweave.platform.data import ArrayData, load_dataset
 from edgeweave.platform.models import build_model
+from edgeweave.platform.models.flat import FlatLayout
 from edgeweave.platform.models.norm import is_batch_norm, recompute_statistics, statistics_rows
 from edgeweave.platform.partition import partition_data
 from edgeweave.platform.train.plans import nested, uniform_plan
@@ -27,8 +27,9 @@ from edgeweave.platform.train.submodel import Slicer
 from edgeweave.platform.train.training import evaluate
 
 
-def width_scores(cfg: ExperimentConfig, data: ArrayData, weights: np.ndarray, rates: Sequence[float],
-                 x_statistics: np.ndarray) -> dict[float, tuple[float, float]]:
+def width_scores(
+    cfg: ExperimentConfig, data: ArrayData, weights: np.ndarray, rates: Sequence[float], x_statistics: np.ndarray
+) -> dict[float, tuple[float, float]]:
     """Test (accuracy, loss) of the nested sub-model at each rate of the full model's flat `weights`."""
     bad = [r for r in rates if not 0 < r <= 1]
     if bad:
@@ -37,7 +38,7 @@ def width_scores(cfg: ExperimentConfig, data: ArrayData, weights: np.ndarray, ra
     slicer = Slicer(model, data.input_shape)
     scores = {}
     for rate in rates:
-        plan = uniform_plan(slicer, lambda i, w: nested(w, rate))
+        plan = uniform_plan(slicer, lambda i, w, rate=rate: nested(w, rate))
         sub = slicer.build(plan)
         FlatLayout(sub).load(sub, np.ascontiguousarray(weights[slicer.positions(plan)]))
         if any(is_batch_norm(m) for m in sub.modules()):

@@ -10,5 +10,13 @@ command's phase timeline. A new plot goes in `plots.py`. Imports every stage bel
 or `bench`.
 """
 
-MAY_IMPORT = ('core', 'config', 'data', 'partition', 'devices', 'models', 'train', 'methods')  # checked by tests/unit/test_layout.py
-
+MAY_IMPORT = (
+    "core",
+    "config",
+    "data",
+    "partition",
+    "devices",
+    "models",
+    "train",
+    "methods",
+)  # checked by tests/unit/test_layout.py

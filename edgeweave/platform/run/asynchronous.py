@@ -19,19 +19,18 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from edgeweave.platform.train.aggregate import Partial, combine
-from edgeweave.platform.run.checkpoint import RunState
 from edgeweave.platform.config.schema import ExperimentConfig
+from edgeweave.platform.core.seeding import SERVER, Stream, rng
 from edgeweave.platform.data import ArrayData
 from edgeweave.platform.devices.clock import samples_in_steps
 from edgeweave.platform.devices.timeline import ClockStalled, DeviceTimeline
-from edgeweave.platform.run.invariants import InvariantBroken, check_in_flight
-from edgeweave.platform.partition import Partition
-from edgeweave.platform.run.sampling import sample_available
-from edgeweave.platform.core.seeding import SERVER, Stream, rng
-from edgeweave.platform.run.server import Server, Unit, device_record, step_metrics
 from edgeweave.platform.methods import Job
-
+from edgeweave.platform.partition import Partition
+from edgeweave.platform.run.checkpoint import RunState
+from edgeweave.platform.run.invariants import InvariantBroken, check_in_flight
+from edgeweave.platform.run.sampling import sample_available
+from edgeweave.platform.run.server import Server, Unit, device_record, step_metrics
+from edgeweave.platform.train.aggregate import Partial, combine
 
 
 @dataclass(frozen=True)
@@ -82,8 +81,9 @@ class AsyncServer(Server):
             available, _ = self.view.state(ids, self.version, now)
             return available & (self.shard_sizes[ids] > 0) & ~np.isin(ids, busy)
 
-        devices = sample_available(self.cfg.devices.count, free, eligible,
-                                   rng(self.cfg.seed, self.dispatches, SERVER, Stream.DISPATCH))
+        devices = sample_available(
+            self.cfg.devices.count, free, eligible, rng(self.cfg.seed, self.dispatches, SERVER, Stream.DISPATCH)
+        )
         self.dispatches += 1
         if not len(devices):
             return
@@ -110,20 +110,26 @@ class AsyncServer(Server):
         idle[[f.job.device for f in self.flights] + sorted(self.started)] = False
         wake = self.view.resources.earliest_change(np.flatnonzero(idle), self.version, now)
         if not wake > now:  # the event loop would stand still
-            raise ClockStalled(f"devices.resources = {self.cfg.devices.resources.name!r}: the next change after "
-                               f"t = {now!r} is {wake!r}, not a later time")
+            raise ClockStalled(
+                f"devices.resources = {self.cfg.devices.resources.name!r}: the next change after "
+                f"t = {now!r} is {wake!r}, not a later time"
+            )
         return wake
 
     def _arrive(self, step: int, flight: Flight, now: float) -> None:
         """Take a flight's arrival at `now`, checking it is not in the past and the first of its dispatch."""
         device = flight.job.device
         if flight.finish < now:
-            raise InvariantBroken(f"invariant 'the clock never goes back' broken at step {step}, device {device}: "
-                                  f"its update arrives at {flight.finish!r}, the clock stands at {now!r}")
+            raise InvariantBroken(
+                f"invariant 'the clock never goes back' broken at step {step}, device {device}: "
+                f"its update arrives at {flight.finish!r}, the clock stands at {now!r}"
+            )
         seen = self.arrived.setdefault(flight.version, set())
         if device in seen:
-            raise InvariantBroken(f"invariant 'each arrives once per dispatch' broken at step {step}, device "
-                                  f"{device}: a second arrival of its update on version {flight.version}")
+            raise InvariantBroken(
+                f"invariant 'each arrives once per dispatch' broken at step {step}, device "
+                f"{device}: a second arrival of its update on version {flight.version}"
+            )
         seen.add(device)
 
     def plan_units(self, step: int) -> list[Unit]:
@@ -174,7 +180,7 @@ class AsyncServer(Server):
             unit = units.setdefault(f.version, Unit(f.version, [], [], self.versions[f.version]))
             unit.jobs.append(job)
             unit.samples.append(samples_in_steps(self.facts.samples(f.job), self.cfg.training.batch_size, steps))
-        out = [replace(u, jobs=self._grouped(u.round, u.jobs)) for _, u in sorted(units.items())]
+        out = [replace(u, jobs=self._grouped(u.version, u.jobs)) for _, u in sorted(units.items())]
         self._step = (step, start, ended, out)
         self.clock = now
         return out
@@ -193,13 +199,13 @@ class AsyncServer(Server):
         states: dict[int, dict[str, np.ndarray]] = {}
         for unit, unit_partials in zip(units, partials):
             total = combine(unit_partials, self.layout.size)
-            stale = self.version - unit.round
+            stale = self.version - unit.version
             w = staleness_weight(stale, a.staleness, a.exponent)
-            delta += w * (total.sums - total.counts * self.versions[unit.round])
+            delta += w * (total.sums - total.counts * self.versions[unit.version])
             counts += total.counts
             states.update(total.states)
             for r in total.records:
-                done[unit.round, r["device"]], staleness[unit.round, r["device"]] = r, stale
+                done[unit.version, r["device"]], staleness[unit.version, r["device"]] = r, stale
         trained = counts > 0
         weights = self.step(np.divide(delta, counts, out=np.zeros_like(delta), where=trained), trained)
         finite = bool(np.isfinite(weights).all())
@@ -208,22 +214,37 @@ class AsyncServer(Server):
         for f in ended:
             tl = f.timeline
             key = (f.version, f.job.device)
-            record = device_record(step, f.job, tl, self._tier(f.job), done.get(key, {}), full_flops,
-                                   flops=tl.spent, finish=f.finish, dropped=f.lost,
-                                   partial=bool(not f.lost and tl.steps < self.facts.full_steps(f.job)),
-                                   stopped=tl.stopped, samples=samples_in_steps(
-                                       self.facts.samples(f.job), self.cfg.training.batch_size, tl.steps))
+            record = device_record(
+                step,
+                f.job,
+                tl,
+                self._tier(f.job),
+                done.get(key, {}),
+                full_flops,
+                flops=tl.spent,
+                finish=f.finish,
+                dropped=f.lost,
+                partial=bool(not f.lost and tl.steps < self.facts.full_steps(f.job)),
+                stopped=tl.stopped,
+                samples=samples_in_steps(self.facts.samples(f.job), self.cfg.training.batch_size, tl.steps),
+            )
             record.update(version=f.version, start=f.job.start, staleness=staleness.get(key))
             records.append(record)
         flops = float(sum(tl.spent for tl in (f.timeline for f in ended)))
         self.total_flops += flops
         metrics = step_metrics(step, records, len(done), start, self.clock, flops, self.total_flops)
-        self.checks.step(step, metrics, records, [f.timeline for f in ended],
-                         [self.facts.segment(f.version, f.job) for f in ended],
-                         [self.facts.samples(f.job) for f in ended])
+        self.checks.step(
+            step,
+            metrics,
+            records,
+            [f.timeline for f in ended],
+            [self.facts.segment(f.version, f.job) for f in ended],
+            [self.facts.samples(f.job) for f in ended],
+        )
         stale = list(staleness.values())
-        metrics.update(staleness_mean=float(np.mean(stale)) if stale else None,
-                       staleness_max=int(max(stale)) if stale else None)
+        metrics.update(
+            staleness_mean=float(np.mean(stale)) if stale else None, staleness_max=int(max(stale)) if stale else None
+        )
         if finite:
             self.weights = weights
             self.keep_states(step, states)
@@ -241,8 +262,12 @@ class AsyncServer(Server):
     def snapshot(self, next_round: int, history: list[dict[str, Any]]) -> RunState:
         state = super().snapshot(next_round, history)
         state.versions = {v: w.copy() for v, w in self.versions.items()}
-        state.schedule = {"version": self.version, "dispatches": self.dispatches, "started": sorted(self.started),
-                          "flights": [{"job": asdict(f.job), "version": f.version} for f in self.flights]}
+        state.schedule = {
+            "version": self.version,
+            "dispatches": self.dispatches,
+            "started": sorted(self.started),
+            "flights": [{"job": asdict(f.job), "version": f.version} for f in self.flights],
+        }
         return state
 
     def restore(self, state: RunState) -> None:

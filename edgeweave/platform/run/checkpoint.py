@@ -26,8 +26,8 @@ import yaml
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
-from edgeweave.platform.run.device_state import OnDisk, as_array
 from edgeweave.platform.core.errors import UserError
+from edgeweave.platform.run.device_state import OnDisk, as_array
 
 FORMAT = "edgeweave-checkpoint/3"  # 3: fingerprints leave ray.* out, and hold the workers lost so far
 STATE = "state.safetensors"
@@ -121,11 +121,12 @@ def _refusal(path: Path, written: Any, wanted: str) -> str:
     now = dict(w.split("=", 1) for w in ours[1:])
     for name in sorted(set(before) | set(now)):
         if name not in before:
-            return (f"{where}: written without a record of {name}'s content (an older edgeweave); "
-                    "start a new run")
+            return f"{where}: written without a record of {name}'s content (an older edgeweave); start a new run"
         if before[name] != now.get(name):
-            return (f"{where}: {name} has changed since the checkpoint was written; restore the file it was "
-                    "written with to resume, or start a new run")
+            return (
+                f"{where}: {name} has changed since the checkpoint was written; restore the file it was "
+                "written with to resume, or start a new run"
+            )
     return f"{where}: written by a run with another config; resume only with the config it was written for"
 
 
@@ -138,8 +139,15 @@ def save_checkpoint(path: Path, state: RunState, config_fingerprint: str) -> Pat
     arrays.update({f"strategy/{k}": np.ascontiguousarray(v) for k, v in state.strategy.items()})
     arrays.update({f"version/{v}": np.ascontiguousarray(w, np.float32) for v, w in state.versions.items()})
     arrays.update({f"rule/{k}": np.ascontiguousarray(v) for k, v in state.rule.items()})
-    meta = {"format": FORMAT, "config": config_fingerprint, "next_round": state.next_round, "clock": state.clock,
-            "total_flops": state.total_flops, "history": state.history, "workers_lost": state.workers_lost}
+    meta = {
+        "format": FORMAT,
+        "config": config_fingerprint,
+        "next_round": state.next_round,
+        "clock": state.clock,
+        "total_flops": state.total_flops,
+        "history": state.history,
+        "workers_lost": state.workers_lost,
+    }
     if state.schedule is not None:
         meta["schedule"] = state.schedule
     if state.devices:
@@ -184,12 +192,15 @@ def load_checkpoint(path: Path, config_fingerprint: str) -> RunState:
     except FileNotFoundError:
         raise UserError(f"checkpoint = {str(path)!r}: no {STATE} there") from None
     except Exception as e:  # noqa: BLE001 - any parse failure means the file is damaged
-        raise UserError(f"checkpoint = {str(path)!r}: unreadable ({type(e).__name__}); "
-                        "expected an edgeweave checkpoint") from None
+        raise UserError(
+            f"checkpoint = {str(path)!r}: unreadable ({type(e).__name__}); expected an edgeweave checkpoint"
+        ) from None
     written = meta.get("format") if isinstance(meta, dict) else None
     if isinstance(written, str) and written.startswith(FORMAT.split("/")[0] + "/") and written != FORMAT:
-        raise UserError(f"checkpoint = {str(path)!r}: written by another edgeweave version (format {written}; "
-                        f"this one reads {FORMAT}); resume it with the version that wrote it, or start a new run")
+        raise UserError(
+            f"checkpoint = {str(path)!r}: written by another edgeweave version (format {written}; "
+            f"this one reads {FORMAT}); resume it with the version that wrote it, or start a new run"
+        )
     if written != FORMAT or "weights" not in arrays:
         raise UserError(f"checkpoint = {str(path)!r}: not an edgeweave checkpoint (format {FORMAT})")
     if meta.get("config") != config_fingerprint:
@@ -205,8 +216,19 @@ def load_checkpoint(path: Path, config_fingerprint: str) -> RunState:
         except (OSError, ValueError):
             devices = {}
         if "seen" not in devices:
-            raise UserError(f"checkpoint = {str(path)!r}: its device state ({folder.name}) is missing or damaged; "
-                            "start a new run")
-    return RunState(int(meta["next_round"]), arrays["weights"], float(meta["clock"]), float(meta["total_flops"]),
-                    strategy, list(meta["history"]), versions, meta.get("schedule"), int(meta["workers_lost"]),
-                    rule, devices)
+            raise UserError(
+                f"checkpoint = {str(path)!r}: its device state ({folder.name}) is missing or damaged; start a new run"
+            )
+    return RunState(
+        int(meta["next_round"]),
+        arrays["weights"],
+        float(meta["clock"]),
+        float(meta["total_flops"]),
+        strategy,
+        list(meta["history"]),
+        versions,
+        meta.get("schedule"),
+        int(meta["workers_lost"]),
+        rule,
+        devices,
+    )

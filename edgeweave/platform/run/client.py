@@ -10,24 +10,24 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgeweave.platform.train.aggregate import Partial
-from edgeweave.platform.core.arrays import tensor_view
-from edgeweave.platform.train.batched import train_together
 from edgeweave.platform.config.schema import ExperimentConfig
+from edgeweave.platform.core.arrays import tensor_view
+from edgeweave.platform.core.seeding import torch_generator
 from edgeweave.platform.data import ArrayData
 from edgeweave.platform.devices.view import DeviceView
-from edgeweave.platform.models.flat import FlatLayout
-from edgeweave.platform.models import build_model
-from edgeweave.platform.partition import Partition
-from edgeweave.platform.core.seeding import torch_generator
-from edgeweave.platform.train.sliced_training import SubModels, remap_labels, train_per_batch
 from edgeweave.platform.methods import Job, device_half
 from edgeweave.platform.methods.base import DeviceHalf
-from edgeweave.platform.methods.width import WidthDevice
 from edgeweave.platform.methods.context import DeviceContext, Facts
+from edgeweave.platform.methods.width import WidthDevice
+from edgeweave.platform.models import build_model
+from edgeweave.platform.models.flat import FlatLayout
+from edgeweave.platform.partition import Partition
+from edgeweave.platform.train.aggregate import Partial
+from edgeweave.platform.train.batched import train_together
 from edgeweave.platform.train.plans import Plan
-from edgeweave.platform.train.submodel import Slicer
 from edgeweave.platform.train.sgd import LocalResult, SGDSettings, sgd_settings
+from edgeweave.platform.train.sliced_training import SubModels, remap_labels, train_per_batch
+from edgeweave.platform.train.submodel import Slicer
 from edgeweave.platform.train.training import train_local
 
 
@@ -119,8 +119,10 @@ class Client:
             x, y = self._data_on_device
             at = torch.from_numpy(np.asarray(idx, np.int64)).to(self.device)
             return x[at], y[at]
-        return (torch.from_numpy(self.data.x_train[idx]).to(self.device),
-                torch.from_numpy(self.data.y_train[idx]).to(self.device))
+        return (
+            torch.from_numpy(self.data.x_train[idx]).to(self.device),
+            torch.from_numpy(self.data.y_train[idx]).to(self.device),
+        )
 
     def settings_of(self, job: Job, steps: Optional[int] = None) -> SGDSettings:
         """The job's SGD settings: its own step count when the deadline cut it, or `steps` when given."""
@@ -131,8 +133,14 @@ class Client:
         """A CPU generator even when the model is on a GPU: the same draws, so the same run, on both."""
         return torch_generator(self.cfg.seed, round_, job.device)
 
-    def train(self, round_: int, job: Job, model: Optional[nn.Module] = None,
-              targets: Optional[Callable[[torch.Tensor], torch.Tensor]] = None, **kwargs: Any) -> LocalResult:
+    def train(
+        self,
+        round_: int,
+        job: Job,
+        model: Optional[nn.Module] = None,
+        targets: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+        **kwargs: Any,
+    ) -> LocalResult:
         """Local SGD on the job's samples (on `model`, default the full one); draws from (seed, round, device).
 
         `targets` maps the labels; other keyword arguments go to `train_local` (loss_fn, after_step).
@@ -140,11 +148,19 @@ class Client:
         x, y = self.data_of(job)
         if targets is not None:
             y = targets(y).to(self.device)
-        return train_local(model if model is not None else self.model, x, y, self.settings_of(job),
-                           self.generator(round_, job), augment=self.data.augment, **kwargs)
+        return train_local(
+            model if model is not None else self.model,
+            x,
+            y,
+            self.settings_of(job),
+            self.generator(round_, job),
+            augment=self.data.augment,
+            **kwargs,
+        )
 
-    def train_full(self, round_: int, job: Job, weights: np.ndarray, partial: Partial,
-                   correction: Optional[np.ndarray] = None) -> Optional[np.ndarray]:
+    def train_full(
+        self, round_: int, job: Job, weights: np.ndarray, partial: Partial, correction: Optional[np.ndarray] = None
+    ) -> Optional[np.ndarray]:
         self.load(weights)
         names = [n for n, _ in self.model.named_parameters()]
         offsets = None
@@ -156,9 +172,18 @@ class Client:
         partial.record(job.device, result.samples, result.steps, result.loss)
         return None if result.gradient is None else self.layout.gather(dict(zip(names, result.gradient)))
 
-    def train_plan(self, round_: int, job: Job, weights: np.ndarray, partial: Partial, plan: Plan,
-                   targets: Optional[Callable] = None, loss_fn: Optional[Callable] = None,
-                   allowed: Optional[np.ndarray] = None, scale_kept: bool = False) -> None:
+    def train_plan(
+        self,
+        round_: int,
+        job: Job,
+        weights: np.ndarray,
+        partial: Partial,
+        plan: Plan,
+        targets: Optional[Callable] = None,
+        loss_fn: Optional[Callable] = None,
+        allowed: Optional[np.ndarray] = None,
+        scale_kept: bool = False,
+    ) -> None:
         pos = self.slicer.positions(plan)
         own = np.ones(len(pos), bool) if allowed is None else allowed[pos]
         model, layout, _ = self.submodels.get(plan, scale_kept)
@@ -169,27 +194,56 @@ class Client:
             masks = {k: m.to(params[k].device) for k, m in layout.split(own).items() if k in params}
             project = lambda: [params[k].data.mul_(m) for k, m in masks.items()]  # noqa: E731
         labels = (lambda y: remap_labels(y, plan.classes)) if targets is None else (lambda y: targets(y, plan))
-        result = self.train(round_, job, model=model, targets=labels, after_step=project,
-                            **({} if loss_fn is None else {"loss_fn": loss_fn}))
+        result = self.train(
+            round_,
+            job,
+            model=model,
+            targets=labels,
+            after_step=project,
+            **({} if loss_fn is None else {"loss_fn": loss_fn}),
+        )
         reported = self.submodels.reported(plan)
         sent = own if reported is None else own & reported.cpu().numpy()  # per_width: not a thinned layer's statistics
         partial.add(layout.flatten(model)[sent], weight=float(self.facts.samples(job)), mask=pos[sent])
         partial.record(job.device, result.samples, result.steps, result.loss)
 
-    def train_steps(self, round_: int, job: Job, weights: np.ndarray, partial: Partial,
-                    plan_for_step: Callable[[int], Plan], steps: Optional[int] = None, **kwargs: Any) -> None:
+    def train_steps(
+        self,
+        round_: int,
+        job: Job,
+        weights: np.ndarray,
+        partial: Partial,
+        plan_for_step: Callable[[int], Plan],
+        steps: Optional[int] = None,
+        **kwargs: Any,
+    ) -> None:
         x, y = self.data_of(job)
         # The weights and momentum stay on the model's device for the whole job: the weights cross
         # once each way per job, never per mini-batch.
         work = tensor_view(weights).to(device=self.device, dtype=torch.float32, copy=True)
-        result, touched = train_per_batch(self.submodels, work, x, y, self.settings_of(job, steps),
-                                          self.generator(round_, job), plan_for_step, self.data.augment, **kwargs)
+        result, touched = train_per_batch(
+            self.submodels,
+            work,
+            x,
+            y,
+            self.settings_of(job, steps),
+            self.generator(round_, job),
+            plan_for_step,
+            self.data.augment,
+            **kwargs,
+        )
         pos = np.flatnonzero(touched)
         partial.add(work.cpu().numpy()[pos], weight=float(self.facts.samples(job)), mask=pos)
         partial.record(job.device, result.samples, result.steps, result.loss)
 
-    def run(self, round_: int, global_weights: np.ndarray, jobs: list[Job], state: Any = None,
-            stored: Optional[dict[int, dict[str, np.ndarray]]] = None) -> Partial:
+    def run(
+        self,
+        round_: int,
+        global_weights: np.ndarray,
+        jobs: list[Job],
+        state: Any = None,
+        stored: Optional[dict[int, dict[str, np.ndarray]]] = None,
+    ) -> Partial:
         """Train every job of this share and return one partial aggregate; the jobs of a batch group
         (`split_jobs` keeps each whole) train together, where their device half allows, at its first job.
         `stored`: the state the share's devices kept (methods that keep some)."""
@@ -202,8 +256,9 @@ class Client:
         for group in groups.values():
             together = Together(self, round_) if len(group) > 1 and self.in_groups else None
             for job in group:
-                self.half.train(ctx if together is None else together.context(ctx), round_, job, global_weights,
-                                partial)
+                self.half.train(
+                    ctx if together is None else together.context(ctx), round_, job, global_weights, partial
+                )
             if together is not None:
                 together.flush()
         return partial
@@ -243,25 +298,43 @@ class Together:
     def context(self, ctx: DeviceContext) -> DeviceContext:
         return replace(ctx, train_full=self.full, train_plan=self.plan, train_steps=self.steps)
 
-    def full(self, round_: int, job: Job, weights: np.ndarray, partial: Partial,
-             correction: Optional[np.ndarray] = None) -> Optional[np.ndarray]:
+    def full(
+        self, round_: int, job: Job, weights: np.ndarray, partial: Partial, correction: Optional[np.ndarray] = None
+    ) -> Optional[np.ndarray]:
         if correction is None:
             self.queue.append(_Queued(job, weights, partial, None, None))
             return None
         self.flush()
         return self.client.train_full(round_, job, weights, partial, correction)
 
-    def plan(self, round_: int, job: Job, weights: np.ndarray, partial: Partial, plan: Plan,
-             targets: Optional[Callable] = None, loss_fn: Optional[Callable] = None,
-             allowed: Optional[np.ndarray] = None, scale_kept: bool = False) -> None:
+    def plan(
+        self,
+        round_: int,
+        job: Job,
+        weights: np.ndarray,
+        partial: Partial,
+        plan: Plan,
+        targets: Optional[Callable] = None,
+        loss_fn: Optional[Callable] = None,
+        allowed: Optional[np.ndarray] = None,
+        scale_kept: bool = False,
+    ) -> None:
         if loss_fn is None and allowed is None:
             self.queue.append(_Queued(job, weights, partial, plan, targets, scale_kept))
             return
         self.flush()
         self.client.train_plan(round_, job, weights, partial, plan, targets, loss_fn, allowed, scale_kept)
 
-    def steps(self, round_: int, job: Job, weights: np.ndarray, partial: Partial, plan_for_step: Callable,
-              steps: Optional[int] = None, **kwargs: Any) -> None:
+    def steps(
+        self,
+        round_: int,
+        job: Job,
+        weights: np.ndarray,
+        partial: Partial,
+        plan_for_step: Callable,
+        steps: Optional[int] = None,
+        **kwargs: Any,
+    ) -> None:
         self.flush()
         self.client.train_steps(round_, job, weights, partial, plan_for_step, steps, **kwargs)
 
@@ -289,10 +362,13 @@ class Together:
         xs, ys = zip(*(c.data_of(q.job) for q in queue))
         if first.plan is not None:
             plan = first.plan
-            ys = [(remap_labels(y, plan.classes) if first.targets is None else first.targets(y, plan)).to(c.device)
-                  for y in ys]
-        trained, results = train_together(model, xs, ys, c.settings_of(first.job),
-                                          [c.generator(self.round, q.job) for q in queue], c.data.augment)
+            ys = [
+                (remap_labels(y, plan.classes) if first.targets is None else first.targets(y, plan)).to(c.device)
+                for y in ys
+            ]
+        trained, results = train_together(
+            model, xs, ys, c.settings_of(first.job), [c.generator(self.round, q.job) for q in queue], c.data.augment
+        )
         for q, params, result in zip(queue, trained, results):
             flat = torch.cat([params[n].reshape(-1) for n in layout.names]).cpu().numpy()
             q.partial.add(flat, weight=float(c.facts.samples(q.job)), mask=pos)

@@ -48,8 +48,14 @@ def free_memory() -> float:
     return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
 
 
-def place(population: int, sizes: dict[str, int], what: str, memory: Optional[float] = None,
-          folder: Optional[str] = None, checkpoints: Optional[str] = None) -> Optional[str]:
+def place(
+    population: int,
+    sizes: dict[str, int],
+    what: str,
+    memory: Optional[float] = None,
+    folder: Optional[str] = None,
+    checkpoints: Optional[str] = None,
+) -> Optional[str]:
     """Where a store of these sizes goes: None for memory, else the folder on disk that holds it. A store that
     fits neither, or whose checkpoints `checkpoints` (the run's output folder) cannot hold (two copies while a
     new one replaces the old), is a UserError naming `what` (the method), the sizes and the limits."""
@@ -68,16 +74,18 @@ def place(population: int, sizes: dict[str, int], what: str, memory: Optional[fl
         disk = shutil.disk_usage(where).free
         if wanted > disk:
             held = "memory" if base is None else f"memory ({size(memory)}) or on disk"
-            raise UserError(f"{what}: its device state needs {size(need)} ({values}), held in {held} and twice in "
-                            f"the checkpoints: {size(wanted)} at {where}, which has {size(disk)} free; use fewer "
-                            "devices (devices.count) or a smaller model")
+            raise UserError(
+                f"{what}: its device state needs {size(need)} ({values}), held in {held} and twice in "
+                f"the checkpoints: {size(wanted)} at {where}, which has {size(disk)} free; use fewer "
+                "devices (devices.count) or a smaller model"
+            )
     return base
 
 
 def remove_stale(base: str) -> None:
     """Remove the stores on disk under `base` whose process is gone (a run killed, or a driver actor Ray killed)."""
     for entry in os.scandir(base):
-        pid = entry.name[len(SPILL):].split("-", 1)[0]
+        pid = entry.name[len(SPILL) :].split("-", 1)[0]
         if entry.name.startswith(SPILL) and pid.isdigit() and not alive(int(pid)):
             shutil.rmtree(entry.path, ignore_errors=True)
 
@@ -111,8 +119,14 @@ def existing(path: str) -> str:
 class DeviceStates:
     """Per-device named float32 rows over a population, in memory or memory-mapped on disk."""
 
-    def __init__(self, population: int, sizes: dict[str, int], what: str, memory: Optional[float] = None,
-                 folder: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        population: int,
+        sizes: dict[str, int],
+        what: str,
+        memory: Optional[float] = None,
+        folder: Optional[str] = None,
+    ) -> None:
         """`sizes`: elements per device of each named array; `what` names the method in a refusal;
         `memory`: bytes the store may take in memory (default a quarter of what is free); `folder`: where a
         store too large for memory goes (default the system's temporary folder)."""
@@ -126,9 +140,12 @@ class DeviceStates:
             return
         remove_stale(base)
         self._spill = tempfile.TemporaryDirectory(prefix=f"{SPILL}{os.getpid()}-", dir=base)
-        self.rows = {name: np.lib.format.open_memmap(os.path.join(self._spill.name, f"{name}.npy"), "w+",
-                                                     np.float32, (population, size))
-                     for name, size in self.sizes.items()}
+        self.rows = {
+            name: np.lib.format.open_memmap(
+                os.path.join(self._spill.name, f"{name}.npy"), "w+", np.float32, (population, size)
+            )
+            for name, size in self.sizes.items()
+        }
 
     def close(self) -> None:
         """Remove a store's file from the disk (a run's end); a store killed with its process is removed by
@@ -150,13 +167,16 @@ class DeviceStates:
     def put(self, device: int, arrays: dict[str, np.ndarray]) -> None:
         """Write a device's arrays: every declared name, each of its declared size."""
         if set(arrays) != set(self.sizes):
-            raise ValueError(f"device {device}: state arrays {sorted(arrays)}, the method declared "
-                             f"{sorted(self.sizes)}")
+            raise ValueError(
+                f"device {device}: state arrays {sorted(arrays)}, the method declared {sorted(self.sizes)}"
+            )
         for name, values in arrays.items():
             values = np.asarray(values, np.float32).reshape(-1)
             if values.size != self.sizes[name]:
-                raise ValueError(f"device {device}: state array {name!r} has {values.size} elements, the method "
-                                 f"declared {self.sizes[name]}")
+                raise ValueError(
+                    f"device {device}: state array {name!r} has {values.size} elements, the method "
+                    f"declared {self.sizes[name]}"
+                )
             self.rows[name][device] = values
         self.seen[device] = True
 
@@ -172,8 +192,10 @@ class DeviceStates:
         """Take back what `state` returned, or a checkpoint's files (rows copied in: a spilled store stays on disk)."""
         missing = sorted({"seen", *self.rows} - set(arrays))
         if missing:
-            raise UserError(f"checkpoint: its device state lacks {', '.join(missing)} (damaged, or written for another "
-                            "method); start a new run")
+            raise UserError(
+                f"checkpoint: its device state lacks {', '.join(missing)} (damaged, or written for another "
+                "method); start a new run"
+            )
         self.seen = as_array(arrays["seen"]).astype(bool)
         for name, rows in self.rows.items():
             rows[...] = as_array(arrays[name])

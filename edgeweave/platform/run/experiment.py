@@ -9,9 +9,9 @@ from typing import Any, Callable, Optional, Protocol
 
 import numpy as np
 
-from edgeweave.platform.run.checkpoint import RunState, replace_durably, run_fingerprint, save_checkpoint
 from edgeweave.platform.config.schema import ExperimentConfig
 from edgeweave.platform.core.errors import RunFailed
+from edgeweave.platform.run.checkpoint import RunState, replace_durably, run_fingerprint, save_checkpoint
 from edgeweave.platform.run.phases import Phases
 from edgeweave.platform.run.plots import plot_accuracy, plot_devices
 from edgeweave.platform.run.rundir import LOGS
@@ -60,8 +60,9 @@ def _round_of(line: str) -> Optional[int]:
 def keep_rounds_before(path: Path, next_round: int) -> None:
     """Drop the lines of a JSONL log written by rounds a resumed run will redo (and a torn last line)."""
     if path.is_file():
-        lines = [line for line in path.read_text().splitlines()
-                 if (r := _round_of(line)) is not None and r < next_round]
+        lines = [
+            line for line in path.read_text().splitlines() if (r := _round_of(line)) is not None and r < next_round
+        ]
         # written beside, synced and renamed: a kill or a power loss mid-write loses nothing
         replace_durably(path, lambda tmp: tmp.write_text("".join(line + "\n" for line in lines)))
 
@@ -78,10 +79,16 @@ def _mean_staleness(history: list[dict[str, Any]]) -> dict[str, float]:
     return {"staleness_mean": float(np.mean(values))} if values else {}
 
 
-def run_rounds(cfg: ExperimentConfig, runner: RoundRunner, sinks: Sinks, run_dir: Path,
-               resume: Optional[RunState] = None,
-               on_round: Optional[Callable[[dict[str, Any], Optional[Path]], None]] = None,
-               phases: Optional[Phases] = None, after_rounds: Optional[Callable[[], None]] = None) -> dict[str, Any]:
+def run_rounds(
+    cfg: ExperimentConfig,
+    runner: RoundRunner,
+    sinks: Sinks,
+    run_dir: Path,
+    resume: Optional[RunState] = None,
+    on_round: Optional[Callable[[dict[str, Any], Optional[Path]], None]] = None,
+    phases: Optional[Phases] = None,
+    after_rounds: Optional[Callable[[], None]] = None,
+) -> dict[str, Any]:
     """Run every round (from `resume` on), log each, checkpoint, draw the figures; return the summary.
 
     `on_round(metrics, checkpoint)` is called after each round, with the checkpoint directory
@@ -126,20 +133,25 @@ def run_rounds(cfg: ExperimentConfig, runner: RoundRunner, sinks: Sinks, run_dir
                     phases.repeat("checkpoints", time.perf_counter() - t1)
                     saved = r + 1
             except OSError as e:
-                raise RunFailed(f"round {r}: cannot write to {run_dir} ({e.strerror or e}); "
-                                + _how_to_go_on(run_dir, saved)) from None
+                raise RunFailed(
+                    f"round {r}: cannot write to {run_dir} ({e.strerror or e}); " + _how_to_go_on(run_dir, saved)
+                ) from None
             except Exception as e:  # noqa: BLE001 - a lost driver or worker pool: say how to go on
-                raise RunFailed(f"round {r} failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
-                                + _how_to_go_on(run_dir, saved)) from e
+                raise RunFailed(
+                    f"round {r} failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                    + _how_to_go_on(run_dir, saved)
+                ) from e
             if on_round is not None:
                 on_round(metrics, checkpoint)
             if r == first:
                 phases.add("first round", began, phases.now())
                 began = phases.now()
         if diverged is not None:  # nothing of the diverged round is written; what was written stays
-            raise RunFailed(f"round {r}: {diverged} became NaN or infinite, so the run stops here (rounds before it "
-                            f"are logged); {_lower(cfg)} or check the data, and start "
-                            "the run again")
+            raise RunFailed(
+                f"round {r}: {diverged} became NaN or infinite, so the run stops here (rounds before it "
+                f"are logged); {_lower(cfg)} or check the data, and start "
+                "the run again"
+            )
     except RunFailed as e:  # the progress bar, the files and the W&B run (marked failed) are closed
         devices_log.close({})
         sinks.close({"failed": str(e)})
@@ -151,8 +163,10 @@ def run_rounds(cfg: ExperimentConfig, runner: RoundRunner, sinks: Sinks, run_dir
         if after_rounds is not None:
             after_rounds()
         with phases.phase("plots"):
-            for path in (plot_accuracy(history, run_dir / "accuracy.png", f"{cfg.name}: {cfg.strategy.name}"),
-                         plot_devices(cfg, history, run_dir / "devices.jsonl", run_dir / "devices.png")):
+            for path in (
+                plot_accuracy(history, run_dir / "accuracy.png", f"{cfg.name}: {cfg.strategy.name}"),
+                plot_devices(cfg, history, run_dir / "devices.jsonl", run_dir / "devices.png"),
+            ):
                 sinks.image(path)
     except Exception as e:  # the final weights or a figure could not be written: the sinks close as failed
         sinks.close({"failed": f"{type(e).__name__}: {e}"})

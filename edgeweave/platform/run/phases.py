@@ -49,8 +49,12 @@ class Phases:
     def add(self, name: str, start: float, end: float, waits: Optional[str] = None) -> None:
         """A finished phase from `start` to `end` (seconds since the process started); `waits`: what it waited
         on, written with `waited` (true when it took NOTICE seconds or more: long enough to be said)."""
-        span: dict[str, Any] = {"phase": name, "start": round(start, 3), "end": round(end, 3),
-                                "seconds": round(end - start, 3)}
+        span: dict[str, Any] = {
+            "phase": name,
+            "start": round(start, 3),
+            "end": round(end, 3),
+            "seconds": round(end - start, 3),
+        }
         if waits:
             span["waits_for"] = waits
             span["waited"] = end - start >= NOTICE
@@ -63,8 +67,12 @@ class Phases:
         start = self.now()
         notice = None
         if waits:
-            notice = threading.Timer(NOTICE, lambda: print(
-                f"edgeweave: {name}: waiting for {waits} ({NOTICE:g} s so far)", file=sys.stderr, flush=True))
+            notice = threading.Timer(
+                NOTICE,
+                lambda: print(
+                    f"edgeweave: {name}: waiting for {waits} ({NOTICE:g} s so far)", file=sys.stderr, flush=True
+                ),
+            )
             notice.daemon = True
             notice.start()
         try:
@@ -92,10 +100,14 @@ class Phases:
         return gaps
 
     def as_dict(self) -> dict[str, Any]:
-        return {"whole_seconds": round(self.now(), 3), "phases": list(self.spans),
-                "repeated": {k: {"count": int(v["count"]), "seconds": round(v["seconds"], 3)}
-                             for k, v in self.repeated.items()},
-                "idle": self.idle()}
+        return {
+            "whole_seconds": round(self.now(), 3),
+            "phases": list(self.spans),
+            "repeated": {
+                k: {"count": int(v["count"]), "seconds": round(v["seconds"], 3)} for k, v in self.repeated.items()
+            },
+            "idle": self.idle(),
+        }
 
     def save(self, run_dir: Path) -> dict[str, Any]:
         """Write `timeline.json` into the run directory; returns what was written."""

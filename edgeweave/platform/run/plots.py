@@ -25,8 +25,9 @@ def outcome(record: dict[str, Any]) -> str:
     return "dropped" if record["dropped"] else "partial" if record["partial"] else "full"
 
 
-def round_speed(view: DeviceView, device: int, round_: int, start: float, finish: float,
-                limit: int = 400) -> tuple[np.ndarray, np.ndarray]:
+def round_speed(
+    view: DeviceView, device: int, round_: int, start: float, finish: float, limit: int = 400
+) -> tuple[np.ndarray, np.ndarray]:
     """The device's speed from the round's start to its finish, change by change (at most `limit`)."""
     segment = held(view.segment(device, round_))  # checked: a model that does not move on raises
     times, speeds, t = [], [], start
@@ -65,8 +66,9 @@ def plot_accuracy(history: Sequence[dict[str, Any]], path: Path, title: str) -> 
     return path
 
 
-def plot_devices(cfg: ExperimentConfig, history: Sequence[dict[str, Any]], devices_jsonl: Path, path: Path,
-                 per_tier: int = 2) -> Path:
+def plot_devices(
+    cfg: ExperimentConfig, history: Sequence[dict[str, Any]], devices_jsonl: Path, path: Path, per_tier: int = 2
+) -> Path:
     """Left, one panel per tier: the speed over virtual time of a few of its devices (grey where
     unavailable) and the outcome of each round they took part in. Right: the outcomes of all
     device-rounds, by tier."""
@@ -90,8 +92,13 @@ def plot_devices(cfg: ExperimentConfig, history: Sequence[dict[str, Any]], devic
         for j, dev in enumerate(shown):
             speed = np.array([st[1][j] for st in states])
             avail = np.array([st[0][j] for st in states])
-            ax.step(starts / scale, np.where(avail, speed, np.nan), where="post", color=LINES[j % len(LINES)],
-                    label=f"device {dev}")
+            ax.step(
+                starts / scale,
+                np.where(avail, speed, np.nan),
+                where="post",
+                color=LINES[j % len(LINES)],
+                label=f"device {dev}",
+            )
             ax.step(starts / scale, np.where(avail, np.nan, speed), where="post", color="0.8")
             for r in records:
                 if r["device"] == dev:
@@ -105,8 +112,10 @@ def plot_devices(cfg: ExperimentConfig, history: Sequence[dict[str, Any]], devic
         ax.set_ylim(bottom=0)
         ax.legend(fontsize=7, loc="lower left")
         if k == 0:
-            ax.set_title(f"speed at {rounds_word} starts (grey: unavailable); thick: from each start to the "
-                         "finish (marker)", fontsize=9)
+            ax.set_title(
+                f"speed at {rounds_word} starts (grey: unavailable); thick: from each start to the finish (marker)",
+                fontsize=9,
+            )
         if k == len(d.tiers) - 1:
             ax.set_xlabel(f"virtual time ({unit})")
     bars = fig.add_subplot(grid[:, 1])
@@ -130,13 +139,20 @@ def plot_front(front, evaluated: Sequence[dict[str, Any]], path: Path, title: st
     """Every evaluated dropout vector (grey) and the Pareto front (red), cost against score."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
     if evaluated:
-        ax.scatter([e["flops_per_batch"] for e in evaluated], [e["score"] for e in evaluated], color="0.7",
-                   s=14, label="evaluated")
-    ax.plot(front.flops_per_batch, front.score, color="tab:red", marker="o", drawstyle="steps-post",
-            label="Pareto front")
+        ax.scatter(
+            [e["flops_per_batch"] for e in evaluated],
+            [e["score"] for e in evaluated],
+            color="0.7",
+            s=14,
+            label="evaluated",
+        )
+    ax.plot(
+        front.flops_per_batch, front.score, color="tab:red", marker="o", drawstyle="steps-post", label="Pareto front"
+    )
     for v, f, sc in list(zip(front.vectors, front.flops_per_batch, front.score))[:: max(1, len(front.score) // 6)]:
-        ax.annotate("(" + ", ".join(f"{x:g}" for x in v) + ")", (f, sc), fontsize=7, xytext=(4, 4),
-                    textcoords="offset points")
+        ax.annotate(
+            "(" + ", ".join(f"{x:g}" for x in v) + ")", (f, sc), fontsize=7, xytext=(4, 4), textcoords="offset points"
+        )
     ax.set_xlabel("training FLOPs per mini-batch")
     ax.set_ylabel("convergence score (validation loss, lower is better)")
     ax.set_title(title)

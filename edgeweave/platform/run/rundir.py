@@ -9,10 +9,10 @@ import numpy as np
 from safetensors.torch import save_file
 from torch import nn
 
-from edgeweave.platform.run.checkpoint import replace_durably
 from edgeweave.platform.config.schema import ExperimentConfig, dump_config
 from edgeweave.platform.core.errors import UserError
 from edgeweave.platform.models.flat import FlatLayout
+from edgeweave.platform.run.checkpoint import replace_durably
 
 LOGS = ("metrics.jsonl", "devices.jsonl")  # the run directory's per-round logs, appended to round by round
 
@@ -30,7 +30,7 @@ def create_run_dir(cfg: ExperimentConfig) -> Path:
             except FileExistsError:
                 continue
             text = dump_config(cfg)  # what --resume reads back: on disk before the run goes on
-            replace_durably(path / "config.yaml", lambda tmp: tmp.write_text(text))
+            replace_durably(path / "config.yaml", lambda tmp, text=text: tmp.write_text(text))
             return path
     except OSError as e:
         raise UserError(f"logging.out_dir = {cfg.logging.out_dir!r}: cannot write there ({e.strerror})") from None

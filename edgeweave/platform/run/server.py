@@ -10,28 +10,28 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from edgeweave.platform.train.aggregate import Partial, average, combine
-from edgeweave.platform.train.batched import batch_groups, batchable
-from edgeweave.platform.run.checkpoint import RunState
 from edgeweave.platform.config.schema import ExperimentConfig
+from edgeweave.platform.core.errors import UserError
+from edgeweave.platform.core.seeding import SERVER, rng
 from edgeweave.platform.data import ArrayData
-from edgeweave.platform.run.device_state import DeviceStates, place
 from edgeweave.platform.devices.clock import Timing, Workload, time_round
 from edgeweave.platform.devices.resources import build_resources
 from edgeweave.platform.devices.timeline import DeviceTimeline
 from edgeweave.platform.devices.view import DeviceView
-from edgeweave.platform.core.errors import UserError
-from edgeweave.platform.models.flat import FlatLayout
-from edgeweave.platform.run.invariants import RunChecks
-from edgeweave.platform.models import build_model
-from edgeweave.platform.partition import Partition
-from edgeweave.platform.run.sampling import sample_available
-from edgeweave.platform.models.norm import recompute_statistics, statistics_mask, statistics_rows
-from edgeweave.platform.core.seeding import SERVER, rng
-from edgeweave.platform.methods.server_rules import build_rule
 from edgeweave.platform.methods import Job, server_half
 from edgeweave.platform.methods.base import method_halves
 from edgeweave.platform.methods.context import Facts, ServerContext
+from edgeweave.platform.methods.server_rules import build_rule
+from edgeweave.platform.models import build_model
+from edgeweave.platform.models.flat import FlatLayout
+from edgeweave.platform.models.norm import recompute_statistics, statistics_mask, statistics_rows
+from edgeweave.platform.partition import Partition
+from edgeweave.platform.run.checkpoint import RunState
+from edgeweave.platform.run.device_state import DeviceStates, place
+from edgeweave.platform.run.invariants import RunChecks
+from edgeweave.platform.run.sampling import sample_available
+from edgeweave.platform.train.aggregate import Partial, average, combine
+from edgeweave.platform.train.batched import batch_groups, batchable
 from edgeweave.platform.train.plans import Plan
 from edgeweave.platform.train.submodel import Slicer
 from edgeweave.platform.train.training import evaluate
@@ -59,8 +59,9 @@ class Server:
         rule = cfg.aggregation.server
         self.rule = build_rule(rule.name, rule.params, self.layout.learned(self.model))
         arrays = self.rules.device_arrays(self.slicer)
-        self.states = DeviceStates(cfg.devices.count, arrays, f"strategy.name = {cfg.strategy.name!r}") if arrays \
-            else None
+        self.states = (
+            DeviceStates(cfg.devices.count, arrays, f"strategy.name = {cfg.strategy.name!r}") if arrays else None
+        )
         self.clock = 0.0  # virtual seconds at the start of the next round
         self.total_flops = 0.0
         self.shared: Any = None  # the round's shared state, as the last plan made it
@@ -84,8 +85,9 @@ class Server:
         """Virtual seconds the job's full work would take at the device's speed now (download, train,
         upload): what a device knows when it commits to a plan at the round's start."""
         steps = self.facts.full_steps(job)
-        flops = self.rules.sample_flops(self.facts, round_, job, steps) * self.facts.batch_sizes(job, steps) \
-            + self.rules.term_flops(self.facts, round_, job)
+        flops = self.rules.sample_flops(self.facts, round_, job, steps) * self.facts.batch_sizes(
+            job, steps
+        ) + self.rules.term_flops(self.facts, round_, job)
         _, speed = self.view.state(np.array([job.device]), round_, self.clock)
         comm = self.model_bytes(round_, job) / float(self.view.bandwidth(np.array([job.device]))[0])
         return float(2 * comm + flops.sum() / speed[0])
@@ -95,8 +97,13 @@ class Server:
         ids = np.array([j.device for j in jobs], np.int64)
         shard = np.array([self.facts.samples(j) for j in jobs], np.int64)
         planned = np.array([self.facts.full_steps(j) for j in jobs], np.int64)
-        return Workload(devices=ids, shard=shard, batch=self.cfg.training.batch_size, planned=planned,
-                        timelines=[self.rules.device_round(self.facts, round_, j) for j in jobs])
+        return Workload(
+            devices=ids,
+            shard=shard,
+            batch=self.cfg.training.batch_size,
+            planned=planned,
+            timelines=[self.rules.device_round(self.facts, round_, j) for j in jobs],
+        )
 
     def context(self) -> ServerContext:
         """What the server half may read now: the facts, the weights (read-only), the data, the timing."""
@@ -133,12 +140,20 @@ class Server:
         self.shared = decided.shared
         jobs = [replace(j, start=self.clock) for j in decided.jobs]
         work = self.workload(round_, jobs)
-        timing = time_round(work, self.clock, d.stragglers, d.deadline,
-                            keep=d.per_round if want > d.per_round else None, fixed_length=d.round_ends == "deadline")
+        timing = time_round(
+            work,
+            self.clock,
+            d.stragglers,
+            d.deadline,
+            keep=d.per_round if want > d.per_round else None,
+            fixed_length=d.round_ends == "deadline",
+        )
         self._pending = (round_, jobs, work, timing)
         kept = np.flatnonzero(~timing.dropped)
-        trained = [jobs[i] if timing.steps[i] == work.planned[i] else replace(jobs[i], steps=int(timing.steps[i]))
-                   for i in kept]
+        trained = [
+            jobs[i] if timing.steps[i] == work.planned[i] else replace(jobs[i], steps=int(timing.steps[i]))
+            for i in kept
+        ]
         return self._grouped(round_, trained), [int(timing.samples[i]) for i in kept]
 
     def _grouped(self, round_: int, jobs: list[Job]) -> list[Job]:
@@ -151,8 +166,11 @@ class Server:
             if job.pooled:
                 return None
             plan = self.rules.job_plan(self.facts, round_, job)
-            kept = None if plan is None else (tuple(k.tobytes() for k in plan.keep),
-                                              None if plan.classes is None else plan.classes.tobytes())
+            kept = (
+                None
+                if plan is None
+                else (tuple(k.tobytes() for k in plan.keep), None if plan.classes is None else plan.classes.tobytes())
+            )
             return kept, self.facts.samples(job), self.facts.steps(job)
 
         groups = batch_groups([key(j) for j in jobs], self.cfg.training.batch_devices)
@@ -211,18 +229,30 @@ class Server:
         trained = {r["device"]: r for r in total.records}
         full_flops = self.plan_flops(None)
         start = self.clock
-        records = [device_record(round_, job, work.timelines[i], self._tier(job), trained.get(job.device, {}),
-                                 full_flops, flops=float(timing.flops[i]), finish=float(timing.finish[i]),
-                                 dropped=bool(timing.dropped[i]),
-                                 partial=bool(not timing.dropped[i] and timing.steps[i] < work.planned[i]),
-                                 stopped=timing.stopped[i], samples=int(timing.samples[i]))
-                   for i, job in enumerate(jobs)]
+        records = [
+            device_record(
+                round_,
+                job,
+                work.timelines[i],
+                self._tier(job),
+                trained.get(job.device, {}),
+                full_flops,
+                flops=float(timing.flops[i]),
+                finish=float(timing.finish[i]),
+                dropped=bool(timing.dropped[i]),
+                partial=bool(not timing.dropped[i] and timing.steps[i] < work.planned[i]),
+                stopped=timing.stopped[i],
+                samples=int(timing.samples[i]),
+            )
+            for i, job in enumerate(jobs)
+        ]
         round_flops = float(timing.flops.sum())
         self.clock = timing.end if timing.end > start else start + self.cfg.devices.idle_wait
         self.total_flops += round_flops
         metrics = step_metrics(round_, records, len(trained), start, self.clock, round_flops, self.total_flops)
-        self.checks.step(round_, metrics, records, work.timelines, [self.facts.segment(round_, j) for j in jobs],
-                         work.shard)
+        self.checks.step(
+            round_, metrics, records, work.timelines, [self.facts.segment(round_, j) for j in jobs], work.shard
+        )
         self._flag_non_finite(metrics, finite)
         self._pending = None
         return metrics, records
@@ -239,15 +269,23 @@ class Server:
 
     def snapshot(self, next_round: int, history: list[dict[str, Any]]) -> RunState:
         """The run's state between rounds, for a checkpoint."""
-        return RunState(next_round, self.weights.copy(), self.clock, self.total_flops, self.half.state(),
-                        list(history), rule={k: v.copy() for k, v in self.rule.state().items()},
-                        devices=self.states.state() if self.states is not None else {})
+        return RunState(
+            next_round,
+            self.weights.copy(),
+            self.clock,
+            self.total_flops,
+            self.half.state(),
+            list(history),
+            rule={k: v.copy() for k, v in self.rule.state().items()},
+            devices=self.states.state() if self.states is not None else {},
+        )
 
     def restore(self, state: RunState) -> None:
         """Continue from a checkpoint's state, as if the rounds before it had just run here."""
         if state.weights.shape != self.weights.shape:
-            raise UserError(f"checkpoint: {state.weights.size} weights, but this config's model has "
-                            f"{self.weights.size}")
+            raise UserError(
+                f"checkpoint: {state.weights.size} weights, but this config's model has {self.weights.size}"
+            )
         self.weights = state.weights.astype(np.float32, copy=True)
         self.clock, self.total_flops = state.clock, state.total_flops
         self.checks = RunChecks(self.clock, self.total_flops, self.cfg.training.batch_size)
@@ -275,17 +313,29 @@ class Server:
 
 @dataclass(frozen=True)
 class Unit:
-    """Jobs trained from one set of weights: a sync round's, or an async step's updates of one model version."""
+    """Jobs trained from one model version: a sync round's (its version is the round), or the updates of one
+    version that an async server step folds in."""
 
-    round: int  # what the device halves see as the round: the sync round, or the async model version
+    version: int  # the model version the jobs start from; the device halves key their draws on it as the round
     jobs: list[Job]
     samples: list[int]  # samples each job trains (to share the work out fairly)
     weights: np.ndarray = field(repr=False)
 
 
-def device_record(round_: int, job: Job, tl: DeviceTimeline, tier: str, done: dict[str, Any], full_flops: float,
-                  flops: float, finish: float, dropped: bool, partial: bool, stopped: Optional[str],
-                  samples: int) -> dict[str, Any]:
+def device_record(
+    round_: int,
+    job: Job,
+    tl: DeviceTimeline,
+    tier: str,
+    done: dict[str, Any],
+    full_flops: float,
+    flops: float,
+    finish: float,
+    dropped: bool,
+    partial: bool,
+    stopped: Optional[str],
+    samples: int,
+) -> dict[str, Any]:
     """One sampled device's record of a round or step: what it was given, what it computed and trained."""
     per_sample = float(tl.step_flops.sum() / samples) if samples else None
     return {
@@ -309,8 +359,15 @@ def device_record(round_: int, job: Job, tl: DeviceTimeline, tier: str, done: di
     }
 
 
-def step_metrics(round_: int, records: Sequence[dict[str, Any]], trained: int, start: float, end: float,
-                 flops: float, total_flops: float) -> dict[str, Any]:
+def step_metrics(
+    round_: int,
+    records: Sequence[dict[str, Any]],
+    trained: int,
+    start: float,
+    end: float,
+    flops: float,
+    total_flops: float,
+) -> dict[str, Any]:
     """A round's (or server step's) metrics from its device records; `trained`: devices whose update came in."""
     losses = [r["loss"] for r in records if r["loss"] is not None]
     return {
@@ -369,9 +426,11 @@ def check_deadline(cfg: ExperimentConfig, data: ArrayData) -> None:
     need, tier, weights = min(needs)
     if need > d.deadline:
         at = "" if peak == 1.0 else f" at the resource model's fastest (x{peak:g})"
-        raise UserError(f"devices.deadline = {d.deadline:g}: no device can meet it; the quickest tier ({tier}) "
-                        f"needs {need:.3g} s{at} to move its least work ({weights:,} weights each way) and train "
-                        f"one mini-batch of it")
+        raise UserError(
+            f"devices.deadline = {d.deadline:g}: no device can meet it; the quickest tier ({tier}) "
+            f"needs {need:.3g} s{at} to move its least work ({weights:,} weights each way) and train "
+            f"one mini-batch of it"
+        )
 
 
 def check_with_data(cfg: ExperimentConfig, data: ArrayData) -> None:
@@ -383,4 +442,3 @@ def check_with_data(cfg: ExperimentConfig, data: ArrayData) -> None:
     arrays = rules.device_arrays(slicer)
     if arrays:
         place(cfg.devices.count, arrays, f"strategy.name = {cfg.strategy.name!r}", checkpoints=cfg.logging.out_dir)
-

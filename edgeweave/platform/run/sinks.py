@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 from typing import IO, Any, Optional, Protocol, Sequence
 
-from edgeweave.platform.run.checkpoint import replace_durably
 from edgeweave.platform.config.schema import ExperimentConfig, WandbConfig
+from edgeweave.platform.run.checkpoint import replace_durably
 
 WANDB_ID = "wandb-id"  # the run directory's W&B run id, read back by a resumed run
 
@@ -43,8 +43,14 @@ class ConsoleSink(_NoImages):
         if cfg.logging.progress:
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=cfg.training.rounds, initial=start, desc=cfg.name, unit=self.unit,
-                            dynamic_ncols=True, file=sys.stderr)
+            self.bar = tqdm(
+                total=cfg.training.rounds,
+                initial=start,
+                desc=cfg.name,
+                unit=self.unit,
+                dynamic_ncols=True,
+                file=sys.stderr,
+            )
 
     def log(self, metrics: dict[str, Any]) -> None:
         if self.bar is not None:
@@ -138,9 +144,16 @@ class WandbSink:
 
             run_id, resumed = wandb_run_id(run_dir, start)
             self.run = wandb.init(
-                project=w.project, entity=w.entity, group=w.group, name=run_dir.name, id=run_id,
+                project=w.project,
+                entity=w.entity,
+                group=w.group,
+                name=run_dir.name,
+                id=run_id,
                 resume="allow" if resumed else None,
-                config=cfg.to_dict(), dir=str(run_dir), mode=mode, reinit="finish_previous",
+                config=cfg.to_dict(),
+                dir=str(run_dir),
+                mode=mode,
+                reinit="finish_previous",
                 settings=wandb.Settings(silent=True, console="off"),
             )
         except Exception as e:  # noqa: BLE001 - any W&B trouble must not stop the run
@@ -197,9 +210,15 @@ class Sinks:
             s.close(summary)
 
 
-def default_sinks(cfg: ExperimentConfig, run_dir: Path, extra: Optional[Sequence[Sink]] = None,
-                  start: int = 0) -> Sinks:
+def default_sinks(
+    cfg: ExperimentConfig, run_dir: Path, extra: Optional[Sequence[Sink]] = None, start: int = 0
+) -> Sinks:
     """Console progress, metrics.jsonl and W&B (`start`: the round a resumed run goes on from)."""
-    return Sinks([ConsoleSink(cfg, run_dir, start), JsonlSink(run_dir / "metrics.jsonl"),
-                  WandbSink(cfg, run_dir, start),
-                  *(extra or [])])
+    return Sinks(
+        [
+            ConsoleSink(cfg, run_dir, start),
+            JsonlSink(run_dir / "metrics.jsonl"),
+            WandbSink(cfg, run_dir, start),
+            *(extra or []),
+        ]
+    )

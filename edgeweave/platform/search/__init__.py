@@ -4,5 +4,14 @@ The front's file format and how a device picks from it are `methods/front.py` (t
 it); here is the search that makes it. Imports the stages up to `run`.
 """
 
-MAY_IMPORT = ('core', 'config', 'data', 'partition', 'devices', 'models', 'train', 'methods', 'run')  # checked by tests/unit/test_layout.py
-
+MAY_IMPORT = (
+    "core",
+    "config",
+    "data",
+    "partition",
+    "devices",
+    "models",
+    "train",
+    "methods",
+    "run",
+)  # checked by tests/unit/test_layout.py

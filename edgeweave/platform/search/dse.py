@@ -18,18 +18,18 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
-from edgeweave.platform.run.checkpoint import rename_durably
 from edgeweave.platform.config.schema import ExperimentConfig
+from edgeweave.platform.core.seeding import SERVER, Stream, rng, torch_generator
 from edgeweave.platform.data import ArrayData
-from edgeweave.platform.models.flat import FlatLayout
 from edgeweave.platform.methods.front import Front, made_for, non_dominated, normalises
 from edgeweave.platform.models import build_model
+from edgeweave.platform.models.flat import FlatLayout
 from edgeweave.platform.models.norm import recompute_statistics, statistics_rows
-from edgeweave.platform.core.seeding import SERVER, Stream, rng, torch_generator
-from edgeweave.platform.train.sliced_training import SubModels, train_per_batch
+from edgeweave.platform.run.checkpoint import rename_durably
 from edgeweave.platform.train.plans import dropout_plan
-from edgeweave.platform.train.submodel import Slicer
 from edgeweave.platform.train.sgd import SGDSettings
+from edgeweave.platform.train.sliced_training import SubModels, train_per_batch
+from edgeweave.platform.train.submodel import Slicer
 from edgeweave.platform.train.training import evaluate
 
 
@@ -79,9 +79,16 @@ class Explorer:
         draws of score seed `seed`, evaluated as the run evaluates its global model (`Server.evaluate`)."""
         weights = torch.from_numpy(self.start.copy())
         gens = [rng(self.cfg.seed, seed, SERVER, Stream.DSE_DROPOUT, k) for k in range(self.p.dse_steps)]
-        train_per_batch(self.models, weights, self.x_train, self.y_train, self.settings,
-                        torch_generator(self.cfg.seed, seed, SERVER, Stream.DSE_BATCHES),
-                        lambda k: dropout_plan(self.slicer, vector, gens[k]), scale_kept=self.p.scale_kept)
+        train_per_batch(
+            self.models,
+            weights,
+            self.x_train,
+            self.y_train,
+            self.settings,
+            torch_generator(self.cfg.seed, seed, SERVER, Stream.DSE_BATCHES),
+            lambda k: dropout_plan(self.slicer, vector, gens[k]),
+            scale_kept=self.p.scale_kept,
+        )
         self.layout.load(self.model, weights.numpy())
         if self.norm == "static":
             recompute_statistics(self.model, self.x_statistics, self.cfg.training.eval_batch_size)
@@ -99,15 +106,26 @@ class Explorer:
         cost = np.array([self.cache[k][0] for k in keys])
         score = np.array([self.cache[k][1] for k in keys])
         best = non_dominated(cost, score)
-        meta = {**self.made_for, "data": self.cfg.data.name, "layers": self.layers, "seed": self.cfg.seed,
-                "grid": self.grid.tolist(), "scale_kept": self.p.scale_kept,
-                "score": f"validation loss after {self.p.dse_steps} mini-batches, mean of {self.p.dse_seeds} seeds, "
-                         + (f"from the weights after {self.p.dse_warm_rounds} FedAvg rounds" if self.p.dse_warm_rounds
-                            else "from the initial weights")
-                         + (", kept filters scaled by 1/(1-d)" if self.p.scale_kept else "")
-                         + f", batch norm {self.norm}"}
-        evaluated = [{"vector": list(k), "flops_per_batch": c, "score": s, "seed_scores": self.seed_scores.get(k, [])}
-                     for k, c, s in zip(keys, cost, score)]
+        meta = {
+            **self.made_for,
+            "data": self.cfg.data.name,
+            "layers": self.layers,
+            "seed": self.cfg.seed,
+            "grid": self.grid.tolist(),
+            "scale_kept": self.p.scale_kept,
+            "score": f"validation loss after {self.p.dse_steps} mini-batches, mean of {self.p.dse_seeds} seeds, "
+            + (
+                f"from the weights after {self.p.dse_warm_rounds} FedAvg rounds"
+                if self.p.dse_warm_rounds
+                else "from the initial weights"
+            )
+            + (", kept filters scaled by 1/(1-d)" if self.p.scale_kept else "")
+            + f", batch norm {self.norm}",
+        }
+        evaluated = [
+            {"vector": list(k), "flops_per_batch": c, "score": s, "seed_scores": self.seed_scores.get(k, [])}
+            for k, c, s in zip(keys, cost, score)
+        ]
         return Front(np.array([keys[i] for i in best]), cost[best], score[best], meta), evaluated
 
 
@@ -115,9 +133,9 @@ def warm_start(cfg: ExperimentConfig, data: ArrayData, rounds: int) -> np.ndarra
     """The global weights after `rounds` FedAvg rounds of the config's own devices, in this process:
     where federated training is when the devices start dropping filters. (The held-out scoring
     samples are among the devices' data here, so the score reads lower than on unseen data.)"""
-    from edgeweave.platform.run.client import Client
     from edgeweave.platform.config.schema import build_config
     from edgeweave.platform.partition import partition_data
+    from edgeweave.platform.run.client import Client
     from edgeweave.platform.run.server import Server
 
     fedavg = build_config({**cfg.to_dict(), "strategy": {"name": "fedavg"}})
@@ -168,9 +186,13 @@ def explore(explorer: Explorer, on_evaluation: Optional[Callable[[], None]] = No
 
     g = rng(explorer.cfg.seed, -1, SERVER, Stream.DSE_POPULATION)
     first = np.vstack([np.zeros((1, n), int), g.integers(0, len(grid), size=(p.population - 1, n))])
-    algorithm = NSGA2(pop_size=p.population, sampling=first,
-                      crossover=SBX(prob=0.9, eta=15, vtype=float, repair=RoundingRepair()),
-                      mutation=PM(eta=20, vtype=float, repair=RoundingRepair()), eliminate_duplicates=True)
+    algorithm = NSGA2(
+        pop_size=p.population,
+        sampling=first,
+        crossover=SBX(prob=0.9, eta=15, vtype=float, repair=RoundingRepair()),
+        mutation=PM(eta=20, vtype=float, repair=RoundingRepair()),
+        eliminate_duplicates=True,
+    )
     minimize(DropoutProblem(), algorithm, ("n_gen", p.generations), seed=explorer.cfg.seed, verbose=False)
     return explorer.front()
 

@@ -8,5 +8,4 @@ mini-batch), `batched.py` (devices with one plan trained at once), `task_plans.p
 Imports `core`, `config`, `data` and `models`; knows no method.
 """
 
-MAY_IMPORT = ('core', 'config', 'data', 'models')  # checked by tests/unit/test_layout.py
-
+MAY_IMPORT = ("core", "config", "data", "models")  # checked by tests/unit/test_layout.py

@@ -45,7 +45,9 @@ def random_subset(width: int, rate: float, g: np.random.Generator) -> np.ndarray
     return np.sort(g.choice(width, size=k, replace=False))
 
 
-def uniform_plan(slicer: "Slicer", pick: Callable[[int, int], np.ndarray], classes: Optional[Sequence[int]] = None) -> Plan:
+def uniform_plan(
+    slicer: "Slicer", pick: Callable[[int, int], np.ndarray], classes: Optional[Sequence[int]] = None
+) -> Plan:
     """A plan choosing each layer's channels with `pick(layer, width)`."""
     keep = tuple(np.asarray(pick(i, w), np.int64) for i, w in enumerate(slicer.widths))
     return Plan(keep, None if classes is None else np.asarray(sorted(classes), np.int64))
@@ -60,6 +62,8 @@ def dropout_plan(slicer: "Slicer", drop: Sequence[float], g: np.random.Generator
 
 def thin(plan: Plan, drop: Sequence[float], g: np.random.Generator) -> Plan:
     """A plan whose first len(drop) layers keep a random (1 - drop[l]) of the plan's own channels."""
-    keep = tuple(np.sort(g.choice(k, size=max(1, int(np.ceil((1.0 - drop[i]) * len(k)))), replace=False))
-                 if i < len(drop) else k for i, k in enumerate(plan.keep))
+    keep = tuple(
+        np.sort(g.choice(k, size=max(1, int(np.ceil((1.0 - drop[i]) * len(k)))), replace=False)) if i < len(drop) else k
+        for i, k in enumerate(plan.keep)
+    )
     return Plan(keep, plan.classes)

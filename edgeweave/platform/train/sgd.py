@@ -31,8 +31,7 @@ class LocalResult:
 def sgd_settings(cfg: "ExperimentConfig") -> SGDSettings:
     """The local-training settings of an experiment config."""
     t = cfg.training
-    return SGDSettings(t.lr, t.momentum, t.weight_decay, t.batch_size, t.local_epochs, t.local_steps,
-                       t.prox_mu)
+    return SGDSettings(t.lr, t.momentum, t.weight_decay, t.batch_size, t.local_epochs, t.local_steps, t.prox_mu)
 
 
 def local_steps(n: int, s: SGDSettings) -> int:

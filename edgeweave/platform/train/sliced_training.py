@@ -20,8 +20,8 @@ from edgeweave.platform.data.augment import crop_flip
 from edgeweave.platform.models.flat import FlatLayout
 from edgeweave.platform.models.norm import is_batch_norm
 from edgeweave.platform.train.plans import Plan
-from edgeweave.platform.train.submodel import Slicer
 from edgeweave.platform.train.sgd import LocalResult, SGDSettings
+from edgeweave.platform.train.submodel import Slicer
 from edgeweave.platform.train.training import Loss, batch_order
 
 
@@ -32,7 +32,7 @@ class SubModels:
     as they came (momentum 0) and `reported` leaves them out of what the device sends back.
     """
 
-    def __init__(self, slicer: Slicer, device: torch.device = torch.device("cpu"), norm: Optional[str] = None) -> None:
+    def __init__(self, slicer: Slicer, device: torch.device | str = "cpu", norm: Optional[str] = None) -> None:
         self.slicer = slicer
         self.device = torch.device(device)
         self.per_width = norm == "per_width"
@@ -49,8 +49,12 @@ class SubModels:
                 self._hold_thinned_statistics(plan, model)
             layout = FlatLayout(model)
             params = {n for n, _ in model.named_parameters()}
-            mask = torch.cat([torch.full((int(np.prod(s)),), n in params, device=self.device)
-                              for n, s in zip(layout.names, layout.shapes)])
+            mask = torch.cat(
+                [
+                    torch.full((int(np.prod(s)),), n in params, device=self.device)
+                    for n, s in zip(layout.names, layout.shapes)
+                ]
+            )
             self._models[key] = (model, layout, mask)
         return self._models[key]
 

@@ -20,13 +20,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgeweave.platform.core.arrays import device_of
 from edgeweave.platform.core.errors import UserError
 from edgeweave.platform.models.flat import FlatLayout
-from edgeweave.platform.train.plans import Plan
 from edgeweave.platform.models.flops import FlopsCache
 from edgeweave.platform.models.layers import ConvNet
 from edgeweave.platform.models.norm import STATISTICS
-from edgeweave.platform.core.arrays import device_of
+from edgeweave.platform.train.plans import Plan
 
 
 @dataclass(frozen=True)
@@ -107,9 +107,11 @@ class Slicer:
             for thinned in (layer, source):
                 if thinned is not None and len(plan.keep[thinned]) != self.widths[thinned]:
                     what = "its output channels" if thinned == layer else "the channels of the layer feeding it"
-                    raise UserError(f"model: {name} is a grouped convolution (groups={groups}), which a sub-model cannot "
-                                     f"slice; the plan keeps {len(plan.keep[thinned])} of {self.widths[thinned]} of "
-                                     f"{what}: keep both whole")
+                    raise UserError(
+                        f"model: {name} is a grouped convolution (groups={groups}), which a sub-model cannot "
+                        f"slice; the plan keeps {len(plan.keep[thinned])} of {self.widths[thinned]} of "
+                        f"{what}: keep both whole"
+                    )
 
     def _rows(self, plan: Plan, layer: Optional[int], size: int) -> np.ndarray:
         if layer is None:
@@ -167,8 +169,7 @@ class Slicer:
         parts = []
         for s in self.slices:
             n = self._elements(plan, s)
-            flag = (s.name.rsplit(".", 1)[-1] in STATISTICS and s.out_layer is not None
-                    and bool(thinned[s.out_layer]))
+            flag = s.name.rsplit(".", 1)[-1] in STATISTICS and s.out_layer is not None and bool(thinned[s.out_layer])
             parts.append(np.full(n, flag))
         return np.concatenate(parts)
 
@@ -219,7 +220,6 @@ class Slicer:
                     layers[source].register_forward_hook(lambda m, args, out, f=full / kept: out * f)
         return model
 
-
     def at_own_width(self, plan: Plan, flat: np.ndarray) -> np.ndarray:
         """`flat` with the plan's sub-model initialised as if built at its own widths.
 
@@ -244,12 +244,22 @@ class Slicer:
 
 def _conv_like(m: nn.Conv2d, in_channels: int, out_channels: int) -> nn.Conv2d:
     """An uninitialised conv with every setting of `m` but its channel counts."""
-    return nn.utils.skip_init(nn.Conv2d, in_channels, out_channels, m.kernel_size, stride=m.stride,
-                              padding=m.padding, dilation=m.dilation, groups=m.groups, bias=m.bias is not None,
-                              padding_mode=m.padding_mode)
+    return nn.utils.skip_init(
+        nn.Conv2d,
+        in_channels,
+        out_channels,
+        m.kernel_size,
+        stride=m.stride,
+        padding=m.padding,
+        dilation=m.dilation,
+        groups=m.groups,
+        bias=m.bias is not None,
+        padding_mode=m.padding_mode,
+    )
 
 
 def _batch_norm_like(m: nn.BatchNorm2d, channels: int) -> nn.BatchNorm2d:
     """A batch norm over `channels` with every setting of `m` (eps, momentum, affine, running statistics)."""
-    return nn.BatchNorm2d(channels, eps=m.eps, momentum=m.momentum, affine=m.affine,
-                          track_running_stats=m.track_running_stats)
+    return nn.BatchNorm2d(
+        channels, eps=m.eps, momentum=m.momentum, affine=m.affine, track_running_stats=m.track_running_stats
+    )

@@ -34,8 +34,10 @@ def grouped_plans(slicer: "Slicer", classes: list[np.ndarray], trunk: int) -> li
     """One plan per group: all channels of the trunk layers, the group's share of the others."""
     plans = []
     for g, cls in enumerate(classes):
-        keep = tuple(np.arange(w) if layer < trunk else np.array_split(np.arange(w), len(classes))[g]
-                     for layer, w in enumerate(slicer.widths))
+        keep = tuple(
+            np.arange(w) if layer < trunk else np.array_split(np.arange(w), len(classes))[g]
+            for layer, w in enumerate(slicer.widths)
+        )
         plans.append(Plan(keep, cls))
     return plans
 

@@ -12,8 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgeweave.platform.core.arrays import tensor_view
-from edgeweave.platform.core.arrays import device_of
+from edgeweave.platform.core.arrays import device_of, tensor_view
 
 
 @torch.no_grad()
@@ -33,8 +32,8 @@ def relevance(model: nn.Module, x: np.ndarray, y: np.ndarray, num_classes: int, 
     try:
         for i in range(0, len(y), batch):
             acts.clear()
-            yb = tensor_view(y[i: i + batch]).to(device)
-            model(tensor_view(x[i: i + batch]).to(device))
+            yb = tensor_view(y[i : i + batch]).to(device)
+            model(tensor_view(x[i : i + batch]).to(device))
             onehot = F.one_hot(yb, num_classes).float()
             counts += onehot.sum(0)
             for k, a in enumerate(acts):

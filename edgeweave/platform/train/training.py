@@ -33,10 +33,14 @@ Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @torch.no_grad()
-def sgd_step(params: Sequence[torch.Tensor], grads: Sequence[Optional[torch.Tensor]],
-             momentum: list[Optional[torch.Tensor]], s: SGDSettings,
-             anchors: Optional[Sequence[torch.Tensor]] = None,
-             offsets: Optional[Sequence[torch.Tensor]] = None) -> None:
+def sgd_step(
+    params: Sequence[torch.Tensor],
+    grads: Sequence[Optional[torch.Tensor]],
+    momentum: list[Optional[torch.Tensor]],
+    s: SGDSettings,
+    anchors: Optional[Sequence[torch.Tensor]] = None,
+    offsets: Optional[Sequence[torch.Tensor]] = None,
+) -> None:
     """torch.optim.SGD's step on `params` in place, op for op as its single-tensor path takes it (so the
     very same numbers), without torch.optim: its first step loads about a second of torch internals in
     every process. `momentum` holds each parameter's buffer (None until its first step); a parameter

@@ -2,7 +2,6 @@
 
 from edgeweave.platform.devices.resources.base import RESOURCES, ResourceModel
 
-
 __all__ = ["RESOURCES", "ResourceModel", "build_resources"]
 
 

@@ -10,7 +10,6 @@ from edgeweave.platform.core.registries import RESOURCES as RESOURCES
 from edgeweave.platform.core.registry import Params
 
 
-
 class ResourceModel(ABC):
     """A pure function of (seed, device id, round, virtual time): same answer on every worker."""
 

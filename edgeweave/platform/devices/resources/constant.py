@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from edgeweave.platform.devices.resources.base import RESOURCES, ResourceModel
 from edgeweave.platform.core.registry import Params
+from edgeweave.platform.devices.resources.base import RESOURCES, ResourceModel
 
 
 class ConstantParams(Params):
-    multiplier: float = Field(1.0, gt=0)
+    multiplier: float = Field(1.0, gt=0)  # every device's speed multiplier, at all times (times its tier's speed)
 
 
 @RESOURCES.register("constant", ConstantParams)

@@ -5,15 +5,15 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
+from edgeweave.platform.core.registry import Params
 from edgeweave.platform.devices import hashing
 from edgeweave.platform.devices.resources.base import RESOURCES, ResourceModel, next_boundary, slot_of, slot_start
-from edgeweave.platform.core.registry import Params
 
 
 class DiurnalParams(Params):
     period: float = Field(86400.0, gt=0)  # one day of virtual time
     mean: float = Field(0.6, ge=0, le=1)  # mean chance of being available
-    amplitude: float = Field(0.3, ge=0, le=1)
+    amplitude: float = Field(0.3, ge=0, le=1)  # swing of the chance of being available around mean (clipped to [0, 1])
     slow: float = Field(0.5, gt=0, le=1)  # speed multiplier at the busiest hour
     slot: float = Field(600.0, gt=0)  # availability is redrawn, and speed moves, every slot seconds
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field, model_validator
 
+from edgeweave.platform.core.registry import Params
 from edgeweave.platform.devices import hashing
 from edgeweave.platform.devices.resources.base import RESOURCES, ResourceModel, next_boundary, slot_of
-from edgeweave.platform.core.registry import Params
 
 
 class MarkovParams(Params):

@@ -18,15 +18,15 @@ from typing import ClassVar, Optional
 import numpy as np
 from pydantic import Field
 
-from edgeweave.platform.devices.resources.base import RESOURCES, ResourceModel, slot_of, slot_start
 from edgeweave.platform.core.errors import UserError
 from edgeweave.platform.core.inputs import FileParams
+from edgeweave.platform.devices.resources.base import RESOURCES, ResourceModel, slot_of, slot_start
 
 
 class TraceParams(FileParams):
     input_fields: ClassVar[tuple[str, ...]] = ("path",)  # read once with the config, sent with it
-    path: str
-    cycle: Optional[float] = Field(None, gt=0)
+    path: str  # CSV, or JSON by its .json suffix; relative: to the config's folder, else the working directory
+    cycle: Optional[float] = Field(None, gt=0)  # repeat the trace every cycle seconds; null: once, its last rows hold
 
 
 def _bad(path: str, where: str, what: str) -> UserError:
@@ -65,8 +65,10 @@ def _rows_from_json(path: str, content: bytes) -> list[tuple[int, float, bool, f
         for i, s in enumerate(doc["series"]):
             if not len(s["time"]) == len(s["available"]) == len(s["speed"]):
                 raise ValueError(f"series {i}: time, available and speed differ in length")
-            rows += [(int(s["device"]), float(t), bool(a), float(v))
-                     for t, a, v in zip(s["time"], s["available"], s["speed"])]
+            rows += [
+                (int(s["device"]), float(t), bool(a), float(v))
+                for t, a, v in zip(s["time"], s["available"], s["speed"])
+            ]
         return rows
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
         raise _bad(path, "not a trace", f"{type(e).__name__}: {e}") from None
@@ -88,8 +90,12 @@ class Trace(ResourceModel):
             raise _bad(path, "speed", "every speed multiplier must be > 0")
         outside = [r[1] for r in rows if params.cycle and not 0 <= r[1] < params.cycle]
         if outside:
-            raise _bad(path, "time", f"{outside[0]:g} is outside the cycle: with devices.resources.cycle = "
-                                     f"{params.cycle:g}, every time must be in [0, {params.cycle:g})")
+            raise _bad(
+                path,
+                "time",
+                f"{outside[0]:g} is outside the cycle: with devices.resources.cycle = "
+                f"{params.cycle:g}, every time must be in [0, {params.cycle:g})",
+            )
         rows.sort()
         dev = np.array([r[0] for r in rows])
         self.series_ids, starts = np.unique(dev, return_index=True)
@@ -118,7 +124,7 @@ class Trace(ResourceModel):
 
     def _row(self, s: int, t: float) -> tuple[int, float]:
         """(the row series s holds at t, the next time it may change) for absolute time t."""
-        points, end = self._points(self.time[self.offsets[s]:self.offsets[s + 1]], t)
+        points, end = self._points(self.time[self.offsets[s] : self.offsets[s + 1]], t)
         k = int(np.searchsorted(points, t, side="right"))  # rows begun by t; the next begins after it
         return self.offsets[s] + max(k - 1, 0), float(points[k]) if k < len(points) else end
 

@@ -7,14 +7,14 @@ from typing import Optional
 import numpy as np
 from pydantic import Field, model_validator
 
+from edgeweave.platform.core.registry import Params
 from edgeweave.platform.devices import hashing
 from edgeweave.platform.devices.resources.base import RESOURCES, ResourceModel, next_boundary, slot_of
-from edgeweave.platform.core.registry import Params
 
 
 class UniformParams(Params):
-    low: float = Field(0.5, gt=0)
-    high: float = Field(1.0, gt=0)
+    low: float = Field(0.5, gt=0)  # the least speed multiplier drawn
+    high: float = Field(1.0, gt=0)  # the largest speed multiplier drawn (the deadline check's peak)
     availability: float = Field(1.0, gt=0, le=1)  # chance a device is available in a round (or period)
     period: Optional[float] = Field(None, gt=0)  # None: redrawn each round; else every `period` virtual seconds
 
