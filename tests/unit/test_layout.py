@@ -206,3 +206,19 @@ def test_the_checks_find_a_lazy_circle_and_an_import_the_wrong_way(tmp_path):
         "edgeweave.platform.core.e imports edgeweave.platform.run.c (platform.core -> platform.run)",
         "edgeweave.platform.run.d imports ray",
     ]
+
+
+def test_the_examples_import_only_the_stable_api_which_holds_every_name_it_lists():
+    import subprocess
+    import sys
+
+    known = set(module_names(PACKAGE))
+    plugins = sorted((ROOT / "examples").rglob("*.py")) + [ROOT / "benchmarks/whole/cifar_data.py"]
+    used = {target for path in plugins for target, _ in imports(path, known) if target.startswith("edgeweave")}
+    assert used == {"edgeweave.api"}
+    code = (
+        "import sys, edgeweave.api as api; torch = 'torch' in sys.modules; "
+        "missing = [n for n in api.__all__ if getattr(api, n, None) is None]; print(torch, missing)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.split() == ["False", "[]"]
