@@ -1,6 +1,6 @@
 """What a run's invariant checks cost: their time per round against the round's, on resources that change often.
 
-The checks (`edgeweave/platform/invariants.py`) re-read the resource model once per stretch of
+The checks (`edgeweave/platform/run/invariants.py`) re-read the resource model once per stretch of
 constant speed each device ran, and add up the records. Here the quickstart's devices (digits,
 10 of 20 per round) train with resources that change every 0.3 s of virtual time (markov) and on
 the shipped trace, in sync rounds and in async steps, and so does `edgeweave bench`'s workload

@@ -1,6 +1,6 @@
 """Soak: the quickstart for many rounds with a device worker killed every k rounds, against the
 same run undisturbed. Checks that it finishes, loses no round, and ends with identical metrics
-and weights; prints the figures for the README's "what survives what" table and writes them as
+and weights; prints the figures for the "what survives what" table (docs/howto/resuming.md) and writes them as
 JSON to --out.
 
     python benchmarks/soak.py [--rounds 500] [--kill-every 50] [--out FILE] [--smoke-test]

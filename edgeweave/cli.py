@@ -179,7 +179,7 @@ def _start(cfg: "ExperimentConfig", phases: "Phases", loading: InThread) -> "Pre
 def _train(
     cfg: "ExperimentConfig",
     data_ref: Any,
-    shape: tuple,
+    shape: tuple[tuple[int, int, int], int],
     partition: "Partition",
     prestarted: "Prestarted",
     run_dir: "Path",
@@ -231,8 +231,8 @@ def cmd_dse(args: argparse.Namespace) -> int:
 
     from edgeweave.platform.config.schema import load_config
     from edgeweave.platform.data import load_dataset
-    from edgeweave.platform.run.plots import plot_front
     from edgeweave.platform.search.dse import Explorer, evaluations, explore, store
+    from edgeweave.platform.search.plots import plot_front
 
     cfg = load_config(args.config, args.set, check_strategy=False, plugins=args.plugin)
     if cfg.strategy.name != "distreal":
@@ -386,13 +386,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from edgeweave.platform.bench.whole import table as whole_table
         from edgeweave.platform.bench.whole import targets as whole_targets
 
-        workers = min(max(workers), cpu_count())
+        whole_workers = min(max(workers), cpu_count())
         print(
             f"whole commands, process start to exit: {', '.join(names)}; floor and platform alternating, "
-            f"{args.repeat} repeat(s), {workers} worker(s)",
+            f"{args.repeat} repeat(s), {whole_workers} worker(s)",
             flush=True,
         )
-        rows = run_whole(names, args.repeat, out.resolve(), workers, progress=lambda line: print(line, flush=True))
+        rows = run_whole(
+            names, args.repeat, out.resolve(), whole_workers, progress=lambda line: print(line, flush=True)
+        )
         md = whole_table(rows) + "\n\n" + "\n".join(f"- {line}" for line in whole_targets(rows))
         (out / "whole.md").write_text(md + "\n")
         print(md)

@@ -78,11 +78,11 @@ def start_local() -> None:
             kwargs.setdefault("dashboard_agent_listen_port", port)
             super().__init__(*args, **kwargs)
 
-    parameter.RayParams = OwnAgentPort
+    parameter.RayParams = OwnAgentPort  # type: ignore[misc]  # Ray's class, swapped while Ray starts
     try:
         _on_loopback(address="local", include_dashboard=False, dashboard_host=LOOPBACK, logging_level=logging.WARNING)
     finally:
-        parameter.RayParams = ray_params
+        parameter.RayParams = ray_params  # type: ignore[misc]  # Ray's own class back
 
 
 def free_port() -> int:

@@ -185,7 +185,7 @@ class Driver:
         """The run is over but the process stays for the next (a sweep's next trial): drop the server (and
         its hold on the run's data); returns the handles of workers still starting, for the caller to kill."""
         starting = list(self.pool.starting.values())
-        self.server = self.pool = None
+        del self.server, self.pool  # as before `open`
         return starting
 
     def restore(self, state: RunState) -> None:

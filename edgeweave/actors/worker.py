@@ -55,6 +55,7 @@ class DeviceWorker:
         state: Any = None,
         stored: Optional[dict[int, dict[str, np.ndarray]]] = None,
     ) -> Partial:
+        assert self.client is not None  # `setup` built it: the pool sends work only to workers set up
         return self.client.run(round_, global_weights, jobs, state, stored)
 
 

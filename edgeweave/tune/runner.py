@@ -6,7 +6,7 @@ import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator, cast
 
 import ray
 import yaml
@@ -109,7 +109,7 @@ def log_results_to_wandb(sweep: SweepConfig, cfg: ExperimentConfig, out: Path, t
             name=f"{sweep.name}-results",
             job_type="sweep-results",
             dir=str(out),
-            mode=mode,
+            mode=mode,  # type: ignore[arg-type]  # wandb's Literal: WANDB_MODE passes through as wandb reads it
             reinit="finish_previous",
             settings=wandb.Settings(silent=True, console="off"),
         )
@@ -292,11 +292,15 @@ def finish(
     """
     keys = list(sweep.space)
     trials = []
-    for i, result in enumerate(grid):
+    results = cast("Iterable[tune.Result]", grid)  # Ray's ResultGrid iterates by __getitem__ (no __iter__)
+    for i, result in enumerate(results):
+        if result.config is None:  # created, never started (an interrupted grid larger than the cluster)
+            continue
         frame = result.metrics_dataframe
         rounds = _last(frame, "round")
         rounds = None if rounds is None else int(rounds) + 1
-        trial_cfg = build_config(trial_raw(base, sweep.set, {k: result.config[k] for k in keys}))
+        params = {k: result.config[k] for k in keys}
+        trial_cfg = build_config(trial_raw(base, sweep.set, params))
         status = (
             "failed"
             if result.error
@@ -309,7 +313,7 @@ def finish(
         trials.append(
             {
                 "trial": i,
-                "params": {k: result.config[k] for k in keys},
+                "params": params,
                 **{c: _last(frame, c) for c in ("test_accuracy", "test_loss", "cumulative_flops", "virtual_time")},
                 "rounds": rounds,
                 "status": status,

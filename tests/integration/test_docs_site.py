@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeweave.platform.config.reference import keys
+from edgeweave.platform.config.reference import keys, sweep_keys
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
@@ -46,13 +46,15 @@ def served(site):
     server.server_close()
 
 
-def test_the_config_reference_page_lists_exactly_the_schemas_keys(site):
-    page = (site / "reference/config/index.html").read_text()
+@pytest.mark.parametrize("page, rows", [("reference/config", keys), ("reference/sweep", sweep_keys)])
+def test_the_reference_pages_list_exactly_the_schemas_keys(site, page, rows):
+    text = (site / page / "index.html").read_text()
     listed = [
         html.unescape(re.sub(r"<[^>]+>", "", cell))
-        for cell in re.findall(r"<tr>\s*<td><code>(.*?)</code></td>", page, re.S)
+        for cell in re.findall(r"<tr>\s*<td><code>(.*?)</code></td>", text, re.S)
     ]
-    assert listed == [k.path for k in keys()]
+    expected = [k.path for k in rows()]
+    assert sorted(listed) == sorted(expected) and len(set(listed)) == len(listed)
 
 
 def browser() -> str:
@@ -65,10 +67,11 @@ def browser() -> str:
 
 
 def test_in_a_headless_browser_the_site_renders_and_its_search_finds_a_config_key(served):
-    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+    executable = browser()
+    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright  # in the dev extra
     key = "aggregation.staleness"
     with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=browser(), args=["--no-sandbox"])
+        chromium = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
         try:
             page = chromium.new_page()
             errors: list[str] = []

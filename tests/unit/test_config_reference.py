@@ -6,8 +6,9 @@ from typing import Literal, Optional
 
 from pydantic import Field
 
-from edgeweave.platform.config.reference import Key, keys, model_keys
+from edgeweave.platform.config.reference import Key, keys, model_keys, sweep_keys
 from edgeweave.platform.config.schema import PLUGGABLE
+from edgeweave.platform.config.sweep import SweepConfig
 from edgeweave.platform.core.registries import BUILT_IN
 from edgeweave.platform.core.registry import Params
 
@@ -37,7 +38,7 @@ def test_rows_carry_type_default_bounds_and_the_comment_beside_or_above():
         Key("toy.cap", "integer | null", "null", "", ""),
         Key("toy.inner", "mapping", "see below", "", "A nested section: its docstring's first paragraph describes it."),
         Key("toy.inner.depth", "number", "2.5", "> 0, <= 10", "how deep"),
-        Key("toy.items", "list of mapping", "2 entries", "length >= 1", "a list"),
+        Key("toy.items", "list of mapping", '[{"depth": 2.5}, {"depth": 2.5}]', "length >= 1", "a list"),
         Key("toy.items[].depth", "number", "2.5", "> 0, <= 10", "how deep"),
     ]
 
@@ -45,7 +46,10 @@ def test_rows_carry_type_default_bounds_and_the_comment_beside_or_above():
 def test_every_key_of_the_schema_says_what_it_is():
     rows = keys()
     assert len({r.path for r in rows}) == len(rows)
-    assert [r.path for r in rows if not (r.type and r.default and r.description)] == []
+    assert [r.path for r in rows if not (r.type and r.description)] == []
+    sweep = sweep_keys()
+    assert [r.path for r in sweep if not (r.type and r.description)] == []
+    assert {r.path.split(".")[0] for r in sweep} == set(SweepConfig.model_fields)
 
 
 def test_every_built_in_part_is_named_and_its_parameters_listed_under_its_name():

@@ -222,3 +222,31 @@ def test_the_examples_import_only_the_stable_api_which_holds_every_name_it_lists
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.split() == ["False", "[]"]
+
+
+def test_importing_a_room_loads_no_room_it_may_not_import():
+    """What the source does not show (a registry lookup through importlib when a class is defined, say)
+    still may not load a room against the declared direction: each room's modules, imported in a fresh
+    interpreter, load only rooms it may import."""
+    import subprocess
+    import sys
+
+    platform = PACKAGE / "platform"
+    names = module_names(PACKAGE)
+    code = (
+        "import importlib, sys\n"
+        "for m in sys.argv[1:]: importlib.import_module(m)\n"
+        "print(' '.join(sorted({m.split('.')[2] for m in sys.modules if m.startswith('edgeweave.platform.')})))"
+    )
+    running = {}
+    for init in sorted(platform.glob("*/__init__.py")):
+        room_name = init.parent.name
+        modules = [n for n in names if n.startswith(f"edgeweave.platform.{room_name}")]
+        running[room_name] = subprocess.Popen(
+            [sys.executable, "-c", code, *modules], cwd=ROOT, stdout=subprocess.PIPE, text=True
+        )
+    for room_name, proc in running.items():
+        out, _ = proc.communicate(timeout=300)
+        assert proc.returncode == 0
+        allowed = set(declared(platform / room_name / "__init__.py")) | {room_name}
+        assert set(out.split()) <= allowed, (room_name, sorted(set(out.split()) - allowed))

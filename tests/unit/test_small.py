@@ -128,3 +128,47 @@ def test_a_slice_starts_at_its_own_widths_initial_scale(tmp_path):
     for m in [x for x in sub.modules() if isinstance(x, (torch.nn.Conv2d, torch.nn.Linear))]:
         bound = 1 / np.sqrt(m.weight[0].numel())  # PyTorch's default initial bound for this fan-in
         assert bound * 0.8 < float(m.weight.detach().abs().max()) <= bound * (1 + 1e-6)
+
+
+PLAIN_MODEL = '''
+from edgeweave.api import MODELS, Params
+
+
+@MODELS.register("plain_net", Params)
+class PlainNet:
+    """A plugin model whose parameters are plain Params: no width, no batch norm, no norm_samples."""
+
+    def __init__(self, params):
+        self.params = params
+
+    def build(self, input_shape, num_classes):
+        from edgeweave.api import ConvNet, conv_stack, mlp_head
+
+        features, channels, pixels = conv_stack([8, "M"], input_shape[0], input_shape[1:], 1.0, False)
+        return ConvNet(features, mlp_head(channels * pixels, [16], num_classes))
+'''
+
+
+def test_a_finished_run_of_a_plugin_model_with_plain_params_is_scored_at_each_width(tmp_path):
+    """`edgeweave report --widths` on such a run read model.norm_samples, which plain Params lack
+    (AttributeError)."""
+    from safetensors.torch import save_file
+
+    from edgeweave.platform.config.schema import dump_config
+    from edgeweave.platform.models import build_model
+    from edgeweave.platform.report.widths import run_width_scores
+
+    (tmp_path / "plain_net.py").write_text(PLAIN_MODEL)
+    raw = tiny_raw(tmp_path, plugins=[str(tmp_path / "plain_net.py")])
+    raw["model"] = {"name": "plain_net"}
+    cfg = build_config(raw)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text(dump_config(cfg))
+    data = load_dataset(cfg.data, cfg.seed)
+    save_file(
+        build_model(cfg.model, data.input_shape, data.num_classes, cfg.seed).state_dict(),
+        str(run_dir / "model.safetensors"),
+    )
+    scores = run_width_scores(run_dir, [0.5, 1.0])
+    assert sorted(scores) == [0.5, 1.0] and all(0.0 <= acc <= 1.0 for acc, _ in scores.values())

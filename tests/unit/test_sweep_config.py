@@ -188,3 +188,29 @@ def test_pareto_front_of_the_plot_is_the_non_dominated_trials():
 
     cost, acc = np.array([3e9, 5e9, 4e9]), np.array([0.8, 0.9, 0.7])
     assert sorted(non_dominated(cost, -acc).tolist()) == [0, 1]  # trial 2 costs more than 0 for less
+
+
+class Trial:
+    """What Ray Tune's result grid holds for one trial; `config` is None for a trial that never started."""
+
+    def __init__(self, config, rounds=None):
+        import pandas as pd
+
+        self.config, self.error, self.path = config, None, "/nowhere"
+        self.metrics = {"trial_id": "t"} if config is None else {"trial_id": "t", "round": rounds - 1}
+        self.metrics_dataframe = None if config is None else pd.DataFrame({"round": range(rounds)})
+
+
+def test_a_sweep_stopped_before_some_trials_started_says_interrupted(tmp_path):
+    """Ctrl+C on a grid larger than the cluster leaves trials Tune created but never started in the grid,
+    with no config: the sweep says how to resume it (it raised TypeError)."""
+    from edgeweave.tune.runner import finish
+
+    sweep, base = load_sweep(sweep_file(tmp_path, space={"training.lr": {"grid": [0.01, 0.1, 0.2]}}))
+    said = []
+    grid = [Trial({"training.lr": 0.01}, rounds=2), Trial(None), Trial(None)]
+    assert finish(sweep, base, None, grid, tmp_path / "out", said.append) is False
+    assert said == [
+        f"sweep {sweep.name}: interrupted with 1 of 3 trials finished; continue with: "
+        f"edgeweave sweep --resume {tmp_path / 'out'}"
+    ]

@@ -334,7 +334,8 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-BATCHING = {  # the workloads `edgeweave bench --batching` compares: a step dominated by overhead, and a real one
+# the workloads `edgeweave bench --batching` compares: a step dominated by overhead, and a real one
+BATCHING: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "cnn width 0.25, digits 8x8": ({"name": "digits"}, {"name": "cnn", "width": 0.25}),
     "two-conv CNN, 32x32x3": (
         {"name": "synthetic", "train_samples": 5000, "test_samples": 100, "image_size": 32, "channels": 3},

@@ -15,13 +15,14 @@ import json
 import textwrap
 import tokenize
 from dataclasses import dataclass
-from typing import Any, Optional, Union, get_args, get_origin
+from typing import Any, Optional, Union, cast, get_args, get_origin
 
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from edgeweave.platform.config.schema import PLUGGABLE, Choice, ExperimentConfig
+from edgeweave.platform.config.sweep import SweepConfig
 from edgeweave.platform.core.registries import BUILT_IN
 
 BOUNDS = {
@@ -89,6 +90,12 @@ def type_name(annotation: Any) -> str:
         return " | ".join(repr(a) for a in args)
     if origin is list:
         return f"list of {type_name(args[0])}" if args else "list"
+    if origin is tuple:
+        return f"[{', '.join(type_name(a) for a in args)}]"
+    if origin is dict:
+        return f"mapping of {type_name(args[0])} to {type_name(args[1])}" if args else "mapping"
+    if annotation is Any:
+        return "any"
     if isinstance(annotation, type):
         if issubclass(annotation, BaseModel):
             return "mapping"
@@ -101,12 +108,13 @@ def type_name(annotation: Any) -> str:
 def default_text(info: FieldInfo) -> str:
     """The field's default as YAML would write it; `required` when it has none."""
     if info.default is PydanticUndefined and info.default_factory is None:
-        return "required"
+        nested = isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel)
+        return "see below" if nested else "required"  # build_config fills every section's defaults
     value = info.default_factory() if info.default_factory is not None else info.default  # type: ignore[call-arg]
     if isinstance(value, BaseModel):
         return "see below"
     if isinstance(value, list) and value and isinstance(value[0], BaseModel):
-        return f"{len(value)} entries"
+        value = [v.model_dump(mode="json") for v in value]
     return json.dumps(value, default=str)
 
 
@@ -131,9 +139,13 @@ def model_keys(model: type[BaseModel], prefix: str) -> list[Key]:
         if annotation is Choice:
             rows.extend(choice_keys(path))
             continue
-        inner = get_args(annotation)[0] if get_origin(annotation) is list and get_args(annotation) else annotation
+        inner, below = annotation, f"{path}."
+        if get_origin(annotation) in (list, dict) and get_args(annotation):
+            inner = get_args(annotation)[-1]
+            below = f"{path}[]." if get_origin(annotation) is list else f"{path}.<key>."
         nested = isinstance(inner, type) and issubclass(inner, BaseModel)
-        own = (inspect.getdoc(inner) or "").split("\n\n")[0].replace("\n", " ") if nested else ""
+        doc = inspect.cleandoc(inner.__dict__.get("__doc__") or "") if nested else ""  # its own, not inherited
+        own = doc.split("\n\n")[0].replace("\n", " ")
         rows.append(
             Key(
                 path,
@@ -144,7 +156,8 @@ def model_keys(model: type[BaseModel], prefix: str) -> list[Key]:
             )
         )
         if nested:
-            rows.extend(model_keys(inner, f"{path}[]." if inner is not annotation else f"{path}."))
+            sub = cast("type[BaseModel]", inner)  # `nested`: a pydantic model
+            rows.extend(model_keys(sub, below))
     return rows
 
 
@@ -172,22 +185,28 @@ def keys() -> list[Key]:
     return model_keys(ExperimentConfig, "")
 
 
+def sweep_keys() -> list[Key]:
+    """Every key of a sweep file, in schema order."""
+    return model_keys(SweepConfig, "")
+
+
 def cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
 def markdown(rows: Optional[list[Key]] = None) -> str:
-    """The reference as Markdown: one table per top-level section."""
+    """The reference as Markdown: the top-level keys in one table, then one table per section."""
     rows = keys() if rows is None else rows
-    out: list[str] = []
-    section = None
+    sections = {r.path.split(".")[0].split("[")[0] for r in rows if "." in r.path or "[" in r.path}
+    groups: dict[str, list[Key]] = {"top-level keys": []}
     for row in rows:
         top = row.path.split(".")[0].split("[")[0]
-        if top != section:
-            section = top
-            out += ["", f"## `{top}`", "", "| key | type | default | bounds | description |", "|---|---|---|---|---|"]
-        out.append(
-            f"| `{cell(row.path)}` | {cell(row.type)} | `{cell(row.default)}` | {cell(row.bounds)} | "
-            f"{cell(row.description)} |"
-        )
+        groups.setdefault(f"`{top}`" if top in sections else "top-level keys", []).append(row)
+    out: list[str] = []
+    for title, group in groups.items():
+        out += ["", f"## {title}", "", "| key | type | default | bounds | description |", "|---|---|---|---|---|"]
+        out += [
+            f"| `{cell(r.path)}` | {cell(r.type)} | `{cell(r.default)}` | {cell(r.bounds)} | {cell(r.description)} |"
+            for r in group
+        ]
     return "\n".join(out).lstrip("\n") + "\n"

@@ -140,7 +140,7 @@ class ExperimentConfig(Params):
     model: Choice
     devices: DevicesConfig
     training: TrainingConfig = TrainingConfig()
-    aggregation: AggregationConfig = AggregationConfig()
+    aggregation: AggregationConfig = Field(default_factory=AggregationConfig)
     strategy: Choice
     ray: RayConfig = RayConfig()
     logging: LoggingConfig = LoggingConfig()
@@ -260,7 +260,7 @@ def build_config(
 def _with_paper_norm(model: Choice, strategy: Choice) -> Choice:
     """The model with `norm` filled in from the method's paper where the config leaves it out (a model
     whose parameters have no `norm` keeps its batch norm as built)."""
-    if "norm" not in type(model.params).model_fields or model.params.norm is not None:
+    if "norm" not in type(model.params).model_fields or getattr(model.params, "norm", None) is not None:
         return model
     method, _ = STRATEGIES.entry(strategy.name, "strategy.name")
     params = model.params.model_copy(update={"norm": method.rules.paper_norm})
@@ -401,7 +401,7 @@ def with_plugins(raw: dict, plugins: Sequence[str]) -> dict:
 
 # Fields added after checkpoints existed: left out of the dump while at their default, so older
 # configs read as they did before (their checkpoints, of an earlier format, are refused by it).
-ADDED_LATER = {
+ADDED_LATER: dict[tuple[str, ...], type[BaseModel]] = {
     ("plugins",): ExperimentConfig,
     ("ray", "start_timeout"): RayConfig,
     ("ray", "round_timeout"): RayConfig,

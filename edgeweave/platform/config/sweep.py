@@ -32,11 +32,11 @@ class Dimension(BaseModel):
     """One swept key: exactly one of grid / choice (lists of values) or uniform / loguniform / randint ([low, high])."""
 
     model_config = ConfigDict(extra="forbid")
-    grid: Optional[list[Any]] = None
-    choice: Optional[list[Any]] = None
-    uniform: Optional[tuple[float, float]] = None
-    loguniform: Optional[tuple[float, float]] = None
-    randint: Optional[tuple[int, int]] = None
+    grid: Optional[list[Any]] = None  # every listed value, each in its own trial
+    choice: Optional[list[Any]] = None  # one of the listed values per trial, drawn
+    uniform: Optional[tuple[float, float]] = None  # [low, high]: a number drawn uniformly
+    loguniform: Optional[tuple[float, float]] = None  # [low, high], low > 0: drawn uniformly in log space
+    randint: Optional[tuple[int, int]] = None  # [low, high): an integer drawn uniformly, high excluded
 
     @model_validator(mode="after")
     def _one_kind(self) -> "Dimension":
@@ -69,27 +69,33 @@ class Dimension(BaseModel):
 
 
 class Scheduler(BaseModel):
+    """How trials are stopped: fifo runs every trial to its end, asha stops the worst at each rung."""
+
     model_config = ConfigDict(extra="forbid")
-    name: Literal["fifo", "asha"] = "fifo"
+    name: Literal["fifo", "asha"] = "fifo"  # the scheduler
     grace_period: int = Field(1, ge=1)  # asha: rounds every trial runs before it can be stopped
     reduction_factor: float = Field(2.0, gt=1)  # asha: keep the best 1 / reduction_factor at each rung
 
 
 class SweepConfig(BaseModel):
+    """A sweep file: a base experiment, fixed overrides, a search space over its keys, how to search it."""
+
     model_config = ConfigDict(extra="forbid")
-    name: str = Field("sweep", pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field("sweep", pattern=r"^[A-Za-z0-9_.-]+$")  # names the sweep's folder under out_dir
     base: str  # the experiment config every trial starts from
     set: dict[str, Any] = {}  # fixed overrides for every trial, e.g. training.rounds
+    # dotted config key (as with --set; a whole section to switch its kind) -> the values it takes
     space: dict[str, Dimension]
     num_samples: int = Field(1, ge=1)  # repeats of the grid; draws of the random dimensions
-    max_concurrent_trials: Optional[int] = Field(None, ge=1)
-    scheduler: Scheduler = Scheduler()
+    max_concurrent_trials: Optional[int] = Field(None, ge=1)  # null: as many as the CPUs allow
+    scheduler: Scheduler = Scheduler()  # fifo, or asha with its rungs
+    # what ranks trials: test_accuracy, test_loss, train_loss, virtual_time or cumulative_flops
     metric: str = "test_accuracy"
-    mode: Literal["max", "min"] = "max"
+    mode: Literal["max", "min"] = "max"  # whether a larger metric is better
     checkpoint_every: int = Field(5, ge=1)  # rounds between a trial's checkpoints
     workers_per_trial: int = Field(1, ge=1)  # device workers each trial runs (one CPU bundle each)
     trial_retries: int = Field(3, ge=0)  # restarts of a trial, from its checkpoint, after its node or process was lost
-    out_dir: str = "runs/sweeps"
+    out_dir: str = "runs/sweeps"  # where the sweep's folder goes (relative: to the working directory)
 
     @field_validator("space")
     @classmethod

@@ -20,6 +20,6 @@ def device_of(model: nn.Module) -> torch.device:
     """Where the model's tensors live (the CPU for a model without any)."""
     for t in model.parameters():
         return t.device
-    for t in model.buffers():
-        return t.device
+    for b in model.buffers():
+        return b.device
     return torch.device("cpu")

@@ -100,7 +100,7 @@ class Registry(Generic[T]):
     def build(self, name: str, params: Params, **kwargs: Any) -> T:
         """Instantiate the class filed under `name` with its validated parameters."""
         cls, _ = self.entry(name, f"{self.kind}.{self.key}")
-        return cls(params, **kwargs)  # type: ignore[call-arg]
+        return cls(params, **kwargs)
 
 
 def _where(module: Optional[str]) -> str:

@@ -1,5 +1,6 @@
 """Data sets as arrays: digits (bundled), synthetic and shapes (from a seed), CIFAR-10/100, FEMNIST, Speech Commands.
 
+Also the batched augmentation (`augment.py`) and the synthetic Speech Commands tree (`speech_synth.py`).
 A new data set is one file here (it returns `ArrayData`) and one line in `core/registries.py`.
 Imports only `core`.
 """

@@ -24,7 +24,7 @@ class ArrayData:
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
-        return tuple(self.x_train.shape[1:])  # type: ignore[return-value]
+        return tuple(self.x_train.shape[1:])
 
 
 def channel_moments(x: np.ndarray, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:

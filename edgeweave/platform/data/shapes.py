@@ -133,6 +133,7 @@ class _Renderer:
         u = dx * col(cos / s) + dy * col(sin / s)  # the part's frame, in radii
         v = dy * col(cos / s) - dx * col(sin / s)
         d = _by_kind(shape, _distance, u, v)
+        assert d is not None  # _distance always returns an array
         d *= col(-s)
         d += 0.5
         alpha = np.clip(d, 0, 1, out=d)  # anti-aliased coverage: distance in pixels, within half a pixel

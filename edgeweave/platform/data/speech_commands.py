@@ -164,7 +164,7 @@ def write_cache(path: Path, key: str, feats: dict[str, np.ndarray]) -> None:
                 if time.time() - old.stat().st_mtime > 3600:
                     old.unlink()
         with open(tmp, "wb") as f:
-            np.savez(f, key=np.array(key), **feats)
+            np.savez(f, key=np.array(key), **feats)  # type: ignore[arg-type]  # numpy's stub: **feats vs allow_pickle
         os.replace(tmp, path)
     except OSError as e:
         warnings.warn(

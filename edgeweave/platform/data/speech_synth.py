@@ -117,8 +117,8 @@ def generate(root: Path, counts: dict[str, int], words: Sequence[str] = WORDS, s
     )
     patterns = [word_pattern(w, seed) for w in range(len(words))]
     testing, validation = [], []
-    for word in words:
-        (root / word).mkdir()
+    for folder in words:
+        (root / folder).mkdir()
     for i in range(total):  # clip i: word i % len(words), speaker i // 3
         word, speaker = i % len(words), i // 3
         x = clip(patterns[word], speaker_voice(speaker, seed), g)

@@ -143,6 +143,7 @@ class TrainSteps(Protocol):
         partial: Partial,
         plan_for_step: Callable[[int], "Plan"],
         steps: Optional[int] = None,
+        *,
         loss_fn: Optional[Callable] = None,
         targets: Optional[Callable[[Any, "Plan"], Any]] = None,
         allowed: Optional[np.ndarray] = None,

@@ -11,13 +11,14 @@ keep the clock and count the FLOPs.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal, cast
 
 import numpy as np
 from pydantic import Field
 
 from edgeweave.platform.core.errors import UserError
 from edgeweave.platform.core.inputs import FileParams
+from edgeweave.platform.core.registry import Params
 from edgeweave.platform.core.seeding import Stream, rng
 from edgeweave.platform.devices.timeline import StepRule
 from edgeweave.platform.methods.base import STRATEGIES, DeviceHalf, Job, Method, Rules
@@ -66,7 +67,8 @@ class DistrealRules(Rules):
         self._front: Front | None = None
 
     @classmethod
-    def check(cls, params: DistrealParams, cfg: "ExperimentConfig") -> None:
+    def check(cls, params: Params, cfg: "ExperimentConfig") -> None:
+        params = cast(DistrealParams, params)  # the config's strategy.params, validated as this method's
         front = check_front(run_front(params), cfg, FIELD)
         searched = bool(front.meta.get("scale_kept", False))
         if searched != params.scale_kept:
@@ -77,8 +79,9 @@ class DistrealRules(Rules):
             )
 
     @classmethod
-    def check_data(cls, params: DistrealParams, cfg: "ExperimentConfig", data: "ArrayData", slicer: "Slicer") -> None:
+    def check_data(cls, params: Params, cfg: "ExperimentConfig", data: "ArrayData", slicer: "Slicer") -> None:
         """The front must also fit the loaded data's input shape and classes. Call before the run starts."""
+        params = cast(DistrealParams, params)
         check_front(run_front(params), cfg, FIELD, data, slicer.model)
 
     def front(self, facts: Facts) -> Front:

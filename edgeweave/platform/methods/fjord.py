@@ -6,6 +6,8 @@ channels of every layer for a p drawn uniformly from the allowed rates up to p_m
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from edgeweave.platform.core.seeding import Stream, rng
@@ -35,9 +37,11 @@ class FjORDRules(WidthRules):
         """Each mini-batch's sub-model (one plan object per width, shared by its mini-batches)."""
         rates = self.step_rates(round_, job, steps)
         classes = self.classes_of(facts, job.device)
-        plans = {
-            r: uniform_plan(facts.slicer, lambda i, w, r=r: nested(w, r), classes) for r in map(float, np.unique(rates))
-        }
+
+        def pick(r: float) -> Callable[[int, int], np.ndarray]:
+            return lambda i, w: nested(w, r)
+
+        plans = {r: uniform_plan(facts.slicer, pick(r), classes) for r in map(float, np.unique(rates))}
         return [plans[float(r)] for r in rates]
 
     def sample_flops(self, facts: Facts, round_: int, job: Job, steps: int) -> np.ndarray:

@@ -120,7 +120,8 @@ def check_front(front: Front | str | Path, cfg, field: str, data=None, model=Non
         for k in sorted(set(theirs_params) | set(ours_params))
     ]
     diffs += [("training.batch_size =", made["batch_size"], "this config has", cfg.training.batch_size)]
-    trained = made.get("training") if isinstance(made.get("training"), dict) else {}  # recorded since the policy
+    recorded = made.get("training")
+    trained = recorded if isinstance(recorded, dict) else {}  # recorded since the policy
     diffs += [(f"training.{k} =", trained[k], "this config has", getattr(cfg.training, k)) for k in sorted(trained)]
     if data is not None:
         data_has = f"data {cfg.data.name!r} has"

@@ -67,6 +67,7 @@ class ScaffoldServer(ServerHalf):
         return RoundPlan([Job(int(d)) for d in devices], shared=self.control.copy())
 
     def absorb(self, round_: int, changes: dict[int, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]) -> None:
+        assert self.control is not None  # `plan` made c before any round's devices trained
         moved = np.zeros(len(self.control), np.float64)
         for before, after in changes.values():
             moved += after[CONTROL]
@@ -89,6 +90,7 @@ class ScaffoldDevice(DeviceHalf):
         own = ctx.state(job.device).get(CONTROL)
         correction = ctx.shared if own is None else ctx.shared - own
         gradient = ctx.train_full(round_, job, weights, partial, correction=correction)
+        assert gradient is not None  # with a correction, training returns the mean loss gradient
         partial.keep(job.device, {CONTROL: gradient})
 
 

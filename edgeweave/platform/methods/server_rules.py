@@ -15,7 +15,7 @@ of the model's size, kept in the checkpoint. Nothing here imports torch.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, cast
 
 import numpy as np
 from pydantic import Field
@@ -55,7 +55,7 @@ class ServerRule:
     @property
     def averages(self) -> bool:
         """Whether a step is just the average (plain at lr 1): the server then keeps the average it computed."""
-        return type(self) is ServerRule and self.params.lr == 1.0
+        return type(self) is ServerRule and cast(PlainParams, self.params).lr == 1.0
 
     def step(self, weights: np.ndarray, delta: np.ndarray, trained: np.ndarray) -> np.ndarray:
         """The new weights (float32) from the old ones and the averaged update (zero where nobody trained)."""
@@ -65,7 +65,7 @@ class ServerRule:
 
     def direction(self, delta: np.ndarray, trained: np.ndarray) -> np.ndarray:
         """The step on the parameters; updates the rule's state on the trained elements."""
-        return self.params.lr * delta
+        return cast(PlainParams, self.params).lr * delta  # plain's own step: every other rule overrides it
 
     def state(self) -> dict[str, np.ndarray]:
         return {}
@@ -75,6 +75,8 @@ class ServerRule:
 
 
 class Momentum(ServerRule):
+    params: MomentumParams
+
     def __init__(self, params: MomentumParams, learned: np.ndarray) -> None:
         super().__init__(params, learned)
         self.v = np.zeros(len(learned), np.float64)
@@ -93,13 +95,16 @@ class Momentum(ServerRule):
 class Adaptive(ServerRule):
     """Adam: the second moment an exponential mean of delta^2."""
 
-    def __init__(self, params: Params, learned: np.ndarray) -> None:
+    params: AdaptiveParams | AdagradParams
+
+    def __init__(self, params: AdaptiveParams | AdagradParams, learned: np.ndarray) -> None:
         super().__init__(params, learned)
         self.m = np.zeros(len(learned), np.float64)
         self.v = np.full(len(learned), params.tau**2, np.float64)
 
     def second(self, v: np.ndarray, d2: np.ndarray) -> np.ndarray:
-        return self.params.beta2 * v + (1 - self.params.beta2) * d2
+        p = cast(AdaptiveParams, self.params)  # adam's own: adagrad, whose parameters have no beta2, overrides it
+        return p.beta2 * v + (1 - p.beta2) * d2
 
     def direction(self, delta: np.ndarray, trained: np.ndarray) -> np.ndarray:
         p = self.params
@@ -115,11 +120,15 @@ class Adaptive(ServerRule):
 
 
 class Yogi(Adaptive):
+    params: AdaptiveParams
+
     def second(self, v: np.ndarray, d2: np.ndarray) -> np.ndarray:
         return v - (1 - self.params.beta2) * d2 * np.sign(v - d2)
 
 
 class Adagrad(Adaptive):
+    params: AdagradParams
+
     def second(self, v: np.ndarray, d2: np.ndarray) -> np.ndarray:
         return v + d2
 

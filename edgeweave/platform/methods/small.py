@@ -8,12 +8,13 @@ the global model is exactly the small model and is evaluated as one.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Optional, cast
 
 import numpy as np
 from pydantic import Field
 
 from edgeweave.platform.core.errors import UserError
+from edgeweave.platform.core.registry import Params
 from edgeweave.platform.methods.base import STRATEGIES, Job, Method, RoundPlan
 from edgeweave.platform.methods.context import ServerContext
 from edgeweave.platform.methods.width import WidthDevice, WidthParams, WidthRules, WidthServer
@@ -36,7 +37,8 @@ class SmallRules(WidthRules):
     paper_norm = "static"
 
     @classmethod
-    def check(cls, params: SmallParams, cfg: "ExperimentConfig") -> None:  # type: ignore[override]
+    def check(cls, params: Params, cfg: "ExperimentConfig") -> None:
+        params = cast(SmallParams, params)  # the config's strategy.params, validated as this method's
         if params.rate_by != "tier":
             raise UserError(
                 f"strategy.rate_by = {params.rate_by!r}: `small` trains one width on every device; "

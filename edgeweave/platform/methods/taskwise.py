@@ -11,13 +11,14 @@ with more rounds the harvest repeats after each.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Optional
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Optional, cast
 
 import numpy as np
 from pydantic import Field
 
 from edgeweave.platform.core.errors import UserError
 from edgeweave.platform.core.inputs import FileParams
+from edgeweave.platform.core.registry import Params
 from edgeweave.platform.core.seeding import Stream, rng
 from edgeweave.platform.data import DATASETS, ArrayData
 from edgeweave.platform.devices.timeline import StepRule
@@ -147,7 +148,8 @@ class TaskwiseRules(Rules):
         self._front: Optional[Front] = None
 
     @classmethod
-    def check(cls, params: TaskwiseParams, cfg: "ExperimentConfig") -> None:
+    def check(cls, params: Params, cfg: "ExperimentConfig") -> None:
+        params = cast(TaskwiseParams, params)  # the config's strategy.params, validated as this method's
         if params.tasks == "explicit" and not params.assignment:
             raise UserError("strategy.tasks = 'explicit': needs strategy.assignment, task ids per device")
         _check_tasks(params, cfg)
@@ -164,11 +166,12 @@ class TaskwiseRules(Rules):
             check_front(_dropout_front(params), cfg, DROPOUT_FRONT)
 
     @classmethod
-    def check_data(cls, params: TaskwiseParams, cfg: "ExperimentConfig", data: ArrayData, slicer: "Slicer") -> None:
+    def check_data(cls, params: Params, cfg: "ExperimentConfig", data: ArrayData, slicer: "Slicer") -> None:
         """What needs the loaded data: its classes, and the model's widths for its input shape.
 
         Call after loading the data and before starting the run.
         """
+        params = cast(TaskwiseParams, params)
         _check_classes(params, data.num_classes, f"data {cfg.data.name}")
         if params.dropout_front:
             check_front(_dropout_front(params), cfg, DROPOUT_FRONT, data, slicer.model)
@@ -213,6 +216,7 @@ class TaskwiseRules(Rules):
     def allowed(self, facts: Facts) -> np.ndarray:
         """Elements of the flat weights some task owns; the others are held at zero."""
         if self._allowed is None:
+            assert self.plans is not None  # asked for only once the warm-up is over and the plans are made
             self._allowed = allowed_mask(facts.slicer, facts.model_size, self.plans)
         return self._allowed
 
@@ -226,9 +230,11 @@ class TaskwiseRules(Rules):
         """
         p = self.params
         if p.tasks == "explicit":
+            assert p.assignment is not None  # `check`: explicit tasks need an assignment
             return list(p.assignment[device % len(p.assignment)])
+        assert self.plans is not None  # asked for only once the warm-up is over and the plans are made
         labels = facts.labels(device)
-        held = np.array([np.isin(labels, plan.classes).sum() for plan in self.plans], np.float64)
+        held = np.array([np.isin(labels, cast(np.ndarray, plan.classes)).sum() for plan in self.plans], np.float64)
         n = p.tasks_per_device
         if p.tasks == "budget":
             n = max(1, int(np.ceil(n * facts.view.tier_speed[facts.view.tier_of[device]])))
@@ -240,7 +246,9 @@ class TaskwiseRules(Rules):
         return sorted(np.argsort(-held, kind="stable")[:n].tolist())
 
     def device_plan(self, facts: Facts, device: int, round_: int) -> Plan:
-        return union([self.plans[t] for t in self.tasks_of(facts, device, round_)])
+        tasks = self.tasks_of(facts, device, round_)
+        assert self.plans is not None  # asked for only once the warm-up is over and the plans are made
+        return union([self.plans[t] for t in tasks])
 
     def job_plan(self, facts: Facts, round_: int, job: Job) -> Optional[Plan]:
         return None if self.warming_up(round_) else self.device_plan(facts, job.device, round_)
@@ -291,7 +299,7 @@ class TaskwiseServer(ServerHalf):
         plans = self.rules.plans
         if plans is None:
             return {}
-        arrays = {f"plan.{t}.classes": p.classes for t, p in enumerate(plans)}
+        arrays = {f"plan.{t}.classes": cast(np.ndarray, p.classes) for t, p in enumerate(plans)}  # a task's classes
         arrays.update({f"plan.{t}.keep.{k}": keep for t, p in enumerate(plans) for k, keep in enumerate(p.keep)})
         return arrays
 
@@ -318,7 +326,7 @@ class TaskwiseDevice(DeviceHalf):
         from edgeweave.platform.train.task_training import OBJECTIVES, own_labels  # torch: only where devices train
 
         plan = rules.device_plan(facts, job.device, round_)
-        task = dict(
+        task: dict[str, Any] = dict(
             loss_fn=OBJECTIVES[rules.params.objective],
             targets=lambda y, p: own_labels(y, p.classes),
             allowed=rules.allowed(facts),

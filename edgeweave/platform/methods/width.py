@@ -8,7 +8,7 @@ A width method is its rules' `channels`, registered with `width_method(Rules)`.
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import TYPE_CHECKING, Literal, Optional
+from typing import TYPE_CHECKING, Literal, Optional, cast
 
 import numpy as np
 from pydantic import Field, field_validator
@@ -26,11 +26,11 @@ if TYPE_CHECKING:
 
 
 class WidthParams(Params):
-    # Width rate per tier name, the share of each layer's channels its devices train (`small`: the least of them)
+    # Width rate in (0, 1] per tier name: the share of each layer's channels its devices train (`small`: the least)
     rates: dict[str, float] = Field(default_factory=lambda: {"strong": 1.0, "medium": 0.5, "weak": 0.25})
     # tier: the tier's rate; budget: the largest of `allowed` whose whole work fits devices.deadline at round start
     rate_by: Literal["tier", "budget"] = "tier"
-    # The rates rate_by: budget picks from; fjord draws each mini-batch's width from those up to the device's rate
+    # Rates in (0, 1] that rate_by: budget picks from; fjord draws each mini-batch's width from those up to the rate
     allowed: list[float] = Field(default_factory=lambda: [1.0, 0.75, 0.5, 0.25], min_length=1)
     label_split: bool = False  # train only the output rows of the classes the device holds
     scale_kept: bool = False  # scale a thinned layer's outputs by full over kept width in training (a scaler)
@@ -63,7 +63,8 @@ class WidthRules(Rules):
     params: WidthParams
 
     @classmethod
-    def check(cls, params: WidthParams, cfg: "ExperimentConfig") -> None:
+    def check(cls, params: Params, cfg: "ExperimentConfig") -> None:
+        params = cast(WidthParams, params)  # the config's strategy.params, validated as this method's
         tiers = [t.name for t in cfg.devices.tiers]
         missing = [t for t in tiers if t not in params.rates]
         if missing:

@@ -1,4 +1,4 @@
-"""Model zoo: cnn, alexnet, vgg11, vgg16 in CIFAR form, all adapting to 8x8 inputs.
+"""Model zoo: cnn, alexnet, vgg11, vgg16 in CIFAR form (all adapting to 8x8 inputs), and kws_cnn for speech.
 
 A model is one file here and one line in `core/registries.py`; `layers.py` holds the building
 blocks, `flat.py` a model's weights as one buffer, `norm.py` whose batch-norm statistics the global

@@ -23,7 +23,7 @@ class AlexNet:
         from edgeweave.platform.models.layers import ConvNet, conv_stack, mlp_head
 
         w = self.params.width
-        spec = [64, "M", 192, "M", 384, 256, 256, "M"]
+        spec: list[int | str] = [64, "M", 192, "M", 384, 256, 256, "M"]
         features, c, pixels = conv_stack(spec, input_shape[0], input_shape[1:], w, self.params.has_batch_norm())
         hidden = [scaled(1024, w), scaled(1024, w)]
         return ConvNet(features, mlp_head(c * pixels, hidden, num_classes))

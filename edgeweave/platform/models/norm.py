@@ -19,7 +19,7 @@ global model's running statistics come from:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal, Optional, get_args
+from typing import TYPE_CHECKING, Literal, Optional, TypeGuard, get_args
 
 import numpy as np
 
@@ -33,7 +33,7 @@ NORMS: tuple[str, ...] = get_args(Norm)
 STATISTICS = ("running_mean", "running_var")
 
 
-def is_batch_norm(m: "nn.Module") -> bool:
+def is_batch_norm(m: "nn.Module") -> TypeGuard[nn.modules.batchnorm._BatchNorm]:
     """Any of torch's batch norms (1d, 2d, 3d, lazy)."""
     from torch import nn
 
@@ -99,5 +99,5 @@ def recompute_statistics(model: "nn.Module", x: np.ndarray, batch_size: int = 50
             model(tensor_view(x[i : i + batch_size]).to(device))
     for m, momentum in zip(norms, saved):
         m.momentum = momentum
-    for m, training in modes.items():
-        m.train(training)
+    for module, training in modes.items():
+        module.train(training)

@@ -9,7 +9,7 @@ from edgeweave.platform.models.base import MODELS, ModelParams
 if TYPE_CHECKING:
     from torch import nn
 
-SPECS = {
+SPECS: dict[str, list[int | str]] = {
     "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
     "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
 }

@@ -2,7 +2,8 @@
 
 `edgeweave report` reads finished runs (`report.py`, `savings.py`), scores a global model at
 each width of the nested family (`widths.py`), and summarises a sweep's trials
-(`sweep_results.py`). Imports the stages up to `run`.
+(`sweep_results.py`); a figure comparing runs or trials goes here. Imports the stages up to
+`run`.
 """
 
 MAY_IMPORT = (

@@ -9,7 +9,7 @@ per-width batch norms hold them, and it is scored on the test set.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -19,6 +19,7 @@ from edgeweave.platform.config.schema import ExperimentConfig, load_config
 from edgeweave.platform.core.errors import UserError
 from edgeweave.platform.data import ArrayData, load_dataset
 from edgeweave.platform.models import build_model
+from edgeweave.platform.models.base import ModelParams
 from edgeweave.platform.models.flat import FlatLayout
 from edgeweave.platform.models.norm import is_batch_norm, recompute_statistics, statistics_rows
 from edgeweave.platform.partition import partition_data
@@ -37,8 +38,12 @@ def width_scores(
     model = build_model(cfg.model, data.input_shape, data.num_classes, cfg.seed)
     slicer = Slicer(model, data.input_shape)
     scores = {}
+
+    def pick(rate: float) -> Callable[[int, int], np.ndarray]:
+        return lambda i, w: nested(w, rate)
+
     for rate in rates:
-        plan = uniform_plan(slicer, lambda i, w, rate=rate: nested(w, rate))
+        plan = uniform_plan(slicer, pick(rate))
         sub = slicer.build(plan)
         FlatLayout(sub).load(sub, np.ascontiguousarray(weights[slicer.positions(plan)]))
         if any(is_batch_norm(m) for m in sub.modules()):
@@ -57,7 +62,10 @@ def run_width_scores(run_dir: Path, rates: Sequence[float]) -> dict[float, tuple
     partition = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed)
     model = build_model(cfg.model, data.input_shape, data.num_classes, cfg.seed)
     model.load_state_dict(load_file(str(weights_file)))
-    rows = statistics_rows(cfg.seed, partition.indices, cfg.model.params.norm_samples)
+    # a plugin model whose parameters are plain Params has no batch norm (build_model refuses one) and no
+    # norm_samples: the rows are then never used; drawn as a ModelParams model would draw them
+    count = getattr(cfg.model.params, "norm_samples", ModelParams.model_fields["norm_samples"].default)
+    rows = statistics_rows(cfg.seed, partition.indices, count)
     with torch.no_grad():
         weights = FlatLayout(model).flatten(model)
     return width_scores(cfg, data, weights, rates, data.x_train[rows])

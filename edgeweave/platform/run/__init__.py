@@ -5,7 +5,8 @@
 side (a worker's share of a round, through a method's device half); `invariants.py` checks the
 clock and records as the run goes; `checkpoint.py`, `device_state.py`, `rundir.py` hold what a
 resume needs; `sinks.py` (console, JSONL, W&B) and `plots.py` what users read; `phases.py` the
-command's phase timeline. A new plot goes in `plots.py`. Imports every stage below it (`core`,
+command's phase timeline. A new figure of one run goes in `plots.py` (figures comparing runs or
+sweep trials: `report`; the search's front: `search`). Imports every stage below it (`core`,
 `config`, `data`, `partition`, `devices`, `models`, `train`, `methods`), never `report`, `search`
 or `bench`.
 """

@@ -189,6 +189,7 @@ class AsyncServer(Server):
         """Fold the step's updates in: the server rule steps along delta = sum_u s_u (sums_u - counts_u * w_u) /
         sum_u counts_u, per element (elements nobody trained stay; plain: w += lr * delta); then a new version
         begins. What the devices kept goes to the store (a device that keeps state arrives once a step)."""
+        assert self._step is not None  # `plan_units` began the step
         step, start, ended, units = self._step
         a = self.cfg.aggregation
         delta = np.zeros(self.layout.size, np.float64)
@@ -241,9 +242,10 @@ class AsyncServer(Server):
             [self.facts.segment(f.version, f.job) for f in ended],
             [self.facts.samples(f.job) for f in ended],
         )
-        stale = list(staleness.values())
+        stales = list(staleness.values())
         metrics.update(
-            staleness_mean=float(np.mean(stale)) if stale else None, staleness_max=int(max(stale)) if stale else None
+            staleness_mean=float(np.mean(stales)) if stales else None,
+            staleness_max=int(max(stales)) if stales else None,
         )
         if finite:
             self.weights = weights
@@ -273,6 +275,7 @@ class AsyncServer(Server):
     def restore(self, state: RunState) -> None:
         super().restore(state)
         s = state.schedule
+        assert s is not None  # an async run's checkpoint holds its schedule (`snapshot`)
         self.version, self.dispatches, self.started = int(s["version"]), int(s["dispatches"]), set(s["started"])
         self.versions = {int(v): w.astype(np.float32) for v, w in state.versions.items()}
         self.weights = self.versions[self.version]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -106,7 +106,9 @@ class Client:
         if self.device.type == "cuda":
             if self._round_weights[0] is not flat:
                 self._round_weights = (flat, tensor_view(flat).to(self.device))
-            self.layout.load(self.model, self._round_weights[1])
+            on_device = self._round_weights[1]
+            assert on_device is not None  # set with `flat`, just now or on an earlier call
+            self.layout.load(self.model, on_device)
             return
         self.layout.load(self.model, flat)
 
@@ -359,6 +361,7 @@ class Together:
             model, layout, _ = c.submodels.get(first.plan, first.scale_kept)
             pos = c.slicer.positions(first.plan)
             layout.load(model, first.weights[pos])
+        ys: Sequence[torch.Tensor]  # the jobs' labels, mapped for a sub-model's plan
         xs, ys = zip(*(c.data_of(q.job) for q in queue))
         if first.plan is not None:
             plan = first.plan

@@ -17,7 +17,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 import numpy as np
 
@@ -136,7 +136,9 @@ class DeviceStates:
         base = place(population, self.sizes, what, memory, folder)
         self._spill: Optional[tempfile.TemporaryDirectory] = None
         if base is None:
-            self.rows = {name: np.zeros((population, size), np.float32) for name, size in self.sizes.items()}
+            self.rows: dict[str, np.ndarray] = {
+                name: np.zeros((population, size), np.float32) for name, size in self.sizes.items()
+            }
             return
         remove_stale(base)
         self._spill = tempfile.TemporaryDirectory(prefix=f"{SPILL}{os.getpid()}-", dir=base)
@@ -184,9 +186,10 @@ class DeviceStates:
         """What a checkpoint holds: every row (on disk: its file, flushed) and which devices wrote theirs."""
         if self._spill is None:
             return {"seen": self.seen, **self.rows}
-        for rows in self.rows.values():
+        spilled = cast("dict[str, np.memmap]", self.rows)  # a store on disk: every row is memory-mapped
+        for rows in spilled.values():
             rows.flush()
-        return {"seen": self.seen.copy(), **{name: OnDisk(rows.filename) for name, rows in self.rows.items()}}
+        return {"seen": self.seen.copy(), **{name: OnDisk(cast(str, rows.filename)) for name, rows in spilled.items()}}
 
     def load_state(self, arrays: dict[str, Any]) -> None:
         """Take back what `state` returned, or a checkpoint's files (rows copied in: a spilled store stays on disk)."""

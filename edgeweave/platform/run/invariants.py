@@ -122,7 +122,7 @@ class RunChecks:
         records: Sequence[dict[str, Any]],
         timelines: Sequence[DeviceTimeline],
         segments: Sequence[Segment],
-        shards: Sequence[int],
+        shards: Sequence[int] | np.ndarray,
     ) -> None:
         """The clock and the books of one round (or server step): one record, timeline, segment (what the
         device's resource model gives, as its timeline read it) and shard size per device that took part."""

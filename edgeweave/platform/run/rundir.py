@@ -30,7 +30,11 @@ def create_run_dir(cfg: ExperimentConfig) -> Path:
             except FileExistsError:
                 continue
             text = dump_config(cfg)  # what --resume reads back: on disk before the run goes on
-            replace_durably(path / "config.yaml", lambda tmp, text=text: tmp.write_text(text))
+
+            def write(tmp: Path, text: str = text) -> None:
+                tmp.write_text(text)
+
+            replace_durably(path / "config.yaml", write)
             return path
     except OSError as e:
         raise UserError(f"logging.out_dir = {cfg.logging.out_dir!r}: cannot write there ({e.strerror})") from None

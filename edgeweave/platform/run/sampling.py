@@ -27,5 +27,7 @@ def sample_available(
             return np.sort(np.array(chosen[:k], np.int64))
     rest = np.setdiff1d(np.arange(population), np.array(sorted(seen), np.int64))
     rest = rest[eligible(rest)] if len(rest) else rest
-    extra = g.choice(rest, size=min(k - len(chosen), len(rest)), replace=False) if len(rest) else []
+    extra: np.ndarray | list[int] = (
+        g.choice(rest, size=min(k - len(chosen), len(rest)), replace=False) if len(rest) else []
+    )
     return np.sort(np.array(chosen + list(extra), np.int64))

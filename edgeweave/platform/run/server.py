@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass, field, replace
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence, cast
 
 import numpy as np
 
@@ -35,6 +35,9 @@ from edgeweave.platform.train.batched import batch_groups, batchable
 from edgeweave.platform.train.plans import Plan
 from edgeweave.platform.train.submodel import Slicer
 from edgeweave.platform.train.training import evaluate
+
+if TYPE_CHECKING:
+    from edgeweave.platform.models.base import ModelParams
 
 
 class Server:
@@ -70,7 +73,9 @@ class Server:
         self.norm = getattr(cfg.model.params, "norm", None)
         self.statistics = statistics_mask(self.layout) if self.norm == "static" else None
         if self.statistics is not None:  # the training rows the statistics are recomputed from, fixed for the run
-            rows = statistics_rows(cfg.seed, partition.indices, cfg.model.params.norm_samples)
+            # `norm` is a field of ModelParams, which a plugin model with batch norm subclasses (docs/howto/plugins.md)
+            model_params = cast("ModelParams", cfg.model.params)
+            rows = statistics_rows(cfg.seed, partition.indices, model_params.norm_samples)
             self.x_statistics = data.x_train[rows]
 
     def plan_flops(self, plan: Optional[Plan]) -> int:
@@ -186,6 +191,7 @@ class Server:
         """Write what the devices of a folded round kept into the store, and show the server half the change."""
         if not states:
             return
+        assert self.states is not None  # devices keep only the arrays their method declares (`device_arrays`)
         changes = {}
         for device in sorted(states):
             changes[device] = (self.states.get(device), states[device])
@@ -214,6 +220,7 @@ class Server:
         move on and a later round finds devices again. Returns the round's metrics and one
         record per sampled device.
         """
+        assert self._pending is not None  # `plan` made the round
         round_, jobs, work, timing = self._pending
         total = combine(partials, self.layout.size)
         if self.rule.averages:
@@ -226,7 +233,7 @@ class Server:
         if finite:  # a diverged round is not folded in: the run stops with the last good weights
             self.weights = weights
             self.keep_states(round_, total.states)
-        trained = {r["device"]: r for r in total.records}
+        by_device = {r["device"]: r for r in total.records}
         full_flops = self.plan_flops(None)
         start = self.clock
         records = [
@@ -235,7 +242,7 @@ class Server:
                 job,
                 work.timelines[i],
                 self._tier(job),
-                trained.get(job.device, {}),
+                by_device.get(job.device, {}),
                 full_flops,
                 flops=float(timing.flops[i]),
                 finish=float(timing.finish[i]),
@@ -249,7 +256,7 @@ class Server:
         round_flops = float(timing.flops.sum())
         self.clock = timing.end if timing.end > start else start + self.cfg.devices.idle_wait
         self.total_flops += round_flops
-        metrics = step_metrics(round_, records, len(trained), start, self.clock, round_flops, self.total_flops)
+        metrics = step_metrics(round_, records, len(by_device), start, self.clock, round_flops, self.total_flops)
         self.checks.step(
             round_, metrics, records, work.timelines, [self.facts.segment(round_, j) for j in jobs], work.shard
         )

@@ -152,7 +152,7 @@ class WandbSink:
                 resume="allow" if resumed else None,
                 config=cfg.to_dict(),
                 dir=str(run_dir),
-                mode=mode,
+                mode=mode,  # type: ignore[arg-type]  # wandb's Literal: WANDB_MODE passes through as wandb reads it
                 reinit="finish_previous",
                 settings=wandb.Settings(silent=True, console="off"),
             )

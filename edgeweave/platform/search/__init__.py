@@ -1,7 +1,8 @@
 """DISTREAL's design-space exploration: the Pareto front of dropout vectors that `edgeweave dse` writes.
 
 The front's file format and how a device picks from it are `methods/front.py` (the method reads
-it); here is the search that makes it. Imports the stages up to `run`.
+it); here is the search that makes it (`dse.py`) and its figure (`plots.py`). Imports the stages
+up to `run`.
 """
 
 MAY_IMPORT = (

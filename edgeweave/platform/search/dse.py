@@ -13,7 +13,7 @@ shape, classes, batch size), which runs check.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, cast
 
 import numpy as np
 import torch
@@ -32,12 +32,15 @@ from edgeweave.platform.train.sliced_training import SubModels, train_per_batch
 from edgeweave.platform.train.submodel import Slicer
 from edgeweave.platform.train.training import evaluate
 
+if TYPE_CHECKING:
+    from edgeweave.platform.methods.distreal import DistrealParams
+
 
 class Explorer:
     """Scores dropout vectors for one config's model and data; caches every evaluation."""
 
     def __init__(self, cfg: ExperimentConfig, data: ArrayData) -> None:
-        p = cfg.strategy.params
+        p = cast("DistrealParams", cfg.strategy.params)  # a distreal config (`edgeweave dse` checks)
         self.cfg, self.p = cfg, p
         self.model = build_model(cfg.model, data.input_shape, data.num_classes, cfg.seed)
         self.slicer = Slicer(self.model, data.input_shape)

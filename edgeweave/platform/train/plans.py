@@ -46,7 +46,7 @@ def random_subset(width: int, rate: float, g: np.random.Generator) -> np.ndarray
 
 
 def uniform_plan(
-    slicer: "Slicer", pick: Callable[[int, int], np.ndarray], classes: Optional[Sequence[int]] = None
+    slicer: "Slicer", pick: Callable[[int, int], np.ndarray], classes: Optional[Sequence[int] | np.ndarray] = None
 ) -> Plan:
     """A plan choosing each layer's channels with `pick(layer, width)`."""
     keep = tuple(np.asarray(pick(i, w), np.int64) for i, w in enumerate(slicer.widths))

@@ -9,7 +9,7 @@ elements any step touched are what the device reports.
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import numpy as np
 import torch
@@ -23,6 +23,9 @@ from edgeweave.platform.train.plans import Plan
 from edgeweave.platform.train.sgd import LocalResult, SGDSettings
 from edgeweave.platform.train.submodel import Slicer
 from edgeweave.platform.train.training import Loss, batch_order
+
+if TYPE_CHECKING:
+    from edgeweave.platform.models.layers import ConvNet
 
 
 class SubModels:
@@ -66,7 +69,7 @@ class SubModels:
             self._reported[key] = None if held is None or not held.any() else torch.from_numpy(~held).to(self.device)
         return self._reported[key]
 
-    def _hold_thinned_statistics(self, plan: Plan, model: torch.nn.Module) -> None:
+    def _hold_thinned_statistics(self, plan: Plan, model: ConvNet) -> None:
         """Momentum 0 for each batch norm after a conv that, or an earlier conv of which, is thinned."""
         thinned, layer = False, -1
         for m in model.features:

@@ -14,7 +14,7 @@ mode, batch norm's eps and momentum, ...), so the full plan's sub-model is the o
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, cast
 
 import numpy as np
 import torch
@@ -44,7 +44,7 @@ class _Slice:
 class Slicer:
     """Knows a ConvNet's prunable layers and turns plans into flat positions and sub-models."""
 
-    def __init__(self, model: ConvNet, input_shape: tuple[int, int, int]) -> None:
+    def __init__(self, model: nn.Module, input_shape: tuple[int, int, int]) -> None:
         if not isinstance(model, ConvNet):
             raise TypeError("sub-model plans need a ConvNet (features + classifier)")
         self.model = model
@@ -79,11 +79,11 @@ class Slicer:
             last = n == len(linears) - 1
             layer = -1 if last else len(self.widths)
             if not last:
-                self.widths.append(model.classifier[i].out_features)
+                self.widths.append(cast(nn.Linear, model.classifier[i]).out_features)
             owner[f"classifier.{i}.weight"] = (layer, prev, pixels if n == 0 else 1)
             owner[f"classifier.{i}.bias"] = (layer, None, 1)
             prev = layer
-        self.num_classes = model.classifier[linears[-1]].out_features
+        self.num_classes = cast(nn.Linear, model.classifier[linears[-1]]).out_features  # `linears`: Linear layers
         self.slices = [
             _Slice(name, off, tuple(shape), *owner[name])
             for name, shape, off in zip(self.layout.names, self.layout.shapes, self.layout.offsets)
@@ -180,7 +180,7 @@ class Slicer:
             n *= int(np.prod(s.shape[2:]))
         return n
 
-    def build(self, plan: Plan, scale_kept: bool = False) -> nn.Module:
+    def build(self, plan: Plan, scale_kept: bool = False) -> ConvNet:
         """A real model with the plan's widths, on the CPU (uninitialised: `extract` fills it).
 
         `scale_kept` multiplies a thinned layer's outputs by full width over kept width (HeteroFL's scaler, after

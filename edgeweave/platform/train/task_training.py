@@ -5,7 +5,7 @@ Only processes that score or train a model import it; validating a config never 
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -14,16 +14,19 @@ from torch import nn
 
 from edgeweave.platform.core.arrays import device_of, tensor_view
 
+if TYPE_CHECKING:
+    from edgeweave.platform.models.layers import ConvNet
+
 
 @torch.no_grad()
-def relevance(model: nn.Module, x: np.ndarray, y: np.ndarray, num_classes: int, batch: int = 512) -> list[np.ndarray]:
+def relevance(model: ConvNet, x: np.ndarray, y: np.ndarray, num_classes: int, batch: int = 512) -> list[np.ndarray]:
     """Mean post-ReLU activation of every prunable layer's channels, per class: (width, classes) each.
 
     Runs where the model lives; the data goes there a batch at a time.
     """
     model.eval()
     device = device_of(model)
-    sums: list[Optional[torch.Tensor]] = []
+    sums: list[torch.Tensor] = []
     counts = torch.zeros(num_classes, device=device)
     acts: list[torch.Tensor] = []
     # In every zoo model each ReLU follows exactly one prunable layer, in order.

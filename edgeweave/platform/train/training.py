@@ -58,11 +58,13 @@ def sgd_step(
         if s.weight_decay:
             grad = grad.add(p, alpha=s.weight_decay)
         if s.momentum:
-            if momentum[i] is None:
-                momentum[i] = torch.clone(grad).detach()
+            buf = momentum[i]
+            if buf is None:
+                buf = torch.clone(grad).detach()
+                momentum[i] = buf
             else:
-                momentum[i].mul_(s.momentum).add_(grad, alpha=1.0)
-            grad = momentum[i]
+                buf.mul_(s.momentum).add_(grad, alpha=1.0)
+            grad = buf
         p.add_(grad, alpha=-s.lr)
 
 

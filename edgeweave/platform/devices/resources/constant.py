@@ -17,6 +17,8 @@ class ConstantParams(Params):
 class Constant(ResourceModel):
     """Devices differ only by tier; nothing changes over time."""
 
+    params: ConstantParams
+
     def state(self, ids: np.ndarray, round_: int, t: float) -> tuple[np.ndarray, np.ndarray]:
         return np.ones(len(ids), bool), np.full(len(ids), self.params.multiplier)
 

@@ -22,6 +22,8 @@ class DiurnalParams(Params):
 class Diurnal(ResourceModel):
     """p_available(t) = mean + amplitude * cos(2 pi (t / period + phase)); slower when less idle."""
 
+    params: DiurnalParams
+
     def cycle(self, ids: np.ndarray, t) -> np.ndarray:
         """cos(2 pi (t / period + phase)) for each device: +1 at its idlest hour, -1 at its busiest."""
         phase = hashing.uniform(self.seed, ids, 0, 40)

@@ -54,6 +54,8 @@ def chain_state(seed: int, ids: np.ndarray, step: int, leave: float, enter: floa
 class Markov(ResourceModel):
     """Availability flips on/off, speed flips fast/slow, both as Markov chains in virtual time."""
 
+    params: MarkovParams
+
     def state(self, ids: np.ndarray, round_: int, t: float) -> tuple[np.ndarray, np.ndarray]:
         p = self.params
         step = slot_of(t, p.period)

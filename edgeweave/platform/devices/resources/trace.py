@@ -78,6 +78,8 @@ def _rows_from_json(path: str, content: bytes) -> list[tuple[int, float, bool, f
 class Trace(ResourceModel):
     """Replays recorded availability and speed; cheap lookups by binary search per device."""
 
+    params: TraceParams
+
     def __init__(self, params: TraceParams, seed: int) -> None:
         super().__init__(params, seed)
         path, content = params.path, params.content("path")

@@ -30,6 +30,8 @@ class Uniform(ResourceModel):
     """Multiplier ~ U(low, high) and availability ~ Bernoulli, independently per device and round
     (or per `period` of virtual time: then they change while a device trains)."""
 
+    params: UniformParams
+
     def _draw(self, round_: int, t: float) -> int:
         return round_ if self.params.period is None else slot_of(t, self.params.period)
 
