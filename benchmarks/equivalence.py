@@ -8,6 +8,7 @@ should not change behaviour and compare the files:
 
     python benchmarks/equivalence.py --out before.json
     python benchmarks/equivalence.py --out after.json --check before.json
+    python benchmarks/equivalence.py --smoke-test   # one round per variant
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ def merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def variant_hash(name: str, out_dir: Path) -> str:
+def variant_hash(name: str, out_dir: Path, rounds: int = 3) -> str:
     """The sha256 of a variant's final weights and its rounds' metrics and records."""
     import torch
 
@@ -100,6 +101,7 @@ def variant_hash(name: str, out_dir: Path) -> str:
 
     raw = merged(BASE, VARIANTS[name])
     raw["logging"] = {**raw["logging"], "out_dir": str(out_dir)}
+    raw["training"] = {**raw["training"], "rounds": rounds}
     cfg = build_config(raw)
     torch.set_num_threads(1)
     data = load_dataset(cfg.data, cfg.seed)
@@ -121,11 +123,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("runs/equivalence.json"))
     parser.add_argument("--check", type=Path, help="a file of an earlier run: exit 1 on any variant that differs")
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--smoke-test", action="store_true", help="one round per variant")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         hashes = {}
         for name in args.variants:
-            hashes[name] = variant_hash(name, Path(tmp))
+            hashes[name] = variant_hash(name, Path(tmp), 1 if args.smoke_test else 3)
             print(f"{name:10s} {hashes[name]}", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(hashes, indent=1) + "\n")

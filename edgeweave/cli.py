@@ -383,6 +383,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise UserError(f"--out = {str(out)!r}: cannot create it ({e.strerror})") from None
     if args.whole:
         from edgeweave.platform.bench.whole import cpu_count, run_whole
+        from edgeweave.platform.bench.whole import plot as whole_plot
         from edgeweave.platform.bench.whole import table as whole_table
         from edgeweave.platform.bench.whole import targets as whole_targets
 
@@ -397,8 +398,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         )
         md = whole_table(rows) + "\n\n" + "\n".join(f"- {line}" for line in whole_targets(rows))
         (out / "whole.md").write_text(md + "\n")
+        png = whole_plot(rows, out)
         print(md)
-        print(f"\nbench -> {out / 'whole.md'}, {out / 'whole.json'}")
+        print(f"\nbench -> {out / 'whole.md'}, {out / 'whole.json'}, {png}")
         return 0
     if args.batching:
         from edgeweave.platform.bench.rounds import batching_table, run_batching

@@ -16,6 +16,7 @@ SCRIPTS = {
     "cluster.py": ("cluster", "cluster/cluster.md"),
     "distreal_paper.py": ("paper", "paper/distreal_paper.md"),
     "distreal_vs_baselines.py": ("compare", "compare/report.md"),
+    "equivalence.py": ("equivalence.json", "equivalence.json"),
     "fidelity.py": ("fidelity", "fidelity/fidelity_heterofl.png"),
     "invariants.py": ("invariants.json", "invariants.json"),
     "population.py": ("population.json", "population.json"),

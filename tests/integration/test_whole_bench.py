@@ -30,4 +30,5 @@ def test_whole_bench_times_both_commands_and_their_phases(tmp_path, capsys):
     assert abs(accuracy - final) < 0.01
     md = (out / "whole.md").read_text()
     assert "quickstart: whole command / floor's" in md and "| first round |" in md
+    assert (out / "whole.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # the phases drawn
     assert "bench ->" in capsys.readouterr().out

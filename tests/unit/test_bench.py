@@ -65,3 +65,13 @@ def test_rss_of_this_process_is_read():
     import os
 
     assert rss_bytes([os.getpid()]) > 10 * 2**20
+
+
+def test_the_whole_commands_run_from_the_repository_and_find_their_workloads():
+    """The commands run with the repository as their working directory: run from inside the package, its
+    `platform` folder would shadow Python's own `platform` module (pydantic then fails to import)."""
+    from edgeweave.platform.bench.whole import ROOT, WORKLOADS
+
+    assert (ROOT / "pyproject.toml").is_file() and not (ROOT / "platform").exists()
+    for config, plugins in WORKLOADS.values():
+        assert all((ROOT / path).is_file() for path in (config, *plugins))

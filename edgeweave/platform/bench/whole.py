@@ -23,7 +23,7 @@ from typing import Any, Sequence
 from edgeweave.platform.core.errors import RunFailed
 
 SAMPLE = 0.5  # seconds between looks at a running command's memory (a look reads /proc: not too often)
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]  # the repository: edgeweave/platform/bench/whole.py
 WORKLOADS = {  # name: (config, plugins), paths relative to the repository
     "cifar-plugin": ("benchmarks/whole/cifar.yaml", ("benchmarks/whole/cifar_data.py",)),
     "quickstart": ("configs/quickstart.yaml", ()),
@@ -241,6 +241,44 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
                 + " |"
             )
     return "\n".join(lines)
+
+
+def plot(rows: Sequence[dict[str, Any]], out: Path) -> Path:
+    """`out/whole.png`: per workload, the phases of the floor's and the platform's whole command on one time
+    axis (the repeat whose platform command took the median time), so what overlaps and what waits shows."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    workloads = list(dict.fromkeys(r["workload"] for r in rows))
+    fig, axes = plt.subplots(len(workloads), 1, figsize=(9, 1.2 + 3.6 * len(workloads)), squeeze=False)
+    for ax, w in zip(axes[:, 0], workloads):
+        mine = sorted((r for r in rows if r["workload"] == w and r["kind"] == "platform"), key=lambda r: r["wall_s"])
+        repeat = mine[(len(mine) - 1) // 2]["repeat"] if mine else 0
+        spans = {k: latest_timeline(out / w / str(repeat) / k)["phases"] for k in ("floor", "platform")}
+        names = list(dict.fromkeys(s["phase"] for s in sorted(spans["floor"] + spans["platform"], key=_start)))
+        for k, (shift, colour) in {"floor": (-0.2, "0.55"), "platform": (0.2, "tab:blue")}.items():
+            ends = [s["end"] for s in spans[k]]
+            for s in spans[k]:
+                y = names.index(s["phase"]) + shift
+                ax.barh(y, max(s["end"] - s["start"], 0.02), left=s["start"], height=0.36, color=colour)
+            ax.axvline(max(ends), color=colour, linestyle="--", linewidth=1, label=f"{k}: {max(ends):.1f} s")
+        ax.set_yticks(range(len(names)), names, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel("seconds since the process started")
+        ax.set_title(f"{w}: phases of the whole command (repeat {repeat + 1})", fontsize=10)
+        ax.grid(axis="x", alpha=0.3)
+        ax.legend(fontsize=8, loc="upper right")
+    fig.tight_layout()
+    path = out / "whole.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _start(span: dict[str, Any]) -> float:
+    return float(span["start"])
 
 
 def cpu_count() -> int:

@@ -6,4 +6,5 @@ part declares, looked up by name, so the schema imports no part itself. Imports 
 device tiers (`devices`).
 """
 
-MAY_IMPORT = ("core", "devices")  # checked by tests/unit/test_layout.py
+# The rooms this one's modules may import; tests/unit/test_layout.py holds every import to it.
+MAY_IMPORT = ("core", "devices")

@@ -5,4 +5,5 @@ Errors users see (`UserError`), the name-to-class registries and the table of bu
 random streams, NumPy-to-torch views, input paths. Imports nothing else of the platform.
 """
 
-MAY_IMPORT = ()  # checked by tests/unit/test_layout.py
+# The rooms this one's modules may import; tests/unit/test_layout.py holds every import to it.
+MAY_IMPORT = ()

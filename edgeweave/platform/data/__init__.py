@@ -7,7 +7,8 @@ Imports only `core`.
 
 from edgeweave.platform.data.base import DATASETS, ArrayData
 
-MAY_IMPORT = ("core",)  # checked by tests/unit/test_layout.py
+# The rooms this one's modules may import; tests/unit/test_layout.py holds every import to it.
+MAY_IMPORT = ("core",)
 
 
 __all__ = ["DATASETS", "ArrayData", "load_dataset"]

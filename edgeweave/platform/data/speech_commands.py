@@ -49,7 +49,7 @@ PROGRESS_MIN_CLIPS = 4096  # a progress bar only where computing takes a while
 class SpeechCommandsParams(Params):
     root: str = "data/speech_commands"  # Speech Commands v2 in its own layout (relative: to the working dir)
     download: bool = False  # fetch and unpack the v0.02 archive when root has no testing_list.txt
-    words: Optional[list[str]] = None  # None: every word folder
+    words: Optional[list[str]] = None  # null: every word folder
     n_mels: int = Field(40, ge=8)  # log-mel bands: a clip is 1 x n_mels x 101 frames (30 ms windows, 10 ms hops)
 
 

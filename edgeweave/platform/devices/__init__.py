@@ -4,4 +4,5 @@ A new resource model goes in `devices/resources/` (one file, one line in `core/r
 Every time here is absolute virtual seconds. Imports only `core`.
 """
 
-MAY_IMPORT = ("core",)  # checked by tests/unit/test_layout.py
+# The rooms this one's modules may import; tests/unit/test_layout.py holds every import to it.
+MAY_IMPORT = ("core",)

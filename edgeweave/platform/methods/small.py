@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 
 class SmallParams(WidthParams):
-    rate: Optional[float] = Field(None, gt=0, le=1)  # the width every device trains; None: the smallest tier rate
+    rate: Optional[float] = Field(None, gt=0, le=1)  # the width every device trains; null: the smallest tier rate
 
 
 class SmallRules(WidthRules):

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 
 from edgeweave.platform.models.base import MODELS
 
-MAY_IMPORT = ("core",)  # checked by tests/unit/test_layout.py
+# The rooms this one's modules may import; tests/unit/test_layout.py holds every import to it.
+MAY_IMPORT = ("core",)
 
 if TYPE_CHECKING:
     from torch import nn

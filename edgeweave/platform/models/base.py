@@ -15,7 +15,7 @@ from edgeweave.platform.models.norm import Norm
 
 class ModelParams(Params):
     width: float = Field(1.0, gt=0)  # multiplies every hidden layer's channels or units
-    norm: Optional[Norm] = None  # batch norm's policy (platform/models/norm.py); None: the method's paper's
+    norm: Optional[Norm] = None  # batch norm's policy (platform/models/norm.py); null: the method's paper's
     norm_samples: int = Field(2000, ge=1)  # training samples `static` recomputes the statistics from
 
     def has_batch_norm(self) -> bool:

@@ -10,7 +10,8 @@ import numpy as np
 from edgeweave.platform.core.seeding import SERVER, Stream, rng
 from edgeweave.platform.partition.base import PARTITIONERS, Partition
 
-MAY_IMPORT = ("core",)  # checked by tests/unit/test_layout.py
+# The rooms this one's modules may import; tests/unit/test_layout.py holds every import to it.
+MAY_IMPORT = ("core",)
 
 
 __all__ = ["PARTITIONERS", "Partition", "partition_data"]

@@ -6,14 +6,5 @@ each width of the nested family (`widths.py`), and summarises a sweep's trials
 `run`.
 """
 
-MAY_IMPORT = (
-    "core",
-    "config",
-    "data",
-    "partition",
-    "devices",
-    "models",
-    "train",
-    "methods",
-    "run",
-)  # checked by tests/unit/test_layout.py
+# The rooms this one's modules may import; tests/unit/test_layout.py holds every import to it.
+MAY_IMPORT = ("core", "config", "data", "partition", "devices", "models", "train", "methods", "run")

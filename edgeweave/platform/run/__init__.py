@@ -11,13 +11,5 @@ sweep trials: `report`; the search's front: `search`). Imports every stage below
 or `bench`.
 """
 
-MAY_IMPORT = (
-    "core",
-    "config",
-    "data",
-    "partition",
-    "devices",
-    "models",
-    "train",
-    "methods",
-)  # checked by tests/unit/test_layout.py
+# The rooms this one's modules may import; tests/unit/test_layout.py holds every import to it.
+MAY_IMPORT = ("core", "config", "data", "partition", "devices", "models", "train", "methods")

@@ -5,14 +5,5 @@ it); here is the search that makes it (`dse.py`) and its figure (`plots.py`). Im
 up to `run`.
 """
 
-MAY_IMPORT = (
-    "core",
-    "config",
-    "data",
-    "partition",
-    "devices",
-    "models",
-    "train",
-    "methods",
-    "run",
-)  # checked by tests/unit/test_layout.py
+# The rooms this one's modules may import; tests/unit/test_layout.py holds every import to it.
+MAY_IMPORT = ("core", "config", "data", "partition", "devices", "models", "train", "methods", "run")

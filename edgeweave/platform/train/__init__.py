@@ -8,4 +8,5 @@ mini-batch), `batched.py` (devices with one plan trained at once), `task_plans.p
 Imports `core`, `config`, `data` and `models`; knows no method.
 """
 
-MAY_IMPORT = ("core", "config", "data", "models")  # checked by tests/unit/test_layout.py
+# The rooms this one's modules may import; tests/unit/test_layout.py holds every import to it.
+MAY_IMPORT = ("core", "config", "data", "models")

@@ -16,7 +16,7 @@ class UniformParams(Params):
     low: float = Field(0.5, gt=0)  # the least speed multiplier drawn
     high: float = Field(1.0, gt=0)  # the largest speed multiplier drawn (the deadline check's peak)
     availability: float = Field(1.0, gt=0, le=1)  # chance a device is available in a round (or period)
-    period: Optional[float] = Field(None, gt=0)  # None: redrawn each round; else every `period` virtual seconds
+    period: Optional[float] = Field(None, gt=0)  # null: redrawn each round; else every `period` virtual seconds
 
     @model_validator(mode="after")
     def _ordered(self) -> "UniformParams":
