@@ -456,40 +456,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override one config value (repeatable)"
     )
     run.set_defaults(func=cmd_run)
-    run.add_argument(
-        "--plugin",
-        action="append",
-        default=[],
-        metavar="PATH",
-        help="a .py file (relative to the working directory) or importable module of your own parts, "
-        "imported before the config is read (repeatable)",
-    )
     dse = sub.add_parser("dse", help="find DISTREAL's Pareto front of dropout vectors for a config")
     dse.add_argument("config", help="a distreal experiment YAML, e.g. configs/distreal_digits.yaml")
     dse.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     dse.add_argument("--out", help="where to write the front (default: the config's strategy.front)")
     dse.add_argument("--force", action="store_true", help="replace a front that is already there")
     dse.set_defaults(func=cmd_dse)
-    dse.add_argument(
-        "--plugin",
-        action="append",
-        default=[],
-        metavar="PATH",
-        help="a .py file (relative to the working directory) or importable module of your own parts, "
-        "imported before the config is read (repeatable)",
-    )
     sweep = sub.add_parser("sweep", help="sweep policies with Ray Tune: a table, the best config, plots")
     sweep.add_argument("sweep", nargs="?", help="sweep YAML, e.g. configs/sweeps/partition_x_strategy.yaml")
     sweep.add_argument("--resume", metavar="SWEEP_DIR", help="continue an interrupted sweep")
     sweep.set_defaults(func=cmd_sweep)
-    sweep.add_argument(
-        "--plugin",
-        action="append",
-        default=[],
-        metavar="PATH",
-        help="a .py file (relative to the working directory) or importable module of your own parts, "
-        "imported before the config is read (repeatable)",
-    )
+    for command in (run, dse, sweep):
+        command.add_argument(
+            "--plugin",
+            action="append",
+            default=[],
+            metavar="PATH",
+            help="a .py file (relative to the working directory) or importable module of your own parts, "
+            "imported before the config is read (repeatable)",
+        )
     bench = sub.add_parser("bench", help="time the platform against plain PyTorch processes on the same work")
     bench.add_argument("--workers", default="2", help="worker counts to compare, e.g. 1,2 (default 2)")
     bench.add_argument(
