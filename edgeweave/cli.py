@@ -141,12 +141,11 @@ def _load(cfg: "ExperimentConfig") -> tuple["ArrayData", "Partition"]:
     from edgeweave.platform.data import load_dataset
     from edgeweave.platform.devices.resources import build_resources
     from edgeweave.platform.partition import partition_data
-
-    build_resources(cfg.devices.resources, cfg.seed)
-    data = load_dataset(cfg.data, cfg.seed)  # before torch is imported: a missing file fails while Ray imports
-    partition = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed, data.owners)
     from edgeweave.platform.run.server import check_with_data
 
+    build_resources(cfg.devices.resources, cfg.seed)
+    data = load_dataset(cfg.data, cfg.seed)
+    partition = partition_data(cfg.partition, data.y_train, cfg.devices.count, cfg.seed, data.owners)
     check_with_data(cfg, data)
     return data, partition
 
